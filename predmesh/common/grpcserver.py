@@ -1,0 +1,149 @@
+"""gRPC server plumbing shared by every service.
+
+- `ErrorInterceptor` is the single place where `PredmeshError` becomes a gRPC status.
+- `GrpcServer` owns one grpc.aio server, its health service and graceful shutdown.
+
+Lifecycle: construct, `add_servicer(...)` for each service, `await start()`, then
+`await stop()` which flips health to NOT_SERVING before `server.stop(grace)`.
+Everything runs on the caller's event loop; nothing here is thread-safe.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+
+from predmesh.common.errors import ErrorCode, PredmeshError
+from predmesh.common.settings import ServerSettings
+
+log = logging.getLogger(__name__)
+
+STATUS_FOR: dict[ErrorCode, grpc.StatusCode] = {code: getattr(grpc.StatusCode, code.value) for code in ErrorCode}
+INTERNAL_MESSAGE = "internal error"
+
+
+async def _abort_for(err: BaseException, context: grpc.aio.ServicerContext, method: str) -> None:
+    if isinstance(err, PredmeshError):
+        await context.abort(STATUS_FOR[err.code], err.message)
+    log.error("unhandled error in %s", method, exc_info=err)
+    await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
+
+
+class ErrorInterceptor(grpc.aio.ServerInterceptor):
+    """Maps PredmeshError to its gRPC status and anything unexpected to INTERNAL."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                _wrap_unary(handler.unary_unary, method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.stream_unary is not None:
+            return grpc.stream_unary_rpc_method_handler(
+                _wrap_unary(handler.stream_unary, method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                _wrap_stream(handler.unary_stream, method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.stream_stream is not None:
+            return grpc.stream_stream_rpc_method_handler(
+                _wrap_stream(handler.stream_stream, method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+
+def _wrap_unary(inner: Callable[..., Any], method: str) -> Callable[..., Awaitable[Any]]:
+    async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            return await inner(request, context)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as err:  # noqa: BLE001 - mapped to a status, never leaked
+            await _abort_for(err, context, method)
+
+    return call
+
+
+def _wrap_stream(inner: Callable[..., Any], method: str) -> Callable[..., AsyncIterator[Any]]:
+    async def call(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        try:
+            result = inner(request, context)
+            if hasattr(result, "__aiter__"):
+                async for item in result:
+                    yield item
+            else:
+                await result
+        except grpc.aio.AbortError:
+            raise
+        except Exception as err:  # noqa: BLE001
+            await _abort_for(err, context, method)
+
+    return call
+
+
+class GrpcServer:
+    """One grpc.aio server with the error interceptor and a health service."""
+
+    def __init__(
+        self,
+        settings: ServerSettings,
+        interceptors: list[grpc.aio.ServerInterceptor] | None = None,
+        options: list[tuple[str, Any]] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._server = grpc.aio.server(
+            interceptors=[*(interceptors or []), ErrorInterceptor()],
+            options=options or [],
+            maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
+        )
+        self._health = health_aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        self._service_names: list[str] = []
+        self.port: int = 0
+
+    def add_servicer(self, register: Callable[[Any, grpc.aio.Server], None], servicer: Any, name: str) -> None:
+        """Register `servicer` with its generated `add_XServicer_to_server` function."""
+        register(servicer, self._server)
+        self._service_names.append(name)
+
+    @property
+    def address(self) -> str:
+        return f"{self._settings.host}:{self.port}"
+
+    async def start(self) -> int:
+        self.port = self._server.add_insecure_port(f"{self._settings.host}:{self._settings.port}")
+        if self.port == 0:
+            raise RuntimeError(f"could not bind {self._settings.host}:{self._settings.port}")
+        await self._server.start()
+        for name in ["", *self._service_names]:
+            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        return self.port
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Flip health to NOT_SERVING, then let in-flight RPCs finish within the grace period."""
+        await self._health.enter_graceful_shutdown()
+        await self._server.stop(self._settings.grace_s if grace_s is None else grace_s)
+
+    async def wait_for_termination(self) -> None:
+        await self._server.wait_for_termination()

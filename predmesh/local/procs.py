@@ -1,0 +1,219 @@
+"""Managed child processes on loopback ports.
+
+`ManagedProcess` owns one subprocess: it starts it with its output in a log file,
+waits until a readiness probe passes, and stops it (SIGTERM, then SIGKILL after a
+timeout). It is used from one thread; `stop()` is idempotent. Subclasses say how to
+build the command line and how to probe readiness.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """An ephemeral port that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=timeout):
+        return True
+    return False
+
+
+def wait_until(probe: Callable[[], bool], timeout: float, what: str, proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Poll `probe` until it returns True; raise TimeoutError (or RuntimeError if `proc` died)."""
+    deadline = time.monotonic() + timeout
+    delay = 0.01
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {proc.returncode} before it was ready")
+        with contextlib.suppress(Exception):
+            if probe():
+                return
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)
+    raise TimeoutError(f"{what} not ready after {timeout:.1f}s")
+
+
+class ManagedProcess:
+    """One child process with a log file, a readiness probe and a clean stop."""
+
+    name = "process"
+    ready_timeout_s = 30.0
+
+    def __init__(self, workdir: Path | None = None, env: Mapping[str, str] | None = None) -> None:
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix=f"predmesh-{self.name}-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.workdir / f"{self.name}.log"
+        self._extra_env = dict(env or {})
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log_file: object | None = None
+
+    # -- to override -------------------------------------------------------
+    def command(self) -> Sequence[str]:
+        raise NotImplementedError
+
+    def ready(self) -> bool:
+        raise NotImplementedError
+
+    def environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(self._extra_env)
+        return env
+
+    # -- lifecycle ---------------------------------------------------------
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self) -> ManagedProcess:
+        if self.running():
+            return self
+        log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self._log_file = log_file
+        cmd = list(self.command())
+        log.debug("starting %s: %s", self.name, " ".join(cmd))
+        self._proc = subprocess.Popen(
+            cmd,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=self.environment(),
+            cwd=self.workdir,
+            start_new_session=True,
+        )
+        try:
+            wait_until(self.ready, self.ready_timeout_s, self.name, self._proc)
+        except Exception as err:
+            tail = self.log_tail()
+            self.stop()
+            raise RuntimeError(f"{self.name} failed to start: {err}\n--- log tail ---\n{tail}") from err
+        return self
+
+    def stop(self, timeout: float = 10.0, sig: int = signal.SIGTERM) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(sig)
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+        if self._log_file is not None:
+            self._log_file.close()  # type: ignore[attr-defined]
+            self._log_file = None
+
+    def kill(self) -> None:
+        """Hard kill (SIGKILL), as a crash would."""
+        self.stop(timeout=5, sig=signal.SIGKILL)
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def __enter__(self) -> ManagedProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def find_binary(name: str, extra_dirs: Sequence[Path] = ()) -> str:
+    """Locate an executable: next to our interpreter first, then PATH, then `extra_dirs`."""
+    candidates = [Path(sys.executable).parent / name]
+    which = shutil.which(name)
+    if which:
+        candidates.append(Path(which))
+    candidates += [Path(d) / name for d in extra_dirs]
+    for cand in candidates:
+        if cand.is_file() and os.access(cand, os.X_OK):
+            return str(cand)
+    raise FileNotFoundError(f"{name} not found (looked next to {sys.executable}, on PATH and in {list(extra_dirs)})")
+
+
+class RedisServer(ManagedProcess):
+    """A real redis-server on a loopback port, no persistence."""
+
+    name = "redis"
+    ready_timeout_s = 15.0
+
+    def __init__(self, port: int | None = None, workdir: Path | None = None) -> None:
+        super().__init__(workdir)
+        self.host = "127.0.0.1"
+        self.port = port or free_port()
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"
+
+    def command(self) -> Sequence[str]:
+        binary = find_binary("redis-server", [Path("/usr/bin"), Path("/usr/local/bin")])
+        return [
+            binary,
+            "--port", str(self.port),
+            "--bind", self.host,
+            "--save", "",
+            "--appendonly", "no",
+            "--protected-mode", "no",
+            "--dir", str(self.workdir),
+        ]
+
+    def ready(self) -> bool:
+        with socket.create_connection((self.host, self.port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+
+
+class PythonService(ManagedProcess):
+    """A predmesh service run as `python -m <module>`, ready when its gRPC health says SERVING."""
+
+    def __init__(self, name: str, module: str, port: int, env: Mapping[str, str], workdir: Path | None = None) -> None:
+        self.name = name
+        self.module = module
+        self.host = "127.0.0.1"
+        self.port = port
+        super().__init__(workdir, env)
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def command(self) -> Sequence[str]:
+        return [sys.executable, "-m", self.module]
+
+    def ready(self) -> bool:
+        return grpc_health_serving(self.address)
+
+
+def grpc_health_serving(address: str, service: str = "", timeout: float = 0.5) -> bool:
+    """True when the gRPC health service at `address` reports SERVING."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        resp = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
+        return bool(resp.status == health_pb2.HealthCheckResponse.SERVING)

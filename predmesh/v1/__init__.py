@@ -1,0 +1,1 @@
+"""Generated from protos/predmesh/v1. Do not edit."""
