@@ -5,7 +5,7 @@ import warnings
 
 from predmesh.v1 import prediction_pb2 as predmesh_dot_v1_dot_prediction__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.76.0'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -25,7 +25,7 @@ if _version_not_supported:
     )
 
 
-class PredictionServiceStub:
+class PredictionServiceStub(object):
     """Public prediction API served by the gateway (behind Envoy).
     """
 
@@ -52,7 +52,7 @@ class PredictionServiceStub:
                 _registered_method=True)
 
 
-class PredictionServiceServicer:
+class PredictionServiceServicer(object):
     """Public prediction API served by the gateway (behind Envoy).
     """
 
@@ -104,7 +104,7 @@ def add_PredictionServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class PredictionService:
+class PredictionService(object):
     """Public prediction API served by the gateway (behind Envoy).
     """
 
@@ -190,7 +190,7 @@ class PredictionService:
             _registered_method=True)
 
 
-class PredictionCallbackStub:
+class PredictionCallbackStub(object):
     """Implemented by callers of PredictAsync.
     """
 
@@ -207,7 +207,7 @@ class PredictionCallbackStub:
                 _registered_method=True)
 
 
-class PredictionCallbackServicer:
+class PredictionCallbackServicer(object):
     """Implemented by callers of PredictAsync.
     """
 
@@ -233,7 +233,7 @@ def add_PredictionCallbackServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class PredictionCallback:
+class PredictionCallback(object):
     """Implemented by callers of PredictAsync.
     """
 

@@ -1,0 +1,1 @@
+"""Gateway: the public PredictionService (auth, deadline budget, features + inference fan-out, logging)."""

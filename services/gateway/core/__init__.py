@@ -1,0 +1,1 @@
+"""Gateway domain logic; no gRPC imports here."""

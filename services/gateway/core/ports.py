@@ -1,0 +1,45 @@
+"""Interfaces the gateway core calls; transport supplies gRPC implementations, tests small fakes.
+
+Implementations are async, used from one event loop, and owned by the app (opened at start,
+closed at stop). Each call takes the remaining time budget in seconds and must raise a
+PredmeshError (Unavailable, DeadlineExceeded, NotFound, InvalidArgument...) on failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from services.gateway.core.types import FeatureRow, InferenceResult, ModelDescriptor, PredictionRecord, Scalar
+
+
+class FeatureSource(Protocol):
+    async def get(
+        self,
+        entity_type: str,
+        entities: Sequence[tuple[str, dict[str, Scalar]]],
+        features: Sequence[str],
+        timeout_s: float,
+    ) -> list[FeatureRow]:
+        """Feature rows aligned with `entities`, values aligned with `features`."""
+        ...
+
+
+class ModelRunner(Protocol):
+    async def describe(self, model: str, version: str, timeout_s: float) -> ModelDescriptor: ...
+
+    async def infer(
+        self,
+        model: str,
+        version: str,
+        features: Sequence[str],
+        rows: Sequence[Sequence[Scalar]],
+        request_id: str,
+        timeout_s: float,
+    ) -> InferenceResult: ...
+
+
+class PredictionSink(Protocol):
+    def emit(self, record: PredictionRecord) -> bool:
+        """Queue a record without blocking; False if it could not be queued."""
+        ...

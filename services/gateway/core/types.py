@@ -1,0 +1,93 @@
+"""Domain types of the gateway (plain dataclasses; transport converts to/from protobuf)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+Scalar = float | str | bool
+
+
+@dataclass(frozen=True, slots=True)
+class PredictInput:
+    request_id: str
+    model: str
+    version: str
+    entity_id: str
+    context: dict[str, Scalar]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelDescriptor:
+    """What the gateway needs to know about a model version to assemble its features."""
+
+    name: str
+    version: str
+    entity_type: str
+    features: tuple[str, ...]
+    task: str
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureRow:
+    entity_id: str
+    values: tuple[Scalar, ...]
+    missing: tuple[str, ...] = ()
+    invalid: tuple[str, ...] = ()
+    entity_unknown: bool = False
+
+    @property
+    def defaulted(self) -> tuple[str, ...]:
+        return self.missing + self.invalid
+
+
+@dataclass(frozen=True, slots=True)
+class Score:
+    score: float
+    scores: tuple[float, ...] = ()
+    label: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class InferenceResult:
+    version: str
+    scores: tuple[Score, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Timings:
+    features_ms: float = 0.0
+    inference_ms: float = 0.0
+    total_ms: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class PredictOutput:
+    request_id: str
+    model: str
+    model_version: str
+    entity_id: str
+    score: Score
+    arm: str
+    timings: Timings
+    defaulted_features: tuple[str, ...] = ()
+    degraded: bool = False
+    degraded_reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PredictionRecord:
+    """One joined log record per scored entity (see events.proto PredictionEvent)."""
+
+    request_id: str
+    model: str
+    model_version: str
+    arm: str
+    entity_id: str
+    features_hash: str
+    score: Score
+    latency_ms: float
+    degraded: bool
+    degraded_reason: str
+    timestamp_s: float
+    defaulted_features: tuple[str, ...] = field(default_factory=tuple)
+    trace_id: str = ""

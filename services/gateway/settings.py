@@ -1,0 +1,47 @@
+"""Gateway settings (env prefix PREDMESH_GATEWAY_)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from predmesh.common.settings import ServerSettings
+
+
+class GatewaySettings(ServerSettings):
+    """Settings of the gateway service; every field can be set as PREDMESH_GATEWAY_<FIELD>."""
+
+    model_config = SettingsConfigDict(env_prefix="PREDMESH_GATEWAY_")
+
+    features_target: str = Field("127.0.0.1:50052", description="host:port of the features service.")
+    inference_target: str = Field("127.0.0.1:50053", description="host:port of the inference orchestrator.")
+    logger_target: str = Field(
+        "", description="host:port of the logger service; empty disables prediction logging."
+    )
+    default_deadline_ms: float = Field(
+        1000.0, description="Deadline applied when the caller sets none (milliseconds)."
+    )
+    features_timeout_ms: float = Field(
+        150.0, description="Upper bound on the feature fetch, within the request deadline (milliseconds)."
+    )
+    inference_timeout_ms: float = Field(
+        500.0, description="Upper bound on the inference call, within the request deadline (milliseconds)."
+    )
+    model_cache_ttl_ms: float = Field(
+        5000.0, description="How long model descriptions (features, entity type) are cached (milliseconds)."
+    )
+    max_batch_items: int = Field(1024, description="Most entities accepted in one PredictBatch call.")
+    max_pending_async: int = Field(
+        1000, description="Most PredictAsync requests in flight; more get RESOURCE_EXHAUSTED."
+    )
+    callback_timeout_ms: float = Field(
+        2000.0, description="Deadline of one callback delivery attempt (milliseconds)."
+    )
+    callback_attempts: int = Field(3, description="Delivery attempts per async result before it is given up.")
+    api_keys: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description=(
+            "API key -> models it may call ('*' = all). Empty disables auth. "
+            'As env: PREDMESH_GATEWAY_API_KEYS=\'{"key1": ["fraud"], "admin": ["*"]}\'.'
+        ),
+    )

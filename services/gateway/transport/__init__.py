@@ -1,0 +1,1 @@
+"""gRPC side of the gateway: servicer, converters and upstream clients."""

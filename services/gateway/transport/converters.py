@@ -1,0 +1,91 @@
+"""protobuf <-> gateway domain conversions (the only place that knows both)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from predmesh.v1 import common_pb2, prediction_pb2
+from services.gateway.core.types import PredictInput, PredictOutput, Scalar, Score, Timings
+from services.gateway.errors import InvalidArgument
+
+
+def value_to_scalar(value: common_pb2.Value, name: str) -> Scalar:
+    kind = value.WhichOneof("kind")
+    if kind == "number_value":
+        return value.number_value
+    if kind == "string_value":
+        return value.string_value
+    if kind == "bool_value":
+        return value.bool_value
+    raise InvalidArgument(f"feature {name!r} has no value set")
+
+
+def scalar_to_value(value: Scalar) -> common_pb2.Value:
+    if isinstance(value, bool):
+        return common_pb2.Value(bool_value=value)
+    if isinstance(value, str):
+        return common_pb2.Value(string_value=value)
+    return common_pb2.Value(number_value=float(value))
+
+
+def context_from_pb(context: Mapping[str, common_pb2.Value]) -> dict[str, Scalar]:
+    return {name: value_to_scalar(value, name) for name, value in context.items()}
+
+
+def predict_input(req: prediction_pb2.PredictRequest) -> PredictInput:
+    return PredictInput(
+        request_id=req.request_id,
+        model=req.model,
+        version=req.version,
+        entity_id=req.entity_id,
+        context=context_from_pb(req.context),
+    )
+
+
+def batch_inputs(req: prediction_pb2.PredictBatchRequest) -> list[PredictInput]:
+    return [
+        PredictInput(
+            request_id=req.request_id,
+            model=req.model,
+            version=req.version,
+            entity_id=item.entity_id,
+            context=context_from_pb(item.context),
+        )
+        for item in req.items
+    ]
+
+
+def score_to_pb(score: Score) -> common_pb2.Prediction:
+    return common_pb2.Prediction(score=score.score, scores=list(score.scores), label=score.label)
+
+
+def score_from_pb(pred: common_pb2.Prediction) -> Score:
+    return Score(score=pred.score, scores=tuple(pred.scores), label=pred.label)
+
+
+def timings_to_pb(t: Timings) -> common_pb2.Timings:
+    return common_pb2.Timings(features_ms=t.features_ms, inference_ms=t.inference_ms, total_ms=t.total_ms)
+
+
+def predict_response(out: PredictOutput) -> prediction_pb2.PredictResponse:
+    return prediction_pb2.PredictResponse(
+        request_id=out.request_id,
+        model=out.model,
+        model_version=out.model_version,
+        prediction=score_to_pb(out.score),
+        degraded=out.degraded,
+        degraded_reason=out.degraded_reason,
+        defaulted_features=list(out.defaulted_features),
+        timings=timings_to_pb(out.timings),
+        entity_id=out.entity_id,
+        arm=out.arm,
+    )
+
+
+def batch_response(request_id: str, outs: Sequence[PredictOutput]) -> prediction_pb2.PredictBatchResponse:
+    timings = outs[0].timings if outs else Timings()
+    return prediction_pb2.PredictBatchResponse(
+        request_id=request_id or (outs[0].request_id.rsplit("/", 1)[0] if outs else ""),
+        results=[predict_response(o) for o in outs],
+        timings=timings_to_pb(timings),
+    )

@@ -1,0 +1,71 @@
+"""PredictionService servicer: protobuf in, core call, protobuf out. Nothing else."""
+
+from __future__ import annotations
+
+import grpc
+
+from predmesh.common.deadline import Deadline
+from predmesh.v1 import prediction_pb2, prediction_pb2_grpc
+from services.gateway.core.async_jobs import AsyncDispatcher
+from services.gateway.core.auth import ApiKeyAuthorizer
+from services.gateway.core.predictor import Predictor
+from services.gateway.errors import InvalidArgument
+from services.gateway.transport import converters
+
+
+def api_key(context: grpc.aio.ServicerContext) -> str | None:
+    for key, value in context.invocation_metadata() or ():
+        if key == "x-api-key":
+            return str(value)
+        if key == "authorization" and str(value).lower().startswith("bearer "):
+            return str(value)[7:].strip()
+    return None
+
+
+class PredictionServicer(prediction_pb2_grpc.PredictionServiceServicer):
+    def __init__(
+        self,
+        predictor: Predictor,
+        dispatcher: AsyncDispatcher,
+        authorizer: ApiKeyAuthorizer,
+        default_deadline_s: float,
+    ) -> None:
+        self._predictor = predictor
+        self._dispatcher = dispatcher
+        self._auth = authorizer
+        self._default_deadline_s = default_deadline_s
+
+    def _deadline(self, context: grpc.aio.ServicerContext) -> Deadline:
+        remaining = context.time_remaining()
+        return Deadline.after(self._default_deadline_s if remaining is None else remaining)
+
+    async def Predict(
+        self, request: prediction_pb2.PredictRequest, context: grpc.aio.ServicerContext
+    ) -> prediction_pb2.PredictResponse:
+        self._auth.check(api_key(context), request.model)
+        out = await self._predictor.predict(converters.predict_input(request), self._deadline(context))
+        return converters.predict_response(out)
+
+    async def PredictBatch(
+        self, request: prediction_pb2.PredictBatchRequest, context: grpc.aio.ServicerContext
+    ) -> prediction_pb2.PredictBatchResponse:
+        self._auth.check(api_key(context), request.model)
+        outs = await self._predictor.predict_batch(
+            request.request_id,
+            request.model,
+            request.version,
+            converters.batch_inputs(request),
+            self._deadline(context),
+        )
+        return converters.batch_response(request.request_id, outs)
+
+    async def PredictAsync(
+        self, request: prediction_pb2.PredictAsyncRequest, context: grpc.aio.ServicerContext
+    ) -> prediction_pb2.PredictAsyncResponse:
+        if not request.HasField("request"):
+            raise InvalidArgument("request is required")
+        self._auth.check(api_key(context), request.request.model)
+        request_id = self._dispatcher.submit(
+            converters.predict_input(request.request), request.callback_target
+        )
+        return prediction_pb2.PredictAsyncResponse(request_id=request_id)

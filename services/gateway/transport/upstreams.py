@@ -1,0 +1,156 @@
+"""gRPC clients for the gateway's upstreams (features, orchestrator, async callbacks).
+
+Each client wraps one long-lived channel owned by the app (opened at start, closed at
+stop); every call carries a deadline; upstream failures become PredmeshErrors.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import grpc
+
+from predmesh.common.errors import PredmeshError
+from predmesh.common.grpcclient import insecure_channel, upstream_error
+from predmesh.v1 import (
+    features_pb2,
+    features_pb2_grpc,
+    inference_pb2,
+    inference_pb2_grpc,
+    prediction_pb2,
+    prediction_pb2_grpc,
+)
+from services.gateway.core.types import FeatureRow, InferenceResult, ModelDescriptor, PredictOutput, Scalar
+from services.gateway.transport.converters import (
+    predict_response,
+    scalar_to_value,
+    score_from_pb,
+    value_to_scalar,
+)
+
+
+class FeaturesClient:
+    """FeatureSource over the features service's gRPC API."""
+
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self._stub = features_pb2_grpc.FeatureServiceStub(channel)
+
+    async def get(
+        self,
+        entity_type: str,
+        entities: Sequence[tuple[str, dict[str, Scalar]]],
+        features: Sequence[str],
+        timeout_s: float,
+    ) -> list[FeatureRow]:
+        request = features_pb2.GetFeaturesRequest(
+            entity_type=entity_type,
+            entities=[
+                features_pb2.EntityKey(
+                    entity_id=entity_id, context={k: scalar_to_value(v) for k, v in context.items()}
+                )
+                for entity_id, context in entities
+            ],
+            features=list(features),
+        )
+        try:
+            response = await self._stub.GetFeatures(request, timeout=timeout_s)
+        except grpc.aio.AioRpcError as err:
+            raise upstream_error(err, "features") from err
+        return [
+            FeatureRow(
+                entity_id=vec.entity_id,
+                values=tuple(value_to_scalar(v, name) for v, name in zip(vec.values, features, strict=True)),
+                missing=tuple(vec.missing),
+                invalid=tuple(vec.invalid),
+                entity_unknown=vec.entity_unknown,
+            )
+            for vec in response.vectors
+        ]
+
+
+class InferenceClient:
+    """ModelRunner over the orchestrator's gRPC API."""
+
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self._stub = inference_pb2_grpc.InferenceServiceStub(channel)
+
+    async def describe(self, model: str, version: str, timeout_s: float) -> ModelDescriptor:
+        try:
+            info = await self._stub.GetModel(
+                inference_pb2.GetModelRequest(model=model, version=version), timeout=timeout_s
+            )
+        except grpc.aio.AioRpcError as err:
+            raise upstream_error(err, "inference") from err
+        return ModelDescriptor(
+            name=info.name,
+            version=info.version,
+            entity_type=info.entity_type,
+            features=tuple(info.features),
+            task=info.task,
+        )
+
+    async def infer(
+        self,
+        model: str,
+        version: str,
+        features: Sequence[str],
+        rows: Sequence[Sequence[Scalar]],
+        request_id: str,
+        timeout_s: float,
+    ) -> InferenceResult:
+        request = inference_pb2.InferRequest(
+            request_id=request_id,
+            model=model,
+            version=version,
+            feature_names=list(features),
+            rows=[inference_pb2.Row(values=[scalar_to_value(v) for v in row]) for row in rows],
+        )
+        try:
+            response = await self._stub.Infer(request, timeout=timeout_s)
+        except grpc.aio.AioRpcError as err:
+            raise upstream_error(err, "inference") from err
+        return InferenceResult(
+            version=response.model_version, scores=tuple(score_from_pb(p) for p in response.predictions)
+        )
+
+
+class CallbackClient:
+    """Delivers PredictAsync results to callers' PredictionCallback servers.
+
+    Keeps at most `max_channels` channels open (least recently used closed first).
+    """
+
+    def __init__(self, max_channels: int = 64) -> None:
+        self._channels: OrderedDict[str, grpc.aio.Channel] = OrderedDict()
+        self._max = max_channels
+
+    async def _channel(self, target: str) -> grpc.aio.Channel:
+        channel = self._channels.pop(target, None) or insecure_channel(target)
+        self._channels[target] = channel
+        while len(self._channels) > self._max:
+            _, old = self._channels.popitem(last=False)
+            await old.close(grace=1.0)
+        return channel
+
+    async def deliver(
+        self,
+        target: str,
+        request_id: str,
+        output: PredictOutput | None,
+        error: PredmeshError | None,
+        timeout_s: float,
+    ) -> None:
+        delivery = prediction_pb2.CallbackDelivery(request_id=request_id)
+        if output is not None:
+            delivery.response.CopyFrom(predict_response(output))
+        if error is not None:
+            delivery.error_code = error.code.value
+            delivery.error_message = error.message
+        stub = prediction_pb2_grpc.PredictionCallbackStub(await self._channel(target))
+        await stub.OnPrediction(delivery, timeout=timeout_s)
+
+    async def close(self) -> None:
+        channels, self._channels = list(self._channels.values()), OrderedDict()
+        for channel in channels:
+            await channel.close()

@@ -1,0 +1,105 @@
+"""Small in-memory fakes of the gateway's ports, for unit tests of the core."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from predmesh.common.errors import PredmeshError
+from services.gateway.core.types import (
+    FeatureRow,
+    InferenceResult,
+    ModelDescriptor,
+    PredictionRecord,
+    PredictOutput,
+    Scalar,
+    Score,
+)
+from services.gateway.errors import NotFound
+
+FEATURES = ("amount", "country")
+
+
+class FakeFeatures:
+    def __init__(self, error: PredmeshError | None = None) -> None:
+        self.calls: list[tuple[str, list[tuple[str, dict[str, Scalar]]], tuple[str, ...], float]] = []
+        self.error = error
+
+    async def get(
+        self,
+        entity_type: str,
+        entities: Sequence[tuple[str, dict[str, Scalar]]],
+        features: Sequence[str],
+        timeout_s: float,
+    ) -> list[FeatureRow]:
+        self.calls.append((entity_type, list(entities), tuple(features), timeout_s))
+        if self.error:
+            raise self.error
+        rows = []
+        for entity_id, context in entities:
+            amount = context.get("amount")
+            rows.append(
+                FeatureRow(
+                    entity_id=entity_id,
+                    values=(float(amount) if amount is not None else 0.0, "US"),
+                    missing=() if amount is not None else ("amount",),
+                )
+            )
+        return rows
+
+
+class FakeModels:
+    """Scores a row as amount / 1000; knows one model 'fraud' with versions 1 and 2."""
+
+    def __init__(self) -> None:
+        self.describe_calls = 0
+        self.infer_calls: list[tuple[str, str, int]] = []
+
+    async def describe(self, model: str, version: str, timeout_s: float) -> ModelDescriptor:
+        self.describe_calls += 1
+        if model != "fraud" or version not in ("", "1", "2"):
+            raise NotFound(f"model {model!r} version {version!r} not found")
+        return ModelDescriptor("fraud", version or "2", "user", FEATURES, "classifier")
+
+    async def infer(
+        self,
+        model: str,
+        version: str,
+        features: Sequence[str],
+        rows: Sequence[Sequence[Scalar]],
+        request_id: str,
+        timeout_s: float,
+    ) -> InferenceResult:
+        self.infer_calls.append((model, version, len(rows)))
+        scores = tuple(Score(score=float(row[0]) / 1000.0, label="fraud") for row in rows)
+        return InferenceResult(version=version, scores=scores)
+
+
+class ListSink:
+    def __init__(self, capacity: int = 1000) -> None:
+        self.records: list[PredictionRecord] = []
+        self.capacity = capacity
+
+    def emit(self, record: PredictionRecord) -> bool:
+        if len(self.records) >= self.capacity:
+            return False
+        self.records.append(record)
+        return True
+
+
+class RecordingCallbacks:
+    def __init__(self, failures: int = 0) -> None:
+        self.deliveries: list[tuple[str, str, PredictOutput | None, PredmeshError | None]] = []
+        self.failures = failures
+
+    async def deliver(
+        self,
+        target: str,
+        request_id: str,
+        output: PredictOutput | None,
+        error: PredmeshError | None,
+        timeout_s: float,
+    ) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise ConnectionError("callback target down")
+        self.deliveries.append((target, request_id, output, error))
