@@ -14,7 +14,7 @@ class Value(_message.Message):
     number_value: float
     string_value: str
     bool_value: bool
-    def __init__(self, number_value: _Optional[float] = ..., string_value: _Optional[str] = ..., bool_value: bool = ...) -> None: ...
+    def __init__(self, number_value: _Optional[float] = ..., string_value: _Optional[str] = ..., bool_value: _Optional[bool] = ...) -> None: ...
 
 class Prediction(_message.Message):
     __slots__ = ("score", "scores", "label")

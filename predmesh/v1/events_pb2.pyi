@@ -38,7 +38,7 @@ class PredictionEvent(_message.Message):
     trace_id: str
     timestamp: _timestamp_pb2.Timestamp
     defaulted_features: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., model_version: _Optional[str] = ..., arm: _Optional[str] = ..., entity_id: _Optional[str] = ..., features_hash: _Optional[str] = ..., prediction: _Optional[_Union[_common_pb2.Prediction, _Mapping]] = ..., latency_ms: _Optional[float] = ..., degraded: bool = ..., degraded_reason: _Optional[str] = ..., trace_id: _Optional[str] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., defaulted_features: _Optional[_Iterable[str]] = ...) -> None: ...
+    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., model_version: _Optional[str] = ..., arm: _Optional[str] = ..., entity_id: _Optional[str] = ..., features_hash: _Optional[str] = ..., prediction: _Optional[_Union[_common_pb2.Prediction, _Mapping]] = ..., latency_ms: _Optional[float] = ..., degraded: _Optional[bool] = ..., degraded_reason: _Optional[str] = ..., trace_id: _Optional[str] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., defaulted_features: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class EventBatch(_message.Message):
     __slots__ = ("sequence", "events")

@@ -5,7 +5,7 @@ import warnings
 
 from predmesh.v1 import events_pb2 as predmesh_dot_v1_dot_events__pb2
 
-GRPC_GENERATED_VERSION = '1.76.0'
+GRPC_GENERATED_VERSION = '1.81.1'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -25,7 +25,7 @@ if _version_not_supported:
     )
 
 
-class LoggerServiceStub(object):
+class LoggerServiceStub:
     """Prediction logger: callers stream batches and get one ack per batch once
     the batch is durable (produced to Kafka or journaled to disk).
     """
@@ -43,7 +43,7 @@ class LoggerServiceStub(object):
                 _registered_method=True)
 
 
-class LoggerServiceServicer(object):
+class LoggerServiceServicer:
     """Prediction logger: callers stream batches and get one ack per batch once
     the batch is durable (produced to Kafka or journaled to disk).
     """
@@ -70,7 +70,7 @@ def add_LoggerServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class LoggerService(object):
+class LoggerService:
     """Prediction logger: callers stream batches and get one ack per batch once
     the batch is durable (produced to Kafka or journaled to disk).
     """

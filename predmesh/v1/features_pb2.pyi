@@ -44,7 +44,7 @@ class FeatureVector(_message.Message):
     missing: _containers.RepeatedScalarFieldContainer[str]
     invalid: _containers.RepeatedScalarFieldContainer[str]
     entity_unknown: bool
-    def __init__(self, entity_id: _Optional[str] = ..., values: _Optional[_Iterable[_Union[_common_pb2.Value, _Mapping]]] = ..., missing: _Optional[_Iterable[str]] = ..., invalid: _Optional[_Iterable[str]] = ..., entity_unknown: bool = ...) -> None: ...
+    def __init__(self, entity_id: _Optional[str] = ..., values: _Optional[_Iterable[_Union[_common_pb2.Value, _Mapping]]] = ..., missing: _Optional[_Iterable[str]] = ..., invalid: _Optional[_Iterable[str]] = ..., entity_unknown: _Optional[bool] = ...) -> None: ...
 
 class GetFeaturesResponse(_message.Message):
     __slots__ = ("vectors",)
@@ -78,7 +78,7 @@ class FeatureSpec(_message.Message):
     has_max: bool
     max: float
     categories: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., dtype: _Optional[str] = ..., source: _Optional[str] = ..., default: _Optional[_Union[_common_pb2.Value, _Mapping]] = ..., has_min: bool = ..., min: _Optional[float] = ..., has_max: bool = ..., max: _Optional[float] = ..., categories: _Optional[_Iterable[str]] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., dtype: _Optional[str] = ..., source: _Optional[str] = ..., default: _Optional[_Union[_common_pb2.Value, _Mapping]] = ..., has_min: _Optional[bool] = ..., min: _Optional[float] = ..., has_max: _Optional[bool] = ..., max: _Optional[float] = ..., categories: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class FeatureGroupInfo(_message.Message):
     __slots__ = ("entity_type", "features")

@@ -5,7 +5,7 @@ import warnings
 
 from predmesh.v1 import features_pb2 as predmesh_dot_v1_dot_features__pb2
 
-GRPC_GENERATED_VERSION = '1.76.0'
+GRPC_GENERATED_VERSION = '1.81.1'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -25,7 +25,7 @@ if _version_not_supported:
     )
 
 
-class FeatureServiceStub(object):
+class FeatureServiceStub:
     """Online feature assembly over Redis.
     """
 
@@ -47,7 +47,7 @@ class FeatureServiceStub(object):
                 _registered_method=True)
 
 
-class FeatureServiceServicer(object):
+class FeatureServiceServicer:
     """Online feature assembly over Redis.
     """
 
@@ -86,7 +86,7 @@ def add_FeatureServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class FeatureService(object):
+class FeatureService:
     """Online feature assembly over Redis.
     """
 

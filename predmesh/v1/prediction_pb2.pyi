@@ -50,7 +50,7 @@ class PredictResponse(_message.Message):
     timings: _common_pb2.Timings
     entity_id: str
     arm: str
-    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., model_version: _Optional[str] = ..., prediction: _Optional[_Union[_common_pb2.Prediction, _Mapping]] = ..., degraded: bool = ..., degraded_reason: _Optional[str] = ..., defaulted_features: _Optional[_Iterable[str]] = ..., timings: _Optional[_Union[_common_pb2.Timings, _Mapping]] = ..., entity_id: _Optional[str] = ..., arm: _Optional[str] = ...) -> None: ...
+    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., model_version: _Optional[str] = ..., prediction: _Optional[_Union[_common_pb2.Prediction, _Mapping]] = ..., degraded: _Optional[bool] = ..., degraded_reason: _Optional[str] = ..., defaulted_features: _Optional[_Iterable[str]] = ..., timings: _Optional[_Union[_common_pb2.Timings, _Mapping]] = ..., entity_id: _Optional[str] = ..., arm: _Optional[str] = ...) -> None: ...
 
 class PredictBatchRequest(_message.Message):
     __slots__ = ("request_id", "model", "version", "items")

@@ -5,7 +5,7 @@ import warnings
 
 from predmesh.v1 import prediction_pb2 as predmesh_dot_v1_dot_prediction__pb2
 
-GRPC_GENERATED_VERSION = '1.76.0'
+GRPC_GENERATED_VERSION = '1.81.1'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -25,7 +25,7 @@ if _version_not_supported:
     )
 
 
-class PredictionServiceStub(object):
+class PredictionServiceStub:
     """Public prediction API served by the gateway (behind Envoy).
     """
 
@@ -52,7 +52,7 @@ class PredictionServiceStub(object):
                 _registered_method=True)
 
 
-class PredictionServiceServicer(object):
+class PredictionServiceServicer:
     """Public prediction API served by the gateway (behind Envoy).
     """
 
@@ -104,7 +104,7 @@ def add_PredictionServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class PredictionService(object):
+class PredictionService:
     """Public prediction API served by the gateway (behind Envoy).
     """
 
@@ -190,7 +190,7 @@ class PredictionService(object):
             _registered_method=True)
 
 
-class PredictionCallbackStub(object):
+class PredictionCallbackStub:
     """Implemented by callers of PredictAsync.
     """
 
@@ -207,7 +207,7 @@ class PredictionCallbackStub(object):
                 _registered_method=True)
 
 
-class PredictionCallbackServicer(object):
+class PredictionCallbackServicer:
     """Implemented by callers of PredictAsync.
     """
 
@@ -233,7 +233,7 @@ def add_PredictionCallbackServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class PredictionCallback(object):
+class PredictionCallback:
     """Implemented by callers of PredictAsync.
     """
 
