@@ -19,9 +19,8 @@ OUT_PACKAGE = ROOT / "predmesh" / "v1"
 
 
 def generate(out_root: Path) -> None:
-    from grpc_tools import protoc  # dev dependency: grpcio-tools
-
     import grpc_tools
+    from grpc_tools import protoc  # dev dependency: grpcio-tools
 
     protos = sorted(str(p.relative_to(PROTO_ROOT)) for p in (PROTO_ROOT / "predmesh" / "v1").glob("*.proto"))
     include = Path(grpc_tools.__file__).parent / "_proto"
@@ -36,7 +35,9 @@ def generate(out_root: Path) -> None:
     ]
     if protoc.main(args) != 0:
         raise SystemExit("protoc failed")
-    (out_root / "predmesh" / "v1" / "__init__.py").write_text('"""Generated from protos/predmesh/v1. Do not edit."""\n')
+    (out_root / "predmesh" / "v1" / "__init__.py").write_text(
+        '"""Generated from protos/predmesh/v1. Do not edit."""\n'
+    )
 
 
 def main() -> int:
@@ -49,7 +50,9 @@ def main() -> int:
         fresh = tmp_root / "predmesh" / "v1"
         if args.check:
             names = sorted(p.name for p in fresh.iterdir())
-            current = sorted(p.name for p in OUT_PACKAGE.iterdir() if p.is_file()) if OUT_PACKAGE.exists() else []
+            current = (
+                sorted(p.name for p in OUT_PACKAGE.iterdir() if p.is_file()) if OUT_PACKAGE.exists() else []
+            )
             stale = names != current or any(
                 not filecmp.cmp(fresh / n, OUT_PACKAGE / n, shallow=False) for n in names
             )

@@ -23,7 +23,9 @@ from predmesh.common.settings import ServerSettings
 
 log = logging.getLogger(__name__)
 
-STATUS_FOR: dict[ErrorCode, grpc.StatusCode] = {code: getattr(grpc.StatusCode, code.value) for code in ErrorCode}
+STATUS_FOR: dict[ErrorCode, grpc.StatusCode] = {
+    code: getattr(grpc.StatusCode, code.value) for code in ErrorCode
+}
 INTERNAL_MESSAGE = "internal error"
 
 
@@ -79,7 +81,7 @@ def _wrap_unary(inner: Callable[..., Any], method: str) -> Callable[..., Awaitab
             return await inner(request, context)
         except grpc.aio.AbortError:
             raise
-        except Exception as err:  # noqa: BLE001 - mapped to a status, never leaked
+        except Exception as err:
             await _abort_for(err, context, method)
 
     return call
@@ -96,7 +98,7 @@ def _wrap_stream(inner: Callable[..., Any], method: str) -> Callable[..., AsyncI
                 await result
         except grpc.aio.AbortError:
             raise
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:
             await _abort_for(err, context, method)
 
     return call
@@ -122,7 +124,9 @@ class GrpcServer:
         self._service_names: list[str] = []
         self.port: int = 0
 
-    def add_servicer(self, register: Callable[[Any, grpc.aio.Server], None], servicer: Any, name: str) -> None:
+    def add_servicer(
+        self, register: Callable[[Any, grpc.aio.Server], None], servicer: Any, name: str
+    ) -> None:
         """Register `servicer` with its generated `add_XServicer_to_server` function."""
         register(servicer, self._server)
         self._service_names.append(name)

@@ -37,7 +37,9 @@ def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
     return False
 
 
-def wait_until(probe: Callable[[], bool], timeout: float, what: str, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_until(
+    probe: Callable[[], bool], timeout: float, what: str, proc: subprocess.Popen[bytes] | None = None
+) -> None:
     """Poll `probe` until it returns True; raise TimeoutError (or RuntimeError if `proc` died)."""
     deadline = time.monotonic() + timeout
     delay = 0.01
@@ -89,7 +91,7 @@ class ManagedProcess:
     def start(self) -> ManagedProcess:
         if self.running():
             return self
-        log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        log_file = open(self.log_path, "ab")
         self._log_file = log_file
         cmd = list(self.command())
         log.debug("starting %s: %s", self.name, " ".join(cmd))
@@ -151,7 +153,9 @@ def find_binary(name: str, extra_dirs: Sequence[Path] = ()) -> str:
     for cand in candidates:
         if cand.is_file() and os.access(cand, os.X_OK):
             return str(cand)
-    raise FileNotFoundError(f"{name} not found (looked next to {sys.executable}, on PATH and in {list(extra_dirs)})")
+    raise FileNotFoundError(
+        f"{name} not found (looked next to {sys.executable}, on PATH and in {list(extra_dirs)})"
+    )
 
 
 class RedisServer(ManagedProcess):
@@ -173,12 +177,18 @@ class RedisServer(ManagedProcess):
         binary = find_binary("redis-server", [Path("/usr/bin"), Path("/usr/local/bin")])
         return [
             binary,
-            "--port", str(self.port),
-            "--bind", self.host,
-            "--save", "",
-            "--appendonly", "no",
-            "--protected-mode", "no",
-            "--dir", str(self.workdir),
+            "--port",
+            str(self.port),
+            "--bind",
+            self.host,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "no",
+            "--dir",
+            str(self.workdir),
         ]
 
     def ready(self) -> bool:
@@ -190,7 +200,9 @@ class RedisServer(ManagedProcess):
 class PythonService(ManagedProcess):
     """A predmesh service run as `python -m <module>`, ready when its gRPC health says SERVING."""
 
-    def __init__(self, name: str, module: str, port: int, env: Mapping[str, str], workdir: Path | None = None) -> None:
+    def __init__(
+        self, name: str, module: str, port: int, env: Mapping[str, str], workdir: Path | None = None
+    ) -> None:
         self.name = name
         self.module = module
         self.host = "127.0.0.1"

@@ -1,0 +1,175 @@
+"""The `predmesh` command line: run the local mesh and talk to it.
+
+predmesh up                      start Redis, the services, demo features and models on loopback
+predmesh predict --model fraud --entity u00042 --context amount=120.5 channel=web
+predmesh features load --redis-url URL --entity-type user FILE
+predmesh logs tail ...           print prediction events from Kafka (when the logger runs)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+STATE_FILE = "mesh.json"
+
+
+def _context_value(text: str) -> tuple[str, object]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"context must be name=value, got {text!r}")
+    name, raw = text.split("=", 1)
+    low = raw.lower()
+    if low in ("true", "false"):
+        return name, low == "true"
+    try:
+        return name, float(raw)
+    except ValueError:
+        return name, raw
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from predmesh.local.mesh import LocalMesh, MeshOptions
+
+    mesh = LocalMesh(
+        MeshOptions(state_dir=Path(args.state_dir), demo_users=args.users, gateway_port=args.gateway_port)
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    print("predmesh: starting the local mesh (first run trains the demo models)...", flush=True)
+    with mesh:
+        info = mesh.describe()
+        (mesh.state_dir / STATE_FILE).write_text(
+            json.dumps({"gateway": mesh.gateway_address, **info}, indent=2)
+        )
+        print("predmesh is up:")
+        for name, where in info.items():
+            print(f"  {name:38s} {where}")
+        print("\ntry:\n  predmesh predict --model fraud --entity u00042 --context amount=120.5 channel=web")
+        print("\nCtrl-C stops everything.", flush=True)
+        stop.wait()
+        print("predmesh: stopping...", flush=True)
+    return 0
+
+
+def _default_target(state_dir: str) -> str:
+    path = Path(state_dir) / STATE_FILE
+    try:
+        return str(json.loads(path.read_text())["gateway"])
+    except (OSError, KeyError, ValueError):
+        raise SystemExit(
+            f"no --target given and no running mesh found in {path} (start one with `predmesh up`)"
+        ) from None
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import grpc
+    from google.protobuf.json_format import MessageToDict
+
+    from predmesh.v1 import common_pb2, prediction_pb2, prediction_pb2_grpc
+
+    def value(v: object) -> common_pb2.Value:
+        if isinstance(v, bool):
+            return common_pb2.Value(bool_value=v)
+        if isinstance(v, float):
+            return common_pb2.Value(number_value=v)
+        return common_pb2.Value(string_value=str(v))
+
+    context = {name: value(v) for name, v in (args.context or [])}
+    target = args.target or _default_target(args.state_dir)
+    metadata = [("x-api-key", args.api_key)] if args.api_key else []
+    with grpc.insecure_channel(target) as channel:
+        stub = prediction_pb2_grpc.PredictionServiceStub(channel)
+        try:
+            if len(args.entity) == 1:
+                response = stub.Predict(
+                    prediction_pb2.PredictRequest(
+                        model=args.model, version=args.version, entity_id=args.entity[0], context=context
+                    ),
+                    timeout=args.timeout,
+                    metadata=metadata,
+                )
+            else:
+                response = stub.PredictBatch(
+                    prediction_pb2.PredictBatchRequest(
+                        model=args.model,
+                        version=args.version,
+                        items=[prediction_pb2.BatchItem(entity_id=e, context=context) for e in args.entity],
+                    ),
+                    timeout=args.timeout,
+                    metadata=metadata,
+                )
+        except grpc.RpcError as err:
+            print(f"error: {err.code().name}: {err.details()}", file=sys.stderr)  # type: ignore[attr-defined]
+            return 1
+    print(json.dumps(MessageToDict(response, preserving_proto_field_name=True), indent=2))
+    return 0
+
+
+def cmd_features_load(rest: Sequence[str]) -> int:
+    from services.features.loader import main as loader_main
+
+    return loader_main(list(rest))
+
+
+def cmd_logs_tail(rest: Sequence[str]) -> int:
+    try:
+        from services.logger.tail import main as tail_main
+    except ImportError:
+        print("the logger service is not part of this build", file=sys.stderr)
+        return 2
+    return int(tail_main(list(rest)) or 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="predmesh", description="predmesh: real-time ML inference mesh")
+    parser.add_argument("--log-level", default="WARNING")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="run the whole mesh locally on loopback (Ctrl-C stops it)")
+    up.add_argument("--state-dir", default=".predmesh", help="models, logs and mesh.json go here")
+    up.add_argument("--users", type=int, default=1000, help="demo users loaded into Redis")
+    up.add_argument("--gateway-port", type=int, default=0, help="gateway port (0 = free port)")
+    up.set_defaults(func=cmd_up)
+
+    predict = sub.add_parser("predict", help="call Predict (one entity) or PredictBatch (several)")
+    predict.add_argument("--target", help="gateway host:port (default: the running `predmesh up`)")
+    predict.add_argument("--state-dir", default=".predmesh")
+    predict.add_argument("--model", required=True)
+    predict.add_argument("--version", default="")
+    predict.add_argument("--entity", nargs="+", required=True, help="entity id(s)")
+    predict.add_argument("--context", nargs="*", type=_context_value, help="request features name=value")
+    predict.add_argument("--api-key", default="")
+    predict.add_argument("--timeout", type=float, default=5.0, help="deadline (seconds)")
+    predict.set_defaults(func=cmd_predict)
+
+    features = sub.add_parser("features", help="feature store tools")
+    features.add_argument("action", choices=["load"])
+    features.add_argument("rest", nargs=argparse.REMAINDER)
+
+    logs = sub.add_parser("logs", help="prediction log tools")
+    logs.add_argument("action", choices=["tail"])
+    logs.add_argument("rest", nargs=argparse.REMAINDER)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if args.command == "features":
+        return cmd_features_load(args.rest)
+    if args.command == "logs":
+        return cmd_logs_tail(args.rest)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
