@@ -1,0 +1,1 @@
+"""Domain logic of the features service (no gRPC imports)."""

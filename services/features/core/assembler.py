@@ -1,0 +1,165 @@
+"""Feature assembly: resolve names, read Redis once, overlay context, validate, default.
+
+`FeatureAssembler.get_features` is the whole request path:
+
+1. resolve the entity type's group (unknown -> NOT_FOUND) and every requested name
+   and context key (unknown -> INVALID_ARGUMENT); check the entity list and ids;
+2. take fresh entities from the TTL-LRU cache, read the rest in one pipelined Redis
+   round trip (only the requested store-sourced fields);
+3. per entity and feature: a context value overrides the stored one; each value is
+   validated; missing ones get the registered default (listed in `missing`), invalid
+   ones too (listed in `invalid`). An invalid context value is NOT replaced by the
+   stored value: it becomes the default and is reported as invalid.
+
+Use from one event loop; the assembler holds no per-request state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from predmesh.common.errors import InvalidArgument
+from services.features.core.cache import EntityCache
+from services.features.core.registry import Registry
+from services.features.core.spec import FeatureGroup, FeatureSpec, Scalar, Source
+from services.features.core.store import FeatureStore, StoredEntity
+from services.features.core.values import coerce, parse_stored
+from services.features.errors import BadEntities, UnknownFeature
+
+
+@dataclass(frozen=True, slots=True)
+class EntityRequest:
+    entity_id: str
+    # Request-time values by feature name; `None` means "a value with no kind set".
+    context: Mapping[str, Scalar | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureQuery:
+    entity_type: str
+    entities: Sequence[EntityRequest]
+    features: Sequence[str]
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureVector:
+    entity_id: str
+    values: list[Scalar]  # aligned with FeatureQuery.features
+    missing: list[str]
+    invalid: list[str]
+    entity_unknown: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_entities: int = 1024
+    max_entity_id_length: int = 256
+
+
+class FeatureAssembler:
+    """Builds validated feature vectors from the registry, a store and an optional cache."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        store: FeatureStore,
+        cache: EntityCache | None = None,
+        limits: Limits | None = None,
+    ) -> None:
+        self._registry = registry
+        self._store = store
+        self._cache = cache
+        self._limits = limits or Limits()
+
+    def describe(self, entity_type: str) -> FeatureGroup:
+        return self._registry.group(entity_type)
+
+    async def get_features(self, query: FeatureQuery) -> list[FeatureVector]:
+        group = self._registry.group(query.entity_type)
+        specs = self._resolve(group, query.features)
+        self._check_entities(group, query.entities)
+        store_fields = list(dict.fromkeys(s.name for s in specs if s.source is Source.STORE))
+        stored = await self._read(query.entity_type, query.entities, store_fields)
+        return [_assemble(specs, entity, stored[entity.entity_id]) for entity in query.entities]
+
+    def _resolve(self, group: FeatureGroup, names: Sequence[str]) -> list[FeatureSpec]:
+        if not names:
+            raise InvalidArgument("features must name at least one feature")
+        specs = []
+        for name in names:
+            spec = group.get(name)
+            if spec is None:
+                raise UnknownFeature(
+                    f"feature {name!r} is not registered for entity type {group.entity_type!r}"
+                )
+            specs.append(spec)
+        return specs
+
+    def _check_entities(self, group: FeatureGroup, entities: Sequence[EntityRequest]) -> None:
+        if not entities:
+            raise BadEntities("entities must hold at least one entity")
+        if len(entities) > self._limits.max_entities:
+            raise BadEntities(f"too many entities: {len(entities)} > {self._limits.max_entities}")
+        for index, entity in enumerate(entities):
+            if not entity.entity_id:
+                raise BadEntities(f"entities[{index}].entity_id is empty")
+            if len(entity.entity_id) > self._limits.max_entity_id_length:
+                raise BadEntities(
+                    f"entities[{index}].entity_id is longer than"
+                    f" {self._limits.max_entity_id_length} characters"
+                )
+            for key in entity.context:
+                if key not in group:
+                    raise UnknownFeature(
+                        f"entities[{index}].context key {key!r} is not a registered feature"
+                        f" of entity type {group.entity_type!r}"
+                    )
+
+    async def _read(
+        self, entity_type: str, entities: Sequence[EntityRequest], fields: list[str]
+    ) -> dict[str, StoredEntity]:
+        stored: dict[str, StoredEntity] = {}
+        to_fetch: list[str] = []
+        for entity_id in dict.fromkeys(e.entity_id for e in entities):
+            cached = self._cache.get(entity_type, entity_id, fields) if self._cache is not None else None
+            if cached is not None:
+                stored[entity_id] = cached
+            else:
+                to_fetch.append(entity_id)
+        if to_fetch:
+            fetched = await self._store.fetch(entity_type, to_fetch, fields)
+            for entity_id, entity in zip(to_fetch, fetched, strict=True):
+                stored[entity_id] = entity
+                if self._cache is not None:
+                    self._cache.put(entity_type, entity_id, entity)
+        return stored
+
+
+def _assemble(specs: Sequence[FeatureSpec], entity: EntityRequest, stored: StoredEntity) -> FeatureVector:
+    values: list[Scalar] = []
+    missing: list[str] = []
+    invalid: list[str] = []
+    for spec in specs:
+        value: Scalar | None
+        if spec.name in entity.context:
+            value = coerce(spec, entity.context[spec.name])
+            bad = invalid
+        elif spec.source is Source.STORE and (raw := stored.fields.get(spec.name)) is not None:
+            value = parse_stored(spec, raw)
+            bad = invalid
+        else:
+            value = None
+            bad = missing
+        if value is None:
+            value = spec.default
+            if spec.name not in bad:
+                bad.append(spec.name)
+        values.append(value)
+    return FeatureVector(
+        entity_id=entity.entity_id,
+        values=values,
+        missing=missing,
+        invalid=invalid,
+        entity_unknown=not stored.exists,
+    )

@@ -1,0 +1,129 @@
+"""Parsing, validation and encoding of feature values.
+
+Redis stores every value as text: floats and ints as decimal text, bools as "1"/"0"
+("true"/"false" accepted on read), categories as their string. Functions here are
+pure and return `None` for a value that fails validation (wrong type, unparsable,
+outside [min, max], not a registered category, NaN/inf).
+"""
+
+from __future__ import annotations
+
+import math
+
+from services.features.core.spec import DType, FeatureSpec, Scalar
+
+_TRUE = frozenset({"1", "true"})
+_FALSE = frozenset({"0", "false"})
+
+
+def in_domain(spec: FeatureSpec, value: Scalar) -> bool:
+    """Range and category checks for a value that already has the dtype's Python type."""
+    if spec.dtype is DType.CATEGORY:
+        return isinstance(value, str) and value in spec.categories
+    if spec.dtype in (DType.FLOAT, DType.INT):
+        number = float(value)
+        if not math.isfinite(number):
+            return False
+        if spec.min is not None and number < spec.min:
+            return False
+        if spec.max is not None and number > spec.max:
+            return False
+    return True
+
+
+def _number_to_dtype(spec: FeatureSpec, number: float | int) -> Scalar | None:
+    if spec.dtype is DType.FLOAT:
+        result = float(number)
+        return result if math.isfinite(result) else None
+    if spec.dtype is DType.INT:
+        if isinstance(number, int):
+            return number
+        if math.isfinite(number) and float(number).is_integer():
+            return int(number)
+        return None
+    if spec.dtype is DType.BOOL:
+        if number == 1:
+            return True
+        if number == 0:
+            return False
+        return None
+    return None  # a number is never a category
+
+
+def parse_text(spec: FeatureSpec, text: str) -> Scalar | None:
+    """Parse the stored text form of a value; `None` when it is invalid."""
+    value: Scalar | None
+    text = text.strip()
+    if spec.dtype is DType.CATEGORY:
+        value = text
+    elif spec.dtype is DType.BOOL:
+        lowered = text.lower()
+        value = True if lowered in _TRUE else False if lowered in _FALSE else None
+    elif spec.dtype is DType.INT:
+        try:
+            value = int(text)
+        except ValueError:
+            try:
+                value = _number_to_dtype(spec, float(text))
+            except ValueError:
+                value = None
+    else:
+        try:
+            value = _number_to_dtype(spec, float(text))
+        except ValueError:
+            value = None
+    if value is None or not in_domain(spec, value):
+        return None
+    return value
+
+
+def parse_stored(spec: FeatureSpec, raw: bytes) -> Scalar | None:
+    """Parse a raw Redis value (bytes); invalid UTF-8 counts as invalid."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return parse_text(spec, text)
+
+
+def coerce(spec: FeatureSpec, value: Scalar | None) -> Scalar | None:
+    """Validate a request-context value; `None` (no value given) and wrong kinds are invalid.
+
+    Numbers are accepted for float/int (ints must be integral) and for bool (0/1);
+    strings are parsed like stored text; bools are accepted for bool only.
+    """
+    result: Scalar | None
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return parse_text(spec, value)
+    if isinstance(value, bool):
+        result = value if spec.dtype is DType.BOOL else None
+    else:
+        result = _number_to_dtype(spec, value)
+    if result is None or not in_domain(spec, result):
+        return None
+    return result
+
+
+def encode(spec: FeatureSpec, value: object) -> str | None:
+    """Stored text form of `value`, or `None` when it is not a valid value of `spec`.
+
+    Accepts Python and numpy scalars (anything with `.item()`), and text.
+    """
+    item = getattr(value, "item", None)
+    if callable(item) and not isinstance(value, str):
+        value = item()
+    if isinstance(value, str):
+        parsed = parse_text(spec, value)
+    elif isinstance(value, bool | int | float):
+        parsed = coerce(spec, value)
+    else:
+        return None
+    if parsed is None:
+        return None
+    if spec.dtype is DType.BOOL:
+        return "1" if parsed else "0"
+    if spec.dtype is DType.FLOAT:
+        return repr(float(parsed))
+    return str(parsed)

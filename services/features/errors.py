@@ -1,0 +1,34 @@
+"""Errors of the features service.
+
+Request-time errors subclass the transport-neutral `predmesh.common.errors` types so
+the shared interceptor maps them to gRPC status codes. `RegistryError` and
+`LoadError` are configuration/CLI errors raised outside any RPC.
+"""
+
+from __future__ import annotations
+
+from predmesh.common.errors import InvalidArgument, NotFound, Unavailable
+
+
+class UnknownEntityType(NotFound):
+    """The request names an entity type with no registered feature group."""
+
+
+class UnknownFeature(InvalidArgument):
+    """A requested feature or a context key is not registered for the entity type."""
+
+
+class BadEntities(InvalidArgument):
+    """The entity list is empty, too long, or holds an empty/over-long entity id."""
+
+
+class StoreUnavailable(Unavailable):
+    """Redis could not be reached or did not answer within the timeout."""
+
+
+class RegistryError(ValueError):
+    """The feature registry file is malformed; the message names the file and the offending path."""
+
+
+class LoadError(ValueError):
+    """A feature load was rejected before anything was written (bad columns, ids or values)."""

@@ -1,0 +1,48 @@
+"""Settings of the features service (env prefix `PREDMESH_FEATURES_`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from predmesh.common.settings import ServerSettings
+
+
+class FeaturesSettings(ServerSettings):
+    """Features service settings; every field can be set as PREDMESH_FEATURES_<FIELD>."""
+
+    model_config = SettingsConfigDict(env_prefix="PREDMESH_FEATURES_")
+
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL holding the feature hashes.")
+    registry_path: Path | None = Field(
+        None,
+        description="Feature registry YAML file; unset uses the demo registry (predmesh/demo/features.yaml).",
+    )
+    redis_timeout_ms: float = Field(
+        100.0,
+        gt=0,
+        description="Timeout for connecting to Redis, each read/write and waiting for a pooled connection"
+        " (milliseconds). On expiry the RPC fails UNAVAILABLE so the gateway can degrade.",
+    )
+    redis_retries: int = Field(
+        1,
+        ge=0,
+        description="Re-sends after a Redis connection error or timeout (count); worst-case read latency is"
+        " about (retries + 1) * redis_timeout_ms.",
+    )
+    redis_max_connections: int = Field(
+        64, gt=0, description="Size of the Redis connection pool (connections)."
+    )
+    cache_ttl_ms: float = Field(
+        200.0,
+        ge=0,
+        description="How long an entity read from Redis is served from the local cache (milliseconds);"
+        " Redis writes become visible after at most this long. 0 disables the cache.",
+    )
+    cache_max_entries: int = Field(
+        10_000, ge=0, description="Most entities kept in the local cache (entries); 0 disables the cache."
+    )
+    max_entities: int = Field(1024, gt=0, description="Most entities in one GetFeatures request (entities).")
+    max_entity_id_length: int = Field(256, gt=0, description="Longest accepted entity id (characters).")

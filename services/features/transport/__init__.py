@@ -1,0 +1,1 @@
+"""gRPC transport of the features service: thin servicer plus protobuf<->domain converters."""
