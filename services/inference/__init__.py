@@ -1,0 +1,1 @@
+"""Inference orchestrator: model registry, pre/post-processing and execution backends."""

@@ -1,0 +1,107 @@
+"""Composition root of the inference orchestrator.
+
+`InferenceApp(settings)` wires settings -> model registry -> backend -> core ->
+servicer -> gRPC server. `await start()` scans the model repository, loads every
+version into the ONNX Runtime backend and starts serving; `await stop()` flips health
+to NOT_SERVING, drains in-flight RPCs within `grace_s`, then unloads the models and
+shuts the backend's thread pool down. `python -m services.inference.app` runs it
+until SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from predmesh.common.grpcserver import GrpcServer
+from predmesh.common.runner import configure_logging, serve_until_signal
+from predmesh.v1 import inference_pb2, inference_pb2_grpc
+from services.inference.backends.onnxruntime_local import OnnxRuntimeLocalBackend
+from services.inference.core.registry import ModelRegistry
+from services.inference.core.service import InferenceCore
+from services.inference.settings import InferenceSettings
+from services.inference.transport.servicer import InferenceServicer
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = inference_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name
+
+
+class InferenceApp:
+    """The inference service process: owns the backend, the core and the gRPC server."""
+
+    def __init__(self, settings: InferenceSettings | None = None) -> None:
+        self.settings = settings or InferenceSettings()
+        self.core: InferenceCore | None = None
+        self._backend: OnnxRuntimeLocalBackend | None = None
+        self._server: GrpcServer | None = None
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("InferenceApp is not started")
+        return self._server.port
+
+    @property
+    def address(self) -> str:
+        if self._server is None:
+            raise RuntimeError("InferenceApp is not started")
+        return self._server.address
+
+    async def start(self) -> None:
+        settings = self.settings
+        repo = settings.model_repository
+        if settings.ensure_demo_models:
+            from services.inference.demo.train import ensure_demo_models  # train extra, only when asked
+
+            await asyncio.to_thread(ensure_demo_models, repo)
+        registry = await asyncio.to_thread(ModelRegistry.from_directory, repo)
+        backend = OnnxRuntimeLocalBackend(
+            intra_op_threads=settings.ort_intra_op_threads,
+            inter_op_threads=settings.ort_inter_op_threads,
+            executor_threads=settings.executor_threads,
+        )
+        self._backend = backend
+        core = InferenceCore(
+            registry, backend, max_rows=settings.max_rows, offload_rows=settings.offload_rows
+        )
+        try:
+            await core.load_all()
+            server = GrpcServer(settings)
+            server.add_servicer(
+                inference_pb2_grpc.add_InferenceServiceServicer_to_server,
+                InferenceServicer(core),
+                SERVICE_NAME,
+            )
+            await server.start()
+        except BaseException:
+            await backend.close()
+            self._backend = None
+            raise
+        self.core, self._server = core, server
+        log.info(
+            "inference service on %s serving %s from %s",
+            server.address,
+            ", ".join(str(mv) for mv in registry.all()) or "no models",
+            repo,
+        )
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            await self._server.stop()
+        if self.core is not None:
+            await self.core.unload_all()
+        if self._backend is not None:
+            await self._backend.close()
+        self._server = self.core = self._backend = None
+        log.info("inference service stopped")
+
+
+def main() -> None:
+    settings = InferenceSettings()
+    configure_logging(settings.log_level)
+    asyncio.run(serve_until_signal(InferenceApp(settings)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Execution backends, one module each, all implementing `core.backend.Backend`."""

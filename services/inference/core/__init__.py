@@ -1,0 +1,1 @@
+"""Domain logic of the inference orchestrator (no gRPC imports here)."""

@@ -1,0 +1,1 @@
+"""Demo models trained on `predmesh.demo.synth` data."""

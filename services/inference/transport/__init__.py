@@ -1,0 +1,1 @@
+"""gRPC transport of the inference orchestrator: thin servicer plus converters."""
