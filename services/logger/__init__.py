@@ -1,0 +1,1 @@
+"""Prediction logger service: every prediction to Kafka, journaled first."""

@@ -1,0 +1,233 @@
+"""Caller side of the logger: fire-and-forget `emit()` over one long-lived Publish stream.
+
+Usage (gateway / orchestrator):
+
+    client = LoggerClient("127.0.0.1:50070")
+    await client.start()
+    client.emit(event)          # never blocks; False = dropped (buffer full) or rejected
+    ...
+    await client.stop(timeout_s=5)  # flushes what it can within the timeout
+
+Lifecycle and threading: `start`, `emit` and `stop` are called from the event loop that
+ran `start()`; `emit` is a plain method (no await, no I/O). Ownership of an emitted
+event passes to the client: do not mutate it afterwards.
+
+Delivery: a background task batches buffered events (up to `max_batch` events or
+`max_wait_s` of accumulation), writes them on the stream with increasing sequence
+numbers and keeps each batch until its PublishAck arrives (the logger acks once the
+batch is fsynced to its journal). On any stream failure it reconnects with back-off
+and resends every unacknowledged batch in order: at-least-once, so the logger may
+see a batch twice. A batch the logger rejects as INVALID_ARGUMENT is dropped and
+counted in `rejected` (resending it would fail forever).
+
+Memory bound: at most `max_pending` events are buffered or unacknowledged; beyond
+that `emit` returns False and counts a drop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+
+import grpc
+
+from predmesh.common.grpcclient import insecure_channel
+from predmesh.v1 import events_pb2_grpc
+from predmesh.v1.events_pb2 import EventBatch, PredictionEvent, PublishAck
+from services.logger.core.events import validate_event
+from services.logger.errors import InvalidEvent
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ClientStats:
+    emitted: int  # accepted by emit()
+    acked: int  # acknowledged by the logger (durable there)
+    dropped: int  # refused by emit() because the buffer was full or the client stopped
+    rejected: int  # malformed: refused by emit() or by the logger
+    resent_batches: int  # batches written again after a reconnect
+    pending: int  # buffered + sent-but-unacknowledged events
+
+
+class LoggerClient:
+    """Bounded, non-blocking, at-least-once event shipper to LoggerService.Publish."""
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        max_pending: int = 50_000,
+        max_batch: int = 500,
+        max_wait_s: float = 0.005,
+        max_unacked_batches: int = 64,
+        ack_timeout_s: float = 30.0,
+        reconnect_backoff_max_s: float = 2.0,
+    ) -> None:
+        self._target = target
+        self._max_pending = max_pending
+        self._max_batch = max_batch
+        self._max_wait_s = max_wait_s
+        self._max_unacked = max_unacked_batches
+        self._ack_timeout_s = ack_timeout_s
+        self._backoff_max_s = reconnect_backoff_max_s
+        self._buffer: collections.deque[PredictionEvent] = collections.deque()
+        self._unacked: collections.OrderedDict[int, EventBatch] = collections.OrderedDict()
+        self._pending = 0
+        self._sequence = 0
+        self._wakeup = asyncio.Event()
+        self._channel: grpc.aio.Channel | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._closed = False
+        self._last_progress = time.monotonic()
+        self._emitted = self._acked = self._dropped = self._rejected = self._resent = 0
+
+    # -- lifecycle -------------------------------------------------------------
+    async def start(self) -> None:
+        """Open the channel and start the sender task (connects lazily; never fails on a down logger)."""
+        self._channel = insecure_channel(self._target)
+        self._task = asyncio.create_task(self._run(), name=f"logger-client:{self._target}")
+
+    async def stop(self, timeout_s: float = 5.0) -> bool:
+        """Flush buffered and unacknowledged events for up to `timeout_s`; True when all were acked."""
+        self._closed = True
+        self._stopping = True
+        self._wakeup.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
+            except (TimeoutError, Exception):
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await self._task
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = None
+        if self._pending:
+            log.warning("logger client stopped with %d events not acknowledged (lost)", self._pending)
+        return self._pending == 0
+
+    # -- caller API ----------------------------------------------------------------
+    def emit(self, event: PredictionEvent) -> bool:
+        """Queue one event; never blocks. False when dropped (buffer full / stopped) or malformed."""
+        try:
+            validate_event(event)
+        except InvalidEvent as err:
+            self._rejected += 1
+            log.debug("logger client rejected event: %s", err.message)
+            return False
+        if self._closed or self._pending >= self._max_pending:
+            self._dropped += 1
+            return False
+        self._buffer.append(event)
+        self._pending += 1
+        self._emitted += 1
+        if not self._wakeup.is_set():
+            self._wakeup.set()
+        return True
+
+    @property
+    def stats(self) -> ClientStats:
+        return ClientStats(
+            emitted=self._emitted,
+            acked=self._acked,
+            dropped=self._dropped,
+            rejected=self._rejected,
+            resent_batches=self._resent,
+            pending=self._pending,
+        )
+
+    # -- sender task -------------------------------------------------------------------
+    async def _run(self) -> None:
+        backoff = 0.05
+        failures = 0
+        while not (self._stopping and self._pending == 0):
+            try:
+                await self._session()
+                backoff, failures = 0.05, 0
+                continue
+            except asyncio.CancelledError:
+                raise
+            except grpc.aio.AioRpcError as err:
+                if err.code() == grpc.StatusCode.INVALID_ARGUMENT and self._unacked:
+                    seq, batch = self._unacked.popitem(last=False)
+                    self._pending -= len(batch.events)
+                    self._rejected += len(batch.events)
+                    log.error(
+                        "logger rejected batch %d (%d events): %s", seq, len(batch.events), err.details()
+                    )
+                    continue
+                failures += 1
+                level = logging.WARNING if failures == 1 else logging.DEBUG
+                log.log(level, "logger stream to %s failed (%s); reconnecting", self._target, err.code().name)
+            except Exception as err:
+                failures += 1
+                level = logging.WARNING if failures == 1 else logging.DEBUG
+                log.log(level, "logger stream to %s failed (%r); reconnecting", self._target, err)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, self._backoff_max_s)
+
+    async def _session(self) -> None:
+        assert self._channel is not None
+        stub = events_pb2_grpc.LoggerServiceStub(self._channel)
+        call = stub.Publish(wait_for_ready=True)
+        acks = asyncio.create_task(self._read_acks(call))
+        try:
+            self._last_progress = time.monotonic()
+            for batch in list(self._unacked.values()):
+                await call.write(batch)
+                self._resent += 1
+            while True:
+                self._wakeup.clear()
+                if acks.done():
+                    acks.result()
+                    raise ConnectionError("logger closed the stream")
+                if self._buffer and len(self._unacked) < self._max_unacked:
+                    if len(self._buffer) < self._max_batch and not self._stopping and self._max_wait_s > 0:
+                        await asyncio.sleep(self._max_wait_s)
+                    await call.write(self._next_batch())
+                    continue
+                if self._stopping and not self._buffer and not self._unacked:
+                    await call.done_writing()
+                    await acks
+                    return
+                await self._wait(acks)
+        finally:
+            if not acks.done():
+                acks.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await acks
+            call.cancel()
+
+    def _next_batch(self) -> EventBatch:
+        n = min(len(self._buffer), self._max_batch)
+        events = [self._buffer.popleft() for _ in range(n)]
+        self._sequence += 1
+        batch = EventBatch(sequence=self._sequence, events=events)
+        self._unacked[self._sequence] = batch
+        return batch
+
+    async def _wait(self, acks: asyncio.Task[None]) -> None:
+        waiter = asyncio.ensure_future(self._wakeup.wait())
+        try:
+            await asyncio.wait({waiter, acks}, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+        if self._unacked and time.monotonic() - self._last_progress > self._ack_timeout_s:
+            raise TimeoutError(f"no ack from the logger for {self._ack_timeout_s:.0f}s")
+
+    async def _read_acks(self, call: grpc.aio.StreamStreamCall) -> None:
+        ack: PublishAck
+        async for ack in call:
+            batch = self._unacked.pop(ack.sequence, None)
+            if batch is not None:
+                n = len(batch.events)
+                self._pending -= n
+                self._acked += n
+            self._last_progress = time.monotonic()
+            self._wakeup.set()

@@ -1,0 +1,1 @@
+"""Transport-neutral logger core: journal, Kafka producer wrapper, delivery pipeline."""

@@ -1,0 +1,109 @@
+"""`predmesh logs tail`: consume a predictions topic and print decoded events as JSON lines.
+
+    python -m services.logger.tail --bootstrap 127.0.0.1:9092 --topic predictions --from-beginning
+
+Each line is the PredictionEvent as JSON plus `_topic`, `_partition`, `_offset`, `_key`
+and `_headers`. Stops after `--max-messages`, after `--idle-timeout-s` without
+messages, or on Ctrl-C. Uses a throwaway consumer group and never commits offsets.
+Counts messages; never trusts watermarks (tansu reports them wrong).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError
+
+from predmesh.local.kafka import DEV_CONSUMER_CONFIG
+from predmesh.v1.events_pb2 import PredictionEvent
+
+
+def decode(message: Any) -> dict[str, Any]:
+    """A consumed Kafka message -> JSON-ready dict (the event plus Kafka coordinates)."""
+    try:
+        event = PredictionEvent.FromString(message.value() or b"")
+        out: dict[str, Any] = json_format.MessageToDict(event, preserving_proto_field_name=True)
+    except DecodeError:
+        out = {"_undecodable": (message.value() or b"").hex()}
+    key = message.key()
+    out.update(
+        _topic=message.topic(),
+        _partition=message.partition(),
+        _offset=message.offset(),
+        _key=key.decode(errors="replace") if key is not None else None,
+        _headers={
+            k: (v.decode(errors="replace") if v is not None else None) for k, v in message.headers() or []
+        },
+    )
+    return out
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="predmesh logs tail", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--bootstrap",
+        default=os.environ.get("PREDMESH_LOGGER_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+        help="Kafka bootstrap servers (default: $PREDMESH_LOGGER_BOOTSTRAP_SERVERS or 127.0.0.1:9092)",
+    )
+    parser.add_argument("--topic", default="predictions", help="topic to read (default: predictions)")
+    parser.add_argument("--from-beginning", action="store_true", help="start at the earliest offset")
+    parser.add_argument("--max-messages", type=int, default=0, help="stop after N messages (0 = no limit)")
+    parser.add_argument(
+        "--idle-timeout-s",
+        type=float,
+        default=0.0,
+        help="stop after this many seconds without messages (0 = never)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    """Entry point; returns the exit code (0 ok, 1 consumer error, 130 interrupted)."""
+    from confluent_kafka import Consumer, KafkaError
+
+    args = parse_args(argv)
+    stream = out or sys.stdout
+    config: dict[str, Any] = {
+        **DEV_CONSUMER_CONFIG,
+        "bootstrap.servers": args.bootstrap,
+        "group.id": f"predmesh-tail-{uuid.uuid4().hex[:8]}",
+        "auto.offset.reset": "earliest" if args.from_beginning else "latest",
+    }
+    consumer = Consumer(config)
+    consumer.subscribe([args.topic])
+    count = 0
+    last = time.monotonic()
+    try:
+        while not args.max_messages or count < args.max_messages:
+            msg = consumer.poll(0.2)
+            if msg is None:
+                if args.idle_timeout_s and time.monotonic() - last > args.idle_timeout_s:
+                    break
+                continue
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF or err.retriable():
+                    continue
+                print(f"consumer error: {err}", file=sys.stderr)
+                return 1
+            stream.write(json.dumps(decode(msg), sort_keys=True) + "\n")
+            stream.flush()
+            count += 1
+            last = time.monotonic()
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        consumer.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

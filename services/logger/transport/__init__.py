@@ -1,0 +1,1 @@
+"""gRPC transport of the logger: servicer and converters."""

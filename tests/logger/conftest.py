@@ -1,0 +1,63 @@
+"""Logger fixtures: a real tansu broker and in-process loggers, always torn down."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from logger_support import Topics, logger_settings
+
+from predmesh.local.kafka import TansuBroker
+from services.logger.app import LoggerApp
+
+
+@pytest.fixture(scope="session")
+def tansu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TansuBroker]:
+    """One real tansu broker for the session (tests use their own topic names)."""
+    broker = TansuBroker(workdir=Path(tmp_path_factory.mktemp("tansu")))
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def own_tansu(tmp_path: Path) -> Iterator[TansuBroker]:
+    """A broker of this test alone (not started), for tests that stop and restart it."""
+    broker = TansuBroker(workdir=tmp_path / "tansu")
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def topics() -> Topics:
+    tag = uuid.uuid4().hex[:8]
+    return Topics(f"predictions-{tag}", f"shadow-predictions-{tag}")
+
+
+RunLogger = Callable[..., AbstractAsyncContextManager[LoggerApp]]
+
+
+@pytest.fixture
+def run_logger(tmp_path: Path) -> RunLogger:
+    """`async with run_logger(bootstrap, topics, **settings) as app:` an in-process logger, always stopped."""
+
+    @asynccontextmanager
+    async def run(bootstrap: str, topics: Topics, **overrides: Any) -> AsyncIterator[LoggerApp]:
+        overrides.setdefault("journal_dir", tmp_path / "journal")
+        journal_dir = overrides.pop("journal_dir")
+        app = LoggerApp(logger_settings(journal_dir, bootstrap, topics, **overrides))
+        await app.start()
+        try:
+            yield app
+        finally:
+            await app.stop()
+
+    return run
