@@ -1,0 +1,1 @@
+"""predmesh xDS control plane: serves Envoy its edge configuration over ADS (SotW, v3)."""

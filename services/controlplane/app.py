@@ -1,0 +1,231 @@
+"""Composition root of the control plane: cache, publisher, endpoint sources, gRPC server.
+
+When an Envoy NACKs the current version (and `rollback_on_nack`), the app republishes
+the last config that a node fully ACKed, as a new version, so the control plane
+serves the last good config again (to that Envoy and to any Envoy that joins later).
+
+Lifecycle: `ControlPlaneApp(settings)` (construct it inside the running event loop:
+it creates the grpc.aio server), `await start()` (publishes the first snapshot,
+then serves ADS and the admin API), `await stop()`. In-process callers (tests, local
+orchestration) may use `update_config`, `patch_config` and `set_endpoints`; remote
+ones use the admin API (`transport.admin.AdminClient`) or edit the config file. All
+methods run on the event loop that called `start()`.
+
+Run: `python -m services.controlplane.app` (settings from PREDMESH_CONTROLPLANE_*).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from envoy.service.discovery.v3 import ads_pb2_grpc
+
+from predmesh.common.grpcserver import GrpcServer
+from predmesh.common.runner import configure_logging, serve_until_signal
+from services.controlplane.core.cache import SnapshotCache, by_node_cluster
+from services.controlplane.core.config import Endpoint, MeshConfig, Tracing, default_config
+from services.controlplane.core.descriptors import prediction_descriptor_set
+from services.controlplane.core.endpoints import EndpointSource, KubernetesEndpointSource
+from services.controlplane.core.publisher import MeshPublisher
+from services.controlplane.core.snapshot import Snapshot
+from services.controlplane.core.status import Nack, NodeStatus, StatusRegistry
+from services.controlplane.settings import ControlPlaneSettings
+from services.controlplane.transport.admin import SERVICE as ADMIN_SERVICE
+from services.controlplane.transport.admin import AdminServicer, add_admin_to_server
+from services.controlplane.transport.ads import AdsServicer
+
+log = logging.getLogger(__name__)
+
+ADS_SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
+
+
+def _read_config_file(path: Path) -> tuple[float, Any]:
+    """(mtime, parsed data) of a YAML/JSON file. Blocking: call in a thread."""
+    mtime = path.stat().st_mtime
+    text = path.read_text()
+    data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    return mtime, data
+
+
+def _descriptor_set_or_none() -> bytes | None:
+    try:
+        return prediction_descriptor_set()
+    except Exception:  # generated code unusable: serve gRPC without JSON transcoding
+        log.exception("no descriptor set for PredictionService; JSON transcoding disabled")
+        return None
+
+
+def config_from_settings(settings: ControlPlaneSettings) -> MeshConfig:
+    """The default config: one gateway cluster from `gateway_endpoints`, tracing if a collector is set."""
+    endpoints = [Endpoint.parse(e) for e in settings.gateway_endpoints.split(",") if e.strip()]
+    config = default_config(endpoints, settings.listener_port)
+    if settings.otlp_collector:
+        config = config.model_copy(update={"tracing": Tracing(collector=settings.otlp_collector)})
+    return config
+
+
+class ControlPlaneApp:
+    """The xDS control plane: ADS + admin on one gRPC server, one edge snapshot."""
+
+    def __init__(
+        self, settings: ControlPlaneSettings | None = None, config: MeshConfig | None = None
+    ) -> None:
+        self.settings = settings or ControlPlaneSettings()
+        self.cache = SnapshotCache(node_key=by_node_cluster)
+        self.status = StatusRegistry()
+        self._config_mtime: float | None = None
+        if config is None and self.settings.config_path is not None:
+            self._config_mtime, data = _read_config_file(self.settings.config_path)
+            config = MeshConfig.parse(data)
+        self.publisher = MeshPublisher(
+            self.cache,
+            self.settings.node_cluster,
+            config or config_from_settings(self.settings),
+            descriptor_set=_descriptor_set_or_none(),
+        )
+        self.server = GrpcServer(self.settings)
+        self.ads = AdsServicer(self.cache, self.status)
+        self.server.add_servicer(
+            ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server, self.ads, ADS_SERVICE
+        )
+        self.server.add_servicer(
+            add_admin_to_server, AdminServicer(self.publisher, self.status, self._sync_sources), ADMIN_SERVICE
+        )
+        self._sources: dict[str, tuple[Any, EndpointSource]] = {}
+        self.status.on_ack(self._on_ack)
+        self.status.on_nack(self._on_nack)
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- lifecycle ---------------------------------------------------------------
+    async def start(self) -> None:
+        self.publisher.publish()
+        await self._sync_sources()
+        await self.server.start()
+        if self.settings.config_path is not None and self.settings.config_poll_s > 0:
+            self._spawn(self._watch_config_file(self.settings.config_path))
+        log.info(
+            "control plane serving ADS on %s (node cluster %r)", self.address, self.settings.node_cluster
+        )
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for _, source in list(self._sources.values()):
+            await source.stop()
+        self._sources.clear()
+        await self.server.stop()
+
+    @property
+    def address(self) -> str:
+        return self.server.address
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    @property
+    def version(self) -> str:
+        return self.publisher.version
+
+    # -- in-process change API ----------------------------------------------------
+    async def update_config(self, config: MeshConfig) -> Snapshot:
+        snapshot = self.publisher.apply(config)
+        await self._sync_sources()
+        return snapshot
+
+    async def patch_config(self, patch: dict[str, Any]) -> Snapshot:
+        snapshot = self.publisher.patch(patch)
+        await self._sync_sources()
+        return snapshot
+
+    def set_endpoints(self, cluster: str, endpoints: Iterable[Endpoint]) -> Snapshot | None:
+        """Override `cluster`'s endpoints (as an endpoint source would)."""
+        return self.publisher.set_endpoints(cluster, endpoints)
+
+    # -- internals -------------------------------------------------------------------
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _on_ack(self, node: NodeStatus) -> None:
+        snapshot = self.publisher.snapshot
+        if node.node_key != self.settings.node_cluster or snapshot is None:
+            return
+        if all(node.acked.get(t) == v for t, v in snapshot.versions.items()):
+            self.publisher.confirm(snapshot.version)
+
+    def _on_nack(self, node: NodeStatus, nack: Nack) -> None:
+        snapshot = self.publisher.snapshot
+        if (
+            not self.settings.rollback_on_nack
+            or snapshot is None
+            or node.node_key != self.settings.node_cluster
+        ):
+            return
+        if nack.version == snapshot.type_version(nack.type_url):
+            try:
+                self.publisher.rollback()
+            except Exception:
+                log.exception("rollback after NACK failed")
+
+    def _on_endpoints(self, cluster: str, endpoints: tuple[Endpoint, ...]) -> None:
+        try:
+            self.publisher.set_endpoints(cluster, endpoints)
+        except Exception:
+            log.exception("endpoints for %s rejected", cluster)
+
+    async def _sync_sources(self) -> None:
+        """Run one Kubernetes source per cluster that asks for one; stop the others."""
+        wanted = {n: c.kubernetes for n, c in self.publisher.config.clusters.items() if c.kubernetes}
+        for name in list(self._sources):
+            if self._sources[name][0] != wanted.get(name):
+                _, source = self._sources.pop(name)
+                await source.stop()
+                self.publisher.forget_endpoints(name)
+        for name, discovery in wanted.items():
+            if name not in self._sources:
+                source = KubernetesEndpointSource(name, discovery)
+                self._sources[name] = (discovery, source)
+                try:
+                    await source.start(self._on_endpoints)
+                except Exception:
+                    log.exception("cannot start Kubernetes endpoint discovery for %s", name)
+
+    async def _watch_config_file(self, path: Path) -> None:
+        while True:
+            await asyncio.sleep(self.settings.config_poll_s)
+            try:
+                mtime = (await asyncio.to_thread(path.stat)).st_mtime
+                if mtime == self._config_mtime:
+                    continue
+                self._config_mtime, data = await asyncio.to_thread(_read_config_file, path)
+                snapshot = await self.update_config(MeshConfig.parse(data))
+                log.info("config file %s changed: version %s", path, snapshot.version)
+            except Exception:
+                log.exception("config file %s not applied; keeping version %s", path, self.version)
+
+
+async def serve(settings: ControlPlaneSettings) -> None:
+    """Run until SIGTERM/SIGINT (the app is built inside the loop its gRPC server uses)."""
+    await serve_until_signal(ControlPlaneApp(settings))
+
+
+def main() -> None:
+    settings = ControlPlaneSettings()
+    configure_logging(settings.log_level)
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Control-plane domain logic: mesh config, Envoy resources, snapshots and their cache (no gRPC)."""

@@ -1,0 +1,201 @@
+"""The mesh config: what the edge should do, in our own terms (not Envoy's).
+
+`MeshConfig` is an immutable pydantic model. It is loaded from YAML/JSON (a file or
+the admin API), validated here, and translated to Envoy resources by
+`core.resources.build_resources`. Changes are whole-config replacements or RFC 7386
+merge patches (`merge_patch`), both producing a new `MeshConfig`.
+
+Units are in the field names (`_ms`, `_percent`). Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from services.controlplane.errors import InvalidConfig
+
+PREDICTION_SERVICE = "predmesh.v1.PredictionService"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Endpoint(_Model):
+    """One upstream replica address."""
+
+    host: str = Field(description="IP address of the replica (EDS needs an address, not a DNS name).")
+    port: int = Field(ge=1, le=65535)
+    weight: int = Field(1, ge=1, le=128, description="Relative load-balancing weight.")
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @classmethod
+    def parse(cls, text: str) -> Endpoint:
+        """`host:port` -> Endpoint."""
+        host, sep, port = text.strip().rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise InvalidConfig(f"endpoint {text!r} is not host:port")
+        return cls(host=host, port=int(port))
+
+
+class HealthCheck(_Model):
+    """Active gRPC health checking (grpc.health.v1) of every endpoint of a cluster."""
+
+    interval_ms: int = Field(1000, ge=10)
+    timeout_ms: int = Field(500, ge=10)
+    unhealthy_threshold: int = Field(2, ge=1)
+    healthy_threshold: int = Field(1, ge=1)
+    service_name: str = Field("", description="Service name sent in HealthCheckRequest ('' = server).")
+
+
+class OutlierDetection(_Model):
+    """Passive ejection of endpoints that keep failing."""
+
+    consecutive_5xx: int = Field(5, ge=1)
+    consecutive_gateway_failure: int = Field(3, ge=1)
+    interval_ms: int = Field(1000, ge=10)
+    base_ejection_ms: int = Field(5000, ge=10)
+    max_ejection_percent: int = Field(50, ge=0, le=100)
+
+
+class KubernetesDiscovery(_Model):
+    """Endpoints of a Kubernetes Service, read from its EndpointSlices."""
+
+    namespace: str = "default"
+    service: str
+    port_name: str | None = Field(None, description="EndpointSlice port name; None = the first port.")
+
+
+class Cluster(_Model):
+    """An upstream service reached over HTTP/2 (gRPC); endpoints come through EDS."""
+
+    endpoints: tuple[Endpoint, ...] = Field(
+        (), description="Static endpoints (used unless `kubernetes` is set)."
+    )
+    kubernetes: KubernetesDiscovery | None = None
+    connect_timeout_ms: int = Field(1000, ge=1)
+    health_check: HealthCheck | None = Field(default_factory=HealthCheck)
+    outlier_detection: OutlierDetection | None = Field(default_factory=OutlierDetection)
+    max_requests: int = Field(1024, ge=1, description="Circuit breaker: max concurrent requests.")
+
+
+class WeightedTarget(_Model):
+    cluster: str
+    weight: int = Field(ge=0)
+
+
+class RetryPolicy(_Model):
+    retry_on: str = Field("unavailable,reset,connect-failure,refused-stream", description="Envoy retry_on.")
+    num_retries: int = Field(2, ge=0, le=10)
+    per_try_timeout_ms: int = Field(0, ge=0, description="0 = each try gets the whole route timeout.")
+
+
+class Route(_Model):
+    """A path-prefix route to one cluster or to weighted clusters."""
+
+    name: str
+    prefix: str = Field(pattern=r"^/")
+    cluster: str | None = None
+    weighted: tuple[WeightedTarget, ...] = ()
+    timeout_ms: int = Field(5000, ge=0, description="Whole-request timeout; 0 disables.")
+    retry: RetryPolicy | None = Field(default_factory=RetryPolicy)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Route:
+        if (self.cluster is None) == (not self.weighted):
+            raise ValueError("a route needs exactly one of `cluster` or `weighted`")
+        if self.weighted and sum(t.weight for t in self.weighted) == 0:
+            raise ValueError("weighted targets need a positive total weight")
+        return self
+
+    def clusters(self) -> list[str]:
+        return [self.cluster] if self.cluster else [t.cluster for t in self.weighted]
+
+
+class RateLimit(_Model):
+    """Local (per-Envoy) token bucket in front of every route."""
+
+    enabled: bool = True
+    max_tokens: int = Field(1000, ge=1)
+    tokens_per_fill: int = Field(1000, ge=1)
+    fill_interval_ms: int = Field(1000, ge=1)
+
+
+class Tracing(_Model):
+    """OpenTelemetry tracing; off while `collector` is None."""
+
+    collector: str | None = Field(None, description="OTLP/gRPC collector host:port.")
+    service_name: str = "predmesh-edge"
+    sampling_percent: float = Field(100.0, ge=0, le=100)
+
+
+class Transcoder(_Model):
+    """HTTP/JSON -> gRPC transcoding of PredictionService (POST /v1/predict, /v1/predict:batch...)."""
+
+    enabled: bool = True
+    services: tuple[str, ...] = (PREDICTION_SERVICE,)
+
+
+class MeshConfig(_Model):
+    """Everything the edge Envoy needs, versioned by the control plane on every change."""
+
+    listener_host: str = "0.0.0.0"
+    listener_port: int = Field(10000, ge=1, le=65535)
+    clusters: dict[str, Cluster] = Field(default_factory=dict)
+    routes: tuple[Route, ...] = ()
+    rate_limit: RateLimit = Field(default_factory=RateLimit)
+    tracing: Tracing = Field(default_factory=Tracing)
+    transcoder: Transcoder = Field(default_factory=Transcoder)
+
+    @model_validator(mode="after")
+    def _routes_reference_clusters(self) -> MeshConfig:
+        names = [r.name for r in self.routes]
+        if len(set(names)) != len(names):
+            raise ValueError("route names must be unique")
+        for route in self.routes:
+            missing = [c for c in route.clusters() if c not in self.clusters]
+            if missing:
+                raise ValueError(f"route {route.name!r} references unknown cluster(s) {missing}")
+        return self
+
+    @classmethod
+    def parse(cls, data: Any) -> MeshConfig:
+        """Validate a dict (from YAML/JSON); raise InvalidConfig with pydantic's explanation."""
+        try:
+            return cls.model_validate(data or {})
+        except ValidationError as err:
+            raise InvalidConfig(f"invalid mesh config: {err}") from err
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def merge_patch(self, patch: dict[str, Any]) -> MeshConfig:
+        """Apply an RFC 7386 JSON merge patch and validate the result."""
+        return MeshConfig.parse(_merge(self.to_dict(), patch))
+
+
+def _merge(target: Any, patch: Any) -> Any:
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = _merge(result.get(key), value)
+    return result
+
+
+def default_config(gateway_endpoints: list[Endpoint], listener_port: int = 10000) -> MeshConfig:
+    """One `gateway` cluster and one route for PredictionService; the local/default setup."""
+    return MeshConfig(
+        listener_port=listener_port,
+        clusters={"gateway": Cluster(endpoints=tuple(gateway_endpoints))},
+        routes=(Route(name="prediction", prefix=f"/{PREDICTION_SERVICE}/", cluster="gateway"),),
+    )

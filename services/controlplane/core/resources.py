@@ -1,0 +1,299 @@
+"""MeshConfig + endpoints -> Envoy v3 resources (Listener, RouteConfiguration, Cluster, CLA).
+
+Resources are written as dicts in Envoy's own JSON shape and parsed with
+`json_format.ParseDict`, which needs every `typed_config` message type imported
+(hence the imports below, kept even where unused).
+
+What the edge gets:
+- one Listener `edge` (HTTP connection manager, codec AUTO: HTTP/2 gRPC and HTTP/1.1 JSON),
+  routes from RDS; filters: local rate limit, grpc_json_transcoder, router;
+  OpenTelemetry tracing when a collector is configured;
+- one RouteConfiguration `edge`: a virtual host `*` with the configured routes (timeout,
+  retries, `grpc-timeout` honoured) and the rate-limit token bucket as per-virtual-host
+  config, so a rate-limit change is an RDS push that does not drain the listener;
+- one EDS Cluster per configured cluster (HTTP/2, gRPC health checks, outlier
+  detection, circuit breakers) and its ClusterLoadAssignment.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.endpoint.v3 import endpoint_pb2
+from envoy.config.listener.v3 import listener_pb2
+from envoy.config.route.v3 import route_pb2
+from envoy.config.trace.v3 import opentelemetry_pb2  # noqa: F401 - typed_config
+from envoy.extensions.filters.http.grpc_json_transcoder.v3 import transcoder_pb2  # noqa: F401
+from envoy.extensions.filters.http.local_ratelimit.v3 import local_rate_limit_pb2  # noqa: F401
+from envoy.extensions.filters.http.router.v3 import router_pb2  # noqa: F401
+from envoy.extensions.filters.network.http_connection_manager.v3 import (  # noqa: F401
+    http_connection_manager_pb2,
+)
+from envoy.extensions.retry.host.previous_hosts.v3 import previous_hosts_pb2  # noqa: F401
+from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2  # noqa: F401
+from google.protobuf import json_format
+
+from services.controlplane.core.config import Cluster, Endpoint, MeshConfig, Route
+from services.controlplane.core.snapshot import CLUSTER, ENDPOINT, LISTENER, ROUTE
+
+LISTENER_NAME = "edge"
+ROUTE_CONFIG_NAME = "edge"
+TRACING_CLUSTER = "otel_collector"
+RATE_LIMIT_FILTER = "envoy.filters.http.local_ratelimit"
+_T = "type.googleapis.com/"
+_ADS = {"ads": {}, "resource_api_version": "V3"}
+_HTTP2_OPTIONS = {
+    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+        "@type": _T + "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+        "explicit_http_config": {"http2_protocol_options": {}},
+    }
+}
+
+
+def _dur(ms: float) -> str:
+    return f"{ms / 1000:.3f}s"
+
+
+def _socket(host: str, port: int) -> dict[str, Any]:
+    return {"socket_address": {"address": host, "port_value": port}}
+
+
+def build_resources(
+    config: MeshConfig,
+    endpoints: Mapping[str, Sequence[Endpoint]] | None = None,
+    descriptor_set: bytes | None = None,
+) -> dict[str, list[Any]]:
+    """All resources for `config`. `endpoints` overrides a cluster's static endpoints
+    (e.g. from Kubernetes); `descriptor_set` enables the JSON transcoder."""
+    endpoints = endpoints or {}
+    clusters = [_cluster(name, c) for name, c in sorted(config.clusters.items())]
+    loads = [
+        _load_assignment(name, endpoints.get(name, c.endpoints))
+        for name, c in sorted(config.clusters.items())
+    ]
+    if config.tracing.collector:
+        clusters.append(_tracing_cluster(config.tracing.collector))
+    return {
+        LISTENER: [_listener(config, descriptor_set)],
+        ROUTE: [_route_config(config)],
+        CLUSTER: clusters,
+        ENDPOINT: loads,
+    }
+
+
+# -- listener ------------------------------------------------------------------------
+def _listener(config: MeshConfig, descriptor_set: bytes | None) -> Any:
+    filters: list[dict[str, Any]] = [
+        {
+            # Token bucket comes per virtual host from RDS; this only installs the filter.
+            "name": RATE_LIMIT_FILTER,
+            "typed_config": {
+                "@type": _T + "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+                "stat_prefix": "edge_rate_limit",
+            },
+        }
+    ]
+    if config.transcoder.enabled and descriptor_set:
+        filters.append(
+            {
+                "name": "envoy.filters.http.grpc_json_transcoder",
+                "typed_config": {
+                    "@type": _T + "envoy.extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder",
+                    "proto_descriptor_bin": base64.b64encode(descriptor_set).decode(),
+                    "services": list(config.transcoder.services),
+                    "auto_mapping": True,
+                    "convert_grpc_status": True,
+                    "print_options": {
+                        "preserve_proto_field_names": True,
+                        "always_print_primitive_fields": True,
+                    },
+                },
+            }
+        )
+    filters.append(
+        {
+            "name": "envoy.filters.http.router",
+            "typed_config": {"@type": _T + "envoy.extensions.filters.http.router.v3.Router"},
+        }
+    )
+    hcm: dict[str, Any] = {
+        "@type": _T + "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "edge",
+        "codec_type": "AUTO",
+        "rds": {"route_config_name": ROUTE_CONFIG_NAME, "config_source": _ADS},
+        "http_filters": filters,
+        "generate_request_id": True,
+    }
+    if config.tracing.collector:
+        hcm["tracing"] = {
+            "random_sampling": {"value": config.tracing.sampling_percent},
+            "provider": {
+                "name": "envoy.tracers.opentelemetry",
+                "typed_config": {
+                    "@type": _T + "envoy.config.trace.v3.OpenTelemetryConfig",
+                    "grpc_service": {"envoy_grpc": {"cluster_name": TRACING_CLUSTER}, "timeout": "1s"},
+                    "service_name": config.tracing.service_name,
+                },
+            },
+        }
+    listener = {
+        "name": LISTENER_NAME,
+        "address": _socket(config.listener_host, config.listener_port),
+        "filter_chains": [
+            {"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}
+        ],
+    }
+    return json_format.ParseDict(listener, listener_pb2.Listener())
+
+
+# -- routes --------------------------------------------------------------------------
+def _route(route: Route) -> dict[str, Any]:
+    action: dict[str, Any] = {
+        "timeout": _dur(route.timeout_ms),
+        # Honour the caller's grpc-timeout (deadline propagation); `timeout` applies without one.
+        "max_stream_duration": {"grpc_timeout_header_max": "0s"},
+    }
+    if route.cluster:
+        action["cluster"] = route.cluster
+    else:
+        action["weighted_clusters"] = {
+            "clusters": [{"name": t.cluster, "weight": t.weight} for t in route.weighted if t.weight > 0]
+        }
+    if route.retry and route.retry.num_retries > 0:
+        retry: dict[str, Any] = {
+            "retry_on": route.retry.retry_on,
+            "num_retries": route.retry.num_retries,
+            "retry_host_predicate": [
+                {
+                    "name": "envoy.retry_host_predicates.previous_hosts",
+                    "typed_config": {
+                        "@type": _T + "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"
+                    },
+                }
+            ],
+            "host_selection_retry_max_attempts": 3,
+        }
+        if route.retry.per_try_timeout_ms:
+            retry["per_try_timeout"] = _dur(route.retry.per_try_timeout_ms)
+        action["retry_policy"] = retry
+    return {"name": route.name, "match": {"prefix": route.prefix}, "route": action}
+
+
+def _route_config(config: MeshConfig) -> Any:
+    vhost: dict[str, Any] = {
+        "name": "edge",
+        "domains": ["*"],
+        "routes": [_route(r) for r in config.routes],
+    }
+    rl = config.rate_limit
+    if rl.enabled:
+        always = {"default_value": {"numerator": 100, "denominator": "HUNDRED"}}
+        vhost["typed_per_filter_config"] = {
+            RATE_LIMIT_FILTER: {
+                "@type": _T + "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+                "stat_prefix": "edge_rate_limit",
+                "token_bucket": {
+                    "max_tokens": rl.max_tokens,
+                    "tokens_per_fill": rl.tokens_per_fill,
+                    "fill_interval": _dur(rl.fill_interval_ms),
+                },
+                "filter_enabled": {**always, "runtime_key": "edge_rate_limit_enabled"},
+                "filter_enforced": {**always, "runtime_key": "edge_rate_limit_enforced"},
+                # gRPC callers see RESOURCE_EXHAUSTED instead of the default UNAVAILABLE (HTTP 429).
+                "rate_limited_as_resource_exhausted": True,
+                "response_headers_to_add": [
+                    {
+                        "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                        "header": {"key": "x-predmesh-rate-limited", "value": "true"},
+                    }
+                ],
+            }
+        }
+    return json_format.ParseDict(
+        {"name": ROUTE_CONFIG_NAME, "virtual_hosts": [vhost]}, route_pb2.RouteConfiguration()
+    )
+
+
+# -- clusters and endpoints ------------------------------------------------------------
+def _cluster(name: str, cluster: Cluster) -> Any:
+    spec: dict[str, Any] = {
+        "name": name,
+        "type": "EDS",
+        "eds_cluster_config": {"eds_config": _ADS},
+        "connect_timeout": _dur(cluster.connect_timeout_ms),
+        "lb_policy": "ROUND_ROBIN",
+        # EDS is the source of truth: a removed host leaves now, even while it passes health checks.
+        "ignore_health_on_host_removal": True,
+        "typed_extension_protocol_options": _HTTP2_OPTIONS,
+        "circuit_breakers": {
+            "thresholds": [
+                {"max_requests": cluster.max_requests, "max_pending_requests": cluster.max_requests}
+            ]
+        },
+    }
+    if cluster.health_check:
+        hc = cluster.health_check
+        spec["health_checks"] = [
+            {
+                "timeout": _dur(hc.timeout_ms),
+                "interval": _dur(hc.interval_ms),
+                "unhealthy_threshold": hc.unhealthy_threshold,
+                "healthy_threshold": hc.healthy_threshold,
+                "grpc_health_check": {"service_name": hc.service_name},
+            }
+        ]
+    if cluster.outlier_detection:
+        od = cluster.outlier_detection
+        spec["outlier_detection"] = {
+            "consecutive_5xx": od.consecutive_5xx,
+            "consecutive_gateway_failure": od.consecutive_gateway_failure,
+            "interval": _dur(od.interval_ms),
+            "base_ejection_time": _dur(od.base_ejection_ms),
+            "max_ejection_percent": od.max_ejection_percent,
+        }
+    return json_format.ParseDict(spec, cluster_pb2.Cluster())
+
+
+def _lb_endpoints(endpoints: Sequence[Endpoint]) -> list[dict[str, Any]]:
+    return [
+        {"endpoint": {"address": _socket(e.host, e.port)}, "load_balancing_weight": e.weight}
+        for e in endpoints
+    ]
+
+
+def _load_assignment(name: str, endpoints: Sequence[Endpoint]) -> Any:
+    spec: dict[str, Any] = {"cluster_name": name, "endpoints": []}
+    if endpoints:
+        spec["endpoints"] = [
+            {
+                "locality": {"zone": "default"},
+                # proxyless gRPC clients need a locality weight
+                "load_balancing_weight": sum(e.weight for e in endpoints),
+                "lb_endpoints": _lb_endpoints(endpoints),
+            }
+        ]
+    return json_format.ParseDict(spec, endpoint_pb2.ClusterLoadAssignment())
+
+
+def _tracing_cluster(collector: str) -> Any:
+    target = Endpoint.parse(collector)
+    try:
+        ipaddress.ip_address(target.host)
+        kind = "STATIC"
+    except ValueError:
+        kind = "STRICT_DNS"
+    spec = {
+        "name": TRACING_CLUSTER,
+        "type": kind,
+        "connect_timeout": "1s",
+        "typed_extension_protocol_options": _HTTP2_OPTIONS,
+        "load_assignment": {
+            "cluster_name": TRACING_CLUSTER,
+            "endpoints": [{"lb_endpoints": _lb_endpoints([target])}],
+        },
+    }
+    return json_format.ParseDict(spec, cluster_pb2.Cluster())

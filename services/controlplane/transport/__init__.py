@@ -1,0 +1,1 @@
+"""gRPC transport of the control plane: the ADS servicer and the admin API."""
