@@ -151,3 +151,28 @@ async def test_tail_prints_decoded_events(tansu: TansuBroker, topics: Topics, ru
     assert [r["request_id"] for r in rows] == [f"tail-{i}" for i in range(5)]
     assert rows[0]["_topic"] == topics.predictions and rows[0]["model"] == "fraud"
     assert rows[0]["_headers"]["trace_id"] == rows[0]["trace_id"]
+
+
+async def test_client_reconnects_and_delivers_after_logger_restart(
+    tansu: TansuBroker, topics: Topics, run_logger: RunLogger
+) -> None:
+    ensure_topics(tansu.bootstrap_servers, topics, partitions=1)
+    port = free_port()
+    client = LoggerClient(f"127.0.0.1:{port}", reconnect_backoff_max_s=0.2)
+    await client.start()
+    try:
+        async with run_logger(tansu.bootstrap_servers, topics, port=port):
+            for i in range(200):
+                client.emit(make_event(i, prefix="a"))
+            await wait_for(lambda: client.stats.pending == 0, 10, "acks from the first logger")
+        for i in range(200):  # logger down: buffered, emit still returns at once
+            assert client.emit(make_event(i, prefix="b"))
+        await asyncio.sleep(0.3)
+        async with run_logger(tansu.bootstrap_servers, topics, port=port) as app:
+            await wait_for(lambda: client.stats.pending == 0, 15, "acks from the restarted logger")
+            await wait_for(lambda: app.metrics.value(P + "journal_backlog_events") == 0, 15, "deliveries")
+    finally:
+        await client.stop(timeout_s=2)
+    assert client.stats.acked == 400 and client.stats.dropped == 0
+    messages = await asyncio.to_thread(consume, tansu.bootstrap_servers, topics.both, 400)
+    assert set(request_ids(messages)) == {f"{p}-{i}" for p in "ab" for i in range(200)}
