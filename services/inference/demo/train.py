@@ -4,6 +4,9 @@ Models (all entity_type `user`, class_labels [legit, fraud], score = P(fraud)):
   fraud:1     XGBoost classifier -> ONNX (onnxmltools); numbers as-is, one-hot categories
   fraud:2     XGBoost with other hyper-parameters and seed, log1p on amounts (canary material)
   fraud_nn:1  scikit-learn MLPClassifier -> ONNX (skl2onnx); standardized numbers
+  fraud_ctx:1 scikit-learn LogisticRegression -> ONNX (skl2onnx) on the request-time
+              features only (amount, hour_of_day, channel): the gateway's fallback model
+              when the feature store is down
 
 The input matrix is built by the serving `Preprocessor` from each model's spec, so
 training and serving cannot drift apart. Everything is seeded and single-process:
@@ -42,7 +45,7 @@ NUMERIC = [
     "amount",
     "hour_of_day",
 ]
-DEMO_MODELS = [("fraud", "1"), ("fraud", "2"), ("fraud_nn", "1")]
+DEMO_MODELS = [("fraud", "1"), ("fraud", "2"), ("fraud_nn", "1"), ("fraud_ctx", "1")]
 TARGET_OPSET = 15
 _THREADS = 2
 
@@ -150,6 +153,35 @@ def _mlp(spec: ModelSpec, matrix: np.ndarray, labels: np.ndarray, seed: int) -> 
     return TrainedModel(spec=spec, onnx_bytes=onx.SerializeToString(), estimator=model)
 
 
+def _logistic(spec: ModelSpec, matrix: np.ndarray, labels: np.ndarray, seed: int) -> TrainedModel:
+    from skl2onnx import to_onnx
+    from skl2onnx.common.data_types import FloatTensorType
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression(C=1.0, max_iter=500, random_state=seed)
+    model.fit(matrix, labels)
+    onx = to_onnx(
+        model,
+        initial_types=[("input", FloatTensorType([None, spec.input_width]))],
+        options={id(model): {"zipmap": False}},
+        target_opset=TARGET_OPSET,
+    )
+    return TrainedModel(spec=spec, onnx_bytes=onx.SerializeToString(), estimator=model)
+
+
+def _context_inputs() -> list[dict[str, Any]]:
+    """Inputs of the fallback model: request-time features only, in registry order."""
+    inputs: list[dict[str, Any]] = []
+    for name in synth.REQUEST_FEATURES:
+        if name == "channel":
+            inputs.append(_categorical(name, synth.CHANNELS, None))
+        elif name == "amount":
+            inputs.append({"name": name, "transform": "log1p"})
+        else:
+            inputs.append({"name": name, "transform": "identity"})
+    return inputs
+
+
 def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
     from sklearn.metrics import roc_auc_score
 
@@ -187,7 +219,7 @@ def _with_metrics(trained: TrainedModel, holdout: pd.DataFrame, train_rows: int,
 
 
 def train_models(seed: int = 0) -> list[TrainedModel]:
-    """Train fraud:1, fraud:2 and fraud_nn:1 in memory (deterministic for a given seed)."""
+    """Train fraud:1, fraud:2, fraud_nn:1 and fraud_ctx:1 in memory (deterministic for a given seed)."""
     train, holdout = demo_dataset(seed)
     columns = frame_columns(train)
     labels = train["label"].to_numpy()
@@ -215,6 +247,13 @@ def train_models(seed: int = 0) -> list[TrainedModel]:
         ),
         "MLP (32, 16) on standardized features",
     )
+    ctx = _spec(
+        "fraud_ctx",
+        "1",
+        "logistic",
+        _context_inputs(),
+        "Logistic regression on request-time features only (fallback when the feature store is down)",
+    )
     models = [
         _xgboost(fraud1, matrix(fraud1), labels, seed, n_estimators=120, max_depth=4, learning_rate=0.1),
         _xgboost(
@@ -229,6 +268,7 @@ def train_models(seed: int = 0) -> list[TrainedModel]:
             colsample_bytree=0.8,
         ),
         _mlp(nn, matrix(nn), labels, seed),
+        _logistic(ctx, matrix(ctx), labels, seed),
     ]
     return [_with_metrics(m, holdout, len(train), seed) for m in models]
 

@@ -99,6 +99,7 @@ async def test_list_and_get_models(stub: Stub) -> None:
     listed = await stub.ListModels(inference_pb2.ListModelsRequest())
     assert [(m.name, m.version, list(m.versions)) for m in listed.models] == [
         ("fraud", "2", ["1", "2"]),
+        ("fraud_ctx", "1", ["1"]),
         ("fraud_nn", "1", ["1"]),
     ]
     info = await stub.GetModel(inference_pb2.GetModelRequest(model="fraud", version="1"))
