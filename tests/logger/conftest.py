@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from logger_support import Topics, logger_settings
+from logger_support import RunLogger, Topics, logger_settings
 
 from predmesh.local.kafka import TansuBroker
 from services.logger.app import LoggerApp
@@ -40,9 +40,6 @@ def own_tansu(tmp_path: Path) -> Iterator[TansuBroker]:
 def topics() -> Topics:
     tag = uuid.uuid4().hex[:8]
     return Topics(f"predictions-{tag}", f"shadow-predictions-{tag}")
-
-
-RunLogger = Callable[..., AbstractAsyncContextManager[LoggerApp]]
 
 
 @pytest.fixture

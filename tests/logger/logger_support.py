@@ -6,6 +6,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,11 @@ from typing import Any
 from predmesh.local.kafka import DEV_CONSUMER_CONFIG, create_topics
 from predmesh.v1.common_pb2 import Prediction
 from predmesh.v1.events_pb2 import PredictionEvent
+from services.logger.app import LoggerApp
 from services.logger.settings import LoggerSettings
+
+# `async with run_logger(bootstrap, topics, **settings) as app:` (fixture in conftest.py)
+RunLogger = Callable[..., AbstractAsyncContextManager[LoggerApp]]
 
 
 @dataclass

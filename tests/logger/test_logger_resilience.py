@@ -7,8 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from conftest import RunLogger
-from logger_support import Topics, consume, ensure_topics, make_event, request_ids, wait_for
+from logger_support import RunLogger, Topics, consume, ensure_topics, make_event, request_ids, wait_for
 
 from predmesh.local.kafka import TansuBroker
 from predmesh.local.procs import PythonService, free_port

@@ -10,8 +10,7 @@ import urllib.request
 
 import grpc
 import pytest
-from conftest import RunLogger
-from logger_support import Topics, consume, ensure_topics, make_event, request_ids, wait_for
+from logger_support import RunLogger, Topics, consume, ensure_topics, make_event, request_ids, wait_for
 
 from predmesh.common.grpcclient import insecure_channel
 from predmesh.local.kafka import TansuBroker
