@@ -1,0 +1,69 @@
+{{/*
+Checks JSON Schema cannot express; called once from routing-configmap.yaml. Each failure
+names the offending value so `helm install/upgrade/template` stops with a clear message.
+*/}}
+{{- define "predmesh.validate" -}}
+{{- range $model, $spec := .Values.models }}
+{{- if not $spec.versions }}
+{{- fail (printf "models.%s.versions must list at least one version" $model) }}
+{{- end }}
+{{- $sum := 0 }}
+{{- $seen := dict }}
+{{- range $i, $arm := $spec.versions }}
+{{- $version := toString $arm.version }}
+{{- if not $version }}
+{{- fail (printf "models.%s.versions[%d].version must be set" $model $i) }}
+{{- end }}
+{{- if hasKey $seen $version }}
+{{- fail (printf "models.%s.versions lists version %q twice" $model $version) }}
+{{- end }}
+{{- $_ := set $seen $version true }}
+{{- $w := $arm.weight }}
+{{- if or (kindIs "invalid" $w) (lt (float64 $w) 0.0) (gt (float64 $w) 100.0) (ne (float64 $w) (float64 (int $w))) }}
+{{- fail (printf "models.%s.versions[%d].weight must be an integer between 0 and 100 (got %v)" $model $i $w) }}
+{{- end }}
+{{- $sum = add $sum (int $w) }}
+{{- end }}
+{{- if ne (int $sum) 100 }}
+{{- fail (printf "models.%s: canary weights must sum to 100, got %d (versions: %s)" $model (int $sum) (include "predmesh.armsSummary" $spec.versions)) }}
+{{- end }}
+{{- range $i, $step := ($spec.fallback | default list) }}
+{{- if and (eq (toString $step.type) "model") (eq (toString $step.model) $model) }}
+{{- fail (printf "models.%s.fallback[%d]: a model cannot fall back to itself" $model $i) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- $mr := .Values.modelRepository }}
+{{- if and (eq $mr.type "pvc") (not $mr.pvc.claimName) }}
+{{- fail "modelRepository.pvc.claimName is required when modelRepository.type=pvc" }}
+{{- end }}
+{{- if and (eq $mr.type "objectStorage") (not $mr.objectStorage.uri) }}
+{{- fail "modelRepository.objectStorage.uri is required when modelRepository.type=objectStorage" }}
+{{- end }}
+{{- range $name := list "envoy" "controlplane" "gateway" "features" "inference" "ortWorker" "logger" "triton" }}
+{{- $as := (index $.Values $name).autoscaling | default dict }}
+{{- if and $as.enabled (gt (int $as.minReplicas) (int $as.maxReplicas)) }}
+{{- fail (printf "%s.autoscaling.minReplicas (%d) must not exceed maxReplicas (%d)" $name (int $as.minReplicas) (int $as.maxReplicas)) }}
+{{- end }}
+{{- end }}
+{{- $tas := .Values.triton.autoscaling }}
+{{- if not (kindIs "invalid" $tas.idleReplicaCount) }}
+{{- if not $tas.keda.enabled }}
+{{- fail "triton.autoscaling.idleReplicaCount needs triton.autoscaling.keda.enabled=true (an HPA cannot scale below minReplicas)" }}
+{{- end }}
+{{- if ge (int $tas.idleReplicaCount) (int $tas.minReplicas) }}
+{{- fail (printf "triton.autoscaling.idleReplicaCount (%d) must be below minReplicas (%d)" (int $tas.idleReplicaCount) (int $tas.minReplicas)) }}
+{{- end }}
+{{- end }}
+{{- if and .Values.logger.autoscaling.enabled .Values.logger.journal.persistence.enabled (eq .Values.logger.journal.persistence.whenScaled "Delete") }}
+{{- fail "logger: autoscaling with journal.persistence.whenScaled=Delete would drop unreplayed journals on scale-down" }}
+{{- end }}
+{{- end -}}
+
+{{- define "predmesh.armsSummary" -}}
+{{- $parts := list }}
+{{- range . }}
+{{- $parts = append $parts (printf "%v=%v" .version .weight) }}
+{{- end }}
+{{- join ", " $parts }}
+{{- end -}}
