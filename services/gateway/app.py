@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 
 import grpc
+from prometheus_client import start_http_server
 
 from predmesh.common.grpcclient import insecure_channel
 from predmesh.common.grpcserver import GrpcServer
@@ -13,26 +15,41 @@ from predmesh.common.runner import configure_logging, serve_until_signal
 from predmesh.v1 import prediction_pb2_grpc
 from services.gateway.core.async_jobs import AsyncDispatcher
 from services.gateway.core.auth import ApiKeyAuthorizer
+from services.gateway.core.breaker import BreakerRegistry
 from services.gateway.core.catalog import ModelCatalog
 from services.gateway.core.ports import PredictionSink
 from services.gateway.core.predictor import Predictor, PredictorLimits
+from services.gateway.core.routing_source import RoutingFileWatcher
+from services.gateway.metrics import GatewayMetrics
 from services.gateway.settings import GatewaySettings
+from services.gateway.transport.logsink import LoggerSink
 from services.gateway.transport.servicer import PredictionServicer
 from services.gateway.transport.upstreams import CallbackClient, FeaturesClient, InferenceClient
+from services.logger.client import LoggerClient
 
 log = logging.getLogger(__name__)
 
 
 class GatewayApp:
-    """Lifecycle: `await start()` opens upstream channels and serves; `await stop()` drains and closes."""
+    """Lifecycle: `await start()` opens upstream channels, loads routing and serves;
+    `await stop()` flips health, drains RPCs, async jobs and shadows, flushes the log, closes channels.
+
+    `sink` replaces the logger client (tests); otherwise one is created when `logger_target` is set.
+    """
 
     def __init__(self, settings: GatewaySettings, sink: PredictionSink | None = None) -> None:
         self.settings = settings
         self._sink = sink
+        self.metrics = GatewayMetrics()
+        self.predictor: Predictor | None = None
+        self.metrics_port = 0
         self._channels: list[grpc.aio.Channel] = []
         self._server: GrpcServer | None = None
         self._dispatcher: AsyncDispatcher | None = None
         self._callbacks = CallbackClient()
+        self._logger: LoggerClient | None = None
+        self._watcher: RoutingFileWatcher | None = None
+        self._metrics_server: object | None = None
 
     @property
     def port(self) -> int:
@@ -44,11 +61,15 @@ class GatewayApp:
 
     async def start(self) -> None:
         s = self.settings
+        if self._sink is None and s.logger_target:
+            self._logger = LoggerClient(s.logger_target, max_pending=s.logger_buffer)
+            await self._logger.start()
+            self._sink = LoggerSink(self._logger)
         features_channel = insecure_channel(s.features_target)
         inference_channel = insecure_channel(s.inference_target)
         self._channels = [features_channel, inference_channel]
         models = InferenceClient(inference_channel)
-        predictor = Predictor(
+        self.predictor = predictor = Predictor(
             features=FeaturesClient(features_channel),
             models=models,
             catalog=ModelCatalog(models, s.model_cache_ttl_ms / 1e3),
@@ -57,8 +78,20 @@ class GatewayApp:
                 features_timeout_s=s.features_timeout_ms / 1e3,
                 inference_timeout_s=s.inference_timeout_ms / 1e3,
                 max_batch_items=s.max_batch_items,
+                min_inference_budget_s=s.min_inference_budget_ms / 1e3,
+                max_shadow_inflight=s.max_shadow_inflight,
             ),
+            breakers=BreakerRegistry(s.breaker_failures, s.breaker_reset_ms / 1e3),
+            metrics=self.metrics,
         )
+        if s.routing_path:
+            self._watcher = RoutingFileWatcher(
+                Path(s.routing_path),
+                predictor.set_routing,
+                s.routing_poll_ms / 1e3,
+                lambda result: self.metrics.routing_reloads.labels(result).inc(),
+            )
+            await self._watcher.start()
         self._dispatcher = AsyncDispatcher(
             predictor,
             self._callbacks,
@@ -77,16 +110,29 @@ class GatewayApp:
             "predmesh.v1.PredictionService",
         )
         await self._server.start()
+        if s.metrics_port is not None:
+            server, _ = start_http_server(s.metrics_port, addr=s.host, registry=self.metrics.registry)
+            self._metrics_server = server
+            self.metrics_port = int(server.server_port)
         log.info("gateway serving on %s", self._server.address)
 
     async def stop(self) -> None:
         if self._server is not None:
             await self._server.stop()
+        if self._watcher is not None:
+            await self._watcher.stop()
         if self._dispatcher is not None:
             await self._dispatcher.drain(self.settings.grace_s)
+        if self.predictor is not None:
+            await self.predictor.drain(self.settings.grace_s)
+        if self._logger is not None:
+            await self._logger.stop(timeout_s=self.settings.grace_s)
         await self._callbacks.close()
         await asyncio.gather(*(ch.close() for ch in self._channels))
         self._channels = []
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()  # type: ignore[attr-defined]
+            self._metrics_server = None
 
 
 def main() -> None:

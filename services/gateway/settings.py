@@ -38,6 +38,29 @@ class GatewaySettings(ServerSettings):
         2000.0, description="Deadline of one callback delivery attempt (milliseconds)."
     )
     callback_attempts: int = Field(3, description="Delivery attempts per async result before it is given up.")
+    routing_path: str = Field(
+        "",
+        description="Routing YAML (canary weights, shadows, fallbacks), watched live; empty = none.",
+        examples=["/etc/predmesh/routing/routing.yaml"],
+    )
+    routing_poll_ms: float = Field(500.0, description="How often the routing file is checked (milliseconds).")
+    breaker_failures: int = Field(
+        5, description="Consecutive dependency failures that open a circuit breaker."
+    )
+    breaker_reset_ms: float = Field(
+        2000.0, description="How long an open breaker refuses calls before one probe (milliseconds)."
+    )
+    min_inference_budget_ms: float = Field(
+        5.0,
+        description="Below this remaining budget the gateway answers from the fallback chain (milliseconds).",
+    )
+    max_shadow_inflight: int = Field(
+        256, description="Most shadow requests in flight; more are skipped and counted."
+    )
+    metrics_port: int | None = Field(
+        None, description="Port of the Prometheus /metrics endpoint (0 = any free port, unset = disabled)."
+    )
+    logger_buffer: int = Field(10000, description="Prediction records buffered for the logger before drops.")
     api_keys: dict[str, list[str]] = Field(
         default_factory=dict,
         description=(

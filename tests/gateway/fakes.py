@@ -14,7 +14,7 @@ from services.gateway.core.types import (
     Scalar,
     Score,
 )
-from services.gateway.errors import NotFound
+from services.gateway.errors import NotFound, Unavailable
 
 FEATURES = ("amount", "country")
 
@@ -48,15 +48,22 @@ class FakeFeatures:
 
 
 class FakeModels:
-    """Scores a row as amount / 1000; knows one model 'fraud' with versions 1 and 2."""
+    """Scores a row as amount / 1000 (version 3: amount / 500).
 
-    def __init__(self) -> None:
+    Knows 'fraud' versions 1, 2, 3 (features amount, country) and 'fraud_ctx' version 1
+    (feature amount only). Models named in `failing` raise Unavailable on infer.
+    """
+
+    def __init__(self, failing: set[str] | None = None) -> None:
         self.describe_calls = 0
         self.infer_calls: list[tuple[str, str, int]] = []
+        self.failing = failing if failing is not None else set()
 
     async def describe(self, model: str, version: str, timeout_s: float) -> ModelDescriptor:
         self.describe_calls += 1
-        if model != "fraud" or version not in ("", "1", "2"):
+        if model == "fraud_ctx" and version in ("", "1"):
+            return ModelDescriptor("fraud_ctx", "1", "user", ("amount",), "classifier")
+        if model != "fraud" or version not in ("", "1", "2", "3"):
             raise NotFound(f"model {model!r} version {version!r} not found")
         return ModelDescriptor("fraud", version or "2", "user", FEATURES, "classifier")
 
@@ -70,7 +77,13 @@ class FakeModels:
         timeout_s: float,
     ) -> InferenceResult:
         self.infer_calls.append((model, version, len(rows)))
-        scores = tuple(Score(score=float(row[0]) / 1000.0, label="fraud") for row in rows)
+        if model in self.failing:
+            raise Unavailable(f"{model} backend down")
+        scale = 500.0 if version == "3" else 1000.0
+        scores = tuple(
+            Score(score=float(row[0]) / scale, label="fraud" if float(row[0]) / scale > 0.5 else "legit")
+            for row in rows
+        )
         return InferenceResult(version=version, scores=scores)
 
 

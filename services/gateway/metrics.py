@@ -1,0 +1,99 @@
+"""Prometheus metrics of the gateway, on a registry owned by one app instance."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+DELTA_BUCKETS = (-0.5, -0.2, -0.1, -0.05, -0.01, 0.0, 0.01, 0.05, 0.1, 0.2, 0.5)
+
+
+class GatewayMetrics:
+    """Counters and histograms the gateway core updates; thread-safe (prometheus_client)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.predictions = Counter(
+            "predmesh_gateway_predictions",
+            "Entities scored, by model, serving version and arm.",
+            ["model", "version", "arm"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "predmesh_gateway_request_latency_seconds",
+            "Gateway request latency (seconds).",
+            ["model", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.degraded = Counter(
+            "predmesh_gateway_degraded",
+            "Entities answered from the fallback chain, by reason.",
+            ["model", "reason", "served_by"],
+            registry=r,
+        )
+        self.defaulted = Counter(
+            "predmesh_gateway_defaulted_features",
+            "Feature values replaced by registered defaults.",
+            ["model", "feature"],
+            registry=r,
+        )
+        self.shadow_compared = Counter(
+            "predmesh_gateway_shadow_compared",
+            "Shadow predictions compared with the primary, by agreement.",
+            ["model", "shadow_version", "agree"],
+            registry=r,
+        )
+        self.shadow_delta = Histogram(
+            "predmesh_gateway_shadow_score_delta",
+            "Shadow score minus primary score.",
+            ["model", "shadow_version"],
+            buckets=DELTA_BUCKETS,
+            registry=r,
+        )
+        self.shadow_dropped = Counter(
+            "predmesh_gateway_shadow_dropped",
+            "Shadow requests skipped because too many were in flight.",
+            ["model"],
+            registry=r,
+        )
+        self.shadow_errors = Counter(
+            "predmesh_gateway_shadow_errors",
+            "Shadow requests that failed.",
+            ["model", "shadow_version"],
+            registry=r,
+        )
+        self.log_dropped = Counter(
+            "predmesh_gateway_log_dropped",
+            "Prediction records the logger client could not queue.",
+            registry=r,
+        )
+        self.routing_reloads = Counter(
+            "predmesh_gateway_routing_reloads", "Routing table reloads, by result.", ["result"], registry=r
+        )
+        self.breaker_open = Gauge(
+            "predmesh_gateway_breaker_open",
+            "1 while a dependency's circuit breaker is open.",
+            ["dependency"],
+            registry=r,
+        )
+
+    def agreement_rate(self, model: str, shadow_version: str) -> float | None:
+        """Fraction of shadow comparisons that agreed with the primary (None before any)."""
+        agree = (
+            self.registry.get_sample_value(
+                "predmesh_gateway_shadow_compared_total",
+                {"model": model, "shadow_version": shadow_version, "agree": "true"},
+            )
+            or 0.0
+        )
+        disagree = (
+            self.registry.get_sample_value(
+                "predmesh_gateway_shadow_compared_total",
+                {"model": model, "shadow_version": shadow_version, "agree": "false"},
+            )
+            or 0.0
+        )
+        total = agree + disagree
+        return agree / total if total else None

@@ -1,0 +1,40 @@
+"""PredictionSink over the logger service: converts records to PredictionEvent and emits them."""
+
+from __future__ import annotations
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from predmesh.v1 import events_pb2
+from services.gateway.core.types import PredictionRecord
+from services.gateway.transport.converters import score_to_pb
+from services.logger.client import LoggerClient
+
+
+def record_to_event(record: PredictionRecord) -> events_pb2.PredictionEvent:
+    ts = Timestamp()
+    ts.FromNanoseconds(int(record.timestamp_s * 1e9))
+    return events_pb2.PredictionEvent(
+        request_id=record.request_id,
+        model=record.model,
+        model_version=record.model_version,
+        arm=record.arm,
+        entity_id=record.entity_id,
+        features_hash=record.features_hash,
+        prediction=score_to_pb(record.score),
+        latency_ms=record.latency_ms,
+        degraded=record.degraded,
+        degraded_reason=record.degraded_reason,
+        trace_id=record.trace_id,
+        timestamp=ts,
+        defaulted_features=list(record.defaulted_features),
+    )
+
+
+class LoggerSink:
+    """Non-blocking: `emit` converts and hands the event to the LoggerClient's bounded buffer."""
+
+    def __init__(self, client: LoggerClient) -> None:
+        self._client = client
+
+    def emit(self, record: PredictionRecord) -> bool:
+        return self._client.emit(record_to_event(record))
