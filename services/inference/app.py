@@ -1,8 +1,9 @@
 """Composition root of the inference orchestrator.
 
 `InferenceApp(settings)` wires settings -> model registry -> backend -> core ->
-servicer -> gRPC server. `await start()` scans the model repository, loads every
-version into the ONNX Runtime backend and starts serving; `await stop()` flips health
+servicer -> gRPC server. `await start()` scans the model repository, places every
+version on its backend (in-process ONNX Runtime, the ORT worker pool or Triton, with
+micro-batching where configured; backends/select.py), loads it and starts serving; `await stop()` flips health
 to NOT_SERVING, drains in-flight RPCs within `grace_s`, then unloads the models and
 shuts the backend's thread pool down. `python -m services.inference.app` runs it
 until SIGTERM/SIGINT.
@@ -16,7 +17,7 @@ import logging
 from predmesh.common.grpcserver import GrpcServer
 from predmesh.common.runner import configure_logging, serve_until_signal
 from predmesh.v1 import inference_pb2, inference_pb2_grpc
-from services.inference.backends.onnxruntime_local import OnnxRuntimeLocalBackend
+from services.inference.backends.select import RoutingBackend, build_backends
 from services.inference.core.registry import ModelRegistry
 from services.inference.core.service import InferenceCore
 from services.inference.settings import InferenceSettings
@@ -33,7 +34,7 @@ class InferenceApp:
     def __init__(self, settings: InferenceSettings | None = None) -> None:
         self.settings = settings or InferenceSettings()
         self.core: InferenceCore | None = None
-        self._backend: OnnxRuntimeLocalBackend | None = None
+        self._backend: RoutingBackend | None = None
         self._server: GrpcServer | None = None
 
     @property
@@ -56,15 +57,9 @@ class InferenceApp:
 
             await asyncio.to_thread(ensure_demo_models, repo)
         registry = await asyncio.to_thread(ModelRegistry.from_directory, repo)
-        backend = OnnxRuntimeLocalBackend(
-            intra_op_threads=settings.ort_intra_op_threads,
-            inter_op_threads=settings.ort_inter_op_threads,
-            executor_threads=settings.executor_threads,
-        )
+        backend = build_backends(settings, registry.all())
         self._backend = backend
-        core = InferenceCore(
-            registry, backend, max_rows=settings.max_rows, offload_rows=settings.offload_rows
-        )
+        core = InferenceCore(registry, backend, max_rows=settings.max_rows, offload_rows=settings.offload_rows)
         try:
             await core.load_all()
             server = GrpcServer(settings)
@@ -85,6 +80,15 @@ class InferenceApp:
             ", ".join(str(mv) for mv in registry.all()) or "no models",
             repo,
         )
+        for mv in registry.all():
+            log.info("model %s runs on %s", mv, backend.backend_for(mv).name)
+
+    @property
+    def backend(self) -> RoutingBackend:
+        """The routing backend (e.g. for `batch_stats`); only while started."""
+        if self._backend is None:
+            raise RuntimeError("InferenceApp is not started")
+        return self._backend
 
     async def stop(self) -> None:
         if self._server is not None:

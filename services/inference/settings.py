@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
@@ -40,3 +41,47 @@ class InferenceSettings(ServerSettings):
         ge=0,
         description="Requests with more rows than this are pre/post-processed in a worker thread (rows).",
     )
+
+    # -- execution backends (see backends/select.py) ----------------------------
+    triton_target: str | None = Field(
+        None, description="Triton KServe v2 gRPC address host:port; gpu models (and backend: triton) run there."
+    )
+    triton_batches: bool = Field(
+        True,
+        description="Triton's model configs enable dynamic_batching, so the orchestrator sends directly "
+        "(no double batching); false: batch in front of Triton too.",
+    )
+    ort_workers: str = Field(
+        "",
+        description="Comma-separated host:port list of ORT worker processes (KServe v2 gRPC); "
+        "cpu models run there when set.",
+    )
+    cpu_backend: Literal["auto", "local", "ort_worker", "triton"] = Field(
+        "auto",
+        description="Where models without a backend/device (or device: cpu) run; auto = ort_worker "
+        "when ort_workers is set, else local.",
+    )
+    worker_balance: Literal["least_outstanding", "round_robin"] = Field(
+        "least_outstanding", description="How calls are spread over the ORT worker pool."
+    )
+    backend_timeout_ms: float = Field(
+        2000.0, gt=0, description="Deadline of a remote backend call when the request has none (ms)."
+    )
+    backend_load_timeout_ms: float = Field(
+        15000.0, gt=0, description="How long start() waits for a remote backend to report a model ready (ms)."
+    )
+    # -- dynamic micro-batching (core/batcher.py) -------------------------------
+    batch_local: bool = Field(False, description="Micro-batch in front of the in-process ONNX Runtime backend.")
+    batch_ort_workers: bool = Field(True, description="Micro-batch in front of the ORT worker pool.")
+    batch_max_rows: int = Field(64, ge=1, description="Most rows per micro-batch (rows).")
+    batch_max_wait_ms: float = Field(
+        1.0, ge=0, description="Longest a batch waits for more requests after its first one (ms)."
+    )
+    batch_max_queue: int = Field(
+        1024, ge=1, description="Requests queued per model version; more: RESOURCE_EXHAUSTED (requests)."
+    )
+    batch_max_inflight: int = Field(2, ge=1, description="Batches of one model version executing at once (batches).")
+
+    @property
+    def ort_worker_targets(self) -> list[str]:
+        return [t.strip() for t in self.ort_workers.split(",") if t.strip()]

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import onnxruntime as ort
 
+from predmesh.common.deadline import Deadline
 from services.inference.core.registry import ModelVersion
 from services.inference.errors import ModelExecutionError, ModelLoadError, ModelNotReady
 
@@ -59,9 +60,7 @@ class OnnxRuntimeLocalBackend:
                 str(model_version.onnx_path), sess_options=self._options(), providers=self._providers
             )
         except Exception as err:  # ORT raises its own Fail/InvalidGraph/... types
-            raise ModelLoadError(
-                f"model {model_version}: cannot load {model_version.onnx_path.name}: {err}"
-            ) from err
+            raise ModelLoadError(f"model {model_version}: cannot load {model_version.onnx_path.name}: {err}") from err
         inputs = {i.name: i for i in session.get_inputs()}
         outputs = {o.name for o in session.get_outputs()}
         if spec.onnx.input not in inputs:
@@ -76,14 +75,10 @@ class OnnxRuntimeLocalBackend:
             )
         tensor = inputs[spec.onnx.input]
         if tensor.type != "tensor(float)":
-            raise ModelLoadError(
-                f"model {model_version}: input {tensor.name!r} is {tensor.type}, expected float32"
-            )
+            raise ModelLoadError(f"model {model_version}: input {tensor.name!r} is {tensor.type}, expected float32")
         shape = tensor.shape
         if len(shape) != 2:
-            raise ModelLoadError(
-                f"model {model_version}: input {tensor.name!r} has rank {len(shape)}, expected 2"
-            )
+            raise ModelLoadError(f"model {model_version}: input {tensor.name!r} has rank {len(shape)}, expected 2")
         if isinstance(shape[1], int) and shape[1] != spec.input_width:
             raise ModelLoadError(
                 f"model {model_version}: input {tensor.name!r} has width {shape[1]}, "
@@ -100,7 +95,12 @@ class OnnxRuntimeLocalBackend:
         self._sessions[model_version.key] = session
         log.info("loaded %s on %s", model_version, self.name)
 
-    async def infer(self, model_version: ModelVersion, batch: np.ndarray) -> np.ndarray:
+    async def infer(
+        self, model_version: ModelVersion, batch: np.ndarray, deadline: Deadline | None = None
+    ) -> np.ndarray:
+        # In-process runs are not interruptible: `deadline` is only checked before running.
+        if deadline is not None:
+            deadline.budget(what=f"running {model_version}")
         session = self._sessions.get(model_version.key)
         if session is None:
             raise ModelNotReady(f"model {model_version} is not loaded")

@@ -28,6 +28,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from predmesh.common.deadline import Deadline
 from services.inference.core.registry import ModelVersion
 
 
@@ -42,10 +43,15 @@ class Backend(Protocol):
         tensor names or input width that contradict the spec)."""
         ...
 
-    async def infer(self, model_version: ModelVersion, batch: np.ndarray) -> np.ndarray:
+    async def infer(
+        self, model_version: ModelVersion, batch: np.ndarray, deadline: Deadline | None = None
+    ) -> np.ndarray:
         """Run one batch: `batch` is float32 [N, D] (D = spec.input_width) in spec input
         order; returns the raw `spec.onnx.output` tensor (e.g. class probabilities
-        [N, K]). Raises ModelNotReady when not loaded, ModelExecutionError when the run fails."""
+        [N, K]). `deadline` (optional) is the caller's: remote backends use it as the
+        call's timeout, batchers drop requests whose deadline passed before execution.
+        Raises ModelNotReady when not loaded, ModelExecutionError when the run fails,
+        Unavailable when a remote backend cannot be reached, DeadlineExceeded."""
         ...
 
     async def unload(self, model_version: ModelVersion) -> None:

@@ -59,8 +59,7 @@ class Postprocessor:
             probs = raw
         else:
             raise ModelExecutionError(
-                f"model {self._model} returned shape {raw.shape}, "
-                f"expected [N, {n_classes}] class probabilities"
+                f"model {self._model} returned shape {raw.shape}, expected [N, {n_classes}] class probabilities"
             )
         score = probs[:, positive]
         threshold = spec.postprocess.threshold
@@ -77,9 +76,7 @@ class Postprocessor:
 
     def _regress(self, raw: np.ndarray) -> list[Prediction]:
         if not (raw.ndim == 1 or (raw.ndim == 2 and raw.shape[1] == 1)):
-            raise ModelExecutionError(
-                f"model {self._model} returned shape {raw.shape}, expected [N] or [N, 1]"
-            )
+            raise ModelExecutionError(f"model {self._model} returned shape {raw.shape}, expected [N] or [N, 1]")
         values = raw.reshape(-1)
         post = self._spec.postprocess
         if post.clip_min is not None or post.clip_max is not None:

@@ -76,9 +76,7 @@ def _log1p(spec: InputSpec, column: Column, out: np.ndarray) -> None:
     values = _numbers(spec.name, column)
     bad = values <= -1.0
     if bad.any():
-        raise InvalidArgument(
-            f"feature {spec.name!r}: row {int(np.argmax(bad))} is <= -1, outside log1p's domain"
-        )
+        raise InvalidArgument(f"feature {spec.name!r}: row {int(np.argmax(bad))} is <= -1, outside log1p's domain")
     out[:, 0] = np.log1p(values)
 
 
@@ -147,9 +145,7 @@ class Preprocessor:
             encode(item, column, out[:, start:stop])
         return out
 
-    def transform_rows(
-        self, feature_names: Sequence[str], rows: Sequence[Sequence[FeatureValue]]
-    ) -> np.ndarray:
+    def transform_rows(self, feature_names: Sequence[str], rows: Sequence[Sequence[FeatureValue]]) -> np.ndarray:
         """Rows aligned with `feature_names` -> float32 [N, D] in model input order."""
         index = {name: i for i, name in enumerate(feature_names)}
         if len(index) != len(feature_names):
@@ -159,9 +155,7 @@ class Preprocessor:
         width = len(feature_names)
         for i, row in enumerate(rows):
             if len(row) != width:
-                raise InvalidArgument(
-                    f"row {i} has {len(row)} values, expected {width} (one per feature name)"
-                )
+                raise InvalidArgument(f"row {i} has {len(row)} values, expected {width} (one per feature name)")
         columns: dict[str, Column] = {}
         for item, _, _, _ in self._steps:
             position = index.get(item.name)

@@ -122,9 +122,7 @@ class ModelRegistry:
         try:
             return slot[version]
         except KeyError:
-            raise VersionNotFound(
-                f"model {name!r} has no version {version!r} (available: {', '.join(slot)})"
-            ) from None
+            raise VersionNotFound(f"model {name!r} has no version {version!r} (available: {', '.join(slot)})") from None
 
     def _slot(self, name: str) -> dict[str, ModelVersion]:
         try:

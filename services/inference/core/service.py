@@ -43,9 +43,7 @@ class ModelInfo:
 class InferenceCore:
     """Model registry + pre/post-processing around one execution backend."""
 
-    def __init__(
-        self, registry: ModelRegistry, backend: Backend, max_rows: int = 1024, offload_rows: int = 256
-    ):
+    def __init__(self, registry: ModelRegistry, backend: Backend, max_rows: int = 1024, offload_rows: int = 256):
         self.registry = registry
         self._backend = backend
         self._max_rows = max_rows
@@ -97,7 +95,7 @@ class InferenceCore:
             batch = preprocess.transform_rows(feature_names, rows)
         if deadline is not None:
             deadline.budget(what=f"running {target}")
-        raw = await self._backend.infer(target, batch)
+        raw = await self._backend.infer(target, batch, deadline)
         return target.version, await self._postprocess(target, raw, len(rows))
 
     async def _postprocess(self, target: ModelVersion, raw: np.ndarray, n_rows: int) -> list[Prediction]:

@@ -23,6 +23,14 @@ output becomes a `Prediction`. Example::
       threshold: 0.5             # optional, binary only: label = positive iff score >= threshold
       # regressor instead: {clip_min: 0.0, clip_max: 1.0} (both optional)
     metadata: {holdout_auc: 0.83}  # free-form, informational
+    device: cpu                  # optional placement hint: cpu | gpu (see below)
+    backend: ort_worker          # optional: local | ort_worker | triton (overrides device)
+
+Placement: `backend` names where the model runs; without it `device: gpu` means the
+Triton target and `device: cpu` (or nothing) the CPU default (the ORT worker pool
+when configured, else in-process ONNX Runtime). A named backend that is not
+configured falls back to in-process ONNX Runtime with a warning
+(services/inference/backends/select.py).
 
 Transforms (each input contributes one column, except onehot: one per category):
   identity         number -> number
@@ -140,6 +148,8 @@ class ModelSpec(_Strict):
     onnx: OnnxSpec = Field(default_factory=OnnxSpec)
     postprocess: PostprocessSpec = Field(default_factory=PostprocessSpec)
     metadata: dict[str, Any] = Field(default_factory=dict)
+    device: Literal["cpu", "gpu"] | None = None
+    backend: Literal["local", "ort_worker", "triton"] | None = None
 
     @field_validator("version", mode="before")
     @classmethod

@@ -12,6 +12,7 @@ The input matrix is built by the serving `Preprocessor` from each model's spec, 
 training and serving cannot drift apart. Everything is seeded and single-process:
 the same seed gives the same models. Needs the `train` extra (xgboost, scikit-learn,
 onnxmltools, skl2onnx). `python -m services.inference.demo.train [repo_dir]` trains.
+Training also writes the Triton configs (services/inference/triton/layout.py).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import pandas as pd
 from predmesh.demo import synth
 from services.inference.core.preprocess import Column, Preprocessor
 from services.inference.core.spec import ONNX_FILE, SPEC_FILE, ModelSpec, parse_spec
+from services.inference.triton.layout import triton_layout_present, write_triton_layout
 
 log = logging.getLogger(__name__)
 
@@ -116,9 +118,7 @@ def _spec(name: str, version: str, kind: str, inputs: list[dict[str, Any]], desc
     )
 
 
-def _xgboost(
-    spec: ModelSpec, matrix: np.ndarray, labels: np.ndarray, seed: int, **params: Any
-) -> TrainedModel:
+def _xgboost(spec: ModelSpec, matrix: np.ndarray, labels: np.ndarray, seed: int, **params: Any) -> TrainedModel:
     import xgboost
     from onnxmltools import convert_xgboost
     from onnxmltools.convert.common.data_types import FloatTensorType
@@ -138,9 +138,7 @@ def _mlp(spec: ModelSpec, matrix: np.ndarray, labels: np.ndarray, seed: int) -> 
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
 
-    model = MLPClassifier(
-        hidden_layer_sizes=(32, 16), alpha=1e-3, max_iter=60, early_stopping=True, random_state=seed
-    )
+    model = MLPClassifier(hidden_layer_sizes=(32, 16), alpha=1e-3, max_iter=60, early_stopping=True, random_state=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.fit(matrix, labels)
@@ -194,9 +192,7 @@ def _with_metrics(trained: TrainedModel, holdout: pd.DataFrame, train_rows: int,
     matrix = Preprocessor(spec).transform_columns(frame_columns(holdout), len(holdout))
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
-    session = ort.InferenceSession(
-        trained.onnx_bytes, sess_options=options, providers=["CPUExecutionProvider"]
-    )
+    session = ort.InferenceSession(trained.onnx_bytes, sess_options=options, providers=["CPUExecutionProvider"])
     probs = session.run([spec.onnx.output], {spec.onnx.input: matrix})[0]
     auc = _auc(holdout["label"].to_numpy(), probs[:, spec.positive_index])
     log.info(
@@ -233,18 +229,14 @@ def train_models(seed: int = 0) -> list[TrainedModel]:
         "fraud",
         "2",
         "xgboost",
-        _inputs(
-            lambda n: "log1p" if n in ("amount", "avg_txn_amount_30d", "account_age_days") else "identity"
-        ),
+        _inputs(lambda n: "log1p" if n in ("amount", "avg_txn_amount_30d", "account_age_days") else "identity"),
         "XGBoost, deeper and slower-learning, log1p amounts (canary candidate)",
     )
     nn = _spec(
         "fraud_nn",
         "1",
         "mlp",
-        _inputs(
-            lambda n: {"type": "standardize", "mean": round(stats[n][0], 6), "std": round(stats[n][1], 6)}
-        ),
+        _inputs(lambda n: {"type": "standardize", "mean": round(stats[n][0], 6), "std": round(stats[n][1], 6)}),
         "MLP (32, 16) on standardized features",
     )
     ctx = _spec(
@@ -283,9 +275,7 @@ def write_model(repo_dir: Path, trained: TrainedModel) -> Path:
     try:
         (staging / ONNX_FILE).write_bytes(trained.onnx_bytes)
         body = spec.to_yaml()
-        (staging / SPEC_FILE).write_text(
-            f"# predmesh model spec, written by services.inference.demo.train\n{body}"
-        )
+        (staging / SPEC_FILE).write_text(f"# predmesh model spec, written by services.inference.demo.train\n{body}")
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)
@@ -302,14 +292,14 @@ def train_demo_models(repo_dir: Path, seed: int = 0) -> list[str]:
     for trained in train_models(seed):
         write_model(repo_dir, trained)
         written.append(f"{trained.spec.name}:{trained.spec.version}")
-    log.info("wrote demo models %s to %s", ", ".join(written), repo_dir)
+    write_triton_layout(repo_dir)
+    log.info("wrote demo models %s (and their Triton configs) to %s", ", ".join(written), repo_dir)
     return written
 
 
 def demo_models_present(repo_dir: Path) -> bool:
     return all(
-        (repo_dir / name / version / ONNX_FILE).is_file()
-        and (repo_dir / name / version / SPEC_FILE).is_file()
+        (repo_dir / name / version / ONNX_FILE).is_file() and (repo_dir / name / version / SPEC_FILE).is_file()
         for name, version in DEMO_MODELS
     )
 
@@ -319,6 +309,8 @@ def ensure_demo_models(repo_dir: Path) -> Path:
     repo_dir = Path(repo_dir)
     if demo_models_present(repo_dir):
         log.debug("demo models already in %s", repo_dir)
+        if not triton_layout_present(repo_dir):
+            write_triton_layout(repo_dir)
         return repo_dir
     repo_dir.mkdir(parents=True, exist_ok=True)
     train_demo_models(repo_dir)

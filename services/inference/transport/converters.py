@@ -42,9 +42,7 @@ def prediction_to_proto(prediction: Prediction) -> common_pb2.Prediction:
     return common_pb2.Prediction(score=prediction.score, scores=prediction.scores, label=prediction.label)
 
 
-def infer_response(
-    model: str, version: str, predictions: Sequence[Prediction]
-) -> inference_pb2.InferResponse:
+def infer_response(model: str, version: str, predictions: Sequence[Prediction]) -> inference_pb2.InferResponse:
     return inference_pb2.InferResponse(
         model=model,
         model_version=version,

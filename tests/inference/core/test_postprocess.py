@@ -19,9 +19,7 @@ def test_classifier_argmax_and_positive_class_score() -> None:
 
 
 def test_classifier_threshold_overrides_argmax() -> None:
-    post = Postprocessor(
-        parse_spec(classifier_spec(postprocess={"positive_class": "fraud", "threshold": 0.2})), "m:1"
-    )
+    post = Postprocessor(parse_spec(classifier_spec(postprocess={"positive_class": "fraud", "threshold": 0.2})), "m:1")
     out = post(np.array([[0.75, 0.25], [0.85, 0.15]]), 2)
     assert [p.label for p in out] == ["fraud", "legit"]
 

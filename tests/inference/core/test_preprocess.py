@@ -50,9 +50,7 @@ def test_onehot_unknown_maps_to_all_zeros_without_other() -> None:
 
 
 def test_onehot_unknown_maps_to_the_other_slot() -> None:
-    p = pre(
-        {"name": "c", "transform": {"type": "onehot", "categories": ["US", "other", "GB"], "other": "other"}}
-    )
+    p = pre({"name": "c", "transform": {"type": "onehot", "categories": ["US", "other", "GB"], "other": "other"}})
     out = p.transform_rows(["c"], [["GB"], ["XX"], ["other"], ["US"]])
     np.testing.assert_array_equal(out, [[0, 0, 1], [0, 1, 0], [0, 1, 0], [1, 0, 0]])
 

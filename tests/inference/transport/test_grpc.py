@@ -34,9 +34,7 @@ ROW: dict[str, Any] = {
 }
 
 
-def request(
-    rows: Sequence[dict[str, Any]], model: str = "fraud", version: str = "", names: Sequence[str] = FEATURES
-):
+def request(rows: Sequence[dict[str, Any]], model: str = "fraud", version: str = "", names: Sequence[str] = FEATURES):
     return inference_pb2.InferRequest(
         request_id="r1",
         model=model,
@@ -122,24 +120,16 @@ async def test_unknown_model_and_version_are_not_found(stub: Stub) -> None:
     await expect_error(stub.Infer(request([ROW], model="nope")), nf, "unknown model 'nope'")
     await expect_error(stub.Infer(request([ROW], version="9")), nf, "no version '9'")
     await expect_error(stub.GetModel(inference_pb2.GetModelRequest(model="nope")), nf, "unknown model")
-    await expect_error(
-        stub.GetModel(inference_pb2.GetModelRequest(model="fraud", version="3")), nf, "no version"
-    )
+    await expect_error(stub.GetModel(inference_pb2.GetModelRequest(model="fraud", version="3")), nf, "no version")
 
 
 async def test_invalid_requests(stub: Stub) -> None:
     bad = grpc.StatusCode.INVALID_ARGUMENT
     names_without_amount = [n for n in FEATURES if n != "amount"]
-    await expect_error(
-        stub.Infer(request([ROW], names=names_without_amount)), bad, "missing required feature 'amount'"
-    )
+    await expect_error(stub.Infer(request([ROW], names=names_without_amount)), bad, "missing required feature 'amount'")
     await expect_error(stub.Infer(request([dict(ROW, amount="lots")])), bad, "'amount'", "string value")
-    await expect_error(
-        stub.Infer(request([dict(ROW, is_verified=1.0)])), bad, "'is_verified'", "expected a bool"
-    )
-    await expect_error(
-        stub.Infer(request([ROW, dict(ROW, country=None)])), bad, "'country': row 1 has no value"
-    )
+    await expect_error(stub.Infer(request([dict(ROW, is_verified=1.0)])), bad, "'is_verified'", "expected a bool")
+    await expect_error(stub.Infer(request([ROW, dict(ROW, country=None)])), bad, "'country': row 1 has no value")
     await expect_error(stub.Infer(request([])), bad, "no rows")
     await expect_error(stub.Infer(request([ROW] * 501)), bad, "501 rows exceed the limit of 500")
     short = request([ROW])
@@ -183,9 +173,7 @@ async def test_tiny_models_end_to_end_and_broken_output_is_internal(tmp_path: Pa
             assert all(p.label == "" and len(p.scores) == 0 for p in reply.predictions)
             details = await expect_error(
                 stub.Infer(
-                    inference_pb2.InferRequest(
-                        model="tinyclf", feature_names=["amount"], rows=[row_to_proto([1.0])]
-                    )
+                    inference_pb2.InferRequest(model="tinyclf", feature_names=["amount"], rows=[row_to_proto([1.0])])
                 ),
                 grpc.StatusCode.INTERNAL,
                 "tinyclf:1",

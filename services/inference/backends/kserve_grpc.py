@@ -1,0 +1,221 @@
+"""KServe v2 gRPC backend: runs models on NVIDIA Triton or on our ONNX Runtime workers.
+
+Both speak the KServe v2 `GRPCInferenceService` (Triton natively; our workers in
+`services/inference/workers/`), so one client backend serves both. A model version
+`name:version` is addressed as KServe model `name`, version `version`; the float32
+[N, D] batch goes out as the spec's `onnx.input` tensor and the spec's `onnx.output`
+tensor comes back.
+
+Targets: one or more `host:port` addresses of equivalent servers (a worker pool, or
+one Triton). Each call picks the target with the fewest calls outstanding (ties:
+round robin) or pure round robin; when a target is UNAVAILABLE the call moves on to
+the next target while its deadline allows (inference is idempotent).
+
+Errors (all PredmeshError): target down / connection refused -> Unavailable (fast, no
+hang: the channel fails fast and reconnects with a short backoff); deadline spent ->
+DeadlineExceeded; server overloaded -> ResourceExhausted; model not ready on the
+server -> ModelNotReady; anything else -> ModelExecutionError (details in the log).
+
+Ownership: one long-lived `tritonclient.grpc.aio.InferenceServerClient` (one grpc.aio
+channel) per target, opened on the first `load` (on the running loop) and closed by
+`close()`. Every call carries a deadline: the request's when it has one, else
+`timeout_s`. Threading: one event loop; nothing blocks it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+from tritonclient.grpc import InferInput, InferRequestedOutput
+from tritonclient.grpc.aio import InferenceServerClient
+from tritonclient.utils import InferenceServerException
+
+from predmesh.common.deadline import Deadline
+from predmesh.common.errors import DeadlineExceeded, PredmeshError, ResourceExhausted, Unavailable
+from services.inference.core.registry import ModelVersion
+from services.inference.errors import ModelExecutionError, ModelLoadError, ModelNotReady
+
+log = logging.getLogger(__name__)
+
+Balance = Literal["least_outstanding", "round_robin"]
+
+CHANNEL_ARGS: list[tuple[str, Any]] = [
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.http2.max_pings_without_data", 0),
+    # A restarted worker is found again within ~1 s instead of gRPC's default 2 min cap.
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
+
+
+class _Target:
+    __slots__ = ("address", "client", "outstanding")
+
+    def __init__(self, address: str, client: InferenceServerClient) -> None:
+        self.address = address
+        self.client = client
+        self.outstanding = 0
+
+
+def _status(err: InferenceServerException) -> str:
+    return (err.status() or "").removeprefix("StatusCode.")
+
+
+class KServeGrpcBackend:
+    """Backend calling KServe v2 gRPC servers (see module docstring)."""
+
+    def __init__(
+        self,
+        targets: Sequence[str],
+        name: str = "kserve_grpc",
+        timeout_s: float = 1.0,
+        load_timeout_s: float = 10.0,
+        balance: Balance = "least_outstanding",
+    ) -> None:
+        if not targets:
+            raise ValueError("KServeGrpcBackend needs at least one target")
+        self.name = name
+        self.addresses = tuple(targets)
+        self._timeout_s = timeout_s
+        self._load_timeout_s = load_timeout_s
+        self._balance = balance
+        self._targets: list[_Target] = []
+        self._rr = itertools.count()
+        self._loaded: set[tuple[str, str]] = set()
+        self._closed = False
+
+    # -- lifecycle ---------------------------------------------------------
+    def _open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"{self.name} backend is closed")
+        if not self._targets:
+            self._targets = [
+                _Target(addr, InferenceServerClient(addr, channel_args=CHANNEL_ARGS)) for addr in self.addresses
+            ]
+
+    async def load(self, model_version: ModelVersion) -> None:
+        """Wait (up to `load_timeout_s`) until some target reports the version ready."""
+        self._open()
+        if model_version.key in self._loaded:
+            return
+        give_up = time.monotonic() + self._load_timeout_s
+        last: str = "no answer"
+        while True:
+            ready_on = []
+            for target in self._targets:
+                try:
+                    if await target.client.is_model_ready(
+                        model_version.name, model_version.version, client_timeout=0.5
+                    ):
+                        ready_on.append(target.address)
+                    else:
+                        last = f"{target.address}: model not ready"
+                except InferenceServerException as err:
+                    last = f"{target.address}: {_status(err)} {err.message()}"
+            if ready_on:
+                break
+            if time.monotonic() >= give_up:
+                raise ModelLoadError(
+                    f"model {model_version} is not ready on {self.name} ({', '.join(self.addresses)}): {last}"
+                )
+            await asyncio.sleep(0.05)
+        self._loaded.add(model_version.key)
+        log.info("model %s ready on %s at %s", model_version, self.name, ", ".join(ready_on))
+
+    async def unload(self, model_version: ModelVersion) -> None:
+        self._loaded.discard(model_version.key)
+
+    async def ready(self, model_version: ModelVersion) -> bool:
+        if model_version.key not in self._loaded or not self._targets:
+            return False
+        for target in self._targets:
+            try:
+                if await target.client.is_model_ready(model_version.name, model_version.version, client_timeout=0.5):
+                    return True
+            except InferenceServerException:
+                continue
+        return False
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        targets, self._targets = self._targets, []
+        for target in targets:
+            await target.client.close()
+        self._loaded.clear()
+
+    # -- inference ---------------------------------------------------------
+    def _order(self) -> list[_Target]:
+        """Targets in the order to try them for one call."""
+        n = len(self._targets)
+        start = next(self._rr) % n
+        rotated = self._targets[start:] + self._targets[:start]
+        if self._balance == "least_outstanding":
+            rotated.sort(key=lambda t: t.outstanding)  # stable: round robin among ties
+        return rotated
+
+    async def infer(
+        self, model_version: ModelVersion, batch: np.ndarray, deadline: Deadline | None = None
+    ) -> np.ndarray:
+        if model_version.key not in self._loaded:
+            raise ModelNotReady(f"model {model_version} is not loaded")
+        deadline = deadline or Deadline.after(self._timeout_s)
+        spec = model_version.spec
+        data = np.ascontiguousarray(batch, dtype=np.float32)
+        inputs = [InferInput(spec.onnx.input, list(data.shape), "FP32")]
+        inputs[0].set_data_from_numpy(data)
+        outputs = [InferRequestedOutput(spec.onnx.output)]
+        error: PredmeshError | None = None
+        for target in self._order():
+            timeout = deadline.budget(what=f"running {model_version} on {self.name}")
+            target.outstanding += 1
+            try:
+                result = await target.client.infer(
+                    spec.name,
+                    inputs,
+                    model_version=spec.version,
+                    outputs=outputs,
+                    client_timeout=timeout,
+                )
+            except InferenceServerException as err:
+                error = self._translate(err, model_version, target.address)
+                if isinstance(error, Unavailable):
+                    continue  # down, or the model is not loaded there: try the next target
+                raise error from err
+            finally:
+                target.outstanding -= 1
+            array = result.as_numpy(spec.onnx.output)
+            if array is None or len(array) != len(data):
+                log.error("%s answered %s rows for %s from %s", model_version, array, len(data), target.address)
+                raise ModelExecutionError(f"model {model_version} returned a malformed output")
+            out: np.ndarray = array
+            return out
+        assert error is not None
+        raise error
+
+    def _translate(self, err: InferenceServerException, mv: ModelVersion, address: str) -> PredmeshError:
+        status = _status(err)
+        where = f"{self.name} at {address}"
+        if status == "UNAVAILABLE":
+            return Unavailable(f"model {mv}: {where} is unavailable")
+        if status == "DEADLINE_EXCEEDED":
+            return DeadlineExceeded(f"model {mv}: deadline exceeded on {where}")
+        if status == "RESOURCE_EXHAUSTED":
+            return ResourceExhausted(f"model {mv}: {where} is overloaded")
+        if status == "NOT_FOUND" or (status == "UNKNOWN" and "not ready" in (err.message() or "")):
+            return ModelNotReady(f"model {mv} is not ready on {where}")
+        if status == "CANCELLED":
+            return Unavailable(f"model {mv}: call to {where} was cancelled")
+        log.error("model %s failed on %s: [%s] %s", mv, where, status, err.message())
+        return ModelExecutionError(f"model {mv} failed to run")

@@ -1,0 +1,148 @@
+"""Backend selection: which execution backend runs each model version.
+
+Placement rule (per model version, from its spec and the settings):
+
+1. `spec.backend` (local | ort_worker | triton) when that backend is configured;
+2. else `spec.device == "gpu"` -> triton when `triton_target` is set;
+3. else the CPU default `settings.cpu_backend` (auto: ort_worker when `ort_workers` is
+   set, else local);
+4. anything named but not configured falls back to in-process ONNX Runtime (local),
+   with a warning, so a dev machine without Triton still serves every model.
+
+Batching: ORT workers get the orchestrator's micro-batcher (`batch_ort_workers`);
+Triton gets it only when `triton_batches` is false (Triton's dynamic_batching does it
+otherwise: no double batching); local only with `batch_local`.
+
+`RoutingBackend` is itself a `Backend`: it forwards each call to the backend chosen
+for that version and owns (closes) every backend it was given.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+import numpy as np
+
+from predmesh.common.deadline import Deadline
+from services.inference.backends.batching import BatchingBackend
+from services.inference.backends.kserve_grpc import KServeGrpcBackend
+from services.inference.backends.onnxruntime_local import OnnxRuntimeLocalBackend
+from services.inference.core.backend import Backend
+from services.inference.core.batcher import BatcherConfig, BatcherStats
+from services.inference.core.registry import ModelVersion
+from services.inference.errors import ModelNotReady
+from services.inference.settings import InferenceSettings
+
+log = logging.getLogger(__name__)
+
+LOCAL, ORT_WORKER, TRITON = "local", "ort_worker", "triton"
+
+
+def placement(mv: ModelVersion, settings: InferenceSettings) -> str:
+    """The backend kind (local | ort_worker | triton) that serves `mv` under `settings`."""
+    configured = {
+        LOCAL,
+        *([ORT_WORKER] if settings.ort_worker_targets else []),
+        *([TRITON] if settings.triton_target else []),
+    }
+    spec = mv.spec
+    wanted: str
+    if spec.backend is not None:
+        wanted = spec.backend
+    elif spec.device == "gpu" and TRITON in configured:
+        wanted = TRITON
+    elif settings.cpu_backend == "auto":
+        wanted = ORT_WORKER if ORT_WORKER in configured else LOCAL
+    else:
+        wanted = settings.cpu_backend
+    if wanted not in configured:
+        log.warning("model %s wants backend %s, which is not configured: running it in-process", mv, wanted)
+        return LOCAL
+    return wanted
+
+
+def batcher_config(settings: InferenceSettings) -> BatcherConfig:
+    return BatcherConfig(
+        max_batch_rows=settings.batch_max_rows,
+        max_wait_s=settings.batch_max_wait_ms / 1000.0,
+        max_queue=settings.batch_max_queue,
+        max_inflight_batches=settings.batch_max_inflight,
+    )
+
+
+def build_backends(settings: InferenceSettings, versions: Iterable[ModelVersion]) -> RoutingBackend:
+    """Create only the backends some version is placed on, wrapped per the batching settings."""
+    routes = {mv.key: placement(mv, settings) for mv in versions}
+    kinds = set(routes.values())
+    backends: dict[str, Backend] = {}
+    if LOCAL in kinds:
+        local: Backend = OnnxRuntimeLocalBackend(
+            intra_op_threads=settings.ort_intra_op_threads,
+            inter_op_threads=settings.ort_inter_op_threads,
+            executor_threads=settings.executor_threads,
+        )
+        backends[LOCAL] = BatchingBackend(local, batcher_config(settings)) if settings.batch_local else local
+    if ORT_WORKER in kinds:
+        workers: Backend = KServeGrpcBackend(
+            settings.ort_worker_targets,
+            name=ORT_WORKER,
+            timeout_s=settings.backend_timeout_ms / 1000.0,
+            load_timeout_s=settings.backend_load_timeout_ms / 1000.0,
+            balance=settings.worker_balance,
+        )
+        backends[ORT_WORKER] = (
+            BatchingBackend(workers, batcher_config(settings)) if settings.batch_ort_workers else workers
+        )
+    if TRITON in kinds:
+        assert settings.triton_target is not None
+        triton: Backend = KServeGrpcBackend(
+            [settings.triton_target],
+            name=TRITON,
+            timeout_s=settings.backend_timeout_ms / 1000.0,
+            load_timeout_s=settings.backend_load_timeout_ms / 1000.0,
+        )
+        backends[TRITON] = triton if settings.triton_batches else BatchingBackend(triton, batcher_config(settings))
+    return RoutingBackend(backends, routes)
+
+
+class RoutingBackend:
+    """Forwards each model version to its backend; owns and closes all of them."""
+
+    name = "routing"
+
+    def __init__(self, backends: dict[str, Backend], routes: dict[tuple[str, str], str]) -> None:
+        self.backends = backends
+        self.routes = dict(routes)
+
+    def backend_for(self, mv: ModelVersion) -> Backend:
+        try:
+            return self.backends[self.routes[mv.key]]
+        except KeyError:
+            raise ModelNotReady(f"model {mv} has no backend") from None
+
+    async def load(self, model_version: ModelVersion) -> None:
+        await self.backend_for(model_version).load(model_version)
+
+    async def infer(
+        self, model_version: ModelVersion, batch: np.ndarray, deadline: Deadline | None = None
+    ) -> np.ndarray:
+        return await self.backend_for(model_version).infer(model_version, batch, deadline)
+
+    async def unload(self, model_version: ModelVersion) -> None:
+        await self.backend_for(model_version).unload(model_version)
+
+    async def ready(self, model_version: ModelVersion) -> bool:
+        return await self.backend_for(model_version).ready(model_version)
+
+    def batch_stats(self, model_version: ModelVersion) -> BatcherStats | None:
+        """Micro-batcher counters for `mv`, or None when its backend does not batch."""
+        backend = self.backend_for(model_version)
+        return backend.stats(model_version) if isinstance(backend, BatchingBackend) else None
+
+    async def close(self) -> None:
+        for backend in self.backends.values():
+            try:
+                await backend.close()
+            except Exception:  # keep closing the rest
+                log.exception("closing backend %s failed", backend.name)

@@ -1,0 +1,272 @@
+"""Dynamic micro-batching: many small concurrent requests -> few larger backend calls.
+
+`MicroBatcher` serves one model version. `submit(rows, deadline)` enqueues a request
+(a float32 [n, D] matrix, n >= 1) with its own future and waits for exactly its own
+n output rows. A collector task takes the first queued request, then keeps taking
+requests until the batch holds `max_batch_rows` rows or `max_wait_s` has passed since
+that first request (`time.monotonic()`), concatenates them and runs the batch as a
+separate task, so the next batch forms while this one executes (at most
+`max_inflight_batches` at once). A request larger than `max_batch_rows` runs alone; a
+request that would overflow the batch waits for the next one (order is kept).
+
+Deadlines: a request whose deadline has passed when its batch is formed is not
+executed; its caller gets DeadlineExceeded. The batch call's own deadline is the
+latest deadline among its requests (none when any request has none). A caller that
+is cancelled while queued is skipped.
+
+Backpressure: the queue is bounded (`max_queue` requests); a full queue answers
+ResourceExhausted at once instead of queueing without bound.
+
+Ownership/threading: one event loop; the batcher owns its queue, its collector task
+and a set holding every batch task until it completes (so none is garbage-collected
+mid-flight). Lifecycle: `start()` -> `submit()`... -> `stop()`, which refuses new
+requests (Unavailable), lets the collector drain what is queued and awaits every
+running batch. Results are set only on futures that are not done yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from predmesh.common.deadline import Deadline
+from predmesh.common.errors import DeadlineExceeded, ResourceExhausted, Unavailable
+from services.inference.errors import ModelExecutionError
+
+log = logging.getLogger(__name__)
+
+RunBatch = Callable[[np.ndarray, Deadline | None], Awaitable[np.ndarray]]
+
+
+@dataclass(frozen=True, slots=True)
+class BatcherConfig:
+    """Limits of one micro-batcher (see module docstring)."""
+
+    max_batch_rows: int = 64
+    max_wait_s: float = 0.001
+    max_queue: int = 1024
+    max_inflight_batches: int = 2
+
+    def __post_init__(self) -> None:
+        if self.max_batch_rows < 1 or self.max_queue < 1 or self.max_inflight_batches < 1:
+            raise ValueError("max_batch_rows, max_queue and max_inflight_batches must be >= 1")
+        if self.max_wait_s < 0:
+            raise ValueError("max_wait_s must be >= 0")
+
+
+@dataclass
+class BatcherStats:
+    """Counters since start (read-only snapshot via `MicroBatcher.stats()`)."""
+
+    requests: int = 0
+    rows: int = 0
+    batches: int = 0
+    expired: int = 0
+    rejected: int = 0
+    failed_batches: int = 0
+    batch_rows: Counter[int] = field(default_factory=Counter)  # rows per batch -> batches
+    batch_requests: Counter[int] = field(default_factory=Counter)  # requests per batch -> batches
+
+    @property
+    def mean_batch_requests(self) -> float:
+        total = sum(self.batch_requests.values())
+        return sum(k * v for k, v in self.batch_requests.items()) / total if total else 0.0
+
+
+@dataclass(slots=True)
+class _Pending:
+    rows: np.ndarray
+    deadline: Deadline | None
+    future: asyncio.Future[np.ndarray]
+
+
+_STOP = object()
+
+
+class MicroBatcher:
+    """Batches concurrent requests for one model version (see module docstring)."""
+
+    def __init__(self, run: RunBatch, config: BatcherConfig | None = None, name: str = "batcher") -> None:
+        self._run = run
+        self.config = config or BatcherConfig()
+        self.name = name
+        self._queue: asyncio.Queue[_Pending | object] = asyncio.Queue()
+        self._queued = 0  # requests in the queue (the sentinel is not counted)
+        self._collector: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._slots: asyncio.Semaphore | None = None
+        self._stats = BatcherStats()
+        self._closed = False
+
+    # -- lifecycle ---------------------------------------------------------
+    def start(self) -> None:
+        if self._collector is not None:
+            return
+        if self._closed:
+            raise RuntimeError(f"{self.name} is stopped")
+        self._slots = asyncio.Semaphore(self.config.max_inflight_batches)
+        self._collector = asyncio.get_running_loop().create_task(self._collect(), name=f"{self.name}-collector")
+
+    async def stop(self) -> None:
+        """Refuse new requests, execute what is queued, wait for every running batch."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._collector is not None:
+            self._queue.put_nowait(_STOP)
+            await self._collector
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        # Not started: nothing ran the queue; fail whatever is there.
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if isinstance(item, _Pending) and not item.future.done():
+                item.future.set_exception(Unavailable(f"{self.name} stopped"))
+
+    # -- requests ----------------------------------------------------------
+    async def submit(self, rows: np.ndarray, deadline: Deadline | None = None) -> np.ndarray:
+        """Queue `rows` ([n, D], n >= 1) and return the backend output rows for them ([n, ...])."""
+        if self._closed or self._collector is None:
+            raise Unavailable(f"{self.name} is not running")
+        if deadline is not None and deadline.expired():
+            raise DeadlineExceeded(f"deadline exceeded before {self.name} queued the request")
+        if self._queued >= self.config.max_queue:
+            self._stats.rejected += 1
+            raise ResourceExhausted(f"{self.name}: queue full ({self.config.max_queue} requests)")
+        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+        self._queued += 1
+        self._queue.put_nowait(_Pending(rows, deadline, future))
+        return await future
+
+    def stats(self) -> BatcherStats:
+        s = self._stats
+        return BatcherStats(
+            s.requests,
+            s.rows,
+            s.batches,
+            s.expired,
+            s.rejected,
+            s.failed_batches,
+            Counter(s.batch_rows),
+            Counter(s.batch_requests),
+        )
+
+    # -- collector ---------------------------------------------------------
+    async def _take(self, wait_s: float | None) -> _Pending | object | None:
+        """Next queue item; None when `wait_s` (s) passes first; None = wait forever."""
+        if not self._queue.empty():
+            item = self._queue.get_nowait()
+        elif wait_s is None:
+            item = await self._queue.get()
+        elif wait_s <= 0:
+            return None
+        else:
+            try:
+                item = await asyncio.wait_for(self._queue.get(), wait_s)
+            except TimeoutError:
+                return None
+        if item is not _STOP:
+            self._queued -= 1
+        return item
+
+    async def _collect(self) -> None:
+        cfg = self.config
+        carry: _Pending | None = None  # a request that did not fit the previous batch
+        stopping = False
+        while True:
+            if carry is not None:
+                first: _Pending | object | None = carry
+                carry = None
+            elif stopping:
+                first = await self._take(0)
+                if first is None:
+                    return
+            else:
+                first = await self._take(None)
+            if first is _STOP:
+                stopping = True
+                continue
+            assert isinstance(first, _Pending)
+            batch = [first]
+            n_rows = len(first.rows)
+            flush_at = time.monotonic() + cfg.max_wait_s
+            while n_rows < cfg.max_batch_rows:
+                item = await self._take(0 if stopping else flush_at - time.monotonic())
+                if item is None:
+                    break
+                if item is _STOP:
+                    stopping = True
+                    continue
+                assert isinstance(item, _Pending)
+                if n_rows + len(item.rows) > cfg.max_batch_rows:
+                    carry = item
+                    break
+                batch.append(item)
+                n_rows += len(item.rows)
+            # Wait for a free execution slot first, then drop what expired or was
+            # cancelled meanwhile: nothing expired is ever sent to the backend.
+            assert self._slots is not None
+            await self._slots.acquire()
+            live = self._admit(batch)
+            if not live:
+                self._slots.release()
+                continue
+            task = asyncio.get_running_loop().create_task(self._execute(live), name=f"{self.name}-batch")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _admit(self, batch: list[_Pending]) -> list[_Pending]:
+        """Drop cancelled requests and fail expired ones; return those to execute."""
+        live = []
+        for item in batch:
+            if item.future.done():  # caller went away (cancelled)
+                continue
+            if item.deadline is not None and item.deadline.expired():
+                self._stats.expired += 1
+                item.future.set_exception(DeadlineExceeded(f"deadline exceeded while queued in {self.name}"))
+                continue
+            live.append(item)
+        return live
+
+    async def _execute(self, batch: list[_Pending]) -> None:
+        assert self._slots is not None
+        try:
+            sizes = [len(item.rows) for item in batch]
+            stacked = batch[0].rows if len(batch) == 1 else np.concatenate([i.rows for i in batch], axis=0)
+            deadline = _latest(batch)
+            stats = self._stats
+            stats.batches += 1
+            stats.requests += len(batch)
+            stats.rows += len(stacked)
+            stats.batch_rows[len(stacked)] += 1
+            stats.batch_requests[len(batch)] += 1
+            try:
+                output = await self._run(stacked, deadline)
+                if len(output) != len(stacked):
+                    raise ModelExecutionError(f"{self.name}: backend returned {len(output)} rows for {len(stacked)}")
+            except Exception as err:  # every caller gets the batch's error
+                stats.failed_batches += 1
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_exception(err)
+                return
+            start = 0
+            for item, size in zip(batch, sizes, strict=True):
+                if not item.future.done():
+                    item.future.set_result(output[start : start + size])
+                start += size
+        finally:
+            self._slots.release()
+
+
+def _latest(batch: list[_Pending]) -> Deadline | None:
+    deadlines = [item.deadline for item in batch]
+    if any(d is None for d in deadlines):
+        return None
+    return max(deadlines, key=lambda d: d.at)  # type: ignore[union-attr]

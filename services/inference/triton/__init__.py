@@ -1,0 +1,1 @@
+"""Triton model-repository layout for our models (config writer, python-backend model, GPU check)."""

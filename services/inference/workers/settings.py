@@ -1,0 +1,36 @@
+"""Settings of an ONNX Runtime worker (env prefix `PREDMESH_ORTWORKER_`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from predmesh.common.settings import ServerSettings
+
+
+class OrtWorkerSettings(ServerSettings):
+    """ORT worker settings; every field is read from `PREDMESH_ORTWORKER_<FIELD>`."""
+
+    model_config = SettingsConfigDict(env_prefix="PREDMESH_ORTWORKER_")
+
+    model_repository: Path = Field(
+        Path("models"), description="Model repository dir (path), the same layout the orchestrator reads."
+    )
+    models: str = Field(
+        "",
+        description="Comma-separated model names to serve (empty = every model in the repository).",
+    )
+    ort_intra_op_threads: int = Field(
+        1, ge=0, description="ONNX Runtime intra-op threads per session (threads; 0 = ORT default)."
+    )
+    ort_inter_op_threads: int = Field(
+        1, ge=0, description="ONNX Runtime inter-op threads per session (threads; 0 = ORT default)."
+    )
+    executor_threads: int = Field(
+        2, ge=1, description="Threads running blocking session runs off the event loop (threads)."
+    )
+    max_rows: int = Field(
+        8192, ge=1, description="Most rows one ModelInfer request may carry (rows; more: INVALID_ARGUMENT)."
+    )
