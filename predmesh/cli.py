@@ -45,13 +45,19 @@ def cmd_up(args: argparse.Namespace) -> int:
     print("predmesh: starting the local mesh (first run trains the demo models)...", flush=True)
     with mesh:
         info = mesh.describe()
-        (mesh.state_dir / STATE_FILE).write_text(
-            json.dumps({"gateway": mesh.gateway_address, **info}, indent=2)
-        )
+        (mesh.state_dir / STATE_FILE).write_text(json.dumps({"target": mesh.edge_address, **info}, indent=2))
         print("predmesh is up:")
         for name, where in info.items():
-            print(f"  {name:38s} {where}")
-        print("\ntry:\n  predmesh predict --model fraud --entity u00042 --context amount=120.5 channel=web")
+            print(f"  {name:34s} {where}")
+        print("\ntry (in another shell, after `. .venv/bin/activate`):")
+        print("  predmesh predict --model fraud --entity u00042 --context amount=120.5 channel=web")
+        print(
+            f'  curl -s -XPOST http://{mesh.edge_address}/v1/predict -d \'{{"model":"fraud","entity_id":"u00042"}}\''
+        )
+        if mesh.broker is not None:
+            print(
+                f"  predmesh logs tail --bootstrap {mesh.bootstrap_servers} --from-beginning --max-messages 5"
+            )
         print("\nCtrl-C stops everything.", flush=True)
         stop.wait()
         print("predmesh: stopping...", flush=True)
@@ -61,7 +67,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 def _default_target(state_dir: str) -> str:
     path = Path(state_dir) / STATE_FILE
     try:
-        return str(json.loads(path.read_text())["gateway"])
+        return str(json.loads(path.read_text())["target"])
     except (OSError, KeyError, ValueError):
         raise SystemExit(
             f"no --target given and no running mesh found in {path} (start one with `predmesh up`)"
@@ -139,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(func=cmd_up)
 
     predict = sub.add_parser("predict", help="call Predict (one entity) or PredictBatch (several)")
-    predict.add_argument("--target", help="gateway host:port (default: the running `predmesh up`)")
+    predict.add_argument("--target", help="edge or gateway host:port (default: the running `predmesh up`)")
     predict.add_argument("--state-dir", default=".predmesh")
     predict.add_argument("--model", required=True)
     predict.add_argument("--version", default="")

@@ -4,3 +4,4 @@ from pathlib import Path
 
 DEMO_DIR = Path(__file__).resolve().parent
 FEATURE_REGISTRY = DEMO_DIR / "features.yaml"
+DEMO_ROUTING = DEMO_DIR / "routing.yaml"

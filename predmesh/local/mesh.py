@@ -1,32 +1,41 @@
 """The whole mesh on loopback: what `predmesh up` runs and what the end-to-end tests start.
 
-`LocalMesh` starts real processes in dependency order (Redis, then features and
-inference, then the gateway), each on a free loopback port, loads the demo features and
-models, and stops everything in reverse order. It is used from one thread; `stop()` is
-idempotent and also runs when `start()` fails half-way.
+`LocalMesh` starts real processes in dependency order, each on a free loopback port:
+Redis (demo features loaded) and the Kafka-protocol broker (tansu) first, then the logger,
+features and inference services, then the gateway (watching a routing file), then the xDS
+control plane and Envoy in front of the gateway. It stops everything in reverse order.
+Used from one thread; `stop()` is idempotent and also runs when `start()` fails half-way.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from predmesh.demo import FEATURE_REGISTRY
-from predmesh.local.procs import ManagedProcess, PythonService, RedisServer, free_port
+from predmesh.demo import DEMO_ROUTING, FEATURE_REGISTRY
+from predmesh.local.procs import ManagedProcess, PythonService, RedisServer, free_port, port_open, wait_until
 
 log = logging.getLogger(__name__)
+
+TOPICS = ("predictions", "shadow-predictions")
 
 
 @dataclass
 class MeshOptions:
-    """Where the mesh keeps its state and what it loads."""
+    """Where the mesh keeps its state and what it runs."""
 
     state_dir: Path = field(default_factory=lambda: Path(".predmesh"))
     demo_users: int = 1000
     registry_path: Path = FEATURE_REGISTRY
+    routing_template: Path = DEMO_ROUTING
     gateway_port: int = 0
+    edge_port: int = 0
+    with_logger: bool = True
+    with_edge: bool = True
     extra_env: dict[str, str] = field(default_factory=dict)
 
 
@@ -35,29 +44,37 @@ class LocalMesh:
         self.options = options or MeshOptions()
         self.state_dir = self.options.state_dir.resolve()
         self.model_repository = self.state_dir / "models"
+        self.routing_path = self.state_dir / "routing.yaml"
         self.redis: RedisServer | None = None
+        self.broker: ManagedProcess | None = None
+        self.logger: PythonService | None = None
         self.features: PythonService | None = None
         self.inference: PythonService | None = None
         self.gateway: PythonService | None = None
+        self.controlplane: PythonService | None = None
+        self.envoy: ManagedProcess | None = None
+        self.edge_port = 0
         self._started: list[ManagedProcess] = []
 
+    # -- addresses -------------------------------------------------------------
     @property
     def gateway_address(self) -> str:
         if self.gateway is None:
             raise RuntimeError("mesh not started")
         return self.gateway.address
 
-    def _env(self, **values: str) -> dict[str, str]:
-        env = {"PYTHONUNBUFFERED": "1", **self.options.extra_env, **values}
-        env.setdefault(
-            "PYTHONPATH", os.pathsep.join(filter(None, [str(Path.cwd()), os.environ.get("PYTHONPATH")]))
-        )
-        return env
+    @property
+    def edge_address(self) -> str:
+        """Envoy's listener (what clients call); the gateway itself without the edge."""
+        return f"127.0.0.1:{self.edge_port}" if self.envoy is not None else self.gateway_address
 
-    def _launch(self, proc: ManagedProcess) -> None:
-        proc.start()
-        self._started.append(proc)
+    @property
+    def bootstrap_servers(self) -> str:
+        if self.broker is None:
+            raise RuntimeError("no broker in this mesh")
+        return str(self.broker.bootstrap_servers)  # type: ignore[attr-defined]
 
+    # -- lifecycle -------------------------------------------------------------
     def prepare(self) -> None:
         """Train the demo models if they are missing (idempotent, a few seconds)."""
         from services.inference.demo.train import ensure_demo_models
@@ -73,32 +90,84 @@ class LocalMesh:
         return self
 
     def _start(self) -> None:
+        opts = self.options
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.prepare()
+        if not self.routing_path.exists():
+            shutil.copyfile(opts.routing_template, self.routing_path)
 
-        self.redis = RedisServer(workdir=self.state_dir / "logs" / "redis")
-        self._launch(self.redis)
+        self.redis = RedisServer(workdir=self._logs("redis"))
+        stores: list[ManagedProcess] = [self.redis]
+        if opts.with_logger:
+            from predmesh.local.kafka import TansuBroker
+
+            self.broker = TansuBroker(workdir=self._logs("broker"))
+            stores.append(self.broker)
+        self._launch(*stores)
         from services.features.loader import load_demo
 
-        load_demo(self.redis.url, n=self.options.demo_users)
+        load_demo(self.redis.url, n=opts.demo_users)
 
+        services: list[ManagedProcess] = []
+        if opts.with_logger:
+            from predmesh.local.kafka import create_topics
+
+            create_topics(self.bootstrap_servers, list(TOPICS))
+            self.logger = self._service(
+                "logger",
+                PREDMESH_LOGGER_BOOTSTRAP_SERVERS=self.bootstrap_servers,
+                PREDMESH_LOGGER_JOURNAL_DIR=str(self.state_dir / "journal"),
+            )
+            services.append(self.logger)
         self.features = self._service(
             "features",
             PREDMESH_FEATURES_REDIS_URL=self.redis.url,
-            PREDMESH_FEATURES_REGISTRY_PATH=str(self.options.registry_path),
+            PREDMESH_FEATURES_REGISTRY_PATH=str(opts.registry_path),
         )
         self.inference = self._service(
             "inference", PREDMESH_INFERENCE_MODEL_REPOSITORY=str(self.model_repository)
         )
-        self._launch(self.features)
-        self._launch(self.inference)
+        services += [self.features, self.inference]
+        self._launch(*services)
+
         self.gateway = self._service(
             "gateway",
-            port=self.options.gateway_port,
+            port=opts.gateway_port,
             PREDMESH_GATEWAY_FEATURES_TARGET=self.features.address,
             PREDMESH_GATEWAY_INFERENCE_TARGET=self.inference.address,
+            PREDMESH_GATEWAY_LOGGER_TARGET=self.logger.address if self.logger else "",
+            PREDMESH_GATEWAY_ROUTING_PATH=str(self.routing_path),
         )
         self._launch(self.gateway)
+        if opts.with_edge:
+            self._start_edge()
+
+    def _start_edge(self) -> None:
+        from predmesh.local.envoy import EnvoyProcess
+
+        assert self.gateway is not None
+        self.edge_port = self.options.edge_port or free_port()
+        self.controlplane = self._service(
+            "controlplane",
+            PREDMESH_CONTROLPLANE_GATEWAY_ENDPOINTS=self.gateway.address,
+            PREDMESH_CONTROLPLANE_LISTENER_PORT=str(self.edge_port),
+            PREDMESH_CONTROLPLANE_LISTENER_HOST="127.0.0.1",
+        )
+        self._launch(self.controlplane)
+        self.envoy = EnvoyProcess(self.controlplane.address, workdir=self._logs("envoy"))
+        self._launch(self.envoy)
+        # Ready means Envoy got its listener from the control plane and accepts connections.
+        wait_until(lambda: port_open("127.0.0.1", self.edge_port), 20.0, "envoy edge listener")
+
+    def _logs(self, name: str) -> Path:
+        return self.state_dir / "logs" / name
+
+    def _env(self, **values: str) -> dict[str, str]:
+        env = {"PYTHONUNBUFFERED": "1", **self.options.extra_env, **values}
+        env.setdefault(
+            "PYTHONPATH", os.pathsep.join(filter(None, [str(Path.cwd()), os.environ.get("PYTHONPATH")]))
+        )
+        return env
 
     def _service(self, name: str, port: int = 0, **env: str) -> PythonService:
         """A `python -m services.<name>.app` process on a free (or given) loopback port."""
@@ -109,8 +178,22 @@ class LocalMesh:
             f"services.{name}.app",
             port,
             self._env(**{f"{prefix}HOST": "127.0.0.1", f"{prefix}PORT": str(port)}, **env),
-            workdir=self.state_dir / "logs" / name,
+            workdir=self._logs(name),
         )
+
+    def _launch(self, *procs: ManagedProcess) -> None:
+        """Start processes concurrently; each is recorded for stop() once it is running."""
+        with ThreadPoolExecutor(max_workers=max(1, len(procs))) as pool:
+            futures = [pool.submit(proc.start) for proc in procs]
+            errors = []
+            for proc, fut in zip(procs, futures, strict=True):
+                try:
+                    fut.result()
+                    self._started.append(proc)
+                except Exception as err:
+                    errors.append(err)
+        if errors:
+            raise errors[0]
 
     def stop(self) -> None:
         while self._started:
@@ -123,14 +206,23 @@ class LocalMesh:
     def describe(self) -> dict[str, str]:
         """Addresses of everything that runs, for printing."""
         out: dict[str, str] = {}
+        if self.envoy:
+            out["edge (Envoy: gRPC + HTTP/JSON)"] = self.edge_address
         if self.gateway:
             out["gateway (gRPC PredictionService)"] = self.gateway.address
         if self.features:
             out["features (gRPC FeatureService)"] = self.features.address
         if self.inference:
             out["inference (gRPC InferenceService)"] = self.inference.address
+        if self.logger:
+            out["logger (gRPC LoggerService)"] = self.logger.address
+        if self.controlplane:
+            out["control plane (xDS ADS + admin)"] = self.controlplane.address
         if self.redis:
             out["redis"] = self.redis.url
+        if self.broker:
+            out["kafka (tansu) bootstrap"] = self.bootstrap_servers
+        out["routing (edit: applies live)"] = str(self.routing_path)
         out["logs"] = str(self.state_dir / "logs")
         return out
 

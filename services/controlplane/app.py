@@ -65,7 +65,9 @@ def _descriptor_set_or_none() -> bytes | None:
 def config_from_settings(settings: ControlPlaneSettings) -> MeshConfig:
     """The default config: one gateway cluster from `gateway_endpoints`, tracing if a collector is set."""
     endpoints = [Endpoint.parse(e) for e in settings.gateway_endpoints.split(",") if e.strip()]
-    config = default_config(endpoints, settings.listener_port)
+    config = default_config(endpoints, settings.listener_port).model_copy(
+        update={"listener_host": settings.listener_host}
+    )
     if settings.otlp_collector:
         config = config.model_copy(update={"tracing": Tracing(collector=settings.otlp_collector)})
     return config
@@ -74,9 +76,7 @@ def config_from_settings(settings: ControlPlaneSettings) -> MeshConfig:
 class ControlPlaneApp:
     """The xDS control plane: ADS + admin on one gRPC server, one edge snapshot."""
 
-    def __init__(
-        self, settings: ControlPlaneSettings | None = None, config: MeshConfig | None = None
-    ) -> None:
+    def __init__(self, settings: ControlPlaneSettings | None = None, config: MeshConfig | None = None) -> None:
         self.settings = settings or ControlPlaneSettings()
         self.cache = SnapshotCache(node_key=by_node_cluster)
         self.status = StatusRegistry()
@@ -92,9 +92,7 @@ class ControlPlaneApp:
         )
         self.server = GrpcServer(self.settings)
         self.ads = AdsServicer(self.cache, self.status)
-        self.server.add_servicer(
-            ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server, self.ads, ADS_SERVICE
-        )
+        self.server.add_servicer(ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server, self.ads, ADS_SERVICE)
         self.server.add_servicer(
             add_admin_to_server, AdminServicer(self.publisher, self.status, self._sync_sources), ADMIN_SERVICE
         )
@@ -110,9 +108,7 @@ class ControlPlaneApp:
         await self.server.start()
         if self.settings.config_path is not None and self.settings.config_poll_s > 0:
             self._spawn(self._watch_config_file(self.settings.config_path))
-        log.info(
-            "control plane serving ADS on %s (node cluster %r)", self.address, self.settings.node_cluster
-        )
+        log.info("control plane serving ADS on %s (node cluster %r)", self.address, self.settings.node_cluster)
 
     async def stop(self) -> None:
         for task in list(self._tasks):
@@ -167,11 +163,7 @@ class ControlPlaneApp:
 
     def _on_nack(self, node: NodeStatus, nack: Nack) -> None:
         snapshot = self.publisher.snapshot
-        if (
-            not self.settings.rollback_on_nack
-            or snapshot is None
-            or node.node_key != self.settings.node_cluster
-        ):
+        if not self.settings.rollback_on_nack or snapshot is None or node.node_key != self.settings.node_cluster:
             return
         if nack.version == snapshot.type_version(nack.type_url):
             try:

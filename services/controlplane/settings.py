@@ -34,9 +34,10 @@ class ControlPlaneSettings(ServerSettings):
         "127.0.0.1:50051", description="Comma-separated host:port of gateway replicas (default config only)."
     )
     listener_port: int = Field(10000, description="Edge listener port Envoy binds (default config only).")
-    otlp_collector: str = Field(
-        "", description="OTLP/gRPC collector host:port for Envoy traces; '' = no tracing."
+    listener_host: str = Field(
+        "0.0.0.0", description="Address the edge listener binds (default config only); 127.0.0.1 locally."
     )
+    otlp_collector: str = Field("", description="OTLP/gRPC collector host:port for Envoy traces; '' = no tracing.")
     rollback_on_nack: bool = Field(
         True,
         description="When an Envoy rejects the current version, republish the last fully accepted config.",

@@ -79,9 +79,7 @@ def _encode_frame(
             f"unknown columns for entity type {entity_type!r}: {unknown}"
             f" (registered store features: {[s.name for s in group.store_features]})"
         )
-    request_only = [
-        c for c in columns if (spec := group.get(c)) is not None and spec.source is not Source.STORE
-    ]
+    request_only = [c for c in columns if (spec := group.get(c)) is not None and spec.source is not Source.STORE]
     if request_only:
         raise LoadError(f"columns {request_only} are request-sourced features and are never stored")
     if not columns:
@@ -90,9 +88,7 @@ def _encode_frame(
     ids = ["" if pd.isna(v) else str(v) for v in frame[ENTITY_ID].tolist()]
     bad_ids = [i for i, v in enumerate(ids) if not v or len(v) > MAX_ENTITY_ID_LENGTH]
     if bad_ids:
-        raise LoadError(
-            f"empty or over-long ({MAX_ENTITY_ID_LENGTH}+) entity ids in rows {bad_ids[:_MAX_EXAMPLES]}"
-        )
+        raise LoadError(f"empty or over-long ({MAX_ENTITY_ID_LENGTH}+) entity ids in rows {bad_ids[:_MAX_EXAMPLES]}")
     duplicated = frame[ENTITY_ID].astype(str).duplicated()
     if duplicated.any():
         raise LoadError(
@@ -212,9 +208,7 @@ def _parser() -> argparse.ArgumentParser:
         help="Redis URL (default: $PREDMESH_FEATURES_REDIS_URL or redis://127.0.0.1:6379/0)",
     )
     parser.add_argument("--entity-type", default="user", help="entity type of the rows (default: user)")
-    parser.add_argument(
-        "--registry", type=Path, default=None, help="registry YAML (default: the demo registry)"
-    )
+    parser.add_argument("--registry", type=Path, default=None, help="registry YAML (default: the demo registry)")
     parser.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE, help="entities per transaction")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("file", nargs="?", type=Path, help="CSV or Parquet file with an entity_id column")

@@ -32,9 +32,7 @@ class FeaturesSettings(ServerSettings):
         description="Re-sends after a Redis connection error or timeout (count); worst-case read latency is"
         " about (retries + 1) * redis_timeout_ms.",
     )
-    redis_max_connections: int = Field(
-        64, gt=0, description="Size of the Redis connection pool (connections)."
-    )
+    redis_max_connections: int = Field(64, gt=0, description="Size of the Redis connection pool (connections).")
     cache_ttl_ms: float = Field(
         200.0,
         ge=0,

@@ -15,12 +15,8 @@ class GatewaySettings(ServerSettings):
 
     features_target: str = Field("127.0.0.1:50052", description="host:port of the features service.")
     inference_target: str = Field("127.0.0.1:50053", description="host:port of the inference orchestrator.")
-    logger_target: str = Field(
-        "", description="host:port of the logger service; empty disables prediction logging."
-    )
-    default_deadline_ms: float = Field(
-        1000.0, description="Deadline applied when the caller sets none (milliseconds)."
-    )
+    logger_target: str = Field("", description="host:port of the logger service; empty disables prediction logging.")
+    default_deadline_ms: float = Field(1000.0, description="Deadline applied when the caller sets none (milliseconds).")
     features_timeout_ms: float = Field(
         150.0, description="Upper bound on the feature fetch, within the request deadline (milliseconds)."
     )
@@ -34,9 +30,7 @@ class GatewaySettings(ServerSettings):
     max_pending_async: int = Field(
         1000, description="Most PredictAsync requests in flight; more get RESOURCE_EXHAUSTED."
     )
-    callback_timeout_ms: float = Field(
-        2000.0, description="Deadline of one callback delivery attempt (milliseconds)."
-    )
+    callback_timeout_ms: float = Field(2000.0, description="Deadline of one callback delivery attempt (milliseconds).")
     callback_attempts: int = Field(3, description="Delivery attempts per async result before it is given up.")
     routing_path: str = Field(
         "",
@@ -44,9 +38,7 @@ class GatewaySettings(ServerSettings):
         examples=["/etc/predmesh/routing/routing.yaml"],
     )
     routing_poll_ms: float = Field(500.0, description="How often the routing file is checked (milliseconds).")
-    breaker_failures: int = Field(
-        5, description="Consecutive dependency failures that open a circuit breaker."
-    )
+    breaker_failures: int = Field(5, description="Consecutive dependency failures that open a circuit breaker.")
     breaker_reset_ms: float = Field(
         2000.0, description="How long an open breaker refuses calls before one probe (milliseconds)."
     )
@@ -54,9 +46,7 @@ class GatewaySettings(ServerSettings):
         5.0,
         description="Below this remaining budget the gateway answers from the fallback chain (milliseconds).",
     )
-    max_shadow_inflight: int = Field(
-        256, description="Most shadow requests in flight; more are skipped and counted."
-    )
+    max_shadow_inflight: int = Field(256, description="Most shadow requests in flight; more are skipped and counted.")
     metrics_port: int | None = Field(
         None, description="Port of the Prometheus /metrics endpoint (0 = any free port, unset = disabled)."
     )

@@ -158,9 +158,7 @@ class LoggerClient:
                     seq, batch = self._unacked.popitem(last=False)
                     self._pending -= len(batch.events)
                     self._rejected += len(batch.events)
-                    log.error(
-                        "logger rejected batch %d (%d events): %s", seq, len(batch.events), err.details()
-                    )
+                    log.error("logger rejected batch %d (%d events): %s", seq, len(batch.events), err.details())
                     continue
                 failures += 1
                 level = logging.WARNING if failures == 1 else logging.DEBUG

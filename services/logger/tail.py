@@ -39,9 +39,7 @@ def decode(message: Any) -> dict[str, Any]:
         _partition=message.partition(),
         _offset=message.offset(),
         _key=key.decode(errors="replace") if key is not None else None,
-        _headers={
-            k: (v.decode(errors="replace") if v is not None else None) for k, v in message.headers() or []
-        },
+        _headers={k: (v.decode(errors="replace") if v is not None else None) for k, v in message.headers() or []},
     )
     return out
 

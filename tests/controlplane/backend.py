@@ -52,9 +52,7 @@ class Backend:
         self.name = name
         self.calls = 0
         self._server = GrpcServer(ServerSettings(host="127.0.0.1", port=0, grace_s=0.0))
-        self._server.add_servicer(
-            prediction_pb2_grpc.add_PredictionServiceServicer_to_server, _Servicer(self), SERVICE
-        )
+        self._server.add_servicer(prediction_pb2_grpc.add_PredictionServiceServicer_to_server, _Servicer(self), SERVICE)
 
     async def start(self) -> Backend:
         await self._server.start()

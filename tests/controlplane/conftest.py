@@ -47,9 +47,7 @@ class Mesh:
 
 def mesh_config_for(backends: list[Backend], listener_port: int) -> MeshConfig:
     config = default_config([b.endpoint for b in backends], listener_port)
-    gateway = Cluster(
-        endpoints=tuple(b.endpoint for b in backends), health_check=HealthCheck(interval_ms=300)
-    )
+    gateway = Cluster(endpoints=tuple(b.endpoint for b in backends), health_check=HealthCheck(interval_ms=300))
     return config.model_copy(update={"clusters": {"gateway": gateway}})
 
 
@@ -66,9 +64,7 @@ async def backends() -> AsyncIterator[list[Backend]]:
 @pytest.fixture
 async def mesh(backends: list[Backend], tmp_path: Path) -> AsyncIterator[Mesh]:
     listener_port = free_port()
-    app = ControlPlaneApp(
-        ControlPlaneSettings(port=0, grace_s=0.1), config=mesh_config_for(backends, listener_port)
-    )
+    app = ControlPlaneApp(ControlPlaneSettings(port=0, grace_s=0.1), config=mesh_config_for(backends, listener_port))
     await app.start()
     envoy = EnvoyProcess(app.address, workdir=tmp_path / "envoy")
     try:

@@ -21,9 +21,7 @@ NODE = base_pb2.Node(id="envoy-1", cluster="predmesh-edge")
 
 
 def snap(version: str, port: int, previous: Snapshot | None = None) -> Snapshot:
-    return Snapshot.build(
-        version, build_resources(default_config([Endpoint(host="127.0.0.1", port=port)])), previous
-    )
+    return Snapshot.build(version, build_resources(default_config([Endpoint(host="127.0.0.1", port=port)])), previous)
 
 
 class FakeEnvoy:

@@ -96,9 +96,7 @@ async def test_tracing_switched_on_live_exports_spans_to_the_collector(mesh: Mes
     port = await collector.server.start()
     try:
         snapshot = await mesh.app.patch_config({"tracing": {"collector": f"127.0.0.1:{port}"}})
-        await eventually(
-            lambda: mesh.envoy.versions().get("listeners") == snapshot.version, what="tracing ACK"
-        )
+        await eventually(lambda: mesh.envoy.versions().get("listeners") == snapshot.version, what="tracing ACK")
         await asyncio.sleep(0.2)  # the new listener replaces the old one
         await predict(mesh.edge, 12)
         await eventually(lambda: collector.exports, within_s=10, what="an OTLP export from Envoy")

@@ -17,9 +17,7 @@ NODE = base_pb2.Node(id="n1", cluster="edge")
 
 
 def snap(version: str, port: int = 50051, previous: Snapshot | None = None) -> Snapshot:
-    return Snapshot.build(
-        version, build_resources(default_config([Endpoint(host="127.0.0.1", port=port)])), previous
-    )
+    return Snapshot.build(version, build_resources(default_config([Endpoint(host="127.0.0.1", port=port)])), previous)
 
 
 async def test_watch_answered_at_once_when_snapshot_is_newer() -> None:

@@ -24,9 +24,7 @@ def hcm_of(resources: dict[str, list[object]]) -> http_connection_manager_pb2.Ht
 
 
 def test_default_config_resources() -> None:
-    res = build_resources(
-        default_config([EP], listener_port=10001), descriptor_set=prediction_descriptor_set()
-    )
+    res = build_resources(default_config([EP], listener_port=10001), descriptor_set=prediction_descriptor_set())
     listener = res[LISTENER][0]
     assert listener.address.socket_address.port_value == 10001
     hcm = hcm_of(res)
@@ -40,9 +38,7 @@ def test_default_config_resources() -> None:
 
     cluster = res[CLUSTER][0]
     assert cluster.name == "gateway" and cluster.type == cluster.EDS
-    assert (
-        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions" in cluster.typed_extension_protocol_options
-    )
+    assert "envoy.extensions.upstreams.http.v3.HttpProtocolOptions" in cluster.typed_extension_protocol_options
     assert cluster.health_checks[0].HasField("grpc_health_check")
     assert cluster.outlier_detection.consecutive_5xx.value == 5
 

@@ -34,9 +34,7 @@ async def predict(edge: str, n: int = 1, deadline_s: float = 2.0) -> list[str]:
 def acked_everything(mesh: Mesh) -> bool:
     snapshot = mesh.app.publisher.snapshot
     node = mesh.app.status.get(mesh.envoy.node_id)
-    return bool(
-        snapshot and node and all(node.acked.get(t) == snapshot.type_version(t) for t in snapshot.versions)
-    )
+    return bool(snapshot and node and all(node.acked.get(t) == snapshot.type_version(t) for t in snapshot.versions))
 
 
 async def test_envoy_converges_and_proxies_grpc(mesh: Mesh) -> None:
@@ -64,17 +62,13 @@ async def test_endpoint_change_pushed_live_through_admin_api(mesh: Mesh) -> None
             {"clusters": {"gateway": {"endpoints": [{"host": b.endpoint.host, "port": b.endpoint.port}]}}}
         )
         assert version != before["version"]
-        await eventually(
-            lambda: set(mesh.envoy.cluster_hosts("gateway")) == {b.endpoint.address}, what="EDS push"
-        )
+        await eventually(lambda: set(mesh.envoy.cluster_hosts("gateway")) == {b.endpoint.address}, what="EDS push")
         assert set(await predict(mesh.edge, 6)) == {"b"}
 
         await admin.patch_config(
             {"clusters": {"gateway": {"endpoints": [{"host": a.endpoint.host, "port": a.endpoint.port}]}}}
         )
-        await eventually(
-            lambda: set(mesh.envoy.cluster_hosts("gateway")) == {a.endpoint.address}, what="EDS push"
-        )
+        await eventually(lambda: set(mesh.envoy.cluster_hosts("gateway")) == {a.endpoint.address}, what="EDS push")
         assert set(await predict(mesh.edge, 6)) == {"a"}
         status = await admin.get_status()
 
@@ -88,9 +82,7 @@ async def test_endpoint_change_pushed_live_through_admin_api(mesh: Mesh) -> None
 
 
 async def test_local_rate_limit_gives_resource_exhausted(mesh: Mesh) -> None:
-    await mesh.app.patch_config(
-        {"rate_limit": {"max_tokens": 2, "tokens_per_fill": 2, "fill_interval_ms": 60000}}
-    )
+    await mesh.app.patch_config({"rate_limit": {"max_tokens": 2, "tokens_per_fill": 2, "fill_interval_ms": 60000}})
     await eventually(lambda: acked_everything(mesh), what="rate limit pushed")
     codes = []
     async with grpc.aio.insecure_channel(mesh.edge) as channel:
@@ -129,9 +121,7 @@ async def test_rejected_update_is_nacked_and_last_good_version_kept(mesh: Mesh) 
                 {
                     "name": "edge",
                     "domains": ["*"],
-                    "routes": [
-                        {"match": {"safe_regex": {"regex": "(unclosed"}}, "route": {"cluster": "gateway"}}
-                    ],
+                    "routes": [{"match": {"safe_regex": {"regex": "(unclosed"}}, "route": {"cluster": "gateway"}}],
                 }
             ],
         },
@@ -157,9 +147,7 @@ async def test_rejected_update_is_nacked_and_last_good_version_kept(mesh: Mesh) 
 
     # The next good update is accepted (the stream is not stuck on the NACK).
     fixed = await mesh.app.patch_config({"rate_limit": {"max_tokens": 500}})
-    await eventually(
-        lambda: mesh.envoy.versions().get("routes") == fixed.type_version(ROUTE), what="recovery"
-    )
+    await eventually(lambda: mesh.envoy.versions().get("routes") == fixed.type_version(ROUTE), what="recovery")
     assert len(await predict(mesh.edge, 2)) == 2
 
 
@@ -215,17 +203,12 @@ async def test_config_update_envoy_rejects_is_rolled_back_to_last_good(mesh: Mes
     await eventually(lambda: acked_everything(mesh), what="initial ACK")
     good_config = mesh.app.publisher.config
     # Passes our validation, but EDS needs IP addresses: Envoy NACKs the ClusterLoadAssignment.
-    bad = await mesh.app.patch_config(
-        {"clusters": {"gateway": {"endpoints": [{"host": "gateway.local", "port": 1}]}}}
-    )
+    bad = await mesh.app.patch_config({"clusters": {"gateway": {"endpoints": [{"host": "gateway.local", "port": 1}]}}})
 
     def rolled_back() -> bool:
         node = mesh.app.status.get(mesh.envoy.node_id)
         return bool(
-            node
-            and node.last_nack
-            and node.last_nack.version == bad.version
-            and mesh.app.version != bad.version
+            node and node.last_nack and node.last_nack.version == bad.version and mesh.app.version != bad.version
         )
 
     await eventually(rolled_back, what="NACK and rollback")

@@ -73,8 +73,6 @@ def test_tracing_to_missing_collector_cluster_is_rejected() -> None:
 
 def test_duplicate_names_and_wrong_types_are_rejected() -> None:
     with pytest.raises(InconsistentSnapshot, match="duplicated"):
-        Snapshot.build(
-            "1", resources(**{CLUSTER: [cluster_pb2.Cluster(name="x"), cluster_pb2.Cluster(name="x")]})
-        )
+        Snapshot.build("1", resources(**{CLUSTER: [cluster_pb2.Cluster(name="x"), cluster_pb2.Cluster(name="x")]}))
     with pytest.raises(InconsistentSnapshot, match="is not a"):
         Snapshot.build("1", resources(**{CLUSTER: [route_pb2.RouteConfiguration(name="x")]}))

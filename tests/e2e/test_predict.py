@@ -91,7 +91,7 @@ def test_predict_returns_the_models_score(
         prediction_pb2.PredictRequest(model=model, entity_id="u00042", context=context, request_id="e2e-1"),
         timeout=10,
     )
-    ref = reference(mesh, inference_stub, model, "u00042", context)
+    ref = reference(mesh, inference_stub, model, "u00042", context, resp.model_version)
     assert resp.request_id == "e2e-1" and resp.model == model and resp.entity_id == "u00042"
     assert resp.model_version == ref.model_version
     assert resp.prediction.score == pytest.approx(ref.predictions[0].score, abs=1e-9)
@@ -134,7 +134,7 @@ def test_missing_and_invalid_features_use_registered_defaults(
     defaulted = set(resp.defaulted_features)
     assert {"account_age_days", "country", "is_verified", "amount", "hour_of_day", "channel"} <= defaulted
     defaults_only = reference(
-        mesh, inference_stub, "fraud", "u99999", {"amount": num(REGISTRY["amount"]["default"])}
+        mesh, inference_stub, "fraud", "u99999", {"amount": num(REGISTRY["amount"]["default"])}, resp.model_version
     )
     assert resp.prediction.score == pytest.approx(defaults_only.predictions[0].score, abs=1e-9)
 
@@ -214,9 +214,7 @@ def test_predict_async_delivers_to_callback(mesh: LocalMesh) -> None:
                 gw = prediction_pb2_grpc.PredictionServiceStub(channel)
                 accepted = await gw.PredictAsync(
                     prediction_pb2.PredictAsyncRequest(
-                        request=prediction_pb2.PredictRequest(
-                            model="fraud", entity_id="u00005", request_id="async-1"
-                        ),
+                        request=prediction_pb2.PredictRequest(model="fraud", entity_id="u00005", request_id="async-1"),
                         callback_target=f"127.0.0.1:{port}",
                     ),
                     timeout=5,

@@ -128,9 +128,7 @@ def test_parquet_without_pyarrow_is_a_clear_error(tmp_path: Path, redis_url: str
         (pd.DataFrame({"entity_id": ["a"]}), "no feature columns"),
     ],
 )
-def test_bad_frames_write_nothing(
-    frame: pd.DataFrame, message: str, client: redis.Redis, redis_url: str
-) -> None:
+def test_bad_frames_write_nothing(frame: pd.DataFrame, message: str, client: redis.Redis, redis_url: str) -> None:
     with pytest.raises(LoadError, match=message):
         load_frame(frame, "user", redis_url)
     assert client.dbsize() == 0
@@ -147,9 +145,7 @@ def test_load_demo_users(client: redis.Redis, redis_url: str) -> None:
     assert stored["is_verified"] == ("1" if expected["is_verified"] else "0")
 
 
-def test_cli_main(
-    tmp_path: Path, redis_url: str, client: redis.Redis, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_cli_main(tmp_path: Path, redis_url: str, client: redis.Redis, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "users.csv"
     _frame().to_csv(path, index=False)
     registry = tmp_path / "reg.yaml"

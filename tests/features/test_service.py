@@ -54,9 +54,7 @@ def plain(value: common_pb2.Value) -> tuple[str | None, Any]:
     return kind, getattr(value, kind) if kind else None
 
 
-async def test_stored_and_context_features(
-    stub: features_pb2_grpc.FeatureServiceStub, redis_url: str
-) -> None:
+async def test_stored_and_context_features(stub: features_pb2_grpc.FeatureServiceStub, redis_url: str) -> None:
     await seed(redis_url, {"u1": GOOD_USER})
     names = ["account_age_days", "txn_count_7d", "country", "is_verified", "amount", "channel", "hour_of_day"]
     context = {"amount": num(12.5), "channel": text("app"), "country": text("DE")}
@@ -219,18 +217,14 @@ async def _commandstats(client: aioredis.Redis) -> dict[str, int]:
     return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
 
 
-async def test_one_pipelined_round_trip_per_request(
-    stub: features_pb2_grpc.FeatureServiceStub, redis_url: str
-) -> None:
+async def test_one_pipelined_round_trip_per_request(stub: features_pb2_grpc.FeatureServiceStub, redis_url: str) -> None:
     await seed(redis_url, {f"u{i}": GOOD_USER for i in range(5)})
     client = aioredis.Redis.from_url(redis_url)
     try:
         await stub.GetFeatures(request(["u0"], ["country"]), timeout=5)  # warm the connection
         before = await _commandstats(client)
         ids = [f"u{i}" for i in range(5)] + ["ghost"]
-        resp = await stub.GetFeatures(
-            request(ids, ["country", "txn_count_7d", "amount", "country"]), timeout=5
-        )
+        resp = await stub.GetFeatures(request(ids, ["country", "txn_count_7d", "amount", "country"]), timeout=5)
         after = await _commandstats(client)
     finally:
         await client.aclose()

@@ -13,9 +13,7 @@ from services.features.core.values import coerce, encode, parse_stored
 FLOAT = FeatureSpec("f", DType.FLOAT, Source.STORE, 1.0, min=0.0, max=10.0)
 INT = FeatureSpec("i", DType.INT, Source.STORE, 1, min=0.0, max=10.0)
 BOOL = FeatureSpec("b", DType.BOOL, Source.STORE, False)
-CAT = FeatureSpec(
-    "c", DType.CATEGORY, Source.STORE, "a", categories=frozenset({"a", "b"}), category_order=("a", "b")
-)
+CAT = FeatureSpec("c", DType.CATEGORY, Source.STORE, "a", categories=frozenset({"a", "b"}), category_order=("a", "b"))
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from services.gateway.core.catalog import ModelCatalog
 from services.gateway.core.predictor import Predictor, PredictorLimits
 from services.gateway.core.routing import parse_routing
 from services.gateway.core.types import PredictInput
-from services.gateway.errors import Unavailable
+from services.gateway.errors import DeadlineExceeded, Unavailable
 from tests.gateway.fakes import FakeFeatures, FakeModels, ListSink
 
 LIMITS = PredictorLimits(features_timeout_s=0.1, inference_timeout_s=0.5, max_batch_items=64)
@@ -143,3 +143,10 @@ async def test_live_routing_swap_changes_versions() -> None:
     assert (await predictor.predict(item(), Deadline.after(1.0))).model_version == "1"
     predictor.set_routing(routing(versions=[{"version": "2", "weight": 100}]))  # type: ignore[arg-type]
     assert (await predictor.predict(item(), Deadline.after(1.0))).model_version == "2"
+
+
+async def test_expired_deadline_is_not_answered_from_fallback() -> None:
+    predictor, models, _ = make(route={"fallback": FALLBACKS[1:]})
+    with pytest.raises(DeadlineExceeded):
+        await predictor.predict(item(), Deadline.after(-0.001))
+    assert models.infer_calls == []

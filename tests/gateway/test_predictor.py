@@ -24,9 +24,7 @@ def make(features: FakeFeatures | None = None, sink: ListSink | None = None) -> 
     return predictor, models
 
 
-def item(
-    entity: str = "u1", amount: float | None = 250.0, model: str = "fraud", version: str = ""
-) -> PredictInput:
+def item(entity: str = "u1", amount: float | None = 250.0, model: str = "fraud", version: str = "") -> PredictInput:
     ctx = {} if amount is None else {"amount": amount}
     return PredictInput(request_id="r1", model=model, version=version, entity_id=entity, context=ctx)
 

@@ -76,9 +76,7 @@ def test_assignment_is_sticky_and_close_to_weights() -> None:
 
 def test_weight_change_moves_only_the_needed_entities() -> None:
     before = parse_routing(SPLIT).get("fraud")
-    doc = {
-        "models": {"fraud": {"versions": [{"version": "1", "weight": 70}, {"version": "2", "weight": 30}]}}
-    }
+    doc = {"models": {"fraud": {"versions": [{"version": "1", "weight": 70}, {"version": "2", "weight": 30}]}}}
     after = parse_routing(doc).get("fraud")
     entities = [f"user-{i}" for i in range(20000)]
     moved = [e for e in entities if before.assign(e)[0] != after.assign(e)[0]]
@@ -88,9 +86,7 @@ def test_weight_change_moves_only_the_needed_entities() -> None:
 
 
 def test_buckets_depend_on_model() -> None:
-    assert [entity_bucket("a", f"u{i}") for i in range(50)] != [
-        entity_bucket("b", f"u{i}") for i in range(50)
-    ]
+    assert [entity_bucket("a", f"u{i}") for i in range(50)] != [entity_bucket("b", f"u{i}") for i in range(50)]
 
 
 def test_breaker_opens_probes_and_closes() -> None:
@@ -138,11 +134,7 @@ async def test_routing_file_watcher_applies_good_and_keeps_last_good(tmp_path: P
         await asyncio.sleep(0.1)
         assert len(applied) == 1 and "rejected" in results
         assert applied[-1].revision == good_rev
-        doc = {
-            "models": {
-                "fraud": {"versions": [{"version": "1", "weight": 50}, {"version": "2", "weight": 50}]}
-            }
-        }
+        doc = {"models": {"fraud": {"versions": [{"version": "1", "weight": 50}, {"version": "2", "weight": 50}]}}}
         path.write_text(yaml.safe_dump(doc))
         for _ in range(100):
             if len(applied) == 2:

@@ -75,9 +75,7 @@ def find(docs: list[Manifest], kind: str, name: str | None = None) -> list[Manif
 
 def one(docs: list[Manifest], kind: str, name: str) -> Manifest:
     found = find(docs, kind, name)
-    assert len(found) == 1, (
-        f"expected one {kind} {name}, got {[d['metadata']['name'] for d in find(docs, kind)]}"
-    )
+    assert len(found) == 1, f"expected one {kind} {name}, got {[d['metadata']['name'] for d in find(docs, kind)]}"
     return found[0]
 
 

@@ -13,9 +13,7 @@ from tests.helm.chart import load_helm_tools
 
 def test_helm_binary_runs(helm: Path) -> None:
     assert os.access(helm, os.X_OK)
-    out = subprocess.run(
-        [str(helm), "version", "--short"], capture_output=True, text=True, timeout=30, check=True
-    )
+    out = subprocess.run([str(helm), "version", "--short"], capture_output=True, text=True, timeout=30, check=True)
     assert out.stdout.startswith("v4."), out.stdout
 
 

@@ -67,9 +67,7 @@ def test_canary_weights_shadow_and_fallback_in_routing_configmap(render: Render)
 def test_gateway_mounts_routing_as_directory_and_points_at_it(render: Render) -> None:
     docs = render("canary")
     spec = pod_spec(docs, "gateway")
-    volume = next(
-        v for v in spec["volumes"] if v.get("configMap", {}).get("name") == f"{RELEASE}-predmesh-routing"
-    )
+    volume = next(v for v in spec["volumes"] if v.get("configMap", {}).get("name") == f"{RELEASE}-predmesh-routing")
     mount = next(m for m in spec["containers"][0]["volumeMounts"] if m["name"] == volume["name"])
     assert "subPath" not in mount, "subPath mounts never receive ConfigMap updates"
     path = env_of(spec["containers"][0])["PREDMESH_GATEWAY_ROUTING_PATH"]
@@ -112,8 +110,7 @@ def test_restart_requiring_config_is_checksummed(render: Render) -> None:
     # ...and the checksum follows the content.
     bootstrap = one(docs, "ConfigMap", "envoy-bootstrap")["data"]["bootstrap.yaml"]
     assert (
-        annotations["envoy"]["checksum/envoy-bootstrap"]
-        == hashlib.sha256(bootstrap.rstrip("\n").encode()).hexdigest()
+        annotations["envoy"]["checksum/envoy-bootstrap"] == hashlib.sha256(bootstrap.rstrip("\n").encode()).hexdigest()
     )
 
 
@@ -137,19 +134,10 @@ def test_service_specific_env(render: Render) -> None:
     docs = render("default")
     gw = env_of(main_container(docs, "gateway"))
     ns = NAMESPACE
-    assert (
-        gw["PREDMESH_GATEWAY_FEATURES_TARGET"]
-        == f"dns:///{RELEASE}-predmesh-features-headless.{ns}.svc:50052"
-    )
-    assert (
-        gw["PREDMESH_GATEWAY_INFERENCE_TARGET"]
-        == f"dns:///{RELEASE}-predmesh-inference-headless.{ns}.svc:50053"
-    )
+    assert gw["PREDMESH_GATEWAY_FEATURES_TARGET"] == f"dns:///{RELEASE}-predmesh-features-headless.{ns}.svc:50052"
+    assert gw["PREDMESH_GATEWAY_INFERENCE_TARGET"] == f"dns:///{RELEASE}-predmesh-inference-headless.{ns}.svc:50053"
     assert gw["PREDMESH_GATEWAY_LOGGER_TARGET"] == f"dns:///{RELEASE}-predmesh-logger-headless.{ns}.svc:50054"
-    assert (
-        env_of(main_container(docs, "features"))["PREDMESH_FEATURES_REDIS_URL"]
-        == "redis://redis-master:6379/0"
-    )
+    assert env_of(main_container(docs, "features"))["PREDMESH_FEATURES_REDIS_URL"] == "redis://redis-master:6379/0"
     assert env_of(main_container(docs, "inference"))["PREDMESH_INFERENCE_MODEL_REPOSITORY"] == "/app/models"
     logger = env_of(main_container(docs, "logger"))
     assert logger["PREDMESH_LOGGER_BOOTSTRAP_SERVERS"] == "kafka:9092"
@@ -226,9 +214,7 @@ def test_service_accounts_and_rbac(render: Render) -> None:
     binding = one(docs, "RoleBinding", "controlplane")
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     cp = pod_spec(docs, "controlplane")
-    assert binding["subjects"] == [
-        {"kind": "ServiceAccount", "name": cp["serviceAccountName"], "namespace": NAMESPACE}
-    ]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": cp["serviceAccountName"], "namespace": NAMESPACE}]
     assert cp["automountServiceAccountToken"] is True
     for name, spec in all_pod_specs(docs):
         if not name.endswith("-controlplane"):
@@ -242,8 +228,7 @@ def test_service_accounts_and_rbac(render: Render) -> None:
 def test_default_hpas_for_cpu_services(render: Render) -> None:
     docs = render("default")
     hpas = {
-        d["metadata"]["name"].removeprefix(f"{RELEASE}-predmesh-"): d
-        for d in find(docs, "HorizontalPodAutoscaler")
+        d["metadata"]["name"].removeprefix(f"{RELEASE}-predmesh-"): d for d in find(docs, "HorizontalPodAutoscaler")
     }
     assert set(hpas) == {"envoy", "gateway", "features", "inference"}
     for component, hpa in hpas.items():
@@ -258,8 +243,7 @@ def test_default_hpas_for_cpu_services(render: Render) -> None:
     assert workload(docs, "controlplane")["spec"]["replicas"] == 1
     pdbs = {d["metadata"]["name"] for d in find(docs, "PodDisruptionBudget")}
     assert pdbs == {
-        f"{RELEASE}-predmesh-{c}"
-        for c in ("envoy", "controlplane", "gateway", "features", "inference", "logger")
+        f"{RELEASE}-predmesh-{c}" for c in ("envoy", "controlplane", "gateway", "features", "inference", "logger")
     }
     assert not find(docs, "Deployment", "ort-worker"), "the ORT pool is opt-in"
 
@@ -357,9 +341,7 @@ def test_gpu_pool_hpa_fallback_on_external_metric(render: Render) -> None:
 
 def _peer_components(rule: Manifest, key: str) -> set[str]:
     return {
-        p["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
-        for p in rule.get(key, [])
-        if "podSelector" in p
+        p["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for p in rule.get(key, []) if "podSelector" in p
     }
 
 

@@ -59,9 +59,7 @@ def test_duplicate_version_fails(helm_run: HelmRun) -> None:
 
 
 def test_schema_rejects_typos_and_out_of_range_values(helm_run: HelmRun) -> None:
-    assert "additional properties 'versionz' not allowed" in _fails(
-        helm_run, "--set", "models.fraud.versionz=1"
-    )
+    assert "additional properties 'versionz' not allowed" in _fails(helm_run, "--set", "models.fraud.versionz=1")
     err = _fails(helm_run, "--set-json", 'models.fraud.versions=[{"version":"1","weight":150}]')
     assert "/models/fraud/versions/0/weight" in err
     err = _fails(helm_run, "--set-json", 'models.fraud.versions=[{"version":"1","weight":60}]')
@@ -91,7 +89,5 @@ def test_idle_replicas_need_keda_and_must_be_below_warm_pool(helm_run: HelmRun) 
 
 
 def test_min_replicas_above_max_fails(helm_run: HelmRun) -> None:
-    err = _fails(
-        helm_run, "--set", "gateway.autoscaling.minReplicas=5", "--set", "gateway.autoscaling.maxReplicas=3"
-    )
+    err = _fails(helm_run, "--set", "gateway.autoscaling.minReplicas=5", "--set", "gateway.autoscaling.maxReplicas=3")
     assert "gateway.autoscaling.minReplicas (5) must not exceed maxReplicas (3)" in err

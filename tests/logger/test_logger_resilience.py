@@ -92,9 +92,7 @@ def _logger_process(workdir: Path, journal: Path, bootstrap: str, topics: Topics
     return service
 
 
-async def test_sigkilled_logger_replays_its_journal(
-    tmp_path: Path, own_tansu: TansuBroker, topics: Topics
-) -> None:
+async def test_sigkilled_logger_replays_its_journal(tmp_path: Path, own_tansu: TansuBroker, topics: Topics) -> None:
     """Every event acked before a SIGKILL reaches Kafka after the logger restarts."""
     broker = own_tansu  # not started yet: the first logger cannot deliver anything
     journal = tmp_path / "journal"

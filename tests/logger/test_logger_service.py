@@ -71,9 +71,7 @@ async def test_every_event_reaches_kafka_exactly_once(
     print(f"logger e2e: {n} events emitted->produced in {elapsed:.2f}s ({n / elapsed:.0f} events/s)")
 
 
-async def test_malformed_batch_is_rejected_whole(
-    tansu: TansuBroker, topics: Topics, run_logger: RunLogger
-) -> None:
+async def test_malformed_batch_is_rejected_whole(tansu: TansuBroker, topics: Topics, run_logger: RunLogger) -> None:
     async with run_logger(tansu.bootstrap_servers, topics) as app:
         async with insecure_channel(app.address) as channel:
             stub = events_pb2_grpc.LoggerServiceStub(channel)
@@ -92,9 +90,7 @@ async def test_malformed_batch_is_rejected_whole(
             assert "model is required" in (info.value.details() or "")
             assert acks == [(1, 2)]
 
-            call = stub.Publish(
-                iter([EventBatch(sequence=1, events=[PredictionEvent(model="m")])]), timeout=10
-            )
+            call = stub.Publish(iter([EventBatch(sequence=1, events=[PredictionEvent(model="m")])]), timeout=10)
             with pytest.raises(grpc.aio.AioRpcError) as info:
                 async for _ in call:
                     pass

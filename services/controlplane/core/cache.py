@@ -120,6 +120,4 @@ class SnapshotCache:
     @staticmethod
     def _respond(watch: Watch, snapshot: Snapshot) -> None:
         resources = tuple(snapshot.get(watch.type_url, watch.names))
-        watch.queue.put_nowait(
-            Response(watch.type_url, snapshot.type_version(watch.type_url), resources, watch.id)
-        )
+        watch.queue.put_nowait(Response(watch.type_url, snapshot.type_version(watch.type_url), resources, watch.id))

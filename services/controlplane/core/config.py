@@ -75,9 +75,7 @@ class KubernetesDiscovery(_Model):
 class Cluster(_Model):
     """An upstream service reached over HTTP/2 (gRPC); endpoints come through EDS."""
 
-    endpoints: tuple[Endpoint, ...] = Field(
-        (), description="Static endpoints (used unless `kubernetes` is set)."
-    )
+    endpoints: tuple[Endpoint, ...] = Field((), description="Static endpoints (used unless `kubernetes` is set).")
     kubernetes: KubernetesDiscovery | None = None
     connect_timeout_ms: int = Field(1000, ge=1)
     health_check: HealthCheck | None = Field(default_factory=HealthCheck)

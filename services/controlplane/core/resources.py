@@ -71,10 +71,7 @@ def build_resources(
     (e.g. from Kubernetes); `descriptor_set` enables the JSON transcoder."""
     endpoints = endpoints or {}
     clusters = [_cluster(name, c) for name, c in sorted(config.clusters.items())]
-    loads = [
-        _load_assignment(name, endpoints.get(name, c.endpoints))
-        for name, c in sorted(config.clusters.items())
-    ]
+    loads = [_load_assignment(name, endpoints.get(name, c.endpoints)) for name, c in sorted(config.clusters.items())]
     if config.tracing.collector:
         clusters.append(_tracing_cluster(config.tracing.collector))
     return {
@@ -213,9 +210,7 @@ def _route_config(config: MeshConfig) -> Any:
                 ],
             }
         }
-    return json_format.ParseDict(
-        {"name": ROUTE_CONFIG_NAME, "virtual_hosts": [vhost]}, route_pb2.RouteConfiguration()
-    )
+    return json_format.ParseDict({"name": ROUTE_CONFIG_NAME, "virtual_hosts": [vhost]}, route_pb2.RouteConfiguration())
 
 
 # -- clusters and endpoints ------------------------------------------------------------
@@ -230,9 +225,7 @@ def _cluster(name: str, cluster: Cluster) -> Any:
         "ignore_health_on_host_removal": True,
         "typed_extension_protocol_options": _HTTP2_OPTIONS,
         "circuit_breakers": {
-            "thresholds": [
-                {"max_requests": cluster.max_requests, "max_pending_requests": cluster.max_requests}
-            ]
+            "thresholds": [{"max_requests": cluster.max_requests, "max_pending_requests": cluster.max_requests}]
         },
     }
     if cluster.health_check:
@@ -259,10 +252,7 @@ def _cluster(name: str, cluster: Cluster) -> Any:
 
 
 def _lb_endpoints(endpoints: Sequence[Endpoint]) -> list[dict[str, Any]]:
-    return [
-        {"endpoint": {"address": _socket(e.host, e.port)}, "load_balancing_weight": e.weight}
-        for e in endpoints
-    ]
+    return [{"endpoint": {"address": _socket(e.host, e.port)}, "load_balancing_weight": e.weight} for e in endpoints]
 
 
 def _load_assignment(name: str, endpoints: Sequence[Endpoint]) -> Any:

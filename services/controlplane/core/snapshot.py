@@ -36,9 +36,7 @@ _MESSAGE_TYPES: dict[str, type] = {
     CLUSTER: cluster_pb2.Cluster,
     ENDPOINT: endpoint_pb2.ClusterLoadAssignment,
 }
-_HCM_TYPE = (
-    "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
-)
+_HCM_TYPE = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 _OTEL_TYPE = "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig"
 
 
@@ -60,9 +58,7 @@ class Snapshot:
     hashes: Mapping[str, str]
 
     @classmethod
-    def build(
-        cls, version: str, resources: Mapping[str, Iterable[Any]], previous: Snapshot | None = None
-    ) -> Snapshot:
+    def build(cls, version: str, resources: Mapping[str, Iterable[Any]], previous: Snapshot | None = None) -> Snapshot:
         """Index `resources` (messages with a `name` or `cluster_name`) and assign type versions.
 
         A type whose content equals `previous`'s keeps `previous`'s version for that type.
@@ -142,9 +138,7 @@ def _route_problems(route_config: Any, clusters: Mapping[str, Any]) -> list[str]
             if not route.HasField("route"):
                 continue
             action = route.route
-            names = (
-                [action.cluster] if action.cluster else [w.name for w in action.weighted_clusters.clusters]
-            )
+            names = [action.cluster] if action.cluster else [w.name for w in action.weighted_clusters.clusters]
             names += [m.cluster for m in action.request_mirror_policies]
             for name in names:
                 if name not in clusters:

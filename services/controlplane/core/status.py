@@ -75,9 +75,7 @@ class StatusRegistry:
         nack = Nack(type_url, version, message, time.time())
         status.last_nack = nack
         status.nacks += 1
-        log.warning(
-            "node %s rejected %s version %s: %s", node_id, type_url.rsplit(".", 1)[-1], version, message
-        )
+        log.warning("node %s rejected %s version %s: %s", node_id, type_url.rsplit(".", 1)[-1], version, message)
         for listener in list(self._nack_listeners):
             try:
                 listener(status, nack)

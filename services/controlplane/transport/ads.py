@@ -88,9 +88,7 @@ class AdsStream:
         state.watch = None
         state.nonce = str(next(self._nonces))
         state.version = resp.version
-        out = discovery_pb2.DiscoveryResponse(
-            version_info=resp.version, type_url=resp.type_url, nonce=state.nonce
-        )
+        out = discovery_pb2.DiscoveryResponse(version_info=resp.version, type_url=resp.type_url, nonce=state.nonce)
         for res in resp.resources:
             out.resources.add().Pack(res)
         return out
@@ -112,9 +110,7 @@ class AdsServicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         self._status = status
         self.streams = 0
 
-    async def StreamAggregatedResources(
-        self, request_iterator: AsyncIterator[Any], context: Any
-    ) -> AsyncIterator[Any]:
+    async def StreamAggregatedResources(self, request_iterator: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
         stream = AdsStream(self._cache, self._status)
         reader = asyncio.create_task(self._read(request_iterator, stream.queue))
         self.streams += 1

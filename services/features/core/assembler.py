@@ -90,9 +90,7 @@ class FeatureAssembler:
         for name in names:
             spec = group.get(name)
             if spec is None:
-                raise UnknownFeature(
-                    f"feature {name!r} is not registered for entity type {group.entity_type!r}"
-                )
+                raise UnknownFeature(f"feature {name!r} is not registered for entity type {group.entity_type!r}")
             specs.append(spec)
         return specs
 
@@ -106,8 +104,7 @@ class FeatureAssembler:
                 raise BadEntities(f"entities[{index}].entity_id is empty")
             if len(entity.entity_id) > self._limits.max_entity_id_length:
                 raise BadEntities(
-                    f"entities[{index}].entity_id is longer than"
-                    f" {self._limits.max_entity_id_length} characters"
+                    f"entities[{index}].entity_id is longer than {self._limits.max_entity_id_length} characters"
                 )
             for key in entity.context:
                 if key not in group:

@@ -110,24 +110,18 @@ def _parse_feature(name: Any, raw: Any, where: str) -> FeatureSpec:
         raise RegistryError(f"{where}: spec must be a mapping")
     unknown = set(raw) - _FEATURE_KEYS
     if unknown:
-        raise RegistryError(
-            f"{where}: unknown keys {sorted(map(str, unknown))} (allowed: {sorted(_FEATURE_KEYS)})"
-        )
+        raise RegistryError(f"{where}: unknown keys {sorted(map(str, unknown))} (allowed: {sorted(_FEATURE_KEYS)})")
     for key in ("dtype", "source", "default"):
         if key not in raw:
             raise RegistryError(f"{where}: '{key}' is required")
     try:
         dtype = DType(raw["dtype"])
     except ValueError:
-        raise RegistryError(
-            f"{where}: dtype {raw['dtype']!r} is not one of {[d.value for d in DType]}"
-        ) from None
+        raise RegistryError(f"{where}: dtype {raw['dtype']!r} is not one of {[d.value for d in DType]}") from None
     try:
         source = Source(raw["source"])
     except ValueError:
-        raise RegistryError(
-            f"{where}: source {raw['source']!r} is not one of {[s.value for s in Source]}"
-        ) from None
+        raise RegistryError(f"{where}: source {raw['source']!r} is not one of {[s.value for s in Source]}") from None
 
     bounds: dict[str, float | None] = {"min": None, "max": None}
     for key in ("min", "max"):
@@ -149,9 +143,7 @@ def _parse_feature(name: Any, raw: Any, where: str) -> FeatureSpec:
         for cat in cats:
             if not isinstance(cat, str) or not cat:
                 # YAML 1.1 reads yes/no/on/off as booleans: say so.
-                raise RegistryError(
-                    f"{where}: category {cat!r} must be a non-empty string (quote it in YAML)"
-                )
+                raise RegistryError(f"{where}: category {cat!r} must be a non-empty string (quote it in YAML)")
         if len(set(cats)) != len(cats):
             raise RegistryError(f"{where}: categories contain duplicates")
         order = tuple(cats)

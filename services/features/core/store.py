@@ -42,9 +42,7 @@ class StoredEntity:
 class FeatureStore(Protocol):
     """Async read interface of a feature store."""
 
-    async def fetch(
-        self, entity_type: str, entity_ids: Sequence[str], fields: Sequence[str]
-    ) -> list[StoredEntity]:
+    async def fetch(self, entity_type: str, entity_ids: Sequence[str], fields: Sequence[str]) -> list[StoredEntity]:
         """Read `fields` of every entity, in one round trip; aligned with `entity_ids`."""
         ...
 
@@ -60,9 +58,7 @@ class RedisFeatureStore:
         self._client = client
 
     @classmethod
-    def from_url(
-        cls, url: str, timeout_s: float, max_connections: int = 64, retries: int = 1
-    ) -> RedisFeatureStore:
+    def from_url(cls, url: str, timeout_s: float, max_connections: int = 64, retries: int = 1) -> RedisFeatureStore:
         """Build the pool; nothing connects until the first command.
 
         `timeout_s` bounds connecting, each socket read/write and the wait for a free
@@ -79,9 +75,7 @@ class RedisFeatureStore:
         )
         return cls(aioredis.Redis(connection_pool=pool))
 
-    async def fetch(
-        self, entity_type: str, entity_ids: Sequence[str], fields: Sequence[str]
-    ) -> list[StoredEntity]:
+    async def fetch(self, entity_type: str, entity_ids: Sequence[str], fields: Sequence[str]) -> list[StoredEntity]:
         if not entity_ids:
             return []
         try:

@@ -91,9 +91,7 @@ class AsyncDispatcher:
                 self.delivered += 1
                 return
             except Exception as err:
-                log.warning(
-                    "callback %s for %s failed (attempt %d): %s", target, item.request_id, attempt, err
-                )
+                log.warning("callback %s for %s failed (attempt %d): %s", target, item.request_id, attempt, err)
                 await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
         self.failed_deliveries += 1
 

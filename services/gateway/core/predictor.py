@@ -214,9 +214,7 @@ class Predictor:
         except _Degrade as degrade:
             return await self._fallback(route, items, ids, degrade, deadline, features_ms, started)
         t2 = time.monotonic()
-        timings = Timings(
-            features_ms=features_ms, inference_ms=(t2 - t1) * 1e3, total_ms=(t2 - started) * 1e3
-        )
+        timings = Timings(features_ms=features_ms, inference_ms=(t2 - t1) * 1e3, total_ms=(t2 - started) * 1e3)
         outputs = [
             PredictOutput(
                 request_id=rid,
@@ -308,6 +306,9 @@ class Predictor:
         features_ms: float,
         started: float,
     ) -> list[PredictOutput]:
+        if deadline.expired():
+            # Nobody is waiting for an answer any more: report the deadline, not a fallback.
+            raise DeadlineExceeded("deadline exceeded") from degrade.cause
         for step in route.fallback:
             served = await self._try_step(step, items, ids[0], deadline)
             if served is None:

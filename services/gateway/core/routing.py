@@ -157,9 +157,7 @@ def _parse_fallback(raw: Any, where: str) -> tuple[FallbackStep, ...]:
             label = entry.get("label", "")
             if not isinstance(label, str):
                 raise _fail(here, "label must be a string")
-            steps.append(
-                FallbackStep("constant", score=Score(float(score), tuple(float(s) for s in scores), label))
-            )
+            steps.append(FallbackStep("constant", score=Score(float(score), tuple(float(s) for s in scores), label)))
         else:
             raise _fail(here, "type must be 'model' or 'constant'")
     return tuple(steps)
@@ -190,9 +188,7 @@ def parse_routing(data: Any, revision: str = "") -> RoutingTable:
         fallback = _parse_fallback(raw.get("fallback"), f"{where}.fallback")
         if any(step.kind == "model" and step.model == name for step in fallback):
             raise _fail(f"{where}.fallback", "a model cannot fall back to itself")
-        routes[name] = ModelRoute(
-            name, _parse_versions(raw.get("versions"), f"{where}.versions"), shadow, fallback
-        )
+        routes[name] = ModelRoute(name, _parse_versions(raw.get("versions"), f"{where}.versions"), shadow, fallback)
     return RoutingTable(routes, revision or "inline")
 
 

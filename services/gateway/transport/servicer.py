@@ -65,7 +65,5 @@ class PredictionServicer(prediction_pb2_grpc.PredictionServiceServicer):
         if not request.HasField("request"):
             raise InvalidArgument("request is required")
         self._auth.check(api_key(context), request.request.model)
-        request_id = self._dispatcher.submit(
-            converters.predict_input(request.request), request.callback_target
-        )
+        request_id = self._dispatcher.submit(converters.predict_input(request.request), request.callback_target)
         return prediction_pb2.PredictAsyncResponse(request_id=request_id)

@@ -46,9 +46,7 @@ class FeaturesClient:
         request = features_pb2.GetFeaturesRequest(
             entity_type=entity_type,
             entities=[
-                features_pb2.EntityKey(
-                    entity_id=entity_id, context={k: scalar_to_value(v) for k, v in context.items()}
-                )
+                features_pb2.EntityKey(entity_id=entity_id, context={k: scalar_to_value(v) for k, v in context.items()})
                 for entity_id, context in entities
             ],
             features=list(features),

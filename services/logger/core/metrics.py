@@ -80,9 +80,7 @@ class LoggerMetrics:
             namespace=_NS,
             registry=r,
         )
-        self.kafka_up = Gauge(
-            "kafka_up", "1 while deliveries succeed, 0 while spilling.", namespace=_NS, registry=r
-        )
+        self.kafka_up = Gauge("kafka_up", "1 while deliveries succeed, 0 while spilling.", namespace=_NS, registry=r)
         self._server: Any = None
         self.port: int | None = None
 

@@ -123,9 +123,7 @@ class LogPipeline:
     async def start(self) -> None:
         await asyncio.to_thread(self._journal.open)
         self._writer = threading.Thread(target=self._run_writer, name="logger-journal-writer", daemon=True)
-        self._delivery = threading.Thread(
-            target=self._run_delivery, name="logger-kafka-delivery", daemon=True
-        )
+        self._delivery = threading.Thread(target=self._run_delivery, name="logger-kafka-delivery", daemon=True)
         self._writer.start()
         self._delivery.start()
 
@@ -290,9 +288,7 @@ class LogPipeline:
             return
         assert err is not None
         if outcome is Outcome.PERMANENT:
-            log.error(
-                "kafka rejected event at journal offset %d permanently (%s): dead-lettered", offset, err
-            )
+            log.error("kafka rejected event at journal offset %d permanently (%s): dead-lettered", offset, err)
             self._dead_letter(offset, msg.value() if msg is not None else b"", err.name())
             return
         self._metrics.delivery_errors.labels(err.name()).inc()

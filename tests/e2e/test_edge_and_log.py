@@ -1,0 +1,132 @@
+"""Through Envoy (gRPC and HTTP/JSON) and into Kafka: the full request path of the local mesh."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+import uuid
+
+import grpc
+import pytest
+
+from predmesh.local.mesh import LocalMesh
+from predmesh.v1 import common_pb2, prediction_pb2, prediction_pb2_grpc
+from tests.e2e.kafka_util import collect_events
+
+
+def predict(address: str, **kwargs: object) -> prediction_pb2.PredictResponse:
+    with grpc.insecure_channel(address) as channel:
+        return prediction_pb2_grpc.PredictionServiceStub(channel).Predict(
+            prediction_pb2.PredictRequest(**kwargs), timeout=10
+        )
+
+
+def test_edge_and_gateway_give_the_same_answer(mesh: LocalMesh) -> None:
+    assert mesh.edge_address != mesh.gateway_address
+    kwargs = {"model": "fraud_nn", "entity_id": "u00077", "context": {"amount": common_pb2.Value(number_value=90)}}
+    via_edge = predict(mesh.edge_address, **kwargs)
+    direct = predict(mesh.gateway_address, **kwargs)
+    assert via_edge.prediction.score == pytest.approx(direct.prediction.score, abs=1e-12)
+    assert via_edge.model_version == direct.model_version
+
+
+def test_http_json_through_envoy(mesh: LocalMesh) -> None:
+    body = json.dumps(
+        {"model": "fraud", "version": "1", "entity_id": "u00003", "context": {"amount": {"number_value": 50}}}
+    )
+    req = urllib.request.Request(
+        f"http://{mesh.edge_address}/v1/predict",
+        data=body.encode(),
+        headers={"content-type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.status == 200
+        payload = json.loads(resp.read())
+    grpc_answer = predict(
+        mesh.gateway_address,
+        model="fraud",
+        version="1",
+        entity_id="u00003",
+        context={"amount": common_pb2.Value(number_value=50)},
+    )
+    assert payload["model_version"] == "1"
+    assert payload["prediction"]["score"] == pytest.approx(grpc_answer.prediction.score, abs=1e-12)
+
+
+def test_http_json_errors_keep_their_status(mesh: LocalMesh) -> None:
+    body = json.dumps({"model": "no_such_model", "entity_id": "u1"}).encode()
+    req = urllib.request.Request(
+        f"http://{mesh.edge_address}/v1/predict", data=body, headers={"content-type": "application/json"}
+    )
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(req, timeout=10)
+    assert info.value.code == 404  # NOT_FOUND mapped to HTTP by the transcoder
+    assert "no_such_model" in info.value.read().decode()
+
+
+def test_every_prediction_is_logged_to_kafka(mesh: LocalMesh) -> None:
+    run = uuid.uuid4().hex[:8]
+    responses = {}
+    with grpc.insecure_channel(mesh.edge_address) as channel:
+        stub = prediction_pb2_grpc.PredictionServiceStub(channel)
+        for i in range(20):
+            rid = f"log-{run}-{i}"
+            responses[rid] = stub.Predict(
+                prediction_pb2.PredictRequest(request_id=rid, model="fraud_nn", entity_id=f"u{i:05d}"), timeout=10
+            )
+        batch = stub.PredictBatch(
+            prediction_pb2.PredictBatchRequest(
+                request_id=f"logb-{run}",
+                model="fraud_nn",
+                items=[prediction_pb2.BatchItem(entity_id=f"u{i:05d}") for i in range(5)],
+            ),
+            timeout=10,
+        )
+        for r in batch.results:
+            responses[r.request_id] = r
+
+    def complete(events: list) -> bool:
+        return set(responses) <= {e.request_id for e in events}
+
+    events = [e for e in collect_events(mesh.bootstrap_servers, "predictions", complete) if e.request_id in responses]
+    assert {e.request_id for e in events} == set(responses)
+    assert len(events) == len(responses)  # one record per scored entity, no duplicates in a healthy run
+    for event in events:
+        resp = responses[event.request_id]
+        assert event.model == "fraud_nn" and event.model_version == resp.model_version
+        assert event.entity_id == resp.entity_id and event.arm == resp.arm
+        assert event.prediction.score == pytest.approx(resp.prediction.score)
+        assert len(event.features_hash) == 64 and int(event.features_hash, 16) >= 0
+        assert event.latency_ms > 0 and event.timestamp.seconds > 0
+        assert list(event.defaulted_features) == list(resp.defaulted_features)
+
+
+def test_shadow_is_logged_to_its_topic_and_never_returned(mesh: LocalMesh) -> None:
+    # Demo routing: fraud 90% v1 / 10% v2, shadow v2. Entities on v1 get a shadow score from v2.
+    run = uuid.uuid4().hex[:8]
+    stable = {}
+    with grpc.insecure_channel(mesh.edge_address) as channel:
+        stub = prediction_pb2_grpc.PredictionServiceStub(channel)
+        for i in range(30):
+            rid = f"shadow-{run}-{i}"
+            resp = stub.Predict(
+                prediction_pb2.PredictRequest(request_id=rid, model="fraud", entity_id=f"u{i:05d}"), timeout=10
+            )
+            assert resp.arm in ("stable", "canary") and resp.model_version in ("1", "2")
+            if resp.model_version == "1":
+                stable[rid] = resp
+    assert stable
+
+    def complete(events: list) -> bool:
+        return set(stable) <= {e.request_id for e in events}
+
+    shadows = [
+        e
+        for e in collect_events(mesh.bootstrap_servers, "shadow-predictions", complete)
+        if e.request_id.startswith(f"shadow-{run}")
+    ]
+    assert {e.request_id for e in shadows} == set(stable)
+    assert all(e.arm == "shadow" and e.model_version == "2" for e in shadows)
+    primaries = collect_events(mesh.bootstrap_servers, "predictions", complete)
+    assert all(e.arm != "shadow" for e in primaries)
