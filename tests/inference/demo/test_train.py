@@ -18,6 +18,7 @@ from services.inference.core.registry import ModelRegistry
 from services.inference.core.spec import ModelSpec, load_spec
 from services.inference.demo.train import ensure_demo_models, frame_columns
 from services.inference.transport.converters import row_to_proto
+from services.inference.triton.layout import triton_layout_present
 
 from ..conftest import DemoModels
 
@@ -107,9 +108,14 @@ def test_ensure_demo_models_skips_when_present(demo_models: DemoModels, tmp_path
 
     repo = tmp_path / "repo"
     shutil.copytree(demo_models.repo, repo)
-    before = {p: p.stat().st_mtime_ns for p in repo.rglob("model.*")}
+
+    def stamps() -> dict[Path, int]:
+        return {p: p.stat().st_mtime_ns for pattern in ("model.onnx", "model.yaml") for p in repo.rglob(pattern)}
+
+    before = stamps()
     assert ensure_demo_models(repo) == repo
-    assert {p: p.stat().st_mtime_ns for p in repo.rglob("model.*")} == before
+    assert stamps() == before  # not retrained...
+    assert triton_layout_present(repo)  # ...but the missing Triton configs were written
 
 
 def test_training_is_deterministic(demo_models: DemoModels, tmp_path: Path) -> None:

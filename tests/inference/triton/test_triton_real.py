@@ -1,0 +1,96 @@
+"""The orchestrator on a REAL tritonserver (nvidia-pytriton binary, python backend on CPU).
+
+Triton starts once for the module (~2-4 s) on a copy of the demo repository with the
+generated layout (`--model-config-name=cpu_local`) and is always stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import grpc
+import numpy as np
+import pytest
+from tritonclient.grpc import service_pb2 as pb
+from tritonclient.grpc import service_pb2_grpc as pb_grpc
+
+from predmesh.common.errors import Unavailable
+from predmesh.local.triton import TritonServer
+
+from ..conftest import DemoModels
+from ..remote_helpers import infer_scores, layout_repo, reference_scores, started_app
+
+KEYS = ["fraud:1", "fraud:2", "fraud_nn:1", "fraud_ctx:1"]
+
+
+@pytest.fixture(scope="module")
+def triton(demo_models: DemoModels, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
+    repo = layout_repo(demo_models, tmp_path_factory.mktemp("triton") / "models")
+    server = TritonServer(repo, workdir=tmp_path_factory.mktemp("triton-run"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def triton_stats(triton: TritonServer, name: str, version: str) -> pb.ModelStatistics:
+    async with grpc.aio.insecure_channel(triton.grpc_address) as channel:
+        reply = await pb_grpc.GRPCInferenceServiceStub(channel).ModelStatistics(
+            pb.ModelStatisticsRequest(name=name, version=version), timeout=5
+        )
+    (item,) = reply.model_stats
+    return item
+
+
+async def test_every_demo_model_matches_onnxruntime(triton: TritonServer, demo_models: DemoModels) -> None:
+    app = await started_app(triton.model_repository, triton_target=triton.grpc_address, cpu_backend="triton")
+    try:
+        frame = demo_models.holdout.head(50)
+        for key in KEYS:
+            assert app.backend.backend_for(app.core.registry.get(*key.split(":"))).name == "triton"  # type: ignore[union-attr]
+            got = await infer_scores(app, key, frame)
+            np.testing.assert_allclose(got, reference_scores(demo_models, key, frame), atol=1e-6, err_msg=key)
+    finally:
+        await app.stop()
+
+
+async def test_triton_batches_concurrent_requests_and_demuxes(triton: TritonServer, demo_models: DemoModels) -> None:
+    before = await triton_stats(triton, "fraud_nn", "1")
+    app = await started_app(triton.model_repository, triton_target=triton.grpc_address, cpu_backend="triton")
+    try:
+        frame = demo_models.holdout.head(300).reset_index(drop=True)
+        expected = reference_scores(demo_models, "fraud_nn:1", frame)
+        sizes = [1 + (i * 3) % 5 for i in range(100)]
+        starts = np.cumsum([0, *sizes[:-1]])
+        results = await asyncio.gather(
+            *(infer_scores(app, "fraud_nn:1", frame.iloc[s : s + n]) for s, n in zip(starts, sizes, strict=True))
+        )
+        for s, n, got in zip(starts, sizes, results, strict=True):
+            np.testing.assert_allclose(got, expected[s : s + n], atol=1e-6)
+        # No double batching: the orchestrator sends directly, Triton's dynamic batcher batches.
+        assert app.backend.batch_stats(app.core.registry.get("fraud_nn")) is None  # type: ignore[union-attr]
+    finally:
+        await app.stop()
+    after = await triton_stats(triton, "fraud_nn", "1")
+    requests = after.inference_stats.success.count - before.inference_stats.success.count
+    executions = after.execution_count - before.execution_count
+    assert requests == 100 and after.inference_count - before.inference_count == sum(sizes)
+    assert executions < requests, (executions, requests)
+
+
+async def test_killed_triton_is_unavailable_quickly(triton: TritonServer, demo_models: DemoModels) -> None:
+    """Runs last in this module: kills the module's server (the fixture's stop() copes)."""
+    app = await started_app(triton.model_repository, triton_target=triton.grpc_address, cpu_backend="triton")
+    try:
+        frame = demo_models.holdout.head(2)
+        await infer_scores(app, "fraud:1", frame)
+        triton.kill()
+        started = time.monotonic()
+        with pytest.raises(Unavailable):
+            await infer_scores(app, "fraud:1", frame)
+        assert time.monotonic() - started < 2.0
+    finally:
+        await app.stop()
