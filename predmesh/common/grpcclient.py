@@ -21,6 +21,8 @@ CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
     ("grpc.max_send_message_length", 64 * 1024 * 1024),
+    # Spread calls over every address a target resolves to (e.g. dns:///svc-headless:50051).
+    ("grpc.lb_policy_name", "round_robin"),
 ]
 
 _PASS_THROUGH: dict[grpc.StatusCode, type[PredmeshError]] = {
