@@ -10,9 +10,11 @@ out through DLPack (numpy-built outputs come back empty with numpy 2 in the stub
 environment). Measured, closed loop then open loop at half the closed-loop maximum:
 
 - Triton direct: V2 ModelInfer on a ready FP32 tensor, for each batch size;
-- through the mesh (gateway -> orchestrator -> Triton): only when the orchestrator has a
-  Triton backend (`services/inference/backends/triton*.py`); otherwise reported as not
-  available with that reason.
+- through the mesh: orchestrator Infer -> Triton, and gateway Predict -> features +
+  orchestrator -> Triton (`PREDMESH_INFERENCE_TRITON_TARGET`, `CPU_BACKEND=triton`), on
+  `fraud_gpu`: the demo `fraud` v1 spec (same 17 preprocessed columns) served by the torch
+  MLP. Needs the core mesh to start on the device machine (redis-server, predmesh's
+  dependencies); when it cannot, the reason is reported and only Triton direct runs.
 
 Writes `<out>/gpu-<time>.json` and prints a markdown table. Needs on the device machine:
 python3 with CUDA PyTorch, plus (installed --no-deps into a target dir on PYTHONPATH)
@@ -71,12 +73,45 @@ def cuda_device() -> str | None:
     return str(torch.cuda.get_device_name(0))
 
 
-def mesh_triton_backend() -> str | None:
-    """Why the mesh path cannot run yet, or None when the orchestrator has a Triton backend."""
-    backends = Path(__file__).resolve().parent.parent / "services" / "inference" / "backends"
-    if not list(backends.glob("triton*.py")):
-        return "the inference orchestrator has no Triton backend yet (services/inference/backends/triton*.py)"
-    return "the orchestrator's Triton backend exists but this script does not wire it up yet"
+GPU_MODEL = "fraud_gpu"
+GPU_CONFIG = """\
+name: "fraud_gpu"
+backend: "python"
+max_batch_size: 1024
+input [ { name: "input" data_type: TYPE_FP32 dims: [ WIDTH ] } ]
+output [ { name: "probabilities" data_type: TYPE_FP32 dims: [ 2 ] } ]
+dynamic_batching { max_queue_delay_microseconds: 1000 }
+instance_group [ { count: 1 kind: KIND_GPU } ]
+"""
+
+
+def _try_mesh(state_dir: Path) -> tuple[Any, str]:
+    """The core mesh (Redis, features, inference, gateway) for the mesh path, or (None, why not)."""
+    try:
+        from bench.mesh import BenchMesh
+
+        return BenchMesh(state_dir, want_logging=False, want_edge=False).start(), ""
+    except Exception as err:
+        return None, f"mesh could not start here: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+
+
+def _gpu_repo(repo: Path, width: int, mesh: Any) -> Path:
+    """Triton + predmesh repository holding `fraud_gpu` v1: a torch MLP on CUDA for Triton, and
+    (when the mesh runs) the demo `fraud` v1 spec renamed, so the orchestrator preprocesses the
+    same 17 columns before sending them to Triton."""
+    import shutil
+
+    model = repo / GPU_MODEL
+    version = model / "1"
+    version.mkdir(parents=True, exist_ok=True)
+    (model / "config.pbtxt").write_text(GPU_CONFIG.replace("WIDTH", str(width)))
+    (version / "model.py").write_text(GPU_MODEL_PY.replace("WIDTH", str(width)))
+    if mesh is not None:
+        source = mesh.model_repository / "fraud" / "1"
+        shutil.copyfile(source / "model.onnx", version / "model.onnx")
+        spec = (source / "model.yaml").read_text()
+        (version / "model.yaml").write_text(spec.replace("name: fraud\n", f"name: {GPU_MODEL}\n", 1))
+    return repo
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,48 +130,84 @@ def main(argv: list[str] | None = None) -> int:
 
     from bench import loadgen
     from bench.loadgen import LoadSpec, TargetSpec
-    from bench.peers.triton import TritonProcess
+    from predmesh.local.triton import TritonServer
 
-    width = 17
-    workdir = args.out / "gpu-triton"
-    triton = TritonProcess(
-        None, "mlp_gpu", "1", workdir, width=width, model_py=GPU_MODEL_PY.replace("WIDTH", str(width)), kind="KIND_GPU"
+    width = 17  # the demo fraud models' input width, so the mesh path can use the same tensor
+    out = args.out.resolve()
+    mesh, mesh_reason = _try_mesh(out / "gpu-mesh")
+    repo = _gpu_repo(out / "gpu-models", width, mesh)
+    triton = TritonServer(
+        repo,
+        model_config_name=None,
+        workdir=out / "gpu-logs" / "triton",
+        extra_args=["--model-control-mode=explicit", f"--load-model={GPU_MODEL}"],
     )
     rows: list[dict[str, Any]] = []
-    triton.start()
+
+    def both(path: str, target: TargetSpec, size: int) -> None:
+        closed = loadgen.run(
+            target,
+            LoadSpec(
+                mode="closed",
+                concurrency=args.concurrency,
+                duration_s=args.duration,
+                warmup_requests=100,
+                processes=args.client_procs,
+            ),
+        ).to_dict()
+        rate = max(10.0, math.floor(closed["throughput"] * 0.5))
+        opened = loadgen.run(
+            target,
+            LoadSpec(
+                mode="open",
+                rate=rate,
+                arrival="poisson",
+                duration_s=args.duration,
+                warmup_requests=100,
+                processes=args.client_procs,
+            ),
+        ).to_dict()
+        rows.append({"path": path, "batch_size": size, "closed": closed, "open": opened})
+
     try:
+        triton.start()
         for size in [int(s) for s in args.batch_sizes.split(",")]:
-            target = TargetSpec(
-                "bench.gpu:make_random_v2",
-                {"address": triton.grpc_address, "width": width, "batch_size": size},
-                items_per_call=size,
+            both(
+                "triton-direct",
+                TargetSpec(
+                    "bench.gpu:make_random_v2",
+                    {"address": triton.grpc_address, "width": width, "batch_size": size},
+                    items_per_call=size,
+                ),
+                size,
             )
-            closed = loadgen.run(
-                target,
-                LoadSpec(
-                    mode="closed",
-                    concurrency=args.concurrency,
-                    duration_s=args.duration,
-                    warmup_requests=100,
-                    processes=args.client_procs,
-                ),
-            ).to_dict()
-            rate = max(10.0, math.floor(closed["throughput"] * 0.5))
-            opened = loadgen.run(
-                target,
-                LoadSpec(
-                    mode="open",
-                    rate=rate,
-                    arrival="poisson",
-                    duration_s=args.duration,
-                    warmup_requests=100,
-                    processes=args.client_procs,
-                ),
-            ).to_dict()
-            rows.append({"path": "triton-direct", "batch_size": size, "closed": closed, "open": opened})
+        if mesh is not None:
+            try:
+                inference = mesh.add_inference(
+                    "inference-gpu",
+                    repo,
+                    PREDMESH_INFERENCE_TRITON_TARGET=triton.grpc_address,
+                    PREDMESH_INFERENCE_CPU_BACKEND="triton",
+                )
+                gateway = mesh.gateway_for("gateway-gpu", inference.address)
+                spec = {"model": GPU_MODEL, "version": "1"}
+                both(
+                    "mesh: orchestrator Infer -> Triton",
+                    TargetSpec("bench.targets:make_infer", {"address": inference.address, **spec}),
+                    1,
+                )
+                both(
+                    "mesh: gateway Predict -> orchestrator -> Triton",
+                    TargetSpec("bench.targets:make_predict", {"address": gateway, **spec}),
+                    1,
+                )
+            except Exception as err:
+                mesh_reason = f"{type(err).__name__}: {err}"
     finally:
         triton.stop()
-    result = {"device": device, "rows": rows, "mesh_path": mesh_triton_backend() or "measured"}
+        if mesh is not None:
+            mesh.stop()
+    result = {"device": device, "rows": rows, "mesh_path": mesh_reason or "measured"}
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"gpu-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(result, indent=2, default=str))

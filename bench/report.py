@@ -4,8 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-# The predmesh system each group's ratios are taken against.
-REFERENCE = {"end-to-end": "predmesh-gateway", "model": "predmesh-orchestrator", "features": "predmesh-features"}
+# The predmesh system each group's ratios are taken against: the first of these that ran.
+REFERENCES = {
+    "end-to-end": ["predmesh-full", "predmesh-gw+log", "predmesh-gateway"],
+    "model": ["predmesh-orchestrator"],
+    "features": ["predmesh-features"],
+}
+
+
+def reference_of(group: str, ran: dict[str, Any]) -> str:
+    return next((key for key in REFERENCES.get(group, []) if key in ran), "")
 
 
 def _f(value: Any, digits: int = 2) -> str:
@@ -29,6 +37,14 @@ def _errors(row: dict[str, Any]) -> str:
         return "run failed: " + row["error"][:80]
     errors = row.get("errors") or {}
     return ", ".join(f"{k} {v}" for k, v in errors.items()) or "0"
+
+
+def _spread(row: dict[str, Any]) -> str:
+    """(min-max) of throughput over repeated rounds, when there were several."""
+    values = [r["throughput"] for r in row.get("runs", []) if isinstance(r.get("throughput"), int | float)]
+    if len(values) < 2:
+        return ""
+    return f" ({min(values):,.0f}-{max(values):,.0f})"
 
 
 def _late(row: dict[str, Any]) -> str:
@@ -55,8 +71,10 @@ def render_compare(result: dict[str, Any]) -> str:
     lines += [
         f"Closed loop: {result['concurrency']} requests in flight, {result['duration_s']:.0f} s; "
         f"open loop: Poisson arrivals at {result['open_rate']:.0f} req/s for {result['duration_s']:.0f} s, "
-        f"latency from the intended send time; {result['client_procs']} client process(es). "
-        "Ratios are against the predmesh system of the same group (x > 1 = more throughput / more latency).",
+        f"latency from the intended send time; {result['client_procs']} client process(es); "
+        f"{result.get('repeat', 1)} round(s) round robin, median run shown (range of max req/s in brackets). "
+        "Ratios (x ref) are against the group's reference, marked **ref** "
+        "(x > 1 = more throughput / more latency).",
         "",
         "| group | system | max req/s | x ref | p50 ms | p99 ms | p99.9 ms | p50 x ref | p99 x ref "
         "| late sends | errors (closed / open) |",
@@ -64,12 +82,13 @@ def render_compare(result: dict[str, Any]) -> str:
     ]
     for key, row in closed.items():
         group = row.get("group", "")
-        ref = REFERENCE.get(group, "")
+        ref = reference_of(group, closed)
         op = opened.get(key, {})
         ref_c, ref_o = closed.get(ref, {}), opened.get(ref, {})
         lat, ref_lat = op.get("latency_ms", {}), ref_o.get("latency_ms", {})
         lines.append(
-            f"| {group} | {row.get('label', key)} | {_f(row.get('throughput'), 0)} | "
+            f"| {group} | {row.get('label', key)}{' **ref**' if key == ref else ''} | "
+            f"{_f(row.get('throughput'), 0)}{_spread(row)} | "
             f"{_ratio(row.get('throughput'), ref_c.get('throughput'))} | "
             f"{_f(lat.get('p50'))} | {_f(lat.get('p99'))} | {_f(lat.get('p99.9'))} | "
             f"{_ratio(lat.get('p50'), ref_lat.get('p50'))} | {_ratio(lat.get('p99'), ref_lat.get('p99'))} | "

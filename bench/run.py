@@ -85,6 +85,29 @@ def measure(system: System, spec: LoadSpec) -> dict[str, Any]:
     return {"system": system.key, "started": started, "loadavg_after": os.getloadavg(), **result}
 
 
+def _rounds(systems: list[System], spec: LoadSpec, repeat: int, by: str) -> list[dict[str, Any]]:
+    """Measure every system `repeat` times, round robin (so drift in the machine's load hits
+    all systems alike), and keep per system the run with the median `by` (all runs stay in
+    the row's "runs")."""
+    runs: dict[str, list[dict[str, Any]]] = {s.key: [] for s in systems}
+    for _ in range(repeat):
+        for system in systems:
+            runs[system.key].append({"label": system.label, "group": system.group, **measure(system, spec)})
+
+    def metric(row: dict[str, Any]) -> float:
+        if "error" in row:
+            return float("-inf")
+        return float(row["throughput"] if by == "throughput" else row["latency_ms"]["p99"])
+
+    out = []
+    for system in systems:
+        ordered = sorted(runs[system.key], key=metric)
+        chosen = dict(ordered[(len(ordered) - 1) // 2])
+        chosen["runs"] = [{k: r.get(k) for k in ("throughput", "latency_ms", "errors", "error")} for r in ordered]
+        out.append(chosen)
+    return out
+
+
 def _start_optional(name: str, unavailable: dict[str, str], start: Callable[[], Any]) -> Any:
     try:
         return start()
@@ -107,15 +130,42 @@ def _users_parquet(path: Path) -> Path:
     return path
 
 
+def _predict(address: str) -> TargetSpec:
+    return TargetSpec("bench.targets:make_predict", {"address": address, "model": MODEL, "version": VERSION})
+
+
+def _infer(address: str) -> TargetSpec:
+    return TargetSpec("bench.targets:make_infer", {"address": address, "model": MODEL, "version": VERSION})
+
+
+def _v2(address: str, repo: Path) -> TargetSpec:
+    return TargetSpec(
+        "bench.targets:make_v2_infer",
+        {"address": address, "model_repository": str(repo), "model": MODEL, "version": VERSION},
+    )
+
+
+def _start_triton(mesh: BenchMesh, run_dir: Path) -> Any:
+    """predmesh's own Triton launcher on a copy of the model repository (cpu_local: python backend ORT)."""
+    import shutil
+
+    from predmesh.local.triton import TritonServer
+    from services.inference.triton.layout import write_triton_layout
+
+    repo = run_dir / "triton-models"
+    shutil.rmtree(repo, ignore_errors=True)
+    shutil.copytree(mesh.model_repository, repo)
+    write_triton_layout(repo)
+    return mesh.launch(TritonServer(repo, workdir=run_dir / "logs" / "triton"))
+
+
 def scenario_compare(args: argparse.Namespace) -> dict[str, Any]:
     from bench.peers import launch
-    from bench.peers import triton as triton_peer
     from bench.verify import check_scores
 
     run_dir = STATE / "run-compare"
     unavailable: dict[str, str] = {}
-    extras: list[Any] = []
-    mesh = BenchMesh(run_dir, want_logging=not args.no_logging, want_envoy=not args.no_envoy)
+    mesh = BenchMesh(run_dir, want_logging=not args.no_logging, want_edge=not args.no_envoy)
     try:
         mesh.start()
         unavailable.update({f"predmesh {k}": v for k, v in mesh.unavailable.items()})
@@ -124,25 +174,40 @@ def scenario_compare(args: argparse.Namespace) -> dict[str, Any]:
         local = mesh.local
         assert local.inference is not None and local.features is not None
 
-        def started(proc: Any) -> Any:
-            proc.start()
-            extras.append(proc)
-            return proc
-
         mlserver = _start_optional(
             "MLServer",
             unavailable,
-            lambda: started(launch.MLServerProcess(onnx_path, MODEL, VERSION, run_dir / "logs" / "mlserver")),
+            lambda: mesh.launch(launch.MLServerProcess(onnx_path, MODEL, VERSION, run_dir / "logs" / "mlserver")),
         )
-        triton = _start_optional(
-            "Triton",
-            unavailable,
-            lambda: started(triton_peer.TritonProcess(onnx_path, MODEL, VERSION, run_dir / "logs" / "triton")),
-        )
+        triton = _start_optional("Triton", unavailable, lambda: _start_triton(mesh, run_dir))
+        orch_triton = None
+        if triton is not None:
+            orch_triton = _start_optional(
+                "predmesh orchestrator -> Triton",
+                unavailable,
+                lambda: mesh.add_inference(
+                    "inference-triton",
+                    run_dir / "triton-models",
+                    PREDMESH_INFERENCE_TRITON_TARGET=triton.grpc_address,
+                    PREDMESH_INFERENCE_CPU_BACKEND="triton",
+                ),
+            )
+
+        def start_ort_worker() -> Any:
+            from predmesh.local.triton import OrtWorker
+
+            worker = mesh.launch(OrtWorker(repo, workdir=run_dir / "logs" / "ort-worker"))
+            return mesh.add_inference(
+                "inference-ortw",
+                PREDMESH_INFERENCE_ORT_WORKERS=worker.address,  # type: ignore[attr-defined]
+                PREDMESH_INFERENCE_CPU_BACKEND="ort_worker",
+            )
+
+        orch_worker = _start_optional("predmesh orchestrator -> ORT worker", unavailable, start_ort_worker)
         fastapi = _start_optional(
             "FastAPI",
             unavailable,
-            lambda: started(launch.FastAPIProcess(mesh.redis_url, onnx_path, run_dir / "logs" / "fastapi")),
+            lambda: mesh.launch(launch.FastAPIProcess(mesh.redis_url, onnx_path, run_dir / "logs" / "fastapi")),
         )
         feast_info: dict[str, Any] = {}
 
@@ -150,61 +215,39 @@ def scenario_compare(args: argparse.Namespace) -> dict[str, Any]:
             redis_host_port = mesh.redis_url.removeprefix("redis://").split("/")[0]
             users = _users_parquet(run_dir / "feast" / "users.parquet")
             feast_info.update(launch.build_feast_repo(run_dir / "feast" / "repo", redis_host_port, users, 2000))
-            return started(launch.FeastServer(run_dir / "feast" / "repo", run_dir / "logs" / "feast"))
+            return mesh.launch(launch.FeastServer(run_dir / "feast" / "repo", run_dir / "logs" / "feast"))
 
         feast = _start_optional("Feast", unavailable, start_feast)
+        plain_gateway = mesh.plain_gateway()
 
-        v2 = {}
-        if mlserver:
-            v2["mlserver"] = mlserver.grpc_address
-        if triton:
-            v2["triton"] = triton.grpc_address
-        scores = check_scores(
-            MODEL,
-            VERSION,
-            repo,
-            local.gateway_address,
-            local.inference.address,
-            v2,
-            fastapi.url if fastapi else None,
-        )
-        log.info("score agreement: %s", scores["max_abs_diff"])
-
-        systems = [
+        systems: list[System] = []
+        if mesh.edge_address is not None:
+            upstream = "gateway + Kafka logging" if mesh.logging_on else "gateway (no logging)"
+            systems.append(
+                System(
+                    "predmesh-full",
+                    f"predmesh full path: Envoy -> {upstream}",
+                    "end-to-end",
+                    _predict(mesh.edge_address),
+                )
+            )
+        if mesh.logging_on:
+            systems.append(
+                System(
+                    "predmesh-gw+log",
+                    "predmesh gateway Predict + Kafka logging (no Envoy)",
+                    "end-to-end",
+                    _predict(local.gateway_address),
+                )
+            )
+        systems.append(
             System(
                 "predmesh-gateway",
-                "predmesh gateway Predict (features + inference)",
+                "predmesh gateway Predict (features + inference, no logging, no Envoy)",
                 "end-to-end",
-                TargetSpec(
-                    "bench.targets:make_predict",
-                    {"address": local.gateway_address, "model": MODEL, "version": VERSION},
-                ),
+                _predict(plain_gateway),
             )
-        ]
-        if mesh.logging_gateway is not None:
-            systems.append(
-                System(
-                    "predmesh-gw+logging",
-                    "predmesh gateway Predict + logging to Kafka",
-                    "end-to-end",
-                    TargetSpec(
-                        "bench.targets:make_predict",
-                        {"address": mesh.logging_gateway.address, "model": MODEL, "version": VERSION},
-                    ),
-                )
-            )
-        if mesh.envoy_address is not None:
-            systems.append(
-                System(
-                    "predmesh-envoy",
-                    f"predmesh via Envoy -> {mesh.envoy_upstream}",
-                    "end-to-end",
-                    TargetSpec(
-                        "bench.targets:make_predict",
-                        {"address": mesh.envoy_address, "model": MODEL, "version": VERSION},
-                    ),
-                )
-            )
+        )
         if fastapi:
             systems.append(
                 System(
@@ -217,35 +260,47 @@ def scenario_compare(args: argparse.Namespace) -> dict[str, Any]:
         systems.append(
             System(
                 "predmesh-orchestrator",
-                "predmesh orchestrator Infer (named features, preprocessing)",
+                "predmesh orchestrator Infer, in-process ORT (named features + preprocessing)",
                 "model",
-                TargetSpec(
-                    "bench.targets:make_infer",
-                    {"address": local.inference.address, "model": MODEL, "version": VERSION},
-                ),
+                _infer(local.inference.address),
             )
         )
-        for key, proc, label in (
-            ("mlserver", mlserver, "MLServer 1.7.1 V2 ModelInfer (custom ORT runtime, FP32 tensor)"),
-            ("triton", triton, "Triton 2.51 V2 ModelInfer (python backend ORT, FP32 tensor)"),
-        ):
-            if proc:
-                systems.append(
-                    System(
-                        key,
-                        label,
-                        "model",
-                        TargetSpec(
-                            "bench.targets:make_v2_infer",
-                            {
-                                "address": proc.grpc_address,
-                                "model_repository": str(repo),
-                                "model": MODEL,
-                                "version": VERSION,
-                            },
-                        ),
-                    )
+        if orch_worker:
+            systems.append(
+                System(
+                    "predmesh-orch->ortw",
+                    "predmesh orchestrator Infer -> ORT worker process (micro-batched)",
+                    "model",
+                    _infer(orch_worker.address),
                 )
+            )
+        if orch_triton:
+            systems.append(
+                System(
+                    "predmesh-orch->triton",
+                    "predmesh orchestrator Infer -> Triton",
+                    "model",
+                    _infer(orch_triton.address),
+                )
+            )
+        if mlserver:
+            systems.append(
+                System(
+                    "mlserver",
+                    "MLServer 1.7.1 V2 ModelInfer (custom ORT runtime, FP32 tensor)",
+                    "model",
+                    _v2(mlserver.grpc_address, repo),
+                )
+            )
+        if triton:
+            systems.append(
+                System(
+                    "triton",
+                    "Triton 2.51 direct V2 ModelInfer (python backend ORT, FP32 tensor)",
+                    "model",
+                    _v2(triton.grpc_address, repo),
+                )
+            )
         systems.append(
             System(
                 "predmesh-features",
@@ -263,40 +318,55 @@ def scenario_compare(args: argparse.Namespace) -> dict[str, Any]:
                     TargetSpec("bench.targets:make_feast", {"url": feast.url}),
                 )
             )
+
+        infer_addrs = {"orchestrator": local.inference.address}
+        if orch_worker:
+            infer_addrs["orchestrator->ortw"] = orch_worker.address
+        if orch_triton:
+            infer_addrs["orchestrator->triton"] = orch_triton.address
+        v2 = {}
+        if mlserver:
+            v2["mlserver"] = mlserver.grpc_address
+        if triton:
+            v2["triton"] = triton.grpc_address
+        predict_addrs = {"gateway+log": local.gateway_address}
+        if mesh.edge_address:
+            predict_addrs["envoy"] = mesh.edge_address
+        scores = check_scores(
+            MODEL, VERSION, repo, plain_gateway, predict_addrs, infer_addrs, v2, fastapi.url if fastapi else None
+        )
+        log.info("score agreement: %s", scores["max_abs_diff"])
         if args.only:
             wanted = set(args.only.split(","))
             systems = [s for s in systems if s.key in wanted]
 
-        closed: list[dict[str, Any]] = []
-        for system in systems:
-            spec = LoadSpec(
-                mode="closed",
-                concurrency=args.concurrency,
-                duration_s=args.duration,
-                warmup_requests=200,
-                processes=args.client_procs,
-            )
-            closed.append({"label": system.label, "group": system.group, **measure(system, spec)})
+        closed_spec = LoadSpec(
+            mode="closed",
+            concurrency=args.concurrency,
+            duration_s=args.duration,
+            warmup_requests=200,
+            processes=args.client_procs,
+        )
+        closed = _rounds(systems, closed_spec, args.repeat, "throughput")
         rates = [c["throughput"] for c in closed if "throughput" in c and c["throughput"] > 0]
         rate = args.rate or (max(50.0, math.floor(0.5 * min(rates) / 50) * 50) if rates else 100.0)
         log.info("common open-loop rate: %.0f req/s", rate)
-        opened: list[dict[str, Any]] = []
-        for system in systems:
-            spec = LoadSpec(
-                mode="open",
-                rate=rate,
-                arrival="poisson",
-                duration_s=args.duration,
-                warmup_requests=200,
-                processes=args.client_procs,
-            )
-            opened.append({"label": system.label, "group": system.group, **measure(system, spec)})
+        open_spec = LoadSpec(
+            mode="open",
+            rate=rate,
+            arrival="poisson",
+            duration_s=args.duration,
+            warmup_requests=200,
+            processes=args.client_procs,
+        )
+        opened = _rounds(systems, open_spec, args.repeat, "p99")
         return {
             "scenario": "compare",
             "model": f"{MODEL}:{VERSION}",
             "duration_s": args.duration,
             "concurrency": args.concurrency,
             "client_procs": args.client_procs,
+            "repeat": args.repeat,
             "open_rate": rate,
             "score_check": scores,
             "feast_setup": feast_info,
@@ -305,20 +375,18 @@ def scenario_compare(args: argparse.Namespace) -> dict[str, Any]:
             "open": opened,
         }
     finally:
-        while extras:
-            extras.pop().stop()
         mesh.stop()
 
 
 def scenario_scaling(args: argparse.Namespace) -> dict[str, Any]:
     run_dir = STATE / "run-scaling"
-    mesh = BenchMesh(run_dir, want_logging=False, want_envoy=False)
+    mesh = BenchMesh(run_dir, want_logging=False, want_edge=False)
     rows: list[dict[str, Any]] = []
     try:
         mesh.start()
         local = mesh.local
         assert local.inference is not None
-        gateways, inferences = [local.gateway_address], [local.inference.address]
+        gateways, inferences = [mesh.plain_gateway()], [local.inference.address]
         for n in range(1, args.max_replicas + 1):
             if n > 1:
                 replica = mesh.add_replica()
@@ -356,7 +424,7 @@ def scenario_scaling(args: argparse.Namespace) -> dict[str, Any]:
 
 def scenario_batch(args: argparse.Namespace) -> dict[str, Any]:
     run_dir = STATE / "run-batch"
-    mesh = BenchMesh(run_dir, want_logging=False, want_envoy=False)
+    mesh = BenchMesh(run_dir, want_logging=False, want_edge=False)
     rows: list[dict[str, Any]] = []
     try:
         mesh.start()
@@ -367,7 +435,7 @@ def scenario_batch(args: argparse.Namespace) -> dict[str, Any]:
                 "batch",
                 TargetSpec(
                     "bench.targets:make_predict_batch",
-                    {"address": mesh.local.gateway_address, "model": MODEL, "version": VERSION, "batch_size": size},
+                    {"address": mesh.plain_gateway(), "model": MODEL, "version": VERSION, "batch_size": size},
                     items_per_call=size,
                 ),
             )
@@ -398,6 +466,7 @@ def main(argv: list[str] | None = None) -> int:
     compare.add_argument("--concurrency", type=int, default=32, help="closed-loop requests in flight")
     compare.add_argument("--rate", type=float, default=0.0, help="open-loop req/s (0 = half the slowest max)")
     compare.add_argument("--client-procs", type=int, default=1)
+    compare.add_argument("--repeat", type=int, default=1, help="round-robin rounds; the median run is reported")
     compare.add_argument("--only", default="", help="comma-separated system keys to measure")
     compare.add_argument("--no-logging", action="store_true")
     compare.add_argument("--no-envoy", action="store_true")

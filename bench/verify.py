@@ -83,16 +83,22 @@ def check_scores(
     version: str,
     repo: Path,
     gateway: str,
-    inference: str,
+    predict: dict[str, str],
+    infer: dict[str, str],
     v2: dict[str, str],
     fastapi_url: str | None,
 ) -> dict[str, Any]:
-    """Largest |score - gateway score| per system over a few transactions (and any error)."""
+    """Largest |score - gateway score| per system over a few transactions (and any error).
+
+    `gateway` is the reference; `predict` other PredictionService addresses (Envoy, ...),
+    `infer` InferenceService addresses, `v2` KServe V2 servers, `fastapi_url` the baseline.
+    """
     rows = workload.transactions()[:_SAMPLES]
     matrix = workload.model_matrix(repo, model, version)[:_SAMPLES]
     reference = [_gateway(gateway, model, version, row) for row in rows]
     scorers: dict[str, Any] = {
-        "orchestrator": lambda i: _infer(inference, model, version, rows[i]),
+        **{name: (lambda i, a=addr: _gateway(a, model, version, rows[i])) for name, addr in predict.items()},
+        **{name: (lambda i, a=addr: _infer(a, model, version, rows[i])) for name, addr in infer.items()},
         **{name: (lambda i, a=addr: _v2(a, model, version, matrix[i])) for name, addr in v2.items()},
     }
     if fastapi_url:
