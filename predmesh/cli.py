@@ -36,9 +36,7 @@ def _context_value(text: str) -> tuple[str, object]:
 def cmd_up(args: argparse.Namespace) -> int:
     from predmesh.local.mesh import LocalMesh, MeshOptions
 
-    mesh = LocalMesh(
-        MeshOptions(state_dir=Path(args.state_dir), demo_users=args.users, gateway_port=args.gateway_port)
-    )
+    mesh = LocalMesh(MeshOptions(state_dir=Path(args.state_dir), demo_users=args.users, gateway_port=args.gateway_port))
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -51,13 +49,9 @@ def cmd_up(args: argparse.Namespace) -> int:
             print(f"  {name:34s} {where}")
         print("\ntry (in another shell, after `. .venv/bin/activate`):")
         print("  predmesh predict --model fraud --entity u00042 --context amount=120.5 channel=web")
-        print(
-            f'  curl -s -XPOST http://{mesh.edge_address}/v1/predict -d \'{{"model":"fraud","entity_id":"u00042"}}\''
-        )
+        print(f'  curl -s -XPOST http://{mesh.edge_address}/v1/predict -d \'{{"model":"fraud","entity_id":"u00042"}}\'')
         if mesh.broker is not None:
-            print(
-                f"  predmesh logs tail --bootstrap {mesh.bootstrap_servers} --from-beginning --max-messages 5"
-            )
+            print(f"  predmesh logs tail --bootstrap {mesh.bootstrap_servers} --from-beginning --max-messages 5")
         print("\nCtrl-C stops everything.", flush=True)
         stop.wait()
         print("predmesh: stopping...", flush=True)
@@ -167,9 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "features":
         return cmd_features_load(args.rest)
     if args.command == "logs":

@@ -14,6 +14,7 @@ from predmesh.common.errors import (
     ResourceExhausted,
     Unavailable,
 )
+from predmesh.common.telemetry import client_interceptors
 
 CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.keepalive_time_ms", 30_000),
@@ -48,4 +49,5 @@ def upstream_error(err: grpc.aio.AioRpcError, upstream: str) -> PredmeshError:
 
 
 def insecure_channel(target: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+    """An upstream channel with CHANNEL_OPTIONS and trace-context propagation (`telemetry.client_interceptors`)."""
+    return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS, interceptors=client_interceptors())

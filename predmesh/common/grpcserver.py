@@ -1,7 +1,11 @@
 """gRPC server plumbing shared by every service.
 
 - `ErrorInterceptor` is the single place where `PredmeshError` becomes a gRPC status.
-- `GrpcServer` owns one grpc.aio server, its health service and graceful shutdown.
+- `GrpcServer` owns one grpc.aio server, its health service and graceful shutdown, plus
+  observability for every service: tracing (`predmesh.common.telemetry`, set up from the
+  settings' `otlp_endpoint`), RPC metrics on a per-server `CollectorRegistry` and the
+  `/metrics` endpoint when `settings.metrics_port` is set (`predmesh.common.metrics`).
+  Interceptor order, outermost first: tracing, metrics, the caller's, ErrorInterceptor.
 
 Lifecycle: construct, `add_servicer(...)` for each service, `await start()`, then
 `await stop()` which flips health to NOT_SERVING before `server.stop(grace)`.
@@ -10,6 +14,7 @@ Everything runs on the caller's event loop; nothing here is thread-safe.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -17,15 +22,16 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
+from prometheus_client import CollectorRegistry
 
+from predmesh.common import telemetry
 from predmesh.common.errors import ErrorCode, PredmeshError
+from predmesh.common.metrics import MetricsEndpoint, MetricsServerInterceptor, RpcMetrics
 from predmesh.common.settings import ServerSettings
 
 log = logging.getLogger(__name__)
 
-STATUS_FOR: dict[ErrorCode, grpc.StatusCode] = {
-    code: getattr(grpc.StatusCode, code.value) for code in ErrorCode
-}
+STATUS_FOR: dict[ErrorCode, grpc.StatusCode] = {code: getattr(grpc.StatusCode, code.value) for code in ErrorCode}
 INTERNAL_MESSAGE = "internal error"
 
 
@@ -105,17 +111,32 @@ def _wrap_stream(inner: Callable[..., Any], method: str) -> Callable[..., AsyncI
 
 
 class GrpcServer:
-    """One grpc.aio server with the error interceptor and a health service."""
+    """One grpc.aio server with tracing, RPC metrics, the error interceptor and a health service.
+
+    `registry` is where the RPC metrics go and what `/metrics` exposes: pass the service's
+    own registry to serve its metrics on the same endpoint (default: a new one, `.registry`).
+    """
 
     def __init__(
         self,
         settings: ServerSettings,
         interceptors: list[grpc.aio.ServerInterceptor] | None = None,
         options: list[tuple[str, Any]] | None = None,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self._settings = settings
+        telemetry.configure_tracing(settings)
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.rpc_metrics = RpcMetrics(self.registry)
+        self._metrics_endpoint: MetricsEndpoint | None = None
+        self.metrics_port: int = 0
         self._server = grpc.aio.server(
-            interceptors=[*(interceptors or []), ErrorInterceptor()],
+            interceptors=[
+                telemetry.TracingServerInterceptor(),
+                MetricsServerInterceptor(self.rpc_metrics),
+                *(interceptors or []),
+                ErrorInterceptor(),
+            ],
             options=options or [],
             maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
         )
@@ -124,9 +145,7 @@ class GrpcServer:
         self._service_names: list[str] = []
         self.port: int = 0
 
-    def add_servicer(
-        self, register: Callable[[Any, grpc.aio.Server], None], servicer: Any, name: str
-    ) -> None:
+    def add_servicer(self, register: Callable[[Any, grpc.aio.Server], None], servicer: Any, name: str) -> None:
         """Register `servicer` with its generated `add_XServicer_to_server` function."""
         register(servicer, self._server)
         self._service_names.append(name)
@@ -140,6 +159,12 @@ class GrpcServer:
         if self.port == 0:
             raise RuntimeError(f"could not bind {self._settings.host}:{self._settings.port}")
         await self._server.start()
+        if self._settings.metrics_port is not None:
+            endpoint = MetricsEndpoint(
+                self.registry, self._settings.metrics_host or self._settings.host, self._settings.metrics_port
+            )
+            self.metrics_port = await asyncio.to_thread(endpoint.start)
+            self._metrics_endpoint = endpoint
         for name in ["", *self._service_names]:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         return self.port
@@ -148,6 +173,11 @@ class GrpcServer:
         """Flip health to NOT_SERVING, then let in-flight RPCs finish within the grace period."""
         await self._health.enter_graceful_shutdown()
         await self._server.stop(self._settings.grace_s if grace_s is None else grace_s)
+        if self._metrics_endpoint is not None:
+            await asyncio.to_thread(self._metrics_endpoint.stop)
+            self._metrics_endpoint = None
+        if telemetry.tracing_enabled():
+            await asyncio.to_thread(telemetry.force_flush)
 
     async def wait_for_termination(self) -> None:
         await self._server.wait_for_termination()

@@ -19,3 +19,24 @@ class ServerSettings(BaseSettings):
         None, description="Upper bound on concurrent RPCs; further calls get RESOURCE_EXHAUSTED."
     )
     log_level: str = Field("INFO", description="Python logging level.")
+
+    # -- observability (every service) ----------------------------------------
+    metrics_port: int | None = Field(
+        None,
+        description="Port of the Prometheus /metrics HTTP endpoint; unset = disabled, 0 = an ephemeral port (logged).",
+    )
+    metrics_host: str = Field("", description="Interface of the /metrics endpoint; empty = the gRPC `host`.")
+    otlp_endpoint: str = Field(
+        "",
+        description="host:port of an OTLP/gRPC trace collector (plaintext); empty = tracing off (no-op).",
+        examples=["otel-collector.observability:4317"],
+    )
+    trace_sample_ratio: float = Field(
+        1.0,
+        ge=0.0,
+        le=1.0,
+        description="Fraction of new traces sampled (0..1); a sampled/unsampled caller's decision is kept.",
+    )
+    service_name: str = Field(
+        "", description="OpenTelemetry service.name; empty = derived from the env prefix (e.g. predmesh-gateway)."
+    )

@@ -80,9 +80,7 @@ def ads_bootstrap(
                                 "lb_endpoints": [
                                     {
                                         "endpoint": {
-                                            "address": {
-                                                "socket_address": {"address": host, "port_value": int(port)}
-                                            }
+                                            "address": {"socket_address": {"address": host, "port_value": int(port)}}
                                         }
                                     }
                                 ]

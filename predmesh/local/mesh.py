@@ -2,8 +2,10 @@
 
 `LocalMesh` starts real processes in dependency order, each on a free loopback port:
 Redis (demo features loaded) and the Kafka-protocol broker (tansu) first, then the logger,
-features and inference services, then the gateway (watching a routing file), then the xDS
-control plane and Envoy in front of the gateway. It stops everything in reverse order.
+features service, tritonserver and ONNX Runtime workers, then the inference orchestrator
+(dispatching GPU-placed models to Triton and CPU models to the workers), then the gateway
+(watching a routing file), then the xDS control plane and Envoy in front of the gateway.
+It stops everything in reverse order.
 Used from one thread; `stop()` is idempotent and also runs when `start()` fails half-way.
 """
 
@@ -36,6 +38,8 @@ class MeshOptions:
     edge_port: int = 0
     with_logger: bool = True
     with_edge: bool = True
+    with_triton: bool = True  # GPU-placed models (fraud_nn) go to tritonserver (CPU python backend here)
+    ort_workers: int = 1  # CPU models go to this many ONNX Runtime worker processes (0 = in-process)
     extra_env: dict[str, str] = field(default_factory=dict)
 
 
@@ -52,6 +56,8 @@ class LocalMesh:
         self.inference: PythonService | None = None
         self.gateway: PythonService | None = None
         self.controlplane: PythonService | None = None
+        self.triton: ManagedProcess | None = None
+        self.ort_workers: list[PythonService] = []
         self.envoy: ManagedProcess | None = None
         self.edge_port = 0
         self._started: list[ManagedProcess] = []
@@ -115,28 +121,52 @@ class LocalMesh:
             create_topics(self.bootstrap_servers, list(TOPICS))
             self.logger = self._service(
                 "logger",
-                PREDMESH_LOGGER_BOOTSTRAP_SERVERS=self.bootstrap_servers,
-                PREDMESH_LOGGER_JOURNAL_DIR=str(self.state_dir / "journal"),
+                {
+                    "PREDMESH_LOGGER_BOOTSTRAP_SERVERS": self.bootstrap_servers,
+                    "PREDMESH_LOGGER_JOURNAL_DIR": str(self.state_dir / "journal"),
+                },
             )
             services.append(self.logger)
+        backends: dict[str, str] = {}
+        if opts.with_triton:
+            from predmesh.local.triton import TritonServer
+
+            self.triton = TritonServer(self.model_repository, workdir=self._logs("triton"))
+            services.append(self.triton)
+            backends["PREDMESH_INFERENCE_TRITON_TARGET"] = self.triton.grpc_address  # type: ignore[attr-defined]
+        if opts.ort_workers:
+            from predmesh.local.triton import OrtWorker
+
+            self.ort_workers = [
+                OrtWorker(self.model_repository, workdir=self._logs(f"ort-worker-{i}"), name=f"ort-worker-{i}")
+                for i in range(opts.ort_workers)
+            ]
+            services += self.ort_workers
+            backends["PREDMESH_INFERENCE_ORT_WORKERS"] = ",".join(w.address for w in self.ort_workers)
         self.features = self._service(
             "features",
-            PREDMESH_FEATURES_REDIS_URL=self.redis.url,
-            PREDMESH_FEATURES_REGISTRY_PATH=str(opts.registry_path),
+            {
+                "PREDMESH_FEATURES_REDIS_URL": self.redis.url,
+                "PREDMESH_FEATURES_REGISTRY_PATH": str(opts.registry_path),
+            },
         )
-        self.inference = self._service(
-            "inference", PREDMESH_INFERENCE_MODEL_REPOSITORY=str(self.model_repository)
-        )
-        services += [self.features, self.inference]
+        services.append(self.features)
         self._launch(*services)
+        # The orchestrator loads its models on its backends at start, so they come first.
+        self.inference = self._service(
+            "inference", {"PREDMESH_INFERENCE_MODEL_REPOSITORY": str(self.model_repository), **backends}
+        )
+        self._launch(self.inference)
 
         self.gateway = self._service(
             "gateway",
+            {
+                "PREDMESH_GATEWAY_FEATURES_TARGET": self.features.address,
+                "PREDMESH_GATEWAY_INFERENCE_TARGET": self.inference.address,
+                "PREDMESH_GATEWAY_LOGGER_TARGET": self.logger.address if self.logger else "",
+                "PREDMESH_GATEWAY_ROUTING_PATH": str(self.routing_path),
+            },
             port=opts.gateway_port,
-            PREDMESH_GATEWAY_FEATURES_TARGET=self.features.address,
-            PREDMESH_GATEWAY_INFERENCE_TARGET=self.inference.address,
-            PREDMESH_GATEWAY_LOGGER_TARGET=self.logger.address if self.logger else "",
-            PREDMESH_GATEWAY_ROUTING_PATH=str(self.routing_path),
         )
         self._launch(self.gateway)
         if opts.with_edge:
@@ -149,9 +179,11 @@ class LocalMesh:
         self.edge_port = self.options.edge_port or free_port()
         self.controlplane = self._service(
             "controlplane",
-            PREDMESH_CONTROLPLANE_GATEWAY_ENDPOINTS=self.gateway.address,
-            PREDMESH_CONTROLPLANE_LISTENER_PORT=str(self.edge_port),
-            PREDMESH_CONTROLPLANE_LISTENER_HOST="127.0.0.1",
+            {
+                "PREDMESH_CONTROLPLANE_GATEWAY_ENDPOINTS": self.gateway.address,
+                "PREDMESH_CONTROLPLANE_LISTENER_PORT": str(self.edge_port),
+                "PREDMESH_CONTROLPLANE_LISTENER_HOST": "127.0.0.1",
+            },
         )
         self._launch(self.controlplane)
         self.envoy = EnvoyProcess(self.controlplane.address, workdir=self._logs("envoy"))
@@ -164,12 +196,10 @@ class LocalMesh:
 
     def _env(self, **values: str) -> dict[str, str]:
         env = {"PYTHONUNBUFFERED": "1", **self.options.extra_env, **values}
-        env.setdefault(
-            "PYTHONPATH", os.pathsep.join(filter(None, [str(Path.cwd()), os.environ.get("PYTHONPATH")]))
-        )
+        env.setdefault("PYTHONPATH", os.pathsep.join(filter(None, [str(Path.cwd()), os.environ.get("PYTHONPATH")])))
         return env
 
-    def _service(self, name: str, port: int = 0, **env: str) -> PythonService:
+    def _service(self, name: str, env: dict[str, str], port: int = 0) -> PythonService:
         """A `python -m services.<name>.app` process on a free (or given) loopback port."""
         port = port or free_port()
         prefix = f"PREDMESH_{name.upper()}_"
@@ -177,7 +207,7 @@ class LocalMesh:
             name,
             f"services.{name}.app",
             port,
-            self._env(**{f"{prefix}HOST": "127.0.0.1", f"{prefix}PORT": str(port)}, **env),
+            self._env(**{f"{prefix}HOST": "127.0.0.1", f"{prefix}PORT": str(port), **env}),
             workdir=self._logs(name),
         )
 
@@ -214,6 +244,10 @@ class LocalMesh:
             out["features (gRPC FeatureService)"] = self.features.address
         if self.inference:
             out["inference (gRPC InferenceService)"] = self.inference.address
+        if self.triton:
+            out["triton (KServe v2 gRPC; GPU pool)"] = self.triton.grpc_address  # type: ignore[attr-defined]
+        for worker in self.ort_workers:
+            out[f"{worker.name} (KServe v2 gRPC; CPU pool)"] = worker.address
         if self.logger:
             out["logger (gRPC LoggerService)"] = self.logger.address
         if self.controlplane:

@@ -153,9 +153,7 @@ def find_binary(name: str, extra_dirs: Sequence[Path] = ()) -> str:
     for cand in candidates:
         if cand.is_file() and os.access(cand, os.X_OK):
             return str(cand)
-    raise FileNotFoundError(
-        f"{name} not found (looked next to {sys.executable}, on PATH and in {list(extra_dirs)})"
-    )
+    raise FileNotFoundError(f"{name} not found (looked next to {sys.executable}, on PATH and in {list(extra_dirs)})")
 
 
 class RedisServer(ManagedProcess):
@@ -200,9 +198,7 @@ class RedisServer(ManagedProcess):
 class PythonService(ManagedProcess):
     """A predmesh service run as `python -m <module>`, ready when its gRPC health says SERVING."""
 
-    def __init__(
-        self, name: str, module: str, port: int, env: Mapping[str, str], workdir: Path | None = None
-    ) -> None:
+    def __init__(self, name: str, module: str, port: int, env: Mapping[str, str], workdir: Path | None = None) -> None:
         self.name = name
         self.module = module
         self.host = "127.0.0.1"

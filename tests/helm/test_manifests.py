@@ -253,7 +253,7 @@ def test_minimal_has_no_hpa_pdb_netpol_or_ort_pool(render: Render) -> None:
     for kind in ("HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy", "StatefulSet"):
         assert not find(docs, kind), kind
     assert not find(docs, "Deployment", "ort-worker")
-    assert "PREDMESH_INFERENCE_ORT_TARGET" not in env_of(main_container(docs, "inference"))
+    assert "PREDMESH_INFERENCE_ORT_WORKERS" not in env_of(main_container(docs, "inference"))
     assert workload(docs, "gateway")["spec"]["replicas"] == 1
 
 

@@ -23,12 +23,10 @@ SETTINGS = {  # env prefix -> (module, class)
     "PREDMESH_INFERENCE_": ("services.inference.settings", "InferenceSettings"),
     "PREDMESH_LOGGER_": ("services.logger.settings", "LoggerSettings"),
     "PREDMESH_CONTROLPLANE_": ("services.controlplane.settings", "ControlPlaneSettings"),
+    "PREDMESH_ORTWORKER_": ("services.inference.workers.settings", "OrtWorkerSettings"),
 }
 # Rendered ahead of the services (see the chart README); remove a name once its field exists.
-PENDING = {
-    "PREDMESH_INFERENCE_ORT_TARGET",  # orchestrator -> ONNX Runtime worker pool (ortWorker.enabled)
-    "PREDMESH_INFERENCE_TRITON_TARGET",  # orchestrator -> Triton GPU pool (triton.enabled)
-}
+PENDING: set[str] = set()
 
 
 def _settings_env_names(prefix: str) -> set[str]:

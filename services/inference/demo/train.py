@@ -100,10 +100,13 @@ def _inputs(numeric: Callable[[str], Any]) -> list[dict[str, Any]]:
     return inputs
 
 
-def _spec(name: str, version: str, kind: str, inputs: list[dict[str, Any]], description: str) -> ModelSpec:
+def _spec(
+    name: str, version: str, kind: str, inputs: list[dict[str, Any]], description: str, device: str = "cpu"
+) -> ModelSpec:
     return parse_spec(
         {
             "name": name,
+            "device": device,
             "version": version,
             "kind": kind,
             "task": "classifier",
@@ -238,6 +241,7 @@ def train_models(seed: int = 0) -> list[TrainedModel]:
         "mlp",
         _inputs(lambda n: {"type": "standardize", "mean": round(stats[n][0], 6), "std": round(stats[n][1], 6)}),
         "MLP (32, 16) on standardized features",
+        device="gpu",  # the demo's GPU-pool model: served by Triton when a Triton target is configured
     )
     ctx = _spec(
         "fraud_ctx",
