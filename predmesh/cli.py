@@ -118,13 +118,20 @@ def cmd_features_load(rest: Sequence[str]) -> int:
     return loader_main(list(rest))
 
 
-def cmd_logs_tail(rest: Sequence[str]) -> int:
-    try:
-        from services.logger.tail import main as tail_main
-    except ImportError:
-        print("the logger service is not part of this build", file=sys.stderr)
-        return 2
-    return int(tail_main(list(rest)) or 0)
+def cmd_logs_tail(rest: Sequence[str], state_dir: str) -> int:
+    from services.logger.tail import main as tail_main
+
+    args = list(rest)
+    if "--state-dir" in args:  # accepted after `tail` too
+        at = args.index("--state-dir")
+        state_dir, args = (args[at + 1] if at + 1 < len(args) else state_dir), args[:at] + args[at + 2 :]
+    if not any(a == "--bootstrap" or a.startswith("--bootstrap=") for a in args):
+        try:
+            state = json.loads((Path(state_dir) / STATE_FILE).read_text())
+            args = ["--bootstrap", str(state["kafka (tansu) bootstrap"]), *args]
+        except (OSError, KeyError, ValueError):
+            pass  # tail falls back to PREDMESH_LOGGER_BOOTSTRAP_SERVERS
+    return int(tail_main(args) or 0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -155,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     logs = sub.add_parser("logs", help="prediction log tools")
     logs.add_argument("action", choices=["tail"])
-    logs.add_argument("rest", nargs=argparse.REMAINDER)
+    logs.add_argument("--state-dir", default=".predmesh", help="where `predmesh up` keeps mesh.json")
+    logs.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the tail (see --help after 'tail')")
     return parser
 
 
@@ -165,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "features":
         return cmd_features_load(args.rest)
     if args.command == "logs":
-        return cmd_logs_tail(args.rest)
+        return cmd_logs_tail(args.rest, args.state_dir)
     return int(args.func(args))
 
 
