@@ -74,3 +74,21 @@ class ModelInfo(_message.Message):
     class_labels: _containers.RepeatedScalarFieldContainer[str]
     kind: str
     def __init__(self, name: _Optional[str] = ..., versions: _Optional[_Iterable[str]] = ..., version: _Optional[str] = ..., task: _Optional[str] = ..., entity_type: _Optional[str] = ..., features: _Optional[_Iterable[str]] = ..., class_labels: _Optional[_Iterable[str]] = ..., kind: _Optional[str] = ...) -> None: ...
+
+class ReloadModelsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ReloadModelsResponse(_message.Message):
+    __slots__ = ("generation", "added", "removed", "replaced", "error")
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    ADDED_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    REPLACED_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    generation: int
+    added: _containers.RepeatedScalarFieldContainer[str]
+    removed: _containers.RepeatedScalarFieldContainer[str]
+    replaced: _containers.RepeatedScalarFieldContainer[str]
+    error: str
+    def __init__(self, generation: _Optional[int] = ..., added: _Optional[_Iterable[str]] = ..., removed: _Optional[_Iterable[str]] = ..., replaced: _Optional[_Iterable[str]] = ..., error: _Optional[str] = ...) -> None: ...

@@ -50,6 +50,11 @@ class InferenceServiceStub:
                 request_serializer=predmesh_dot_v1_dot_inference__pb2.GetModelRequest.SerializeToString,
                 response_deserializer=predmesh_dot_v1_dot_inference__pb2.ModelInfo.FromString,
                 _registered_method=True)
+        self.ReloadModels = channel.unary_unary(
+                '/predmesh.v1.InferenceService/ReloadModels',
+                request_serializer=predmesh_dot_v1_dot_inference__pb2.ReloadModelsRequest.SerializeToString,
+                response_deserializer=predmesh_dot_v1_dot_inference__pb2.ReloadModelsResponse.FromString,
+                _registered_method=True)
 
 
 class InferenceServiceServicer:
@@ -75,6 +80,14 @@ class InferenceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReloadModels(self, request, context):
+        """Admin: rescan the model repository now and hot-swap what changed (new versions are
+        loaded and warmed up before they become visible; removed ones drain, then unload).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InferenceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -92,6 +105,11 @@ def add_InferenceServiceServicer_to_server(servicer, server):
                     servicer.GetModel,
                     request_deserializer=predmesh_dot_v1_dot_inference__pb2.GetModelRequest.FromString,
                     response_serializer=predmesh_dot_v1_dot_inference__pb2.ModelInfo.SerializeToString,
+            ),
+            'ReloadModels': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReloadModels,
+                    request_deserializer=predmesh_dot_v1_dot_inference__pb2.ReloadModelsRequest.FromString,
+                    response_serializer=predmesh_dot_v1_dot_inference__pb2.ReloadModelsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -176,6 +194,33 @@ class InferenceService:
             '/predmesh.v1.InferenceService/GetModel',
             predmesh_dot_v1_dot_inference__pb2.GetModelRequest.SerializeToString,
             predmesh_dot_v1_dot_inference__pb2.ModelInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReloadModels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/predmesh.v1.InferenceService/ReloadModels',
+            predmesh_dot_v1_dot_inference__pb2.ReloadModelsRequest.SerializeToString,
+            predmesh_dot_v1_dot_inference__pb2.ReloadModelsResponse.FromString,
             options,
             channel_credentials,
             insecure,

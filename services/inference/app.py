@@ -2,7 +2,8 @@
 
 `InferenceApp(settings)` wires settings -> model registry -> backend -> core ->
 servicer -> gRPC server. `await start()` scans the model repository, places every
-version on its backend (in-process ONNX Runtime, the ORT worker pool or Triton, with
+version on its backend, loads and warms it up (core/lifecycle.py; then polls the
+repository every `poll_interval_ms` for hot swaps) (in-process ONNX Runtime, the ORT worker pool or Triton, with
 micro-batching where configured; backends/select.py), loads it and starts serving; `await stop()` flips health
 to NOT_SERVING, drains in-flight RPCs within `grace_s`, then unloads the models and
 shuts the backend's thread pool down. `python -m services.inference.app` runs it
@@ -18,6 +19,7 @@ from predmesh.common.grpcserver import GrpcServer
 from predmesh.common.runner import configure_logging, serve_until_signal
 from predmesh.v1 import inference_pb2, inference_pb2_grpc
 from services.inference.backends.select import RoutingBackend, build_backends
+from services.inference.core.lifecycle import ModelLifecycle
 from services.inference.core.registry import ModelRegistry
 from services.inference.core.service import InferenceCore
 from services.inference.settings import InferenceSettings
@@ -59,9 +61,18 @@ class InferenceApp:
         registry = await asyncio.to_thread(ModelRegistry.from_directory, repo)
         backend = build_backends(settings, registry.all())
         self._backend = backend
-        core = InferenceCore(registry, backend, max_rows=settings.max_rows, offload_rows=settings.offload_rows)
+        lifecycle = ModelLifecycle(
+            backend,
+            scan=lambda: ModelRegistry.from_directory(repo),
+            root=repo,
+            drain_s=settings.drain_ms / 1000.0,
+            warmup_runs=settings.warmup_runs,
+            warmup_rows=settings.warmup_rows,
+            load_timeout_s=settings.backend_load_timeout_ms / 1000.0,
+        )
+        core = InferenceCore(lifecycle, backend, max_rows=settings.max_rows, offload_rows=settings.offload_rows)
         try:
-            await core.load_all()
+            await lifecycle.start()
             server = GrpcServer(settings)
             server.add_servicer(
                 inference_pb2_grpc.add_InferenceServiceServicer_to_server,
@@ -70,18 +81,21 @@ class InferenceApp:
             )
             await server.start()
         except BaseException:
+            await lifecycle.stop()
             await backend.close()
             self._backend = None
             raise
+        lifecycle.start_polling(settings.poll_interval_ms / 1000.0)
         self.core, self._server = core, server
         log.info(
             "inference service on %s serving %s from %s",
             server.address,
-            ", ".join(str(mv) for mv in registry.all()) or "no models",
+            ", ".join(str(mv) for mv in core.registry.all()) or "no models",
             repo,
         )
-        for mv in registry.all():
-            log.info("model %s runs on %s", mv, backend.backend_for(mv).name)
+        for mv in core.registry.all():
+            where = "its members (ensemble)" if mv.is_ensemble else backend.backend_for(mv).name
+            log.info("model %s runs on %s", mv, where)
 
     @property
     def backend(self) -> RoutingBackend:
@@ -94,7 +108,7 @@ class InferenceApp:
         if self._server is not None:
             await self._server.stop()
         if self.core is not None:
-            await self.core.unload_all()
+            await self.core.lifecycle.stop()
         if self._backend is not None:
             await self._backend.close()
         self._server = self.core = self._backend = None

@@ -42,6 +42,22 @@ class InferenceSettings(ServerSettings):
         description="Requests with more rows than this are pre/post-processed in a worker thread (rows).",
     )
 
+    # -- hot reload (core/lifecycle.py) -----------------------------------------
+    poll_interval_ms: float = Field(
+        2000.0,
+        ge=0,
+        description="Poll the model repository this often and hot-swap changed versions (ms; 0 = off, "
+        "ReloadModels RPC only).",
+    )
+    drain_ms: float = Field(
+        5000.0,
+        ge=0,
+        description="How long a removed/replaced version keeps serving requests pinned to it before it "
+        "is unloaded (after its in-flight requests finish) (ms).",
+    )
+    warmup_runs: int = Field(2, ge=0, description="Dummy inferences on a newly loaded version before it is served.")
+    warmup_rows: int = Field(4, ge=1, description="Rows per warm-up inference (rows).")
+
     # -- execution backends (see backends/select.py) ----------------------------
     triton_target: str | None = Field(
         None, description="Triton KServe v2 gRPC address host:port; gpu models (and backend: triton) run there."

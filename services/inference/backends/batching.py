@@ -18,7 +18,7 @@ import numpy as np
 from predmesh.common.deadline import Deadline
 from services.inference.core.backend import Backend
 from services.inference.core.batcher import BatcherConfig, BatcherStats, MicroBatcher
-from services.inference.core.registry import ModelVersion
+from services.inference.core.registry import ModelVersion, VersionKey
 from services.inference.errors import ModelNotReady
 
 
@@ -29,7 +29,7 @@ class BatchingBackend:
         self.inner = inner
         self.name = f"batching({inner.name})"
         self.config = config or BatcherConfig()
-        self._batchers: dict[tuple[str, str], MicroBatcher] = {}
+        self._batchers: dict[VersionKey, MicroBatcher] = {}
 
     async def load(self, model_version: ModelVersion) -> None:
         if model_version.key in self._batchers:

@@ -38,7 +38,7 @@ from tritonclient.utils import InferenceServerException
 
 from predmesh.common.deadline import Deadline
 from predmesh.common.errors import DeadlineExceeded, PredmeshError, ResourceExhausted, Unavailable
-from services.inference.core.registry import ModelVersion
+from services.inference.core.registry import ModelVersion, VersionKey
 from services.inference.errors import ModelExecutionError, ModelLoadError, ModelNotReady
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ class KServeGrpcBackend:
         self._balance = balance
         self._targets: list[_Target] = []
         self._rr = itertools.count()
-        self._loaded: set[tuple[str, str]] = set()
+        self._loaded: set[VersionKey] = set()
         self._closed = False
 
     # -- lifecycle ---------------------------------------------------------

@@ -20,7 +20,7 @@ import numpy as np
 import onnxruntime as ort
 
 from predmesh.common.deadline import Deadline
-from services.inference.core.registry import ModelVersion
+from services.inference.core.registry import ModelVersion, VersionKey
 from services.inference.errors import ModelExecutionError, ModelLoadError, ModelNotReady
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ class OnnxRuntimeLocalBackend:
         self._inter = inter_op_threads
         self._providers = list(providers)
         self._pool = ThreadPoolExecutor(max_workers=executor_threads, thread_name_prefix="ort")
-        self._sessions: dict[tuple[str, str], ort.InferenceSession] = {}
+        self._sessions: dict[VersionKey, ort.InferenceSession] = {}
         self._closed = False
 
     def _options(self) -> ort.SessionOptions:

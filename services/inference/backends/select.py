@@ -14,7 +14,9 @@ Triton gets it only when `triton_batches` is false (Triton's dynamic_batching do
 otherwise: no double batching); local only with `batch_local`.
 
 `RoutingBackend` is itself a `Backend`: it forwards each call to the backend chosen
-for that version and owns (closes) every backend it was given.
+for that version and owns (closes) every backend it was given or created. Built with
+settings, it places a version it has not seen on its first `load` (hot reload) and
+creates that backend kind when none exists yet.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from services.inference.backends.kserve_grpc import KServeGrpcBackend
 from services.inference.backends.onnxruntime_local import OnnxRuntimeLocalBackend
 from services.inference.core.backend import Backend
 from services.inference.core.batcher import BatcherConfig, BatcherStats
-from services.inference.core.registry import ModelVersion
+from services.inference.core.registry import ModelVersion, VersionKey
 from services.inference.errors import ModelNotReady
 from services.inference.settings import InferenceSettings
 
@@ -71,19 +73,16 @@ def batcher_config(settings: InferenceSettings) -> BatcherConfig:
     )
 
 
-def build_backends(settings: InferenceSettings, versions: Iterable[ModelVersion]) -> RoutingBackend:
-    """Create only the backends some version is placed on, wrapped per the batching settings."""
-    routes = {mv.key: placement(mv, settings) for mv in versions}
-    kinds = set(routes.values())
-    backends: dict[str, Backend] = {}
-    if LOCAL in kinds:
+def make_backend(kind: str, settings: InferenceSettings) -> Backend:
+    """A new backend of `kind`, wrapped in a micro-batcher per the settings."""
+    if kind == LOCAL:
         local: Backend = OnnxRuntimeLocalBackend(
             intra_op_threads=settings.ort_intra_op_threads,
             inter_op_threads=settings.ort_inter_op_threads,
             executor_threads=settings.executor_threads,
         )
-        backends[LOCAL] = BatchingBackend(local, batcher_config(settings)) if settings.batch_local else local
-    if ORT_WORKER in kinds:
+        return BatchingBackend(local, batcher_config(settings)) if settings.batch_local else local
+    if kind == ORT_WORKER:
         workers: Backend = KServeGrpcBackend(
             settings.ort_worker_targets,
             name=ORT_WORKER,
@@ -91,10 +90,8 @@ def build_backends(settings: InferenceSettings, versions: Iterable[ModelVersion]
             load_timeout_s=settings.backend_load_timeout_ms / 1000.0,
             balance=settings.worker_balance,
         )
-        backends[ORT_WORKER] = (
-            BatchingBackend(workers, batcher_config(settings)) if settings.batch_ort_workers else workers
-        )
-    if TRITON in kinds:
+        return BatchingBackend(workers, batcher_config(settings)) if settings.batch_ort_workers else workers
+    if kind == TRITON:
         assert settings.triton_target is not None
         triton: Backend = KServeGrpcBackend(
             [settings.triton_target],
@@ -102,8 +99,16 @@ def build_backends(settings: InferenceSettings, versions: Iterable[ModelVersion]
             timeout_s=settings.backend_timeout_ms / 1000.0,
             load_timeout_s=settings.backend_load_timeout_ms / 1000.0,
         )
-        backends[TRITON] = triton if settings.triton_batches else BatchingBackend(triton, batcher_config(settings))
-    return RoutingBackend(backends, routes)
+        return triton if settings.triton_batches else BatchingBackend(triton, batcher_config(settings))
+    raise ValueError(f"unknown backend kind {kind!r}")
+
+
+def build_backends(settings: InferenceSettings, versions: Iterable[ModelVersion]) -> RoutingBackend:
+    """Create only the backends some version is placed on (ensembles run no backend of
+    their own); later versions are placed on their first load."""
+    routes = {mv.key: placement(mv, settings) for mv in versions if not mv.is_ensemble}
+    backends = {kind: make_backend(kind, settings) for kind in sorted(set(routes.values()))}
+    return RoutingBackend(backends, routes, settings)
 
 
 class RoutingBackend:
@@ -111,9 +116,15 @@ class RoutingBackend:
 
     name = "routing"
 
-    def __init__(self, backends: dict[str, Backend], routes: dict[tuple[str, str], str]) -> None:
+    def __init__(
+        self,
+        backends: dict[str, Backend],
+        routes: dict[VersionKey, str],
+        settings: InferenceSettings | None = None,
+    ) -> None:
         self.backends = backends
         self.routes = dict(routes)
+        self._settings = settings
 
     def backend_for(self, mv: ModelVersion) -> Backend:
         try:
@@ -122,6 +133,11 @@ class RoutingBackend:
             raise ModelNotReady(f"model {mv} has no backend") from None
 
     async def load(self, model_version: ModelVersion) -> None:
+        if model_version.key not in self.routes and self._settings is not None:
+            kind = placement(model_version, self._settings)
+            if kind not in self.backends:
+                self.backends[kind] = make_backend(kind, self._settings)
+            self.routes[model_version.key] = kind
         await self.backend_for(model_version).load(model_version)
 
     async def infer(
@@ -130,7 +146,10 @@ class RoutingBackend:
         return await self.backend_for(model_version).infer(model_version, batch, deadline)
 
     async def unload(self, model_version: ModelVersion) -> None:
-        await self.backend_for(model_version).unload(model_version)
+        if model_version.key in self.routes:
+            await self.backend_for(model_version).unload(model_version)
+            if self._settings is not None:
+                del self.routes[model_version.key]
 
     async def ready(self, model_version: ModelVersion) -> bool:
         return await self.backend_for(model_version).ready(model_version)

@@ -40,16 +40,33 @@ class Postprocessor:
         self._labels = np.asarray(spec.class_labels, dtype=object)
 
     def __call__(self, raw: np.ndarray, n_rows: int) -> list[Prediction]:
+        normalized = self.normalize(raw, n_rows)
+        if self._spec.task == "classifier":
+            return self._classify(normalized)
+        return self._regress(normalized)
+
+    def predictions(self, normalized: np.ndarray) -> list[Prediction]:
+        """Predictions from an already normalized output (e.g. an ensemble's combination)."""
+        if self._spec.task == "classifier":
+            return self._classify(normalized)
+        return self._regress(normalized)
+
+    def normalize(self, raw: np.ndarray, n_rows: int) -> np.ndarray:
+        """Checked float64 output: classifier [N, K] probabilities in class_labels order,
+        regressor [N] values (unclipped). Ensembles combine these."""
         raw = np.asarray(raw)
         if raw.shape[:1] != (n_rows,):
             raise ModelExecutionError(f"model {self._model} returned {raw.shape[:1]} rows for {n_rows}")
         if not np.issubdtype(raw.dtype, np.number):
             raise ModelExecutionError(f"model {self._model} returned non-numeric output ({raw.dtype})")
+        raw = raw.astype(np.float64, copy=False)
         if self._spec.task == "classifier":
-            return self._classify(raw.astype(np.float64, copy=False))
-        return self._regress(raw.astype(np.float64, copy=False))
+            return self._probabilities(raw)
+        if not (raw.ndim == 1 or (raw.ndim == 2 and raw.shape[1] == 1)):
+            raise ModelExecutionError(f"model {self._model} returned shape {raw.shape}, expected [N] or [N, 1]")
+        return raw.reshape(-1)
 
-    def _classify(self, raw: np.ndarray) -> list[Prediction]:
+    def _probabilities(self, raw: np.ndarray) -> np.ndarray:
         spec, n_classes = self._spec, len(self._spec.class_labels)
         positive = spec.positive_index
         if n_classes == 2 and (raw.ndim == 1 or (raw.ndim == 2 and raw.shape[1] == 1)):
@@ -61,6 +78,11 @@ class Postprocessor:
             raise ModelExecutionError(
                 f"model {self._model} returned shape {raw.shape}, expected [N, {n_classes}] class probabilities"
             )
+        return probs
+
+    def _classify(self, probs: np.ndarray) -> list[Prediction]:
+        spec = self._spec
+        positive = spec.positive_index
         score = probs[:, positive]
         threshold = spec.postprocess.threshold
         if threshold is not None:
@@ -74,10 +96,7 @@ class Postprocessor:
             for s, row, label in zip(score.tolist(), probs.tolist(), labels, strict=True)
         ]
 
-    def _regress(self, raw: np.ndarray) -> list[Prediction]:
-        if not (raw.ndim == 1 or (raw.ndim == 2 and raw.shape[1] == 1)):
-            raise ModelExecutionError(f"model {self._model} returned shape {raw.shape}, expected [N] or [N, 1]")
-        values = raw.reshape(-1)
+    def _regress(self, values: np.ndarray) -> list[Prediction]:
         post = self._spec.postprocess
         if post.clip_min is not None or post.clip_max is not None:
             values = np.clip(values, post.clip_min, post.clip_max)

@@ -8,9 +8,17 @@ Repository layout (Triton-compatible; Triton's own `<name>/config.pbtxt` and
 
 Version directories are non-negative integers, compared numerically ("10" > "9");
 the highest is the default. A `<name>/<version>/` without `model.yaml` is skipped with
-a warning (e.g. a Triton-only model); an invalid spec fails the whole scan.
+a warning (e.g. a Triton-only model); an invalid spec fails the whole scan. An
+ensemble version (`kind: ensemble`) has no model.onnx.
 
-`ModelRegistry` is immutable after construction and safe to read from any thread.
+Every `ModelVersion` carries a `revision` (sizes and mtimes of its files): a version
+directory replaced in place (same number, new model.onnx) is a different revision, so
+backends can hold the old and the new one side by side while the old one drains.
+
+`ModelRegistry` is an immutable snapshot, safe to read from any thread; hot reload
+(core/lifecycle.py) builds a new one and swaps the reference. Its constructor checks
+ensembles: members registered, no cycles, same task, same class labels; errors name
+the ensemble's model.yaml.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.inference.core.spec import ONNX_FILE, SPEC_FILE, ModelSpec, load_spec
+from services.inference.core.spec import ONNX_FILE, SPEC_FILE, EnsembleMember, ModelSpec, load_spec
 from services.inference.errors import ModelNotFound, ModelSpecError, VersionNotFound
 
 log = logging.getLogger(__name__)
@@ -31,12 +39,29 @@ def version_key(version: str) -> tuple[int, str]:
     return (int(version), version) if version.isdigit() else (-1, version)
 
 
+VersionKey = tuple[str, str, str]  # (name, version, revision)
+
+
+def file_revision(version_dir: Path) -> str:
+    """Sizes and mtimes of a version's model.yaml and model.onnx (blocking stat calls)."""
+    parts = []
+    for name in (SPEC_FILE, ONNX_FILE):
+        try:
+            st = (version_dir / name).stat()
+        except OSError:
+            parts.append("-")
+            continue
+        parts.append(f"{st.st_size}.{st.st_mtime_ns}")
+    return "/".join(parts)
+
+
 @dataclass(frozen=True, slots=True)
 class ModelVersion:
-    """One version of one model: its validated spec and its directory. Immutable."""
+    """One version of one model: its validated spec, its directory and file revision. Immutable."""
 
     spec: ModelSpec
     path: Path
+    revision: str = ""
 
     @property
     def name(self) -> str:
@@ -47,8 +72,22 @@ class ModelVersion:
         return self.spec.version
 
     @property
-    def key(self) -> tuple[str, str]:
+    def key(self) -> VersionKey:
+        """Identity of this loaded revision (backends key their state by it)."""
+        return (self.spec.name, self.spec.version, self.revision)
+
+    @property
+    def ref(self) -> tuple[str, str]:
+        """(name, version), what requests address."""
         return (self.spec.name, self.spec.version)
+
+    @property
+    def is_ensemble(self) -> bool:
+        return self.spec.is_ensemble
+
+    @property
+    def spec_path(self) -> Path:
+        return self.path / SPEC_FILE
 
     @property
     def onnx_path(self) -> Path:
@@ -79,9 +118,9 @@ def scan_repository(root: Path) -> list[ModelVersion]:
                     f"{spec_path}: spec says {spec.name}:{spec.version} but lives in "
                     f"{model_dir.name}/{version_dir.name}"
                 )
-            if not (version_dir / ONNX_FILE).is_file():
+            if not spec.is_ensemble and not (version_dir / ONNX_FILE).is_file():
                 raise ModelSpecError(f"{spec_path}: {ONNX_FILE} is missing next to the spec")
-            found.append(ModelVersion(spec=spec, path=version_dir))
+            found.append(ModelVersion(spec=spec, path=version_dir, revision=file_revision(version_dir)))
     return found
 
 
@@ -99,6 +138,69 @@ class ModelRegistry:
             name: dict(sorted(slot.items(), key=lambda kv: version_key(kv[0])))
             for name, slot in sorted(by_name.items())
         }
+        self._features: dict[tuple[str, str], tuple[str, ...]] = {}
+        for item in self.all():
+            if item.is_ensemble:
+                self._check_ensemble(item, ())
+        for item in self.all():
+            self._features[item.ref] = self._union(item)
+
+    # -- ensembles -----------------------------------------------------------
+    def _member(self, ensemble: ModelVersion, member: EnsembleMember) -> ModelVersion:
+        found = self._models.get(member.model, {}).get(member.version)
+        if found is None:
+            raise ModelSpecError(
+                f"{ensemble.spec_path}: ensemble member {member.model}:{member.version} is not in the repository"
+            )
+        return found
+
+    def _check_ensemble(self, item: ModelVersion, path: tuple[tuple[str, str], ...]) -> None:
+        if item.ref in path:
+            cycle = " -> ".join(f"{n}:{v}" for n, v in (*path, item.ref))
+            raise ModelSpecError(f"{self._get(path[0]).spec_path}: ensemble cycle {cycle}")
+        spec = item.spec
+        assert spec.ensemble is not None
+        for member in spec.ensemble.members:
+            mv = self._member(item, member)
+            if mv.spec.task != spec.task:
+                raise ModelSpecError(f"{item.spec_path}: member {mv} is a {mv.spec.task}, the ensemble a {spec.task}")
+            if set(mv.spec.class_labels) != set(spec.class_labels):
+                raise ModelSpecError(
+                    f"{item.spec_path}: member {mv} has class_labels {list(mv.spec.class_labels)}, "
+                    f"incompatible with the ensemble's {list(spec.class_labels)}"
+                )
+            if mv.is_ensemble:
+                self._check_ensemble(mv, (*path, item.ref))
+
+    def _get(self, ref: tuple[str, str]) -> ModelVersion:
+        return self._models[ref[0]][ref[1]]
+
+    def _union(self, item: ModelVersion) -> tuple[str, ...]:
+        if not item.is_ensemble:
+            return item.spec.feature_names
+        seen: dict[str, None] = {}
+        for mv in self.members(item):
+            seen.update(dict.fromkeys(self._union(mv)))
+        return tuple(seen)
+
+    def members(self, item: ModelVersion) -> list[ModelVersion]:
+        """The member versions of an ensemble, in spec order ([] for a plain model)."""
+        if item.spec.ensemble is None:
+            return []
+        return [self._get(m.key) for m in item.spec.ensemble.members]
+
+    def closure(self, item: ModelVersion) -> list[ModelVersion]:
+        """`item` and, for an ensemble, every version it runs (transitively), without repeats."""
+        out: dict[VersionKey, ModelVersion] = {item.key: item}
+        for mv in self.members(item):
+            for sub in self.closure(mv):
+                out.setdefault(sub.key, sub)
+        return list(out.values())
+
+    def features(self, item: ModelVersion) -> tuple[str, ...]:
+        """Features a request for `item` must carry: its inputs, or for an ensemble the
+        union of its members' (first-seen order)."""
+        return self._features.get(item.ref) or self._union(item)
 
     @classmethod
     def from_directory(cls, root: Path) -> ModelRegistry:
@@ -113,6 +215,10 @@ class ModelRegistry:
 
     def all(self) -> list[ModelVersion]:
         return [item for slot in self._models.values() for item in slot.values()]
+
+    def find(self, name: str, version: str) -> ModelVersion | None:
+        """That exact version, or None."""
+        return self._models.get(name, {}).get(version)
 
     def get(self, name: str, version: str = "") -> ModelVersion:
         """The requested version, or the default (highest) one when `version` is ""."""

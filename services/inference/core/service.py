@@ -1,7 +1,11 @@
 """`InferenceCore`: validate a request, preprocess, run the backend, postprocess.
 
-Ownership: the core holds the registry and one Preprocessor/Postprocessor per model
-version; it borrows the backend (the composition root creates, loads and closes it).
+Ownership: the core borrows the `ModelLifecycle` (served snapshot: registry and one
+Preprocessor/Postprocessor/Combiner per version; loading, hot reload, draining) and
+the backend (the composition root creates and closes both). Ensembles run their
+members concurrently (asyncio.gather), each on its own backend, each on its own
+preprocessed matrix of the same rows; the combined output goes through the ensemble's
+postprocess.
 Threading: call its coroutines from one event loop. Small requests are pre/post-
 processed on the loop (vectorized, microseconds per row); requests larger than
 `offload_rows` are processed in a worker thread so the loop never stalls.
@@ -11,19 +15,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 
 from predmesh.common.deadline import Deadline
-from predmesh.common.errors import InvalidArgument
+from predmesh.common.errors import InvalidArgument, NotFound
 from services.inference.core.backend import Backend
-from services.inference.core.postprocess import Postprocessor, Prediction
-from services.inference.core.preprocess import FeatureValue, Preprocessor
+from services.inference.core.lifecycle import ModelLifecycle, Snapshot
+from services.inference.core.postprocess import Prediction
+from services.inference.core.preprocess import FeatureValue
 from services.inference.core.registry import ModelRegistry, ModelVersion
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,31 +48,22 @@ class ModelInfo:
 
 
 class InferenceCore:
-    """Model registry + pre/post-processing around one execution backend."""
+    """Model lifecycle (served snapshot) + pre/post-processing around the backends."""
 
-    def __init__(self, registry: ModelRegistry, backend: Backend, max_rows: int = 1024, offload_rows: int = 256):
-        self.registry = registry
+    def __init__(self, lifecycle: ModelLifecycle, backend: Backend, max_rows: int = 1024, offload_rows: int = 256):
+        self.lifecycle = lifecycle
         self._backend = backend
         self._max_rows = max_rows
         self._offload_rows = offload_rows
-        self._pre: dict[tuple[str, str], Preprocessor] = {}
-        self._post: dict[tuple[str, str], Postprocessor] = {}
-        for item in registry.all():
-            self._pre[item.key] = Preprocessor(item.spec)
-            self._post[item.key] = Postprocessor(item.spec, str(item))
 
-    async def load_all(self) -> None:
-        """Load every registered version into the backend (fails on the first error)."""
-        for item in self.registry.all():
-            await self._backend.load(item)
-
-    async def unload_all(self) -> None:
-        for item in self.registry.all():
-            await self._backend.unload(item)
+    @property
+    def registry(self) -> ModelRegistry:
+        """The registry of the snapshot being served now."""
+        return self.lifecycle.snapshot.registry
 
     async def ready(self) -> bool:
         for item in self.registry.all():
-            if not await self._backend.ready(item):
+            if not item.is_ensemble and not await self._backend.ready(item):
                 return False
         return True
 
@@ -81,43 +79,87 @@ class InferenceCore:
 
         Returns the version used and one prediction per row, in order. Raises NotFound
         for an unknown model/version and InvalidArgument for empty/oversized requests or
-        missing/ill-typed features.
+        missing/ill-typed features. The whole request uses one snapshot, and holds a
+        lease on every version it runs (an ensemble: its members too) until it is done.
         """
-        target = self.registry.get(model, version)
+        target, snap = self.lifecycle.resolve(model, version)
         if not rows:
             raise InvalidArgument("no rows to score")
         if len(rows) > self._max_rows:
             raise InvalidArgument(f"{len(rows)} rows exceed the limit of {self._max_rows} per request")
-        preprocess = self._pre[target.key]
-        if len(rows) > self._offload_rows:
-            batch = await asyncio.to_thread(preprocess.transform_rows, feature_names, rows)
-        else:
-            batch = preprocess.transform_rows(feature_names, rows)
-        if deadline is not None:
-            deadline.budget(what=f"running {target}")
-        raw = await self._backend.infer(target, batch, deadline)
-        return target.version, await self._postprocess(target, raw, len(rows))
+        with self.lifecycle.lease(snap.registry.closure(target)):
+            offload = len(rows) > self._offload_rows
+            if deadline is not None:
+                deadline.budget(what=f"running {target}")
+            normalized = await self._run(snap, target, feature_names, rows, deadline, offload)
+            post = snap.prepared[target.key].post
+            if target.is_ensemble:
+                predictions = await self._maybe_thread(offload, post.predictions, normalized)
+            else:
+                predictions = await self._maybe_thread(offload, post, normalized, len(rows))
+        return target.version, predictions
 
-    async def _postprocess(self, target: ModelVersion, raw: np.ndarray, n_rows: int) -> list[Prediction]:
-        post = self._post[target.key]
-        if n_rows > self._offload_rows:
-            return await asyncio.to_thread(post, raw, n_rows)
-        return post(raw, n_rows)
+    @staticmethod
+    async def _maybe_thread(offload: bool, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.to_thread(fn, *args) if offload else fn(*args)
+
+    async def _run(
+        self,
+        snap: Snapshot,
+        mv: ModelVersion,
+        feature_names: Sequence[str],
+        rows: Sequence[Sequence[FeatureValue]],
+        deadline: Deadline | None,
+        offload: bool,
+    ) -> np.ndarray:
+        """Raw backend output of a plain model; combined normalized output of an ensemble."""
+        prepared = snap.prepared[mv.key]
+        if prepared.combiner is None:
+            assert prepared.pre is not None
+            batch = await self._maybe_thread(offload, prepared.pre.transform_rows, feature_names, rows)
+            return await self._backend.infer(mv, batch, deadline)
+        members = snap.registry.members(mv)
+        outputs = await asyncio.gather(
+            *(self._member(snap, m, feature_names, rows, deadline, offload) for m in members)
+        )
+        return prepared.combiner(outputs)
+
+    async def _member(
+        self,
+        snap: Snapshot,
+        mv: ModelVersion,
+        feature_names: Sequence[str],
+        rows: Sequence[Sequence[FeatureValue]],
+        deadline: Deadline | None,
+        offload: bool,
+    ) -> np.ndarray:
+        raw = await self._run(snap, mv, feature_names, rows, deadline, offload)
+        if mv.is_ensemble:
+            return raw
+        return snap.prepared[mv.key].post.normalize(raw, len(rows))
 
     def list_models(self) -> list[ModelInfo]:
         """The default version of every model."""
-        return [self.get_model(name) for name in self.registry.names()]
+        registry = self.registry
+        return [self._info(registry, registry.get(name)) for name in registry.names()]
 
     def get_model(self, name: str, version: str = "") -> ModelInfo:
-        target = self.registry.get(name, version)
+        target, snap = self.lifecycle.resolve(name, version)
+        return self._info(snap.registry, target)
+
+    def _info(self, registry: ModelRegistry, target: ModelVersion) -> ModelInfo:
         spec = target.spec
+        try:
+            versions = tuple(self.registry.versions(spec.name))
+        except NotFound:  # pinned and draining: no longer listed
+            versions = ()
         return ModelInfo(
             name=spec.name,
-            versions=tuple(self.registry.versions(name)),
+            versions=versions,
             version=spec.version,
             task=spec.task,
             entity_type=spec.entity_type,
-            features=spec.feature_names,
+            features=registry.features(target),
             class_labels=spec.class_labels,
             kind=spec.kind,
         )

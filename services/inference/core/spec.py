@@ -42,6 +42,29 @@ Transforms (each input contributes one column, except onehot: one per category):
   bool             bool -> 0.0 / 1.0 (numbers and strings are rejected)
 
 Numbers must be finite. Validation errors name the file and the offending field.
+
+Ensembles (`kind: ensemble`, no model.onnx, no inputs, no device/backend: they run
+their members, each on its own backend, concurrently)::
+
+    name: fraud_ens
+    version: "1"
+    kind: ensemble
+    task: classifier             # members must have the same task ...
+    entity_type: user
+    class_labels: [legit, fraud] # ... and (classifiers) the same set of class labels
+    ensemble:
+      members:                   # pinned model versions; an ensemble may be a member
+        - {model: fraud, version: "1", weight: 0.5}      # weight > 0 (weighted_average)
+        - {model: fraud_nn, version: "1", weight: 0.5}
+      combine: weighted_average  # or stacking
+      # stacking: {coef: [2.1, 3.4], bias: -2.7}   one coef per member, applied to each
+      #   member's score (P(positive_class), or the value of a regressor):
+      #   z = bias + sum(coef_i * score_i); classifier (binary): P(positive) = sigmoid(z)
+    postprocess: {positive_class: fraud, threshold: 0.5}
+
+Each member gets its own preprocessed matrix from the same request rows; the
+ensemble's features are the union of its members' (first-seen order over the members);
+the combined class probabilities go through the ensemble's own postprocess.
 """
 
 from __future__ import annotations
@@ -136,6 +159,63 @@ class PostprocessSpec(_Strict):
     clip_max: float | None = None
 
 
+ENSEMBLE_KIND = "ensemble"
+
+
+class EnsembleMember(_Strict):
+    model: str = Field(min_length=1)
+    version: str
+    weight: float = Field(1.0, gt=0)
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_str(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @model_validator(mode="after")
+    def _check(self) -> EnsembleMember:
+        if not _VERSION_RE.match(self.version):
+            raise ValueError(f"member version {self.version!r} must be a non-negative integer string")
+        if not math.isfinite(self.weight):
+            raise ValueError("weight must be finite")
+        return self
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.model, self.version)
+
+
+class StackingSpec(_Strict):
+    coef: tuple[float, ...] = Field(min_length=1)
+    bias: float = 0.0
+
+    @model_validator(mode="after")
+    def _finite(self) -> StackingSpec:
+        if not all(math.isfinite(v) for v in (*self.coef, self.bias)):
+            raise ValueError("coef and bias must be finite")
+        return self
+
+
+class EnsembleSpec(_Strict):
+    members: tuple[EnsembleMember, ...] = Field(min_length=1)
+    combine: Literal["weighted_average", "stacking"] = "weighted_average"
+    stacking: StackingSpec | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> EnsembleSpec:
+        keys = [m.key for m in self.members]
+        if len(set(keys)) != len(keys):
+            raise ValueError("members must be distinct model versions")
+        if self.combine == "stacking":
+            if self.stacking is None:
+                raise ValueError("combine: stacking needs a stacking block {coef, bias}")
+            if len(self.stacking.coef) != len(self.members):
+                raise ValueError(f"stacking.coef has {len(self.stacking.coef)} values for {len(self.members)} members")
+        elif self.stacking is not None:
+            raise ValueError("a stacking block needs combine: stacking")
+        return self
+
+
 class ModelSpec(_Strict):
     name: str
     version: str
@@ -144,7 +224,8 @@ class ModelSpec(_Strict):
     entity_type: str = Field(min_length=1)
     description: str = ""
     class_labels: tuple[str, ...] = ()
-    inputs: tuple[InputSpec, ...] = Field(min_length=1)
+    inputs: tuple[InputSpec, ...] = ()
+    ensemble: EnsembleSpec | None = None
     onnx: OnnxSpec = Field(default_factory=OnnxSpec)
     postprocess: PostprocessSpec = Field(default_factory=PostprocessSpec)
     metadata: dict[str, Any] = Field(default_factory=dict)
@@ -163,6 +244,22 @@ class ModelSpec(_Strict):
             raise ValueError(f"name {self.name!r} must match {_NAME_RE.pattern}")
         if not _VERSION_RE.match(self.version):
             raise ValueError(f"version {self.version!r} must be a non-negative integer string")
+        if self.kind == ENSEMBLE_KIND:
+            if self.ensemble is None:
+                raise ValueError("kind: ensemble needs an ensemble block (members, combine)")
+            if self.inputs:
+                raise ValueError("an ensemble takes no inputs: its features are its members'")
+            if self.device is not None or self.backend is not None:
+                raise ValueError("an ensemble has no device/backend: its members are placed")
+            if self.ensemble.combine == "stacking" and self.task == "classifier" and len(self.class_labels) != 2:
+                raise ValueError("stacking needs exactly 2 class_labels")
+            if any(m.key == (self.name, self.version) for m in self.ensemble.members):
+                raise ValueError("an ensemble cannot be its own member")
+        else:
+            if self.ensemble is not None:
+                raise ValueError("an ensemble block needs kind: ensemble")
+            if not self.inputs:
+                raise ValueError("inputs: a model needs at least 1 input")
         names = [spec.name for spec in self.inputs]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
@@ -189,6 +286,10 @@ class ModelSpec(_Strict):
         return self
 
     # -- derived -----------------------------------------------------------
+    @property
+    def is_ensemble(self) -> bool:
+        return self.ensemble is not None
+
     @property
     def feature_names(self) -> tuple[str, ...]:
         return tuple(spec.name for spec in self.inputs)

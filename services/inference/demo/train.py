@@ -7,6 +7,8 @@ Models (all entity_type `user`, class_labels [legit, fraud], score = P(fraud)):
   fraud_ctx:1 scikit-learn LogisticRegression -> ONNX (skl2onnx) on the request-time
               features only (amount, hour_of_day, channel): the gateway's fallback model
               when the feature store is down
+  fraud_ens:1 ensemble (no ONNX): weighted average 0.5/0.5 of fraud:1 and fraud_nn:1
+              (members on different backends when Triton is configured)
 
 The input matrix is built by the serving `Preprocessor` from each model's spec, so
 training and serving cannot drift apart. Everything is seeded and single-process:
@@ -47,7 +49,7 @@ NUMERIC = [
     "amount",
     "hour_of_day",
 ]
-DEMO_MODELS = [("fraud", "1"), ("fraud", "2"), ("fraud_nn", "1"), ("fraud_ctx", "1")]
+DEMO_MODELS = [("fraud", "1"), ("fraud", "2"), ("fraud_nn", "1"), ("fraud_ctx", "1"), ("fraud_ens", "1")]
 TARGET_OPSET = 15
 _THREADS = 2
 
@@ -189,6 +191,51 @@ def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float(roc_auc_score(labels, scores))
 
 
+def _ensemble_spec() -> ModelSpec:
+    return parse_spec(
+        {
+            "name": "fraud_ens",
+            "version": "1",
+            "kind": "ensemble",
+            "task": "classifier",
+            "entity_type": "user",
+            "description": "Weighted average (0.5/0.5) of fraud:1 (XGBoost) and fraud_nn:1 (MLP)",
+            "class_labels": CLASS_LABELS,
+            "ensemble": {
+                "members": [
+                    {"model": "fraud", "version": "1", "weight": 0.5},
+                    {"model": "fraud_nn", "version": "1", "weight": 0.5},
+                ],
+                "combine": "weighted_average",
+            },
+            "postprocess": {"positive_class": "fraud", "threshold": 0.5},
+        },
+        "demo fraud_ens:1",
+    )
+
+
+def _holdout_probs(trained: TrainedModel, holdout: pd.DataFrame) -> np.ndarray:
+    spec = trained.spec
+    matrix = Preprocessor(spec).transform_columns(frame_columns(holdout), len(holdout))
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(trained.onnx_bytes, sess_options=options, providers=["CPUExecutionProvider"])
+    probs: np.ndarray = session.run([spec.onnx.output], {spec.onnx.input: matrix})[0]
+    return probs
+
+
+def _ensemble(by_key: dict[str, TrainedModel], holdout: pd.DataFrame, train_rows: int, seed: int) -> TrainedModel:
+    """fraud_ens:1, with its holdout AUC from its members' exported ONNX models."""
+    spec = _ensemble_spec()
+    assert spec.ensemble is not None
+    total = sum(m.weight for m in spec.ensemble.members)
+    probs = sum(m.weight * _holdout_probs(by_key[f"{m.model}:{m.version}"], holdout) for m in spec.ensemble.members)
+    auc = _auc(holdout["label"].to_numpy(), np.asarray(probs)[:, spec.positive_index] / total)
+    log.info("ensemble fraud_ens:1: holdout AUC %.4f", auc)
+    metadata = {"holdout_auc": round(auc, 4), "train_rows": train_rows, "holdout_rows": len(holdout), "seed": seed}
+    return TrainedModel(spec=spec.model_copy(update={"metadata": metadata}), onnx_bytes=b"", estimator=None)
+
+
 def _with_metrics(trained: TrainedModel, holdout: pd.DataFrame, train_rows: int, seed: int) -> TrainedModel:
     """Score the holdout with the exported ONNX model (not the estimator) and record AUC."""
     spec = trained.spec
@@ -218,7 +265,7 @@ def _with_metrics(trained: TrainedModel, holdout: pd.DataFrame, train_rows: int,
 
 
 def train_models(seed: int = 0) -> list[TrainedModel]:
-    """Train fraud:1, fraud:2, fraud_nn:1 and fraud_ctx:1 in memory (deterministic for a given seed)."""
+    """Train fraud:1, fraud:2, fraud_nn:1, fraud_ctx:1 and define fraud_ens:1 (deterministic for a seed)."""
     train, holdout = demo_dataset(seed)
     columns = frame_columns(train)
     labels = train["label"].to_numpy()
@@ -266,7 +313,9 @@ def train_models(seed: int = 0) -> list[TrainedModel]:
         _mlp(nn, matrix(nn), labels, seed),
         _logistic(ctx, matrix(ctx), labels, seed),
     ]
-    return [_with_metrics(m, holdout, len(train), seed) for m in models]
+    trained = [_with_metrics(m, holdout, len(train), seed) for m in models]
+    by_key = {f"{t.spec.name}:{t.spec.version}": t for t in trained}
+    return [*trained, _ensemble(by_key, holdout, len(train), seed)]
 
 
 def write_model(repo_dir: Path, trained: TrainedModel) -> Path:
@@ -277,7 +326,8 @@ def write_model(repo_dir: Path, trained: TrainedModel) -> Path:
     target = model_dir / spec.version
     staging = Path(tempfile.mkdtemp(prefix=f".{spec.version}-", dir=model_dir))
     try:
-        (staging / ONNX_FILE).write_bytes(trained.onnx_bytes)
+        if not spec.is_ensemble:
+            (staging / ONNX_FILE).write_bytes(trained.onnx_bytes)
         body = spec.to_yaml()
         (staging / SPEC_FILE).write_text(f"# predmesh model spec, written by services.inference.demo.train\n{body}")
         if target.exists():
@@ -303,7 +353,8 @@ def train_demo_models(repo_dir: Path, seed: int = 0) -> list[str]:
 
 def demo_models_present(repo_dir: Path) -> bool:
     return all(
-        (repo_dir / name / version / ONNX_FILE).is_file() and (repo_dir / name / version / SPEC_FILE).is_file()
+        (repo_dir / name / version / SPEC_FILE).is_file()
+        and (name == "fraud_ens" or (repo_dir / name / version / ONNX_FILE).is_file())
         for name, version in DEMO_MODELS
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from predmesh.v1 import common_pb2, inference_pb2
+from services.inference.core.lifecycle import ReloadResult
 from services.inference.core.postprocess import Prediction
 from services.inference.core.preprocess import FeatureValue
 from services.inference.core.service import ModelInfo
@@ -60,4 +61,14 @@ def model_info_to_proto(info: ModelInfo) -> inference_pb2.ModelInfo:
         features=info.features,
         class_labels=info.class_labels,
         kind=info.kind,
+    )
+
+
+def reload_response(result: ReloadResult) -> inference_pb2.ReloadModelsResponse:
+    return inference_pb2.ReloadModelsResponse(
+        generation=result.generation,
+        added=result.added,
+        removed=result.removed,
+        replaced=result.replaced,
+        error=result.error,
     )

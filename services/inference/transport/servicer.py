@@ -45,3 +45,8 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         self, request: inference_pb2.GetModelRequest, context: grpc.aio.ServicerContext
     ) -> inference_pb2.ModelInfo:
         return converters.model_info_to_proto(self._core.get_model(request.model, request.version))
+
+    async def ReloadModels(
+        self, request: inference_pb2.ReloadModelsRequest, context: grpc.aio.ServicerContext
+    ) -> inference_pb2.ReloadModelsResponse:
+        return converters.reload_response(await self._core.lifecycle.reload())

@@ -130,6 +130,9 @@ def build_gpu_repo(repo: Path, target: Path, max_batch: int = 1024) -> list[tupl
 
     served = []
     for mv in scan_repository(repo):
+        if mv.is_ensemble:
+            print(f"skip {mv}: ensemble (its members are checked)")
+            continue
         if not dense_only(mv.onnx_path):
             print(f"skip {mv}: tree ensemble (production: onnxruntime backend with CUDA/TensorRT)")
             continue

@@ -11,6 +11,14 @@ For each model `<repo>/<name>/` (every version with a `model.yaml`) it writes:
   `<name>/<version>/model.py` (a copy of `python_model.py`) runs the version's
   `model.onnx` with ONNX Runtime on CPU.
 
+An ensemble (`kind: ensemble`, no model.onnx) gets a Triton-native ensemble config
+(`platform: "ensemble"`, the same text in both files) that runs its plain members
+in one call: input `<member>_<version>__<input>` per member, output
+`<member>_<version>__<output>` per member; the weighting/stacking stays in the
+orchestrator, which runs members itself. This keeps the directory loadable by
+tritonserver (which refuses to start on a model directory it cannot load). Nested
+ensembles are not written (warning).
+
 Tensor names and widths come from the spec (`onnx.input`/`onnx.output`,
 `input_width`); the output width from the ONNX graph. Versions of one model with
 different widths get a variable dim (-1). Idempotent; blocking file I/O (call it from
@@ -26,7 +34,7 @@ from pathlib import Path
 
 import onnx
 
-from services.inference.core.registry import ModelVersion, scan_repository
+from services.inference.core.registry import ModelRegistry, ModelVersion, scan_repository
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +119,52 @@ def render_config(name: str, versions: list[ModelVersion], options: TritonOption
     return "\n".join(lines) + "\n"
 
 
+def render_ensemble_config(mv: ModelVersion, members: list[ModelVersion], options: TritonOptions) -> str:
+    """Triton-native ensemble config running `members` (plain models) side by side."""
+    ins, outs, steps = [], [], []
+    for m in members:
+        prefix = f"{m.name}_{m.version}__"
+        spec = m.spec
+        ins.append(f'  {{ name: "{prefix}{spec.onnx.input}" data_type: TYPE_FP32 dims: [{spec.input_width}] }}')
+        outs.append(f'  {{ name: "{prefix}{spec.onnx.output}" data_type: TYPE_FP32 dims: {_output_dims(m)} }}')
+        steps += [
+            f'  {{ model_name: "{m.name}" model_version: {m.version}',
+            f'    input_map {{ key: "{spec.onnx.input}" value: "{prefix}{spec.onnx.input}" }}',
+            f'    output_map {{ key: "{spec.onnx.output}" value: "{prefix}{spec.onnx.output}" }} }}',
+        ]
+    lines = [
+        f"# Written by services.inference.triton.layout for ensemble {mv} (members run side by side;",
+        "# predmesh combines their outputs in the orchestrator).",
+        f'name: "{mv.name}"',
+        'platform: "ensemble"',
+        f"max_batch_size: {options.max_batch_size}",
+        "input [",
+        ",\n".join(ins),
+        "]",
+        "output [",
+        ",\n".join(outs),
+        "]",
+        "ensemble_scheduling { step [",
+        *[line + ("," if line.endswith("} }") and i < len(steps) - 1 else "") for i, line in enumerate(steps)],
+        "] }",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _write_ensemble(repo: Path, registry: ModelRegistry, versions: list[ModelVersion], options: TritonOptions) -> bool:
+    mv = versions[-1]
+    members = registry.members(mv)
+    if len(versions) > 1 or any(m.is_ensemble for m in members):
+        log.warning("no Triton config for ensemble %s: only one version of plain members is supported", mv)
+        return False
+    text = render_ensemble_config(mv, members, options)
+    model_dir = repo / mv.name
+    (model_dir / "config.pbtxt").write_text(text)
+    (model_dir / "configs").mkdir(exist_ok=True)
+    (model_dir / "configs" / f"{CPU_LOCAL}.pbtxt").write_text(text)
+    return True
+
+
 def write_triton_layout(repo: Path, options: TritonOptions | None = None) -> list[str]:
     """Write config.pbtxt, configs/cpu_local.pbtxt and <version>/model.py for every model in `repo`.
 
@@ -119,10 +173,14 @@ def write_triton_layout(repo: Path, options: TritonOptions | None = None) -> lis
     options = options or TritonOptions()
     repo = Path(repo)
     by_name: dict[str, list[ModelVersion]] = {}
-    for mv in scan_repository(repo):
+    registry = ModelRegistry(scan_repository(repo))
+    for mv in registry.all():
         by_name.setdefault(mv.name, []).append(mv)
     for name, versions in by_name.items():
         versions.sort(key=lambda mv: int(mv.version))
+        if any(mv.is_ensemble for mv in versions):
+            _write_ensemble(repo, registry, versions, options)
+            continue
         model_dir = repo / name
         (model_dir / "config.pbtxt").write_text(render_config(name, versions, options, local=False))
         (model_dir / "configs").mkdir(exist_ok=True)
@@ -141,7 +199,7 @@ def triton_layout_present(repo: Path) -> bool:
         if not (
             (model_dir / "config.pbtxt").is_file()
             and (model_dir / "configs" / f"{CPU_LOCAL}.pbtxt").is_file()
-            and (mv.path / "model.py").is_file()
+            and (mv.is_ensemble or (mv.path / "model.py").is_file())
         ):
             return False
     return True

@@ -26,7 +26,8 @@ from tritonclient.utils import np_to_triton_dtype
 
 from predmesh.common.errors import InvalidArgument, PredmeshError
 from services.inference.core.backend import Backend
-from services.inference.core.registry import ModelRegistry, ModelVersion
+from services.inference.core.lifecycle import ModelLifecycle
+from services.inference.core.registry import ModelVersion
 
 SERVER_NAME = "predmesh-ort-worker"
 PLATFORM = "onnxruntime_onnx"
@@ -50,14 +51,20 @@ def _duration(count: int, ns: int) -> pb.StatisticDuration:
 
 
 class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
-    """KServe v2 servicer for the versions in `registry`, run on `backend` (borrowed)."""
+    """KServe v2 servicer for the versions `lifecycle` serves, run on `backend` (both borrowed).
 
-    def __init__(self, registry: ModelRegistry, backend: Backend, max_rows: int = 8192) -> None:
-        self._registry = registry
+    Each call resolves its version on the lifecycle's current snapshot (hot reload:
+    new versions appear once loaded and warmed up; removed ones drain)."""
+
+    def __init__(self, lifecycle: ModelLifecycle, backend: Backend, max_rows: int = 8192) -> None:
+        self._lifecycle = lifecycle
         self._backend = backend
         self._max_rows = max_rows
-        self._stats: dict[tuple[str, str], _Stats] = {mv.key: _Stats() for mv in registry.all()}
+        self._stats: dict[tuple[str, str], _Stats] = {}
         self.serving = False  # set by the app once every model is loaded
+
+    def _get(self, name: str, version: str) -> ModelVersion:
+        return self._lifecycle.resolve(name, version)[0]
 
     # -- health --------------------------------------------------------------
     async def ServerLive(
@@ -80,7 +87,7 @@ class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelReady(
         self, request: pb.ModelReadyRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelReadyResponse:
-        mv = self._registry.get(request.name, request.version)
+        mv = self._get(request.name, request.version)
         return pb.ModelReadyResponse(ready=self.serving and await self._backend.ready(mv))
 
     # -- metadata ------------------------------------------------------------
@@ -92,11 +99,11 @@ class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelMetadata(
         self, request: pb.ModelMetadataRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelMetadataResponse:
-        mv = self._registry.get(request.name, request.version)
+        mv = self._get(request.name, request.version)
         spec = mv.spec
         return pb.ModelMetadataResponse(
             name=spec.name,
-            versions=self._registry.versions(spec.name),
+            versions=self._lifecycle.snapshot.registry.versions(spec.name),
             platform=PLATFORM,
             inputs=[
                 pb.ModelMetadataResponse.TensorMetadata(
@@ -113,7 +120,7 @@ class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelConfig(
         self, request: pb.ModelConfigRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelConfigResponse:
-        mv = self._registry.get(request.name, request.version)
+        mv = self._get(request.name, request.version)
         spec = mv.spec
         config = mc.ModelConfig(
             name=spec.name,
@@ -161,13 +168,13 @@ class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelInfer(
         self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelInferResponse:
-        mv = self._registry.get(request.model_name, request.model_version)
+        mv = self._get(request.model_name, request.model_version)
         spec = mv.spec
         for wanted in request.outputs:
             if wanted.name != spec.onnx.output:
                 raise InvalidArgument(f"model {mv}: unknown output {wanted.name!r} (has {spec.onnx.output!r})")
         batch = self._input(mv, request)
-        stats = self._stats[mv.key]
+        stats = self._stats.setdefault(mv.ref, _Stats())
         started = time.perf_counter_ns()
         try:
             output = await self._backend.infer(mv, batch)
@@ -198,12 +205,12 @@ class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
         self, request: pb.ModelStatisticsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelStatisticsResponse:
         if request.name:
-            versions = [self._registry.get(request.name, request.version)]
+            versions = [self._get(request.name, request.version)]
         else:
-            versions = self._registry.all()
+            versions = self._lifecycle.snapshot.registry.all()
         reply = pb.ModelStatisticsResponse()
         for mv in versions:
-            s = self._stats[mv.key]
+            s = self._stats.get(mv.ref) or _Stats()
             reply.model_stats.append(
                 pb.ModelStatistics(
                     name=mv.name,

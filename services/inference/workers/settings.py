@@ -34,3 +34,13 @@ class OrtWorkerSettings(ServerSettings):
     max_rows: int = Field(
         8192, ge=1, description="Most rows one ModelInfer request may carry (rows; more: INVALID_ARGUMENT)."
     )
+    poll_interval_ms: float = Field(
+        1000.0, ge=0, description="Poll the repository this often and hot-swap changed versions (ms; 0 = off)."
+    )
+    drain_ms: float = Field(
+        10000.0,
+        ge=0,
+        description="How long a removed/replaced version stays servable before it is unloaded (ms); keep it "
+        "above the orchestrator's drain_ms plus its poll interval so the orchestrator drains first.",
+    )
+    warmup_runs: int = Field(2, ge=0, description="Dummy inferences on a newly loaded version before it is served.")

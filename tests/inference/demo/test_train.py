@@ -83,8 +83,14 @@ async def test_service_matches_onnxruntime_and_native_model(
 
 def test_specs_on_disk_carry_metrics_and_validate(demo_models: DemoModels) -> None:
     registry = ModelRegistry.from_directory(demo_models.repo)
-    assert [str(mv) for mv in registry.all()] == ["fraud:1", "fraud:2", "fraud_ctx:1", "fraud_nn:1"]
+    assert [str(mv) for mv in registry.all()] == ["fraud:1", "fraud:2", "fraud_ctx:1", "fraud_ens:1", "fraud_nn:1"]
+    ens = registry.get("fraud_ens")
+    assert ens.is_ensemble and {p.name for p in ens.path.iterdir()} == {"model.yaml"}
+    assert registry.features(ens) == tuple(synth.ALL_FEATURES)
+    assert 0.7 < ens.spec.metadata["holdout_auc"] <= 1.0
     for mv in registry.all():
+        if mv.is_ensemble:
+            continue
         spec = load_spec(mv.path / "model.yaml")
         assert spec.class_labels == ("legit", "fraud") and spec.postprocess.positive_class == "fraud"
         assert spec.entity_type == "user"
@@ -123,7 +129,7 @@ def test_training_is_deterministic(demo_models: DemoModels, tmp_path: Path) -> N
     ensure_demo_models(tmp_path)
     for key in demo_models.trained:
         name, version = key.split(":")
-        for file in ("model.onnx", "model.yaml"):
+        for file in ("model.yaml",) if name == "fraud_ens" else ("model.onnx", "model.yaml"):
             assert (tmp_path / name / version / file).read_bytes() == (
                 demo_models.repo / name / version / file
             ).read_bytes(), f"{key} {file} differs"

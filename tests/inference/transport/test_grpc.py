@@ -98,8 +98,11 @@ async def test_list_and_get_models(stub: Stub) -> None:
     assert [(m.name, m.version, list(m.versions)) for m in listed.models] == [
         ("fraud", "2", ["1", "2"]),
         ("fraud_ctx", "1", ["1"]),
+        ("fraud_ens", "1", ["1"]),
         ("fraud_nn", "1", ["1"]),
     ]
+    ens = await stub.GetModel(inference_pb2.GetModelRequest(model="fraud_ens"))
+    assert (ens.kind, ens.task, list(ens.features)) == ("ensemble", "classifier", list(FEATURES))
     info = await stub.GetModel(inference_pb2.GetModelRequest(model="fraud", version="1"))
     assert info == inference_pb2.ModelInfo(
         name="fraud",
@@ -198,3 +201,30 @@ def test_value_conversion_roundtrip() -> None:
     for value in (1.5, "x", True, False, None):
         assert value_from_proto(value_to_proto(value)) == value
     assert value_from_proto(common_pb2.Value(number_value=3)) == 3.0
+
+
+async def test_ensemble_equals_weighted_average_of_members(stub: Stub, demo_models: DemoModels) -> None:
+    """fraud_ens:1 through the server == 0.5 * fraud:1 + 0.5 * fraud_nn:1, each scored on its own."""
+    frame = demo_models.holdout.head(40)
+    rows = [row_to_proto(list(r)) for r in frame[FEATURES].itertuples(index=False, name=None)]
+
+    async def scores(model: str, version: str) -> np.ndarray:
+        reply = await stub.Infer(
+            inference_pb2.InferRequest(model=model, version=version, feature_names=FEATURES, rows=rows), timeout=5
+        )
+        assert reply.model_version == version
+        return np.array([p.scores for p in reply.predictions])
+
+    ens, xgb, mlp = await scores("fraud_ens", "1"), await scores("fraud", "1"), await scores("fraud_nn", "1")
+    np.testing.assert_allclose(ens, 0.5 * xgb + 0.5 * mlp, atol=1e-6)
+    reply = await stub.Infer(
+        inference_pb2.InferRequest(model="fraud_ens", feature_names=FEATURES, rows=rows[:3]), timeout=5
+    )
+    assert [p.label for p in reply.predictions] == ["fraud" if s >= 0.5 else "legit" for s in ens[:3, 1]]
+    missing = [n for n in FEATURES if n != "country"]
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.Infer(
+            inference_pb2.InferRequest(model="fraud_ens", feature_names=missing, rows=[row_to_proto([1.0] * 8)]),
+            timeout=5,
+        )
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "country" in (info.value.details() or "")

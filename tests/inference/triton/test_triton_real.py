@@ -58,8 +58,8 @@ async def test_every_demo_model_matches_onnxruntime(triton: TritonServer, demo_m
 
 
 async def test_triton_batches_concurrent_requests_and_demuxes(triton: TritonServer, demo_models: DemoModels) -> None:
-    before = await triton_stats(triton, "fraud_nn", "1")
     app = await started_app(triton.model_repository, triton_target=triton.grpc_address, cpu_backend="triton")
+    before = await triton_stats(triton, "fraud_nn", "1")  # after start: warm-up inferences excluded
     try:
         frame = demo_models.holdout.head(300).reset_index(drop=True)
         expected = reference_scores(demo_models, "fraud_nn:1", frame)
@@ -79,6 +79,25 @@ async def test_triton_batches_concurrent_requests_and_demuxes(triton: TritonServ
     executions = after.execution_count - before.execution_count
     assert requests == 100 and after.inference_count - before.inference_count == sum(sizes)
     assert executions < requests, (executions, requests)
+
+
+async def test_ensemble_members_on_triton_and_in_process(triton: TritonServer, demo_models: DemoModels) -> None:
+    """fraud_ens:1: fraud_nn:1 (device gpu) runs on Triton, fraud:1 in-process, concurrently."""
+    app = await started_app(triton.model_repository, triton_target=triton.grpc_address)
+    try:
+        assert app.core is not None
+        names = {
+            str(mv): app.backend.backend_for(mv).name
+            for mv in app.core.registry.members(app.core.registry.get("fraud_ens"))
+        }
+        assert names == {"fraud:1": "onnxruntime_local", "fraud_nn:1": "triton"}
+        frame = demo_models.holdout.head(50)
+        expected = 0.5 * reference_scores(demo_models, "fraud:1", frame) + 0.5 * reference_scores(
+            demo_models, "fraud_nn:1", frame
+        )
+        np.testing.assert_allclose(await infer_scores(app, "fraud_ens:1", frame), expected, atol=1e-5)
+    finally:
+        await app.stop()
 
 
 async def test_killed_triton_is_unavailable_quickly(triton: TritonServer, demo_models: DemoModels) -> None:

@@ -110,7 +110,10 @@ async def test_orchestrator_batches_onto_the_pool_and_demuxes(
     workers: list[OrtWorker], demo_models: DemoModels
 ) -> None:
     before = [await stats(w.address, "fraud", "2") for w in workers]
-    app = await started_app(demo_models.repo, ort_workers=targets(workers), batch_max_rows=64, batch_max_wait_ms=2.0)
+    # warmup_runs=0: exact batch/row accounting below (warm-up batches would count too).
+    app = await started_app(
+        demo_models.repo, ort_workers=targets(workers), batch_max_rows=64, batch_max_wait_ms=2.0, warmup_runs=0
+    )
     try:
         assert app.backend.backend_for(app.core.registry.get("fraud")).name == "batching(ort_worker)"  # type: ignore[union-attr]
         frame = demo_models.holdout.head(400).reset_index(drop=True)
