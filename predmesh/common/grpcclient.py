@@ -14,7 +14,7 @@ from predmesh.common.errors import (
     ResourceExhausted,
     Unavailable,
 )
-from predmesh.common.telemetry import client_interceptors
+from predmesh.common.telemetry import client_interceptors, tracing_enabled
 
 CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.keepalive_time_ms", 30_000),
@@ -49,5 +49,12 @@ def upstream_error(err: grpc.aio.AioRpcError, upstream: str) -> PredmeshError:
 
 
 def insecure_channel(target: str) -> grpc.aio.Channel:
-    """An upstream channel with CHANNEL_OPTIONS and trace-context propagation (`telemetry.client_interceptors`)."""
-    return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS, interceptors=client_interceptors())
+    """An upstream channel with CHANNEL_OPTIONS and, while tracing is on, trace-context propagation.
+
+    The tracing interceptors (`telemetry.client_interceptors`) are added only when tracing is
+    configured at the time the channel is created (grpc.aio's intercepted calls cost ~50 us
+    each even when they do nothing): apps that open channels before building their
+    GrpcServer call `telemetry.configure_tracing(settings)` first.
+    """
+    interceptors = client_interceptors() if tracing_enabled() else None
+    return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS, interceptors=interceptors)

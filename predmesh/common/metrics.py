@@ -121,19 +121,22 @@ class BatchMetrics:
     - `queue_wait.labels(model, version).observe(seconds)` per request when its batch starts.
     """
 
-    def __init__(self, registry: CollectorRegistry, prefix: str = "predmesh_inference") -> None:
+    def __init__(self, registry: CollectorRegistry) -> None:
         self.batch_size = Histogram(
-            f"{prefix}_batch_size",
+            "predmesh_inference_batch_size",
             "Rows per executed micro-batch.",
             ["model", "version"],
             buckets=BATCH_SIZE_BUCKETS,
             registry=registry,
         )
         self.queue_depth = Gauge(
-            f"{prefix}_queue_depth", "Requests waiting in the batcher queue.", ["model", "version"], registry=registry
+            "predmesh_inference_queue_depth",
+            "Requests waiting in the batcher queue.",
+            ["model", "version"],
+            registry=registry,
         )
         self.queue_wait = Histogram(
-            f"{prefix}_queue_wait_seconds",
+            "predmesh_inference_queue_wait_seconds",
             "Time a request waited in the batcher queue, seconds.",
             ["model", "version"],
             buckets=LATENCY_BUCKETS,

@@ -67,7 +67,11 @@ def configure_tracing(settings: ServerSettings) -> bool:
         return True
     if not settings.otlp_endpoint:
         return tracing_enabled()
-    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    try:
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    except ImportError as err:  # e.g. xds-protos' old opentelemetry/proto over opentelemetry-proto's
+        log.error("tracing disabled: the OTLP exporter cannot be imported (%s); reinstall opentelemetry-proto", err)
+        return False
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor

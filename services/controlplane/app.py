@@ -68,8 +68,9 @@ def config_from_settings(settings: ControlPlaneSettings) -> MeshConfig:
     config = default_config(endpoints, settings.listener_port).model_copy(
         update={"listener_host": settings.listener_host}
     )
-    if settings.otlp_collector:
-        config = config.model_copy(update={"tracing": Tracing(collector=settings.otlp_collector)})
+    collector = settings.otlp_collector or settings.otlp_endpoint
+    if collector:
+        config = config.model_copy(update={"tracing": Tracing(collector=collector)})
     return config
 
 

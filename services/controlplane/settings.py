@@ -37,7 +37,11 @@ class ControlPlaneSettings(ServerSettings):
     listener_host: str = Field(
         "0.0.0.0", description="Address the edge listener binds (default config only); 127.0.0.1 locally."
     )
-    otlp_collector: str = Field("", description="OTLP/gRPC collector host:port for Envoy traces; '' = no tracing.")
+    otlp_collector: str = Field(
+        "",
+        description="OTLP/gRPC collector host:port for Envoy traces; '' = `otlp_endpoint` (the control plane's own "
+        "collector), and no tracing when both are empty.",
+    )
     rollback_on_nack: bool = Field(
         True,
         description="When an Envoy rejects the current version, republish the last fully accepted config.",

@@ -19,6 +19,7 @@ from services.features.core.cache import EntityCache
 from services.features.core.registry import Registry, demo_registry_path, load_registry
 from services.features.core.store import RedisFeatureStore
 from services.features.errors import StoreUnavailable
+from services.features.metrics import FeaturesMetrics
 from services.features.settings import FeaturesSettings
 from services.features.transport.servicer import SERVICE_NAME, FeatureServicer, register
 
@@ -34,12 +35,18 @@ class FeaturesApp:
         self._store: RedisFeatureStore | None = None
         self._server: GrpcServer | None = None
         self.cache: EntityCache | None = None
+        self.metrics = FeaturesMetrics()
 
     @property
     def port(self) -> int:
         if self._server is None:
             raise RuntimeError("FeaturesApp is not started")
         return self._server.port
+
+    @property
+    def metrics_port(self) -> int:
+        """Bound port of /metrics (0 when `metrics_port` is unset)."""
+        return self._server.metrics_port if self._server is not None else 0
 
     @property
     def address(self) -> str:
@@ -75,8 +82,9 @@ class FeaturesApp:
             store,
             self.cache,
             Limits(max_entities=settings.max_entities, max_entity_id_length=settings.max_entity_id_length),
+            self.metrics,
         )
-        server = GrpcServer(settings)
+        server = GrpcServer(settings, registry=self.metrics.registry)
         server.add_servicer(register, FeatureServicer(assembler), SERVICE_NAME)
         try:
             await server.start()

@@ -7,8 +7,8 @@ import logging
 from pathlib import Path
 
 import grpc
-from prometheus_client import start_http_server
 
+from predmesh.common import telemetry
 from predmesh.common.grpcclient import insecure_channel
 from predmesh.common.grpcserver import GrpcServer
 from predmesh.common.runner import configure_logging, serve_until_signal
@@ -49,7 +49,6 @@ class GatewayApp:
         self._callbacks = CallbackClient()
         self._logger: LoggerClient | None = None
         self._watcher: RoutingFileWatcher | None = None
-        self._metrics_server: object | None = None
 
     @property
     def port(self) -> int:
@@ -61,6 +60,7 @@ class GatewayApp:
 
     async def start(self) -> None:
         s = self.settings
+        telemetry.configure_tracing(s)  # before the channels: they get tracing interceptors only when on
         if self._sink is None and s.logger_target:
             self._logger = LoggerClient(s.logger_target, max_pending=s.logger_buffer)
             await self._logger.start()
@@ -80,6 +80,7 @@ class GatewayApp:
                 max_batch_items=s.max_batch_items,
                 min_inference_budget_s=s.min_inference_budget_ms / 1e3,
                 max_shadow_inflight=s.max_shadow_inflight,
+                log_features_sample=s.log_features_sample,
             ),
             breakers=BreakerRegistry(s.breaker_failures, s.breaker_reset_ms / 1e3),
             metrics=self.metrics,
@@ -103,17 +104,14 @@ class GatewayApp:
         servicer = PredictionServicer(
             predictor, self._dispatcher, ApiKeyAuthorizer(s.api_keys), s.default_deadline_ms / 1e3
         )
-        self._server = GrpcServer(s)
+        self._server = GrpcServer(s, registry=self.metrics.registry)
         self._server.add_servicer(
             prediction_pb2_grpc.add_PredictionServiceServicer_to_server,
             servicer,
             "predmesh.v1.PredictionService",
         )
         await self._server.start()
-        if s.metrics_port is not None:
-            server, _ = start_http_server(s.metrics_port, addr=s.host, registry=self.metrics.registry)
-            self._metrics_server = server
-            self.metrics_port = int(server.server_port)
+        self.metrics_port = self._server.metrics_port
         log.info("gateway serving on %s", self._server.address)
 
     async def stop(self) -> None:
@@ -130,9 +128,6 @@ class GatewayApp:
         await self._callbacks.close()
         await asyncio.gather(*(ch.close() for ch in self._channels))
         self._channels = []
-        if self._metrics_server is not None:
-            self._metrics_server.shutdown()  # type: ignore[attr-defined]
-            self._metrics_server = None
 
 
 def main() -> None:

@@ -47,8 +47,12 @@ class GatewaySettings(ServerSettings):
         description="Below this remaining budget the gateway answers from the fallback chain (milliseconds).",
     )
     max_shadow_inflight: int = Field(256, description="Most shadow requests in flight; more are skipped and counted.")
-    metrics_port: int | None = Field(
-        None, description="Port of the Prometheus /metrics endpoint (0 = any free port, unset = disabled)."
+    log_features_sample: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="Fraction of prediction log records (0..1) that carry the scored feature values, "
+        "for feature drift monitoring (services/monitor).",
     )
     logger_buffer: int = Field(10000, description="Prediction records buffered for the logger before drops.")
     api_keys: dict[str, list[str]] = Field(

@@ -54,7 +54,7 @@ class LoggerApp:
             retry_backoff_max_s=settings.retry_backoff_max_s,
             journal_max_bytes=settings.journal_max_bytes,
         )
-        self.server = GrpcServer(settings)
+        self.server = GrpcServer(settings, registry=self.metrics.registry)
         self.server.add_servicer(
             events_pb2_grpc.add_LoggerServiceServicer_to_server,
             LoggerServicer(self.pipeline, settings.max_event_bytes),
@@ -68,9 +68,9 @@ class LoggerApp:
 
     async def start(self) -> None:
         await self.pipeline.start()
+        port = await self.server.start()  # also serves /metrics when metrics_port is set
         if self.settings.metrics_port is not None:
-            self.metrics.serve(self.settings.metrics_host, self.settings.metrics_port)
-        port = await self.server.start()
+            self.metrics.port = self.server.metrics_port
         self._started = True
         log.info(
             "logger serving on %s:%d -> kafka %s (topics %s, %s), journal %s",

@@ -78,9 +78,4 @@ class LoggerSettings(ServerSettings):
         "(what is left is replayed at the next start).",
     )
 
-    # -- Metrics -------------------------------------------------------------
-    metrics_port: int | None = Field(
-        None,
-        description="Prometheus /metrics HTTP port; unset = disabled, 0 = an ephemeral port (logged).",
-    )
-    metrics_host: str = Field("127.0.0.1", description="Interface the metrics endpoint binds to.")
+    # Metrics: `metrics_port` / `metrics_host` come from ServerSettings (served by GrpcServer).

@@ -1,21 +1,51 @@
-"""One real local mesh (Redis + features + inference + gateway processes) per test session."""
+"""One real local mesh (Redis + broker + logger + features + inference + gateway + control plane + Envoy)
+per test session, with every service tracing to an in-test OTLP collector and serving /metrics."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 import pytest
 
 from predmesh.local.mesh import LocalMesh, MeshOptions
+from predmesh.local.procs import free_port
 from predmesh.v1 import prediction_pb2_grpc
+from tests.common.otlp_collector import OtlpCollector
+
+TRACED_SERVICES = ("gateway", "features", "inference", "logger", "controlplane")
+METERED_SERVICES = ("gateway", "features", "inference", "logger")
+
+
+@dataclass
+class Observability:
+    collector: OtlpCollector
+    metrics_ports: dict[str, int]
 
 
 @pytest.fixture(scope="session")
-def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMesh]:
+def observability() -> Iterator[Observability]:
+    collector = OtlpCollector()
+    collector.start()
+    try:
+        yield Observability(collector, {name: free_port() for name in METERED_SERVICES})
+    finally:
+        collector.stop()
+
+
+@pytest.fixture(scope="session")
+def mesh(tmp_path_factory: pytest.TempPathFactory, observability: Observability) -> Iterator[LocalMesh]:
     state = Path(tmp_path_factory.mktemp("mesh"))
-    with LocalMesh(MeshOptions(state_dir=state, demo_users=200)) as running:
+    endpoint = f"127.0.0.1:{observability.collector.port}"
+    env = {f"PREDMESH_{name.upper()}_OTLP_ENDPOINT": endpoint for name in TRACED_SERVICES}
+    env |= {f"PREDMESH_{n.upper()}_METRICS_PORT": str(p) for n, p in observability.metrics_ports.items()}
+    env |= {
+        "OTEL_BSP_SCHEDULE_DELAY": "100",  # export spans every 100 ms (SDK default: 5 s)
+        "PREDMESH_GATEWAY_LOG_FEATURES_SAMPLE": "1.0",
+    }
+    with LocalMesh(MeshOptions(state_dir=state, demo_users=200, extra_env=env)) as running:
         yield running
 
 

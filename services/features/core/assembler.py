@@ -26,6 +26,7 @@ from services.features.core.spec import FeatureGroup, FeatureSpec, Scalar, Sourc
 from services.features.core.store import FeatureStore, StoredEntity
 from services.features.core.values import coerce, parse_stored
 from services.features.errors import BadEntities, UnknownFeature
+from services.features.metrics import FeaturesMetrics
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,11 +67,13 @@ class FeatureAssembler:
         store: FeatureStore,
         cache: EntityCache | None = None,
         limits: Limits | None = None,
+        metrics: FeaturesMetrics | None = None,
     ) -> None:
         self._registry = registry
         self._store = store
         self._cache = cache
         self._limits = limits or Limits()
+        self._metrics = metrics
 
     def describe(self, entity_type: str) -> FeatureGroup:
         return self._registry.group(entity_type)
@@ -81,7 +84,21 @@ class FeatureAssembler:
         self._check_entities(group, query.entities)
         store_fields = list(dict.fromkeys(s.name for s in specs if s.source is Source.STORE))
         stored = await self._read(query.entity_type, query.entities, store_fields)
-        return [_assemble(specs, entity, stored[entity.entity_id]) for entity in query.entities]
+        vectors = [_assemble(specs, entity, stored[entity.entity_id]) for entity in query.entities]
+        if self._metrics is not None:
+            self._count(query.entity_type, vectors)
+        return vectors
+
+    def _count(self, entity_type: str, vectors: Sequence[FeatureVector]) -> None:
+        assert self._metrics is not None
+        m = self._metrics
+        for vec in vectors:
+            for name in vec.missing:
+                m.defaults_used.labels(entity_type, name, "missing").inc()
+            for name in vec.invalid:
+                m.defaults_used.labels(entity_type, name, "invalid").inc()
+            if vec.entity_unknown:
+                m.unknown_entities.labels(entity_type).inc()
 
     def _resolve(self, group: FeatureGroup, names: Sequence[str]) -> list[FeatureSpec]:
         if not names:
@@ -124,6 +141,11 @@ class FeatureAssembler:
                 stored[entity_id] = cached
             else:
                 to_fetch.append(entity_id)
+        if self._metrics is not None:
+            if len(stored):
+                self._metrics.entities.labels(entity_type, "cache").inc(len(stored))
+            if to_fetch:
+                self._metrics.entities.labels(entity_type, "redis").inc(len(to_fetch))
         if to_fetch:
             fetched = await self._store.fetch(entity_type, to_fetch, fields)
             for entity_id, entity in zip(to_fetch, fetched, strict=True):

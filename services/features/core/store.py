@@ -4,7 +4,8 @@ Layout: one hash per entity, `features:{entity_type}:{entity_id}`, field = featu
 name, value = text (see `values.py`).
 
 `RedisFeatureStore.fetch` reads any number of entities in ONE pipelined round trip
-(`pipeline(transaction=False)`, per entity EXISTS + HMGET of only the needed fields).
+(`pipeline(transaction=False)`, per entity EXISTS + HMGET of only the needed fields),
+traced as one `redis.pipeline` span.
 Partial failure policy: any Redis error fails the whole batch with
 `StoreUnavailable` (UNAVAILABLE) so the caller can degrade; no partial vectors.
 
@@ -23,7 +24,10 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from predmesh.common import telemetry
 from services.features.errors import StoreUnavailable
+
+PIPELINE_SPAN = "redis.pipeline"
 
 
 def entity_key(entity_type: str, entity_id: str) -> str:
@@ -78,16 +82,20 @@ class RedisFeatureStore:
     async def fetch(self, entity_type: str, entity_ids: Sequence[str], fields: Sequence[str]) -> list[StoredEntity]:
         if not entity_ids:
             return []
-        try:
-            async with self._client.pipeline(transaction=False) as pipe:
-                for entity_id in entity_ids:
-                    key = entity_key(entity_type, entity_id)
-                    pipe.exists(key)
-                    if fields:
-                        pipe.hmget(key, list(fields))
-                replies = await pipe.execute()
-        except (TimeoutError, RedisError, OSError) as err:
-            raise StoreUnavailable(f"feature store unavailable: {type(err).__name__}: {err}") from err
+        with telemetry.span(
+            PIPELINE_SPAN,
+            **{"db.system": "redis", "db.operation": "EXISTS+HMGET", "predmesh.entities": len(entity_ids)},
+        ):
+            try:
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for entity_id in entity_ids:
+                        key = entity_key(entity_type, entity_id)
+                        pipe.exists(key)
+                        if fields:
+                            pipe.hmget(key, list(fields))
+                    replies = await pipe.execute()
+            except (TimeoutError, RedisError, OSError) as err:
+                raise StoreUnavailable(f"feature store unavailable: {type(err).__name__}: {err}") from err
         step = 2 if fields else 1
         result = []
         for i in range(len(entity_ids)):

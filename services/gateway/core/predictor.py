@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import re
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from predmesh.common import telemetry
 from predmesh.common.deadline import Deadline
 from services.gateway.core.breaker import BreakerRegistry
 from services.gateway.core.catalog import ModelCatalog
@@ -65,6 +67,8 @@ class PredictorLimits:
     max_batch_items: int
     min_inference_budget_s: float = 0.005
     max_shadow_inflight: int = 256
+    # Fraction of prediction records that carry their feature values (drift monitoring).
+    log_features_sample: float = 0.0
 
 
 class _Degrade(Exception):
@@ -446,6 +450,8 @@ class Predictor:
     def _log(self, out: PredictOutput, names: Sequence[str], values: Sequence[Scalar]) -> None:
         if self._sink is None:
             return
+        sample = self._limits.log_features_sample
+        with_features = sample > 0 and (sample >= 1 or random.random() < sample)
         record = PredictionRecord(
             request_id=out.request_id,
             model=out.model,
@@ -459,6 +465,9 @@ class Predictor:
             degraded_reason=out.degraded_reason,
             timestamp_s=time.time(),
             defaulted_features=out.defaulted_features,
+            trace_id=telemetry.current_trace_id(),
+            traceparent=telemetry.current_traceparent(),
+            features=tuple(zip(names, values, strict=True)) if with_features and names else (),
         )
         if not self._sink.emit(record):
             self.metrics.log_dropped.inc()

@@ -91,3 +91,7 @@ class PredictionRecord:
     timestamp_s: float
     defaulted_features: tuple[str, ...] = field(default_factory=tuple)
     trace_id: str = ""
+    # W3C traceparent of the span that produced the record ('' when not traced).
+    traceparent: str = ""
+    # Feature values actually scored, for drift monitoring; only for a sample of records.
+    features: tuple[tuple[str, Scalar], ...] = ()

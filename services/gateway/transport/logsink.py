@@ -6,7 +6,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from predmesh.v1 import events_pb2
 from services.gateway.core.types import PredictionRecord
-from services.gateway.transport.converters import score_to_pb
+from services.gateway.transport.converters import scalar_to_value, score_to_pb
 from services.logger.client import LoggerClient
 
 
@@ -27,6 +27,8 @@ def record_to_event(record: PredictionRecord) -> events_pb2.PredictionEvent:
         trace_id=record.trace_id,
         timestamp=ts,
         defaulted_features=list(record.defaulted_features),
+        traceparent=record.traceparent,
+        features={name: scalar_to_value(value) for name, value in record.features},
     )
 
 

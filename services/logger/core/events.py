@@ -49,13 +49,20 @@ class Route:
 def traceparent(trace_id: str, request_id: str) -> str | None:
     """A W3C traceparent for `trace_id`, or None when it is not a valid 32-hex trace id.
 
-    The event schema carries no span id, so the parent-id is derived from the request
-    id (stable across replays); consumers that link spans should key on trace_id.
+    Used when the event carries no `traceparent` of its own (untraced callers): the
+    parent-id is then derived from the request id (stable across replays).
     """
     if not _TRACE_ID.match(trace_id) or trace_id == "0" * 32:
         return None
     span = hashlib.blake2b(request_id.encode(), digest_size=8).hexdigest()
     return f"00-{trace_id}-{span}-01"
+
+
+_TRACEPARENT = re.compile(r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+
+
+def _valid_traceparent(value: str) -> bool:
+    return bool(value) and _TRACEPARENT.match(value) is not None and value[3:35] != "0" * 32
 
 
 def route(payload: bytes, topic: str, shadow_topic: str) -> Route:
@@ -69,9 +76,11 @@ def route(payload: bytes, topic: str, shadow_topic: str) -> Route:
     ]
     if event.trace_id:
         headers.append(("trace_id", event.trace_id.encode()))
+    parent = event.traceparent if _valid_traceparent(event.traceparent) else None
+    if parent is None and event.trace_id:
         parent = traceparent(event.trace_id, event.request_id)
-        if parent is not None:
-            headers.append(("traceparent", parent.encode()))
+    if parent is not None:
+        headers.append(("traceparent", parent.encode()))
     return Route(
         topic=shadow_topic if event.arm == SHADOW_ARM else topic,
         key=event.entity_id.encode() if event.entity_id else None,

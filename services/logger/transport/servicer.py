@@ -18,6 +18,7 @@ from predmesh.v1 import events_pb2_grpc
 from predmesh.v1.events_pb2 import EventBatch, PublishAck
 from services.logger.core.pipeline import LogPipeline
 from services.logger.transport.converters import ack, batch_to_payloads
+from services.logger.transport.tracing import end_journal_spans, end_when_done, start_journal_spans
 
 _PIPELINE_DEPTH = 64  # batches of one stream being journaled before acks are awaited
 
@@ -37,8 +38,14 @@ class LoggerServicer(events_pb2_grpc.LoggerServiceServicer):
         async def read() -> None:
             try:
                 async for batch in request_iterator:
-                    payloads = batch_to_payloads(batch, self._max_event_bytes)
+                    spans = start_journal_spans(batch)
+                    try:
+                        payloads = batch_to_payloads(batch, self._max_event_bytes)
+                    except Exception as err:
+                        end_journal_spans(spans, err)
+                        raise
                     task = asyncio.ensure_future(self._pipeline.append(payloads))
+                    end_when_done(spans, task)
                     await pending.put((batch.sequence, len(payloads), task))
                 await pending.put(None)
             except Exception as err:

@@ -1,0 +1,31 @@
+"""Prometheus metrics of the features service, on the registry its GrpcServer exposes at /metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter
+
+
+class FeaturesMetrics:
+    """Counters the assembler updates; thread-safe (prometheus_client). One instance per app."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.defaults_used = Counter(
+            "predmesh_features_defaults_used",
+            "Feature values replaced by their registered default, by reason (missing or invalid).",
+            ["entity_type", "feature", "reason"],
+            registry=r,
+        )
+        self.entities = Counter(
+            "predmesh_features_entities",
+            "Entities assembled, by where their stored values came from (cache or redis).",
+            ["entity_type", "source"],
+            registry=r,
+        )
+        self.unknown_entities = Counter(
+            "predmesh_features_unknown_entities",
+            "Entities with no stored hash (every store feature defaulted).",
+            ["entity_type"],
+            registry=r,
+        )
