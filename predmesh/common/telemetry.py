@@ -143,6 +143,19 @@ def span(name: str, **attributes: Any) -> Iterator[Span]:
         yield current
 
 
+@contextmanager
+def outgoing_call(name: str, **attributes: Any) -> Iterator[dict[str, str] | None]:
+    """A CLIENT span around a call made through a foreign client (tritonclient), yielding
+    the W3C headers that carry it to the server; yields None while tracing is off."""
+    if not tracing_enabled():
+        yield None
+        return
+    with tracer().start_as_current_span(name, kind=SpanKind.CLIENT, attributes=attributes or None):
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+        yield carrier
+
+
 # -- gRPC server --------------------------------------------------------------------------
 class TracingServerInterceptor(grpc.aio.ServerInterceptor):
     """Extract W3C context from metadata; one SERVER span per RPC with its gRPC status code."""

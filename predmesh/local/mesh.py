@@ -138,7 +138,12 @@ class LocalMesh:
             from predmesh.local.triton import OrtWorker
 
             self.ort_workers = [
-                OrtWorker(self.model_repository, workdir=self._logs(f"ort-worker-{i}"), name=f"ort-worker-{i}")
+                OrtWorker(
+                    self.model_repository,
+                    env=opts.extra_env,
+                    workdir=self._logs(f"ort-worker-{i}"),
+                    name=f"ort-worker-{i}",
+                )
                 for i in range(opts.ort_workers)
             ]
             services += self.ort_workers

@@ -15,7 +15,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from prometheus_client import CollectorRegistry
+
 from predmesh.common.grpcserver import GrpcServer
+from predmesh.common.metrics import BatchMetrics
 from predmesh.common.runner import configure_logging, serve_until_signal
 from predmesh.v1 import inference_pb2, inference_pb2_grpc
 from services.inference.backends.select import RoutingBackend, build_backends
@@ -59,7 +62,8 @@ class InferenceApp:
 
             await asyncio.to_thread(ensure_demo_models, repo)
         registry = await asyncio.to_thread(ModelRegistry.from_directory, repo)
-        backend = build_backends(settings, registry.all())
+        metrics_registry = CollectorRegistry()
+        backend = build_backends(settings, registry.all(), BatchMetrics(metrics_registry))
         self._backend = backend
         lifecycle = ModelLifecycle(
             backend,
@@ -73,7 +77,7 @@ class InferenceApp:
         core = InferenceCore(lifecycle, backend, max_rows=settings.max_rows, offload_rows=settings.offload_rows)
         try:
             await lifecycle.start()
-            server = GrpcServer(settings)
+            server = GrpcServer(settings, registry=metrics_registry)
             server.add_servicer(
                 inference_pb2_grpc.add_InferenceServiceServicer_to_server,
                 InferenceServicer(core),

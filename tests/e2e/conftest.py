@@ -15,7 +15,7 @@ from predmesh.local.procs import free_port
 from predmesh.v1 import prediction_pb2_grpc
 from tests.common.otlp_collector import OtlpCollector
 
-TRACED_SERVICES = ("gateway", "features", "inference", "logger", "controlplane")
+TRACED_SERVICES = ("gateway", "features", "inference", "ortworker", "logger", "controlplane")
 METERED_SERVICES = ("gateway", "features", "inference", "logger")
 
 

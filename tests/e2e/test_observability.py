@@ -144,6 +144,32 @@ def test_one_connected_trace_from_envoy_to_the_logger(mesh: LocalMesh, observabi
     # The Kafka record's traceparent names the logger's journal span: consumers continue the trace.
     assert headers["traceparent"].decode().split("-")[2] == journal.span_id
 
+    # fraud runs on the ORT worker behind the orchestrator's micro-batcher: the request waited
+    # in the queue (a child span), and its batch is a trace of its own LINKED to the request,
+    # continued over KServe v2 gRPC into the worker. (The shadow call to fraud:2 is batched too.)
+    queue_wait = [s for s in spans if s.name == "queue_wait"]
+    assert queue_wait and {by_id[s.parent_span_id].name for s in queue_wait} == {"predmesh.v1.InferenceService/Infer"}
+    linked = queue_wait[0].parent_span_id
+
+    def batch_trace() -> list[CollectedSpan] | None:
+        every = observability.collector.spans()
+        batch = next(
+            (s for s in every if s.name == "predmesh.inference/batch" and (trace_id, linked) in s.links), None
+        )
+        if batch is None:
+            return None
+        members = [s for s in every if s.trace_id == batch.trace_id]
+        return members if any(s.service == "predmesh-ortworker" for s in members) else None
+
+    members = eventually(batch_trace, 20, "the batch's spans")
+    batch = next(s for s in members if s.name == "predmesh.inference/batch")
+    assert batch.service == "predmesh-inference" and not batch.parent_span_id
+    assert batch.attributes["predmesh.model"] == "fraud" and int(batch.attributes["batch.rows"]) >= 1
+    call = next(s for s in members if s.name == "inference.GRPCInferenceService/ModelInfer" and s.kind == CLIENT)
+    assert call.parent_span_id == batch.span_id
+    worker = next(s for s in members if s.service == "predmesh-ortworker")
+    assert worker.kind == SERVER and worker.parent_span_id == call.span_id
+
 
 def test_every_service_serves_metrics(mesh: LocalMesh, observability: Observability) -> None:
     with grpc.insecure_channel(mesh.gateway_address) as channel:
@@ -166,6 +192,11 @@ def test_every_service_serves_metrics(mesh: LocalMesh, observability: Observabil
     assert handled("gateway", "predmesh.v1.PredictionService", "Predict", "NOT_FOUND") >= 1
     assert handled("features", "predmesh.v1.FeatureService", "GetFeatures", "OK") >= 1
     assert handled("inference", "predmesh.v1.InferenceService", "Infer", "OK") >= 1
+    inference = scrape(ports["inference"])
+    fraud = (("model", "fraud"), ("version", "1"))
+    assert inference.get(("predmesh_inference_batch_size_count", fraud), 0) >= 1  # batches of the ORT worker
+    assert inference.get(("predmesh_inference_queue_wait_seconds_count", fraud), 0) >= 1
+    assert ("predmesh_inference_queue_depth", fraud) in inference
     gateway = scrape(ports["gateway"])
     assert any(name == "predmesh_grpc_server_handling_seconds_bucket" for name, _ in gateway)
     assert any(name == "predmesh_gateway_predictions_total" for name, _ in gateway)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from predmesh.common.deadline import Deadline
+from predmesh.common.metrics import BatchMetrics
 from services.inference.core.backend import Backend
 from services.inference.core.batcher import BatcherConfig, BatcherStats, MicroBatcher
 from services.inference.core.registry import ModelVersion, VersionKey
@@ -25,10 +26,13 @@ from services.inference.errors import ModelNotReady
 class BatchingBackend:
     """Micro-batching wrapper around `inner` (see module docstring)."""
 
-    def __init__(self, inner: Backend, config: BatcherConfig | None = None) -> None:
+    def __init__(
+        self, inner: Backend, config: BatcherConfig | None = None, metrics: BatchMetrics | None = None
+    ) -> None:
         self.inner = inner
         self.name = f"batching({inner.name})"
         self.config = config or BatcherConfig()
+        self.metrics = metrics
         self._batchers: dict[VersionKey, MicroBatcher] = {}
 
     async def load(self, model_version: ModelVersion) -> None:
@@ -40,7 +44,13 @@ class BatchingBackend:
         async def run(batch: np.ndarray, deadline: Deadline | None) -> np.ndarray:
             return await inner.infer(model_version, batch, deadline)
 
-        batcher = MicroBatcher(run, self.config, name=f"batcher {model_version}")
+        batcher = MicroBatcher(
+            run,
+            self.config,
+            name=f"batcher {model_version}",
+            metrics=self.metrics,
+            labels=(model_version.name, model_version.version),
+        )
         batcher.start()
         self._batchers[model_version.key] = batcher
 

@@ -36,6 +36,7 @@ from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.grpc.aio import InferenceServerClient
 from tritonclient.utils import InferenceServerException
 
+from predmesh.common import telemetry
 from predmesh.common.deadline import Deadline
 from predmesh.common.errors import DeadlineExceeded, PredmeshError, ResourceExhausted, Unavailable
 from services.inference.core.registry import ModelVersion, VersionKey
@@ -181,13 +182,19 @@ class KServeGrpcBackend:
             timeout = deadline.budget(what=f"running {model_version} on {self.name}")
             target.outstanding += 1
             try:
-                result = await target.client.infer(
-                    spec.name,
-                    inputs,
-                    model_version=spec.version,
-                    outputs=outputs,
-                    client_timeout=timeout,
-                )
+                with telemetry.outgoing_call(
+                    "inference.GRPCInferenceService/ModelInfer",
+                    **{"rpc.system": "grpc", "server.address": target.address, "predmesh.backend": self.name},
+                    **{"predmesh.model": spec.name, "predmesh.model_version": spec.version, "batch.rows": len(data)},
+                ) as headers:
+                    result = await target.client.infer(
+                        spec.name,
+                        inputs,
+                        model_version=spec.version,
+                        outputs=outputs,
+                        client_timeout=timeout,
+                        headers=headers,
+                    )
             except InferenceServerException as err:
                 error = self._translate(err, model_version, target.address)
                 if isinstance(error, Unavailable):

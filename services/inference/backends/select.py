@@ -27,6 +27,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from predmesh.common.deadline import Deadline
+from predmesh.common.metrics import BatchMetrics
 from services.inference.backends.batching import BatchingBackend
 from services.inference.backends.kserve_grpc import KServeGrpcBackend
 from services.inference.backends.onnxruntime_local import OnnxRuntimeLocalBackend
@@ -73,15 +74,15 @@ def batcher_config(settings: InferenceSettings) -> BatcherConfig:
     )
 
 
-def make_backend(kind: str, settings: InferenceSettings) -> Backend:
-    """A new backend of `kind`, wrapped in a micro-batcher per the settings."""
+def make_backend(kind: str, settings: InferenceSettings, metrics: BatchMetrics | None = None) -> Backend:
+    """A new backend of `kind`, wrapped in a micro-batcher per the settings (observed by `metrics`)."""
     if kind == LOCAL:
         local: Backend = OnnxRuntimeLocalBackend(
             intra_op_threads=settings.ort_intra_op_threads,
             inter_op_threads=settings.ort_inter_op_threads,
             executor_threads=settings.executor_threads,
         )
-        return BatchingBackend(local, batcher_config(settings)) if settings.batch_local else local
+        return BatchingBackend(local, batcher_config(settings), metrics) if settings.batch_local else local
     if kind == ORT_WORKER:
         workers: Backend = KServeGrpcBackend(
             settings.ort_worker_targets,
@@ -90,7 +91,7 @@ def make_backend(kind: str, settings: InferenceSettings) -> Backend:
             load_timeout_s=settings.backend_load_timeout_ms / 1000.0,
             balance=settings.worker_balance,
         )
-        return BatchingBackend(workers, batcher_config(settings)) if settings.batch_ort_workers else workers
+        return BatchingBackend(workers, batcher_config(settings), metrics) if settings.batch_ort_workers else workers
     if kind == TRITON:
         assert settings.triton_target is not None
         triton: Backend = KServeGrpcBackend(
@@ -99,16 +100,18 @@ def make_backend(kind: str, settings: InferenceSettings) -> Backend:
             timeout_s=settings.backend_timeout_ms / 1000.0,
             load_timeout_s=settings.backend_load_timeout_ms / 1000.0,
         )
-        return triton if settings.triton_batches else BatchingBackend(triton, batcher_config(settings))
+        return triton if settings.triton_batches else BatchingBackend(triton, batcher_config(settings), metrics)
     raise ValueError(f"unknown backend kind {kind!r}")
 
 
-def build_backends(settings: InferenceSettings, versions: Iterable[ModelVersion]) -> RoutingBackend:
+def build_backends(
+    settings: InferenceSettings, versions: Iterable[ModelVersion], metrics: BatchMetrics | None = None
+) -> RoutingBackend:
     """Create only the backends some version is placed on (ensembles run no backend of
     their own); later versions are placed on their first load."""
     routes = {mv.key: placement(mv, settings) for mv in versions if not mv.is_ensemble}
-    backends = {kind: make_backend(kind, settings) for kind in sorted(set(routes.values()))}
-    return RoutingBackend(backends, routes, settings)
+    backends = {kind: make_backend(kind, settings, metrics) for kind in sorted(set(routes.values()))}
+    return RoutingBackend(backends, routes, settings, metrics)
 
 
 class RoutingBackend:
@@ -121,10 +124,12 @@ class RoutingBackend:
         backends: dict[str, Backend],
         routes: dict[VersionKey, str],
         settings: InferenceSettings | None = None,
+        metrics: BatchMetrics | None = None,
     ) -> None:
         self.backends = backends
         self.routes = dict(routes)
         self._settings = settings
+        self._metrics = metrics
 
     def backend_for(self, mv: ModelVersion) -> Backend:
         try:
@@ -136,7 +141,7 @@ class RoutingBackend:
         if model_version.key not in self.routes and self._settings is not None:
             kind = placement(model_version, self._settings)
             if kind not in self.backends:
-                self.backends[kind] = make_backend(kind, self._settings)
+                self.backends[kind] = make_backend(kind, self._settings, self._metrics)
             self.routes[model_version.key] = kind
         await self.backend_for(model_version).load(model_version)
 

@@ -17,6 +17,13 @@ is cancelled while queued is skipped.
 Backpressure: the queue is bounded (`max_queue` requests); a full queue answers
 ResourceExhausted at once instead of queueing without bound.
 
+Observability: each request's trace context is captured at `submit` (on the caller's
+task); every batch runs in one `predmesh.inference/batch` span LINKED to the requests it
+carries, and each request gets a `queue_wait` child span (`telemetry.batch_span`; skipped
+entirely while tracing is off). With `metrics` (a `BatchMetrics` and the `labels`
+model/version), the batcher observes rows per batch, queue wait per request and keeps
+the queue-depth gauge current.
+
 Ownership/threading: one event loop; the batcher owns its queue, its collector task
 and a set holding every batch task until it completes (so none is garbage-collected
 mid-flight). Lifecycle: `start()` -> `submit()`... -> `stop()`, which refuses new
@@ -27,16 +34,20 @@ running batch. Results are set only on futures that are not done yet.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
+from predmesh.common import telemetry
 from predmesh.common.deadline import Deadline
 from predmesh.common.errors import DeadlineExceeded, ResourceExhausted, Unavailable
+from predmesh.common.metrics import BatchMetrics
 from services.inference.errors import ModelExecutionError
 
 log = logging.getLogger(__name__)
@@ -84,6 +95,8 @@ class _Pending:
     rows: np.ndarray
     deadline: Deadline | None
     future: asyncio.Future[np.ndarray]
+    enqueued: float  # time.monotonic() at submit
+    trace: telemetry.QueuedTrace | None  # None while tracing is off
 
 
 _STOP = object()
@@ -92,10 +105,21 @@ _STOP = object()
 class MicroBatcher:
     """Batches concurrent requests for one model version (see module docstring)."""
 
-    def __init__(self, run: RunBatch, config: BatcherConfig | None = None, name: str = "batcher") -> None:
+    def __init__(
+        self,
+        run: RunBatch,
+        config: BatcherConfig | None = None,
+        name: str = "batcher",
+        metrics: BatchMetrics | None = None,
+        labels: tuple[str, str] = ("", ""),
+    ) -> None:
         self._run = run
         self.config = config or BatcherConfig()
         self.name = name
+        self._labels = labels
+        self._size_hist = metrics.batch_size.labels(*labels) if metrics else None
+        self._wait_hist = metrics.queue_wait.labels(*labels) if metrics else None
+        self._depth_gauge = metrics.queue_depth.labels(*labels) if metrics else None
         self._queue: asyncio.Queue[_Pending | object] = asyncio.Queue()
         self._queued = 0  # requests in the queue (the sentinel is not counted)
         self._collector: asyncio.Task[None] | None = None
@@ -140,8 +164,11 @@ class MicroBatcher:
             self._stats.rejected += 1
             raise ResourceExhausted(f"{self.name}: queue full ({self.config.max_queue} requests)")
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+        queued = telemetry.enqueue_trace() if telemetry.tracing_enabled() else None
         self._queued += 1
-        self._queue.put_nowait(_Pending(rows, deadline, future))
+        self._queue.put_nowait(_Pending(rows, deadline, future, time.monotonic(), queued))
+        if self._depth_gauge is not None:
+            self._depth_gauge.set(self._queued)
         return await future
 
     def stats(self) -> BatcherStats:
@@ -173,6 +200,8 @@ class MicroBatcher:
                 return None
         if item is not _STOP:
             self._queued -= 1
+            if self._depth_gauge is not None:
+                self._depth_gauge.set(self._queued)
         return item
 
     async def _collect(self) -> None:
@@ -246,8 +275,10 @@ class MicroBatcher:
             stats.rows += len(stacked)
             stats.batch_rows[len(stacked)] += 1
             stats.batch_requests[len(batch)] += 1
+            self._observe(batch, len(stacked))
             try:
-                output = await self._run(stacked, deadline)
+                with self._span(batch, len(stacked)):
+                    output = await self._run(stacked, deadline)
                 if len(output) != len(stacked):
                     raise ModelExecutionError(f"{self.name}: backend returned {len(output)} rows for {len(stacked)}")
             except Exception as err:  # every caller gets the batch's error
@@ -263,6 +294,23 @@ class MicroBatcher:
                 start += size
         finally:
             self._slots.release()
+
+    def _observe(self, batch: list[_Pending], rows: int) -> None:
+        if self._size_hist is None or self._wait_hist is None:
+            return
+        self._size_hist.observe(rows)
+        now = time.monotonic()
+        for item in batch:
+            self._wait_hist.observe(now - item.enqueued)
+
+    def _span(self, batch: list[_Pending], rows: int) -> contextlib.AbstractContextManager[Any]:
+        """The batch span linked to each traced request (no-op context while tracing is off)."""
+        traces = [item.trace for item in batch if item.trace is not None]
+        if not traces:
+            return contextlib.nullcontext()
+        model, version = self._labels
+        attributes = {"predmesh.model": model, "predmesh.model_version": version, "batch.rows": rows}
+        return telemetry.batch_span("predmesh.inference/batch", traces, attributes)
 
 
 def _latest(batch: list[_Pending]) -> Deadline | None:
