@@ -52,6 +52,8 @@ class LocalMesh:
         self.redis: RedisServer | None = None
         self.broker: ManagedProcess | None = None
         self.logger: PythonService | None = None
+        self.monitor: PythonService | None = None
+        self.monitor_metrics_port = 0
         self.features: PythonService | None = None
         self.inference: PythonService | None = None
         self.gateway: PythonService | None = None
@@ -127,6 +129,18 @@ class LocalMesh:
                 },
             )
             services.append(self.logger)
+            # Drift monitor on the prediction log: PSI vs each version's reference.json, on /metrics.
+            metrics_env = "PREDMESH_MONITOR_METRICS_PORT"
+            self.monitor_metrics_port = int(opts.extra_env.get(metrics_env) or free_port())
+            self.monitor = self._service(
+                "monitor",
+                {
+                    "PREDMESH_MONITOR_BOOTSTRAP_SERVERS": self.bootstrap_servers,
+                    "PREDMESH_MONITOR_MODEL_REPOSITORY": str(self.model_repository),
+                    metrics_env: str(self.monitor_metrics_port),
+                },
+            )
+            services.append(self.monitor)
         backends: dict[str, str] = {}
         if opts.with_triton:
             from predmesh.local.triton import TritonServer
@@ -255,6 +269,8 @@ class LocalMesh:
             out[f"{worker.name} (KServe v2 gRPC; CPU pool)"] = worker.address
         if self.logger:
             out["logger (gRPC LoggerService)"] = self.logger.address
+        if self.monitor:
+            out["drift monitor (Prometheus /metrics)"] = f"http://127.0.0.1:{self.monitor_metrics_port}/metrics"
         if self.controlplane:
             out["control plane (xDS ADS + admin)"] = self.controlplane.address
         if self.redis:

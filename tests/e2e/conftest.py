@@ -44,6 +44,9 @@ def mesh(tmp_path_factory: pytest.TempPathFactory, observability: Observability)
     env |= {
         "OTEL_BSP_SCHEDULE_DELAY": "100",  # export spans every 100 ms (SDK default: 5 s)
         "PREDMESH_GATEWAY_LOG_FEATURES_SAMPLE": "1.0",
+        "PREDMESH_MONITOR_FROM_BEGINNING": "true",  # no record missed before the group is assigned
+        "PREDMESH_MONITOR_MIN_EVENTS": "30",
+        "PREDMESH_MONITOR_EVALUATE_INTERVAL_S": "0.5",
     }
     with LocalMesh(MeshOptions(state_dir=state, demo_users=200, extra_env=env)) as running:
         yield running

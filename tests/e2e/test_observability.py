@@ -209,3 +209,35 @@ def test_every_service_serves_metrics(mesh: LocalMesh, observability: Observabil
         "logger deliveries",
     )
     assert logger[("predmesh_logger_kafka_up", ())] == 1
+
+
+def test_drift_monitor_reads_the_prediction_log_and_flags_a_shifted_feature(mesh: LocalMesh) -> None:
+    """Real path: gateway -> logger -> Kafka -> monitor, PSI against fraud:1's training reference.json."""
+    assert mesh.monitor is not None
+    with grpc.insecure_channel(mesh.gateway_address) as channel:
+        stub = prediction_pb2_grpc.PredictionServiceStub(channel)
+        for i in range(60):
+            stub.Predict(
+                prediction_pb2.PredictRequest(
+                    model="fraud",
+                    version="1",
+                    entity_id=f"u{i:05d}",
+                    # Every request the same amount: one bin of the training distribution.
+                    context={"amount": common_pb2.Value(number_value=42.0)},
+                ),
+                timeout=10,
+            )
+    fraud = (("model", "fraud"), ("version", "1"))
+
+    def evaluated() -> dict[tuple[str, tuple[tuple[str, str], ...]], float] | None:
+        m = scrape(mesh.monitor_metrics_port)
+        return m if m.get(("predmesh_monitor_window_events", fraud), 0) >= 60 and (
+            ("predmesh_monitor_score_psi", fraud) in m
+        ) else None
+
+    metrics = eventually(evaluated, 30, "the monitor's window of fraud:1")
+    amount_psi = metrics[("predmesh_monitor_feature_psi", (("feature", "amount"), *fraud))]
+    assert amount_psi > 0.25  # a constant amount is far from the training spread
+    assert metrics[("predmesh_monitor_drift", fraud)] == 1
+    assert metrics[("predmesh_monitor_score_psi", fraud)] >= 0.0
+    assert metrics[("predmesh_monitor_events_consumed_total", ())] >= 60

@@ -15,6 +15,9 @@ training and serving cannot drift apart. Everything is seeded and single-process
 the same seed gives the same models. Needs the `train` extra (xgboost, scikit-learn,
 onnxmltools, skl2onnx). `python -m services.inference.demo.train [repo_dir]` trains.
 Training also writes the Triton configs (services/inference/triton/layout.py).
+Each version also gets `reference.json` (services/monitor/core/reference.py): the
+holdout's score distribution and its numeric input features, which the drift monitor
+compares live traffic against (PSI).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from predmesh.demo import synth
 from services.inference.core.preprocess import Column, Preprocessor
 from services.inference.core.spec import ONNX_FILE, SPEC_FILE, ModelSpec, parse_spec
 from services.inference.triton.layout import triton_layout_present, write_triton_layout
+from services.monitor.core.reference import Reference, compute_reference, save_reference
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +69,7 @@ class TrainedModel:
     spec: ModelSpec
     onnx_bytes: bytes
     estimator: Any
+    reference: Reference | None = None  # holdout score/feature distributions (reference.json)
 
 
 def demo_dataset(seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -230,10 +235,27 @@ def _ensemble(by_key: dict[str, TrainedModel], holdout: pd.DataFrame, train_rows
     assert spec.ensemble is not None
     total = sum(m.weight for m in spec.ensemble.members)
     probs = sum(m.weight * _holdout_probs(by_key[f"{m.model}:{m.version}"], holdout) for m in spec.ensemble.members)
-    auc = _auc(holdout["label"].to_numpy(), np.asarray(probs)[:, spec.positive_index] / total)
+    scores = np.asarray(probs)[:, spec.positive_index] / total
+    auc = _auc(holdout["label"].to_numpy(), scores)
     log.info("ensemble fraud_ens:1: holdout AUC %.4f", auc)
     metadata = {"holdout_auc": round(auc, 4), "train_rows": train_rows, "holdout_rows": len(holdout), "seed": seed}
-    return TrainedModel(spec=spec.model_copy(update={"metadata": metadata}), onnx_bytes=b"", estimator=None)
+    members = {i.name for m in spec.ensemble.members for i in by_key[f"{m.model}:{m.version}"].spec.inputs}
+    return TrainedModel(
+        spec=spec.model_copy(update={"metadata": metadata}),
+        onnx_bytes=b"",
+        estimator=None,
+        reference=_reference(scores, holdout, sorted(members)),
+    )
+
+
+def _reference(scores: np.ndarray, holdout: pd.DataFrame, features: list[str]) -> Reference:
+    """Holdout distributions of the positive-class score and of each numeric input feature."""
+    columns = {
+        name: holdout[name].astype(float).tolist()
+        for name in features
+        if name in holdout and pd.api.types.is_numeric_dtype(holdout[name]) and holdout[name].dtype != bool
+    }
+    return compute_reference([float(v) for v in scores], columns)
 
 
 def _with_metrics(trained: TrainedModel, holdout: pd.DataFrame, train_rows: int, seed: int) -> TrainedModel:
@@ -261,7 +283,8 @@ def _with_metrics(trained: TrainedModel, holdout: pd.DataFrame, train_rows: int,
         "data": "predmesh.demo.synth",
     }
     spec = spec.model_copy(update={"metadata": metadata})
-    return TrainedModel(spec=spec, onnx_bytes=trained.onnx_bytes, estimator=trained.estimator)
+    reference = _reference(probs[:, spec.positive_index], holdout, [i.name for i in spec.inputs])
+    return TrainedModel(spec=spec, onnx_bytes=trained.onnx_bytes, estimator=trained.estimator, reference=reference)
 
 
 def train_models(seed: int = 0) -> list[TrainedModel]:
@@ -319,7 +342,7 @@ def train_models(seed: int = 0) -> list[TrainedModel]:
 
 
 def write_model(repo_dir: Path, trained: TrainedModel) -> Path:
-    """Write `<repo>/<name>/<version>/{model.onnx,model.yaml}` atomically; returns the version dir."""
+    """Write `<repo>/<name>/<version>/{model.onnx,model.yaml,reference.json}` atomically; returns the version dir."""
     spec = trained.spec
     model_dir = repo_dir / spec.name
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -330,6 +353,8 @@ def write_model(repo_dir: Path, trained: TrainedModel) -> Path:
             (staging / ONNX_FILE).write_bytes(trained.onnx_bytes)
         body = spec.to_yaml()
         (staging / SPEC_FILE).write_text(f"# predmesh model spec, written by services.inference.demo.train\n{body}")
+        if trained.reference is not None:
+            save_reference(trained.reference, staging)
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)

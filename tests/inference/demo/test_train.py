@@ -19,6 +19,7 @@ from services.inference.core.spec import ModelSpec, load_spec
 from services.inference.demo.train import ensure_demo_models, frame_columns
 from services.inference.transport.converters import row_to_proto
 from services.inference.triton.layout import triton_layout_present
+from services.monitor.core.reference import load_reference, psi
 
 from ..conftest import DemoModels
 
@@ -85,7 +86,7 @@ def test_specs_on_disk_carry_metrics_and_validate(demo_models: DemoModels) -> No
     registry = ModelRegistry.from_directory(demo_models.repo)
     assert [str(mv) for mv in registry.all()] == ["fraud:1", "fraud:2", "fraud_ctx:1", "fraud_ens:1", "fraud_nn:1"]
     ens = registry.get("fraud_ens")
-    assert ens.is_ensemble and {p.name for p in ens.path.iterdir()} == {"model.yaml"}
+    assert ens.is_ensemble and {p.name for p in ens.path.iterdir()} == {"model.yaml", "reference.json"}  # no ONNX
     assert registry.features(ens) == tuple(synth.ALL_FEATURES)
     assert 0.7 < ens.spec.metadata["holdout_auc"] <= 1.0
     for mv in registry.all():
@@ -101,7 +102,7 @@ def test_specs_on_disk_carry_metrics_and_validate(demo_models: DemoModels) -> No
         else:
             assert spec.feature_names == tuple(synth.ALL_FEATURES)
             assert 0.7 < spec.metadata["holdout_auc"] <= 1.0
-        assert list(mv.path.iterdir()) and {p.name for p in mv.path.iterdir()} == {"model.onnx", "model.yaml"}
+        assert {p.name for p in mv.path.iterdir()} == {"model.onnx", "model.yaml", "reference.json"}
     nn = registry.get("fraud_nn").spec
     assert {i.transform.type for i in nn.inputs} == {"standardize", "onehot", "bool"}
     assert {i.transform.type for i in registry.get("fraud", "2").spec.inputs} >= {"log1p", "identity"}
@@ -157,3 +158,23 @@ async def test_unknown_category_changes_nothing_for_other_slot(
         pytest.fail(err.details() or "")
     a, b = reply.predictions
     assert a.score == pytest.approx(b.score, abs=1e-9)
+
+
+def test_every_version_gets_a_drift_reference_of_its_holdout_scores(demo_models: DemoModels) -> None:
+    """reference.json: the monitor's PSI baseline (holdout scores + numeric inputs), next to each model."""
+    holdout = demo_models.holdout
+    for key, trained in demo_models.trained.items():
+        name, version = key.split(":")
+        ref = load_reference(demo_models.repo / name / version)
+        assert ref is not None, key
+        assert ref.score.count == len(holdout)
+        numeric = {i.name for i in trained.spec.inputs if i.name in ("amount", "account_age_days", "hour_of_day")}
+        assert numeric <= set(ref.features), (key, sorted(ref.features))
+        assert "country" not in ref.features and "is_verified" not in ref.features  # strings/bools skipped
+    # The holdout itself is stable against its reference; a shifted population is flagged.
+    fraud = load_reference(demo_models.repo / "fraud" / "1")
+    assert fraud is not None
+    amount = fraud.features["amount"]
+    same = psi(amount.fractions, amount.counts(holdout["amount"].astype(float)))
+    shifted = psi(amount.fractions, amount.counts(holdout["amount"].astype(float) * 3.0))
+    assert same < 0.01 < 0.25 < shifted
