@@ -40,6 +40,7 @@ from predmesh.demo import synth
 from services.inference.core.preprocess import Column, Preprocessor
 from services.inference.core.spec import ONNX_FILE, SPEC_FILE, ModelSpec, parse_spec
 from services.inference.triton.layout import triton_layout_present, write_triton_layout
+from services.monitor.core.reference import FILENAME as REFERENCE_FILE
 from services.monitor.core.reference import Reference, compute_reference, save_reference
 
 log = logging.getLogger(__name__)
@@ -379,6 +380,7 @@ def train_demo_models(repo_dir: Path, seed: int = 0) -> list[str]:
 def demo_models_present(repo_dir: Path) -> bool:
     return all(
         (repo_dir / name / version / SPEC_FILE).is_file()
+        and (repo_dir / name / version / REFERENCE_FILE).is_file()
         and (name == "fraud_ens" or (repo_dir / name / version / ONNX_FILE).is_file())
         for name, version in DEMO_MODELS
     )
