@@ -1,9 +1,9 @@
 """Per-hop cost of predmesh's gRPC observability (not a test; run by hand).
 
-    python -m tests.common.bench_tracing_overhead off      # GrpcServer + insecure_channel, tracing off
-    python -m tests.common.bench_tracing_overhead on       # same, every RPC traced, OTLP export to a local collector
-    python -m tests.common.bench_tracing_overhead bare     # plain grpc.aio server and channel (no interceptors)
-    python -m tests.common.bench_tracing_overhead before   # only the ErrorInterceptor (GrpcServer before this change)
+    python -m bench.tracing_overhead off      # GrpcServer + insecure_channel, tracing off
+    python -m bench.tracing_overhead on       # same, every RPC traced, OTLP export to a local collector
+    python -m bench.tracing_overhead bare     # plain grpc.aio server and channel (no interceptors)
+    python -m bench.tracing_overhead before   # only the ErrorInterceptor (GrpcServer before this change)
 
 Each run: a front RPC that calls a back RPC over an upstream channel (2 hops, like gateway -> features),
 sequential calls from one client; prints p50/p99/mean in microseconds.
