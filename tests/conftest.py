@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from predmesh.local.kafka import TansuBroker
 from predmesh.local.procs import RedisServer
 
 
@@ -14,11 +15,16 @@ from predmesh.local.procs import RedisServer
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """One real redis-server for the test session."""
     server = RedisServer(workdir=Path(tmp_path_factory.mktemp("redis")))
-    server.start()
-    try:
+    with server:  # start() now, stop() at the end of the session
         yield server
-    finally:
-        server.stop()
+
+
+@pytest.fixture(scope="session")
+def tansu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TansuBroker]:
+    """One real tansu broker for the test session (tests use their own topic and group names)."""
+    broker = TansuBroker(workdir=Path(tmp_path_factory.mktemp("tansu")))
+    with broker:  # start() now, stop() at the end of the session
+        yield broker
 
 
 @pytest.fixture

@@ -1,4 +1,7 @@
-"""Logger fixtures: a real tansu broker and in-process loggers, always torn down."""
+"""Logger fixtures: a broker of one test and in-process loggers, always torn down.
+
+The session's shared broker is the `tansu` fixture of tests/conftest.py.
+"""
 
 from __future__ import annotations
 
@@ -13,17 +16,6 @@ from logger_support import RunLogger, Topics, logger_settings
 
 from predmesh.local.kafka import TansuBroker
 from services.logger.app import LoggerApp
-
-
-@pytest.fixture(scope="session")
-def tansu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TansuBroker]:
-    """One real tansu broker for the session (tests use their own topic names)."""
-    broker = TansuBroker(workdir=Path(tmp_path_factory.mktemp("tansu")))
-    broker.start()
-    try:
-        yield broker
-    finally:
-        broker.stop()
 
 
 @pytest.fixture

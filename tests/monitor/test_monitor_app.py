@@ -7,10 +7,8 @@ import random
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from confluent_kafka import Producer
 from google.protobuf.timestamp_pb2 import Timestamp
 from prometheus_client.parser import text_string_to_metric_families
@@ -20,16 +18,6 @@ from predmesh.v1 import common_pb2, events_pb2
 from services.monitor.app import MonitorApp
 from services.monitor.core.reference import compute_reference, save_reference
 from services.monitor.settings import MonitorSettings
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TansuBroker]:
-    b = TansuBroker(workdir=Path(tmp_path_factory.mktemp("tansu")))
-    b.start()
-    try:
-        yield b
-    finally:
-        b.stop()
 
 
 def _event(rng: random.Random, version: str, shift: float) -> bytes:
@@ -63,7 +51,7 @@ def consumed(app: MonitorApp) -> float:
     return app.metrics.registry.get_sample_value("predmesh_monitor_events_consumed_total") or 0.0
 
 
-async def test_drift_through_the_real_broker(broker: TansuBroker, tmp_path: Path) -> None:
+async def test_drift_through_the_real_broker(tansu: TansuBroker, tmp_path: Path) -> None:
     rng = random.Random(11)
     reference = compute_reference(
         [min(1.0, max(0.0, rng.betavariate(2, 5))) for _ in range(5000)],
@@ -73,12 +61,12 @@ async def test_drift_through_the_real_broker(broker: TansuBroker, tmp_path: Path
         (tmp_path / "models" / "fraud" / version).mkdir(parents=True)
         save_reference(reference, tmp_path / "models" / "fraud" / version)
     topic = f"predictions-{uuid.uuid4().hex[:8]}"
-    await asyncio.to_thread(create_topics, broker.bootstrap_servers, [topic])
+    await asyncio.to_thread(create_topics, tansu.bootstrap_servers, [topic])
     settings = MonitorSettings(
         port=0,
         grace_s=0.1,
         metrics_port=0,
-        bootstrap_servers=broker.bootstrap_servers,
+        bootstrap_servers=tansu.bootstrap_servers,
         topic=topic,
         group_id=f"monitor-{uuid.uuid4().hex[:8]}",
         from_beginning=True,
@@ -90,7 +78,7 @@ async def test_drift_through_the_real_broker(broker: TansuBroker, tmp_path: Path
     app = MonitorApp(settings)
     await app.start()
     try:
-        producer = Producer({"bootstrap.servers": broker.bootstrap_servers, "linger.ms": 5})
+        producer = Producer({"bootstrap.servers": tansu.bootstrap_servers, "linger.ms": 5})
         for _ in range(400):
             producer.produce(topic, _event(rng, "1", 0.0))  # unshifted
             producer.produce(topic, _event(rng, "2", 0.2))  # shifted scores and amount

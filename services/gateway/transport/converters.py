@@ -4,28 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from predmesh.common.values import scalar_from_value
 from predmesh.v1 import common_pb2, prediction_pb2
 from services.gateway.core.types import PredictInput, PredictOutput, Scalar, Score, Timings
 from services.gateway.errors import InvalidArgument
 
 
 def value_to_scalar(value: common_pb2.Value, name: str) -> Scalar:
-    kind = value.WhichOneof("kind")
-    if kind == "number_value":
-        return value.number_value
-    if kind == "string_value":
-        return value.string_value
-    if kind == "bool_value":
-        return value.bool_value
-    raise InvalidArgument(f"feature {name!r} has no value set")
-
-
-def scalar_to_value(value: Scalar) -> common_pb2.Value:
-    if isinstance(value, bool):
-        return common_pb2.Value(bool_value=value)
-    if isinstance(value, str):
-        return common_pb2.Value(string_value=value)
-    return common_pb2.Value(number_value=float(value))
+    """The Value's scalar; InvalidArgument naming feature `name` when it has no value set."""
+    scalar = scalar_from_value(value)
+    if scalar is None:
+        raise InvalidArgument(f"feature {name!r} has no value set")
+    return scalar
 
 
 def context_from_pb(context: Mapping[str, common_pb2.Value]) -> dict[str, Scalar]:

@@ -13,6 +13,7 @@ import grpc
 
 from predmesh.common.errors import PredmeshError
 from predmesh.common.grpcclient import insecure_channel, upstream_error
+from predmesh.common.values import scalar_to_value
 from predmesh.v1 import (
     features_pb2,
     features_pb2_grpc,
@@ -22,12 +23,7 @@ from predmesh.v1 import (
     prediction_pb2_grpc,
 )
 from services.gateway.core.types import FeatureRow, InferenceResult, ModelDescriptor, PredictOutput, Scalar
-from services.gateway.transport.converters import (
-    predict_response,
-    scalar_to_value,
-    score_from_pb,
-    value_to_scalar,
-)
+from services.gateway.transport.converters import predict_response, score_from_pb, value_to_scalar
 
 
 class FeaturesClient:

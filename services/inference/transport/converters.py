@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from predmesh.common.values import scalar_from_value, scalar_to_value
 from predmesh.v1 import common_pb2, inference_pb2
 from services.inference.core.lifecycle import ReloadResult
 from services.inference.core.postprocess import Prediction
@@ -11,28 +12,14 @@ from services.inference.core.preprocess import FeatureValue
 from services.inference.core.service import ModelInfo
 
 
-def value_from_proto(value: common_pb2.Value) -> FeatureValue:
-    """number -> float, string -> str, bool -> bool, unset -> None (no value)."""
-    kind = value.WhichOneof("kind")
-    if kind is None:
-        return None
-    result: FeatureValue = getattr(value, kind)
-    return result
-
-
 def rows_from_proto(rows: Sequence[inference_pb2.Row]) -> list[list[FeatureValue]]:
-    return [[value_from_proto(v) for v in row.values] for row in rows]
+    """Each Value as its scalar; an unset Value is None (no value)."""
+    return [[scalar_from_value(v) for v in row.values] for row in rows]
 
 
 def value_to_proto(value: FeatureValue) -> common_pb2.Value:
-    """Inverse of `value_from_proto` (for clients and tests); ints become numbers."""
-    if value is None:
-        return common_pb2.Value()
-    if isinstance(value, bool):
-        return common_pb2.Value(bool_value=value)
-    if isinstance(value, str):
-        return common_pb2.Value(string_value=value)
-    return common_pb2.Value(number_value=float(value))
+    """Inverse of `scalar_from_value` (for clients and tests): None -> an unset Value; ints become numbers."""
+    return common_pb2.Value() if value is None else scalar_to_value(value)
 
 
 def row_to_proto(values: Sequence[FeatureValue]) -> inference_pb2.Row:

@@ -12,7 +12,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from predmesh.demo import synth
-from predmesh.v1 import common_pb2, inference_pb2, inference_pb2_grpc
+from predmesh.v1 import inference_pb2, inference_pb2_grpc
 from services.inference.app import SERVICE_NAME, InferenceApp
 from services.inference.transport.converters import row_to_proto
 
@@ -196,11 +196,13 @@ async def test_start_fails_cleanly_on_a_model_that_cannot_load(tmp_path: Path) -
 
 
 def test_value_conversion_roundtrip() -> None:
-    from services.inference.transport.converters import value_from_proto, value_to_proto
+    from services.inference.core.preprocess import FeatureValue
+    from services.inference.transport.converters import rows_from_proto
 
-    for value in (1.5, "x", True, False, None):
-        assert value_from_proto(value_to_proto(value)) == value
-    assert value_from_proto(common_pb2.Value(number_value=3)) == 3.0
+    values: list[FeatureValue] = [1.5, "x", True, False, None, 3]
+    (back,) = rows_from_proto([row_to_proto(values)])
+    assert back == values
+    assert [type(v) for v in back] == [float, str, bool, bool, type(None), float]
 
 
 async def test_ensemble_equals_weighted_average_of_members(stub: Stub, demo_models: DemoModels) -> None:
