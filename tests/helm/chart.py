@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +24,19 @@ VALUE_SETS: dict[str, tuple[str, ...]] = {
     "gpu-keda": ("gpu-keda.yaml",),
     "gpu-hpa": ("gpu-hpa.yaml",),
     "minimal": ("minimal.yaml",),
+    "observability": ("observability.yaml",),
 }
 
 Manifest = dict[str, Any]
+PYTHON_SERVICES = {  # component -> env prefix (the ORT worker's is a value: envPrefix)
+    "controlplane": "PREDMESH_CONTROLPLANE_",
+    "gateway": "PREDMESH_GATEWAY_",
+    "features": "PREDMESH_FEATURES_",
+    "inference": "PREDMESH_INFERENCE_",
+    "logger": "PREDMESH_LOGGER_",
+    "monitor": "PREDMESH_MONITOR_",
+}
+WORKLOAD_KINDS = ("Deployment", "StatefulSet")
 
 
 def load_helm_tools() -> Any:
@@ -82,3 +92,24 @@ def one(docs: list[Manifest], kind: str, name: str) -> Manifest:
 def env_of(container: Manifest) -> dict[str, Any]:
     """Container env as name -> value (or the valueFrom dict)."""
     return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
+
+
+def workload(docs: list[Manifest], component: str) -> Manifest:
+    """The one Deployment or StatefulSet of `component`."""
+    found = [d for kind in WORKLOAD_KINDS for d in find(docs, kind, component)]
+    assert len(found) == 1, f"{component}: {len(found)} workloads"
+    return found[0]
+
+
+def pod_spec(docs: list[Manifest], component: str) -> Manifest:
+    return workload(docs, component)["spec"]["template"]["spec"]
+
+
+def main_container(docs: list[Manifest], component: str) -> Manifest:
+    return pod_spec(docs, component)["containers"][0]
+
+
+def all_pod_specs(docs: list[Manifest]) -> Iterator[tuple[str, Manifest]]:
+    for doc in docs:
+        if doc["kind"] in WORKLOAD_KINDS:
+            yield doc["metadata"]["name"], doc["spec"]["template"]["spec"]

@@ -4,43 +4,29 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.helm.chart import NAMESPACE, RELEASE, HelmRun, Manifest, env_of, find, one
+from tests.helm.chart import (
+    NAMESPACE,
+    PYTHON_SERVICES,
+    RELEASE,
+    WORKLOAD_KINDS,
+    HelmRun,
+    Manifest,
+    all_pod_specs,
+    env_of,
+    find,
+    main_container,
+    one,
+    pod_spec,
+    workload,
+)
 
 Render = Callable[[str], list[Manifest]]
-PYTHON_SERVICES = {  # component -> env prefix
-    "controlplane": "PREDMESH_CONTROLPLANE_",
-    "gateway": "PREDMESH_GATEWAY_",
-    "features": "PREDMESH_FEATURES_",
-    "inference": "PREDMESH_INFERENCE_",
-    "logger": "PREDMESH_LOGGER_",
-}
-WORKLOAD_KINDS = ("Deployment", "StatefulSet")
-
-
-def workload(docs: list[Manifest], component: str) -> Manifest:
-    found = [d for kind in WORKLOAD_KINDS for d in find(docs, kind, component)]
-    assert len(found) == 1, f"{component}: {len(found)} workloads"
-    return found[0]
-
-
-def pod_spec(docs: list[Manifest], component: str) -> Manifest:
-    return workload(docs, component)["spec"]["template"]["spec"]
-
-
-def main_container(docs: list[Manifest], component: str) -> Manifest:
-    return pod_spec(docs, component)["containers"][0]
-
-
-def all_pod_specs(docs: list[Manifest]) -> Iterator[tuple[str, Manifest]]:
-    for doc in docs:
-        if doc["kind"] in WORKLOAD_KINDS:
-            yield doc["metadata"]["name"], doc["spec"]["template"]["spec"]
 
 
 def routing_table(docs: list[Manifest]) -> dict[str, Any]:
@@ -143,7 +129,10 @@ def test_service_specific_env(render: Render) -> None:
     assert logger["PREDMESH_LOGGER_BOOTSTRAP_SERVERS"] == "kafka:9092"
     for component in PYTHON_SERVICES:
         for svc in ("", "-headless"):
-            one(docs, "Service", component + svc)
+            if component == "monitor":  # gRPC health only: nobody calls it
+                assert not find(docs, "Service", component + svc)
+            else:
+                one(docs, "Service", component + svc)
 
 
 def test_gateway_api_keys_come_from_a_secret(render: Render) -> None:
@@ -243,7 +232,8 @@ def test_default_hpas_for_cpu_services(render: Render) -> None:
     assert workload(docs, "controlplane")["spec"]["replicas"] == 1
     pdbs = {d["metadata"]["name"] for d in find(docs, "PodDisruptionBudget")}
     assert pdbs == {
-        f"{RELEASE}-predmesh-{c}" for c in ("envoy", "controlplane", "gateway", "features", "inference", "logger")
+        f"{RELEASE}-predmesh-{c}"
+        for c in ("envoy", "controlplane", "gateway", "features", "inference", "logger", "monitor")
     }
     assert not find(docs, "Deployment", "ort-worker"), "the ORT pool is opt-in"
 
@@ -372,6 +362,9 @@ def test_network_policies_default_deny_and_needed_edges(render: Render) -> None:
     assert edges("logger", "ingress") == {("gateway", 50054)}
     assert edges("controlplane", "ingress") == {("envoy", 18000)}
     assert edges("triton", "ingress") == {("inference", 8001)}
+    # Nobody calls the monitor: its only ingress is the scrapers', on the metrics port.
+    assert edges("monitor", "ingress") == set()
+    assert [[p["port"] for p in rule["ports"]] for rule in policy("monitor")["ingress"]] == [[9464]]
     assert [p["port"] for p in policy("features")["egress"][0]["ports"]] == [6379]
     assert [p["port"] for p in policy("logger")["egress"][0]["ports"]] == [9092]
     # Object-storage sync needs egress 443 from the pods that run the init container.

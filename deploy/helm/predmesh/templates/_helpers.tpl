@@ -96,7 +96,10 @@ lifecycle:
 {{- end }}
 {{- end -}}
 
-{{/* Env vars every service reads with its own prefix; dict(prefix, values). */}}
+{{/*
+Env vars every service reads with its own prefix (ServerSettings); dict(root, prefix, values).
+Observability comes from the chart-wide `metrics` and `tracing` values.
+*/}}
 {{- define "predmesh.commonEnv" -}}
 - name: {{ .prefix }}HOST
   value: "0.0.0.0"
@@ -110,6 +113,14 @@ lifecycle:
 - name: {{ .prefix }}MAX_CONCURRENT_RPCS
   value: {{ .values.maxConcurrentRpcs | toString | quote }}
 {{- end }}
+{{- if .root.Values.metrics.enabled }}
+- name: {{ .prefix }}METRICS_PORT
+  value: {{ .root.Values.metrics.port | toString | quote }}
+{{- end }}
+- name: {{ .prefix }}OTLP_ENDPOINT
+  value: {{ .root.Values.tracing.otlpEndpoint | toString | quote }}
+- name: {{ .prefix }}TRACE_SAMPLE_RATIO
+  value: {{ .root.Values.tracing.sampleRatio | toString | quote }}
 {{- end -}}
 
 {{/* Free-form `env:` map of a component, rendered last so it can override. */}}
@@ -150,13 +161,29 @@ topologySpreadConstraints:
 {{- end }}
 {{- end -}}
 
+{{/*
+Pod labels and annotations: `checksums` (dict), Prometheus scrape annotations, then the
+component's podAnnotations (which win). Scraping: `scrape` (dict(port, path)) when given,
+else a Python service's (a context with `prefix`) metrics.port and /metrics.
+*/}}
 {{- define "predmesh.podMetadata" -}}
 labels:
   {{- include "predmesh.labels" . | nindent 2 }}
   {{- with .values.podLabels }}
   {{- toYaml . | nindent 2 }}
   {{- end }}
-{{- $annotations := mergeOverwrite (deepCopy (.checksums | default dict)) (deepCopy (.values.podAnnotations | default dict)) }}
+{{- $metrics := .root.Values.metrics }}
+{{- $scrape := .scrape | default dict }}
+{{- if and (not $scrape) .prefix $metrics.enabled }}
+{{- $scrape = dict "port" $metrics.port "path" "/metrics" }}
+{{- end }}
+{{- $annotations := deepCopy (.checksums | default dict) }}
+{{- if and $scrape $metrics.scrapeAnnotations }}
+{{- $_ := set $annotations "prometheus.io/scrape" "true" }}
+{{- $_ := set $annotations "prometheus.io/port" (toString $scrape.port) }}
+{{- $_ := set $annotations "prometheus.io/path" $scrape.path }}
+{{- end }}
+{{- $annotations = mergeOverwrite $annotations (deepCopy (.values.podAnnotations | default dict)) }}
 {{- with $annotations }}
 annotations:
   {{- toYaml . | nindent 2 }}
@@ -368,6 +395,11 @@ containers:
       - name: grpc
         containerPort: {{ $v.port }}
         protocol: TCP
+      {{- if $root.Values.metrics.enabled }}
+      - name: metrics
+        containerPort: {{ $root.Values.metrics.port }}
+        protocol: TCP
+      {{- end }}
     env:
       - name: PYTHONUNBUFFERED
         value: "1"
