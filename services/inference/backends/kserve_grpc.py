@@ -184,8 +184,14 @@ class KServeGrpcBackend:
             try:
                 with telemetry.outgoing_call(
                     "inference.GRPCInferenceService/ModelInfer",
-                    **{"rpc.system": "grpc", "server.address": target.address, "predmesh.backend": self.name},
-                    **{"predmesh.model": spec.name, "predmesh.model_version": spec.version, "batch.rows": len(data)},
+                    **{
+                        "rpc.system": "grpc",
+                        "server.address": target.address,
+                        "predmesh.backend": self.name,
+                        "predmesh.model": spec.name,
+                        "predmesh.model_version": spec.version,
+                        "batch.rows": len(data),
+                    },
                 ) as headers:
                     result = await target.client.infer(
                         spec.name,
