@@ -1,9 +1,13 @@
-"""Hot swap under load through a real grpc.aio server (in-process ONNX Runtime backend).
+"""Hot swap under load through a real grpc.aio server, on the in-process ONNX Runtime
+backend and on a real ORT worker process (KServe v2 gRPC, micro-batched).
 
 Concurrent clients call Infer on the default version while version 2 appears on disk
 (polled), becomes the default, and version 1 is removed: zero failed requests,
 responses switch from 1 to 2, version 1 is unloaded after its drain period, and a
-client pinned to version 1 is served until it is gone, then gets NOT_FOUND.
+client pinned to version 1 is served until it is gone, then gets NOT_FOUND. With the
+worker, both processes poll the same repository: the orchestrator publishes version 2
+only once the worker serves it, and the worker drains longer than the orchestrator so
+requests the orchestrator still routes to version 1 find it loaded.
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ from pathlib import Path
 
 import grpc
 import numpy as np
+import pytest
 
+from predmesh.local.triton import OrtWorker
 from predmesh.v1 import inference_pb2, inference_pb2_grpc
 from services.inference.app import InferenceApp
 from services.inference.transport.converters import row_to_proto
@@ -36,12 +42,28 @@ def add_version(repo: Path, version: str, weight: float) -> None:
     os.rename(staging / "swap" / version, repo / "swap" / version)
 
 
-async def test_swap_under_load_has_zero_errors(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["local", "ort_worker"])
+async def test_swap_under_load_has_zero_errors(tmp_path: Path, backend: str) -> None:
     repo = tmp_path / "models"
     (repo / "swap").mkdir(parents=True)
     add_version(repo, "1", 1.0)
-    app = InferenceApp(make_settings(repo, poll_interval_ms=50, drain_ms=DRAIN_MS))
-    await app.start()
+    worker: OrtWorker | None = None
+    extra: dict[str, object] = {}
+    if backend == "ort_worker":
+        worker = OrtWorker(
+            repo,
+            env={"PREDMESH_ORTWORKER_POLL_INTERVAL_MS": "50", "PREDMESH_ORTWORKER_DRAIN_MS": str(DRAIN_MS * 3)},
+            workdir=tmp_path / "worker",
+        )
+        await asyncio.to_thread(worker.start)
+        extra = {"ort_workers": worker.address}
+    app = InferenceApp(make_settings(repo, poll_interval_ms=50, drain_ms=DRAIN_MS, **extra))
+    try:
+        await app.start()
+    except BaseException:
+        if worker is not None:
+            await asyncio.to_thread(worker.stop)
+        raise
     seen: list[tuple[float, str, float]] = []  # (time, version, score) of default-version calls
     errors: list[str] = []
     pinned: list[tuple[float, str]] = []  # (time, status) of calls pinned to version 1
@@ -96,7 +118,9 @@ async def test_swap_under_load_has_zero_errors(tmp_path: Path) -> None:
         assert any(status == "OK" and t > marks["removed"] + 0.1 for t, status in pinned)
         assert lifecycle.unloaded == ["swap:1"]
         switch_ms = (first_v2 - marks["added"]) * 1000
-        print(f"\nhot swap: {len(seen)} requests, {len(errors)} errors, switched after {switch_ms:.0f} ms")
+        print(f"\nhot swap ({backend}): {len(seen)} requests, {len(errors)} errors, switched after {switch_ms:.0f} ms")
     finally:
         await app.stop()
+        if worker is not None:
+            await asyncio.to_thread(worker.stop)
         shutil.rmtree(repo / ".removed", ignore_errors=True)
