@@ -34,7 +34,7 @@ def _value(v: Any) -> Any:
 
 class _Grpc:
     def __init__(self, address: str, timeout_s: float) -> None:
-        options = list(_CHANNEL_OPTIONS)
+        options: list[tuple[str, int | str]] = list(_CHANNEL_OPTIONS)
         if "," in address:  # several replicas: spread calls over all of them
             address = "ipv4:" + address
             options.append(("grpc.lb_policy_name", "round_robin"))

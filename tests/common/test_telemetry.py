@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 import grpc
 import pytest
 from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
+from opentelemetry.util.types import AnyValue
 
 from predmesh.common import errors, telemetry
 from predmesh.common.grpcclient import insecure_channel
@@ -37,6 +39,17 @@ async def back(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
 async def bidi(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
     async for request in requests:
         yield request
+
+
+def parent_id(span: ReadableSpan) -> int:
+    """The span id of `span`'s parent; fails when `span` is a root."""
+    assert span.parent is not None, f"{span.name} has no parent"
+    return span.parent.span_id
+
+
+def attributes(span: ReadableSpan) -> Mapping[str, AnyValue]:
+    assert span.attributes is not None, f"{span.name} has no attributes"
+    return span.attributes
 
 
 def _register(_: object, server: grpc.aio.Server) -> None:
@@ -84,12 +97,12 @@ async def test_one_trace_across_server_client_and_server(server: GrpcServer, spa
     assert {s.context.trace_id for s in (front_server, front_client, back_client, back_server, work)} == {
         caller.get_span_context().trace_id
     }
-    assert front_client.parent.span_id == caller.get_span_context().span_id
-    assert front_server.parent.span_id == front_client.context.span_id
-    assert back_client.parent.span_id == work.context.span_id
-    assert back_server.parent.span_id == back_client.context.span_id
-    assert front_server.attributes["rpc.grpc.status_code"] == 0
-    assert front_server.attributes["rpc.method"] == "Front"
+    assert parent_id(front_client) == caller.get_span_context().span_id
+    assert parent_id(front_server) == front_client.context.span_id
+    assert parent_id(back_client) == work.context.span_id
+    assert parent_id(back_server) == back_client.context.span_id
+    assert attributes(front_server)["rpc.grpc.status_code"] == 0
+    assert attributes(front_server)["rpc.method"] == "Front"
 
 
 async def test_server_span_records_the_mapped_status_code(server: GrpcServer, spans: InMemorySpanExporter) -> None:
@@ -99,9 +112,9 @@ async def test_server_span_records_the_mapped_status_code(server: GrpcServer, sp
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
     server_span = next(s for s in spans.get_finished_spans() if s.kind == SpanKind.SERVER)
     client_span = next(s for s in spans.get_finished_spans() if s.kind == SpanKind.CLIENT)
-    assert server_span.attributes["rpc.grpc.status_code"] == grpc.StatusCode.NOT_FOUND.value[0]
+    assert attributes(server_span)["rpc.grpc.status_code"] == grpc.StatusCode.NOT_FOUND.value[0]
     assert not server_span.status.is_ok
-    assert client_span.attributes["rpc.grpc.status_code"] == grpc.StatusCode.NOT_FOUND.value[0]
+    assert attributes(client_span)["rpc.grpc.status_code"] == grpc.StatusCode.NOT_FOUND.value[0]
     assert server_span.context.trace_id == client_span.context.trace_id
 
 
@@ -147,11 +160,12 @@ async def test_batch_span_links_every_request_and_records_queue_waits() -> None:
     batch_span = next(s for s in finished if s.name == "batch.execute")
     waits = [s for s in finished if s.name == "queue_wait"]
     assert batch_span.parent is None  # a batch is a root of its own
-    assert batch_span.attributes["batch.size"] == 4
-    assert batch_span.attributes["model"] == "fraud"
+    assert attributes(batch_span)["batch.size"] == 4
+    assert attributes(batch_span)["model"] == "fraud"
     assert [link.context.span_id for link in batch_span.links] == [r.span_id for r in requests]
-    assert sorted(w.parent.span_id for w in waits) == sorted(r.span_id for r in requests)
+    assert sorted(parent_id(w) for w in waits) == sorted(r.span_id for r in requests)
     for wait in waits:
+        assert wait.start_time is not None and wait.end_time is not None
         assert wait.end_time - wait.start_time >= 5_000_000  # waited ~10 ms in the queue
 
 

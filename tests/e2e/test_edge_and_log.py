@@ -14,18 +14,18 @@ from predmesh.v1 import common_pb2, prediction_pb2, prediction_pb2_grpc
 from tests.e2e.kafka_util import collect_events
 
 
-def predict(address: str, **kwargs: object) -> prediction_pb2.PredictResponse:
+def predict(address: str, request: prediction_pb2.PredictRequest) -> prediction_pb2.PredictResponse:
     with grpc.insecure_channel(address) as channel:
-        return prediction_pb2_grpc.PredictionServiceStub(channel).Predict(
-            prediction_pb2.PredictRequest(**kwargs), timeout=10
-        )
+        return prediction_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=10)
 
 
 def test_edge_and_gateway_give_the_same_answer(mesh: LocalMesh) -> None:
     assert mesh.edge_address != mesh.gateway_address
-    kwargs = {"model": "fraud_nn", "entity_id": "u00077", "context": {"amount": common_pb2.Value(number_value=90)}}
-    via_edge = predict(mesh.edge_address, **kwargs)
-    direct = predict(mesh.gateway_address, **kwargs)
+    request = prediction_pb2.PredictRequest(
+        model="fraud_nn", entity_id="u00077", context={"amount": common_pb2.Value(number_value=90)}
+    )
+    via_edge = predict(mesh.edge_address, request)
+    direct = predict(mesh.gateway_address, request)
     assert via_edge.prediction.score == pytest.approx(direct.prediction.score, abs=1e-12)
     assert via_edge.model_version == direct.model_version
 
@@ -45,10 +45,12 @@ def test_http_json_through_envoy(mesh: LocalMesh) -> None:
         payload = json.loads(resp.read())
     grpc_answer = predict(
         mesh.gateway_address,
-        model="fraud",
-        version="1",
-        entity_id="u00003",
-        context={"amount": common_pb2.Value(number_value=50)},
+        prediction_pb2.PredictRequest(
+            model="fraud",
+            version="1",
+            entity_id="u00003",
+            context={"amount": common_pb2.Value(number_value=50)},
+        ),
     )
     assert payload["model_version"] == "1"
     assert payload["prediction"]["score"] == pytest.approx(grpc_answer.prediction.score, abs=1e-12)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import grpc
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, Message
 from prometheus_client.parser import text_string_to_metric_families
 
 from predmesh.common import telemetry
@@ -20,6 +20,7 @@ from tests.common.otlp_collector import CollectedSpan
 from tests.e2e.conftest import Observability
 
 T = TypeVar("T")
+Metrics = dict[tuple[str, tuple[tuple[str, str], ...]], float]  # (name, sorted labels) -> value
 SERVER, CLIENT = 2, 3  # OTLP span kinds
 
 
@@ -32,6 +33,17 @@ def eventually(probe: Callable[[], T | None], timeout_s: float, what: str) -> T:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.1)
+
+
+def record_headers(msg: Message) -> dict[str, bytes]:
+    """A consumed record's headers: confluent-kafka gives (key, value) pairs; predmesh sets no null values."""
+    headers = msg.headers() or []
+    assert isinstance(headers, list), f"unexpected header container {type(headers)}"
+    out: dict[str, bytes] = {}
+    for key, value in headers:
+        assert isinstance(value, bytes), f"header {key!r} has no bytes value: {value!r}"
+        out[key] = value
+    return out
 
 
 def kafka_record(bootstrap: str, request_id: str) -> tuple[events_pb2.PredictionEvent, dict[str, bytes]]:
@@ -52,13 +64,13 @@ def kafka_record(bootstrap: str, request_id: str) -> tuple[events_pb2.Prediction
                 continue
             event = events_pb2.PredictionEvent.FromString(msg.value())
             if event.request_id == request_id:
-                return event, {k: v for k, v in (msg.headers() or [])}
+                return event, record_headers(msg)
     finally:
         consumer.close()
     raise AssertionError(f"no Kafka record for {request_id}")
 
 
-def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+def scrape(port: int) -> Metrics:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
         text = resp.read().decode()
     return {
@@ -164,7 +176,8 @@ def test_one_connected_trace_from_envoy_to_the_logger(mesh: LocalMesh, observabi
     members = eventually(batch_trace, 20, "the batch's spans")
     batch = next(s for s in members if s.name == "predmesh.inference/batch")
     assert batch.service == "predmesh-inference" and not batch.parent_span_id
-    assert batch.attributes["predmesh.model"] == "fraud" and int(batch.attributes["batch.rows"]) >= 1
+    rows = batch.attributes["batch.rows"]
+    assert batch.attributes["predmesh.model"] == "fraud" and isinstance(rows, int) and rows >= 1
     call = next(s for s in members if s.name == "inference.GRPCInferenceService/ModelInfer" and s.kind == CLIENT)
     assert call.parent_span_id == batch.span_id
     worker = next(s for s in members if s.service == "predmesh-ortworker")
@@ -203,11 +216,12 @@ def test_every_service_serves_metrics(mesh: LocalMesh, observability: Observabil
     features = scrape(ports["features"])
     # No context: the request-time features (amount, channel, hour_of_day...) fall back to their defaults.
     assert any(name == "predmesh_features_defaults_used_total" and v > 0 for (name, _), v in features.items())
-    logger = eventually(
-        lambda: (m := scrape(ports["logger"])).get(("predmesh_logger_events_produced_total", ())) and m,
-        15,
-        "logger deliveries",
-    )
+
+    def logger_delivered() -> Metrics | None:
+        metrics = scrape(ports["logger"])
+        return metrics if metrics.get(("predmesh_logger_events_produced_total", ())) else None
+
+    logger = eventually(logger_delivered, 15, "logger deliveries")
     assert logger[("predmesh_logger_kafka_up", ())] == 1
 
 

@@ -37,6 +37,12 @@ def text(x: str) -> common_pb2.Value:
     return common_pb2.Value(string_value=x)
 
 
+def decoded(raw: bytes | str | None) -> str | None:
+    """A value from a Redis client made with decode_responses=True: text, or None when absent."""
+    assert not isinstance(raw, bytes), "the Redis client must decode responses"
+    return raw
+
+
 def registry_value(name: str, raw: str | None, context: dict[str, common_pb2.Value]) -> common_pb2.Value:
     """What the registry says the value of `name` is (context first, then Redis, else default)."""
     spec = REGISTRY[name]
@@ -71,7 +77,7 @@ def reference(
     client = redis.Redis.from_url(mesh.redis.url, decode_responses=True)
     stored = client.hgetall(f"features:user:{entity}")
     client.close()
-    row = [registry_value(f, stored.get(f), context) for f in info.features]
+    row = [registry_value(f, decoded(stored.get(f)), context) for f in info.features]
     return inference.Infer(
         inference_pb2.InferRequest(
             model=model,

@@ -9,7 +9,7 @@ from services.gateway.core.breaker import BreakerRegistry
 from services.gateway.core.catalog import ModelCatalog
 from services.gateway.core.predictor import Predictor, PredictorLimits
 from services.gateway.core.routing import parse_routing
-from services.gateway.core.types import PredictInput
+from services.gateway.core.types import PredictInput, Scalar
 from services.gateway.errors import DeadlineExceeded, Unavailable
 from tests.gateway.fakes import FakeFeatures, FakeModels, ListSink
 
@@ -45,7 +45,7 @@ def make(
 
 
 def item(entity: str = "u1", amount: float | None = 250.0) -> PredictInput:
-    ctx = {} if amount is None else {"amount": amount}
+    ctx: dict[str, Scalar] = {} if amount is None else {"amount": amount}
     return PredictInput(request_id="r1", model="fraud", version="", entity_id=entity, context=ctx)
 
 

@@ -11,7 +11,7 @@ from services.gateway.core.async_jobs import AsyncDispatcher
 from services.gateway.core.catalog import ModelCatalog
 from services.gateway.core.hashing import features_hash
 from services.gateway.core.predictor import Predictor, PredictorLimits
-from services.gateway.core.types import PredictInput
+from services.gateway.core.types import PredictInput, Scalar
 from services.gateway.errors import ResourceExhausted
 from tests.gateway.fakes import FEATURES, FakeFeatures, FakeModels, ListSink, RecordingCallbacks
 
@@ -25,7 +25,7 @@ def make(features: FakeFeatures | None = None, sink: ListSink | None = None) -> 
 
 
 def item(entity: str = "u1", amount: float | None = 250.0, model: str = "fraud", version: str = "") -> PredictInput:
-    ctx = {} if amount is None else {"amount": amount}
+    ctx: dict[str, Scalar] = {} if amount is None else {"amount": amount}
     return PredictInput(request_id="r1", model=model, version=version, entity_id=entity, context=ctx)
 
 
@@ -147,7 +147,8 @@ async def test_async_dispatcher_delivers_result_and_errors() -> None:
     assert rid and rid != rid_bad == "bad-1"
     await dispatcher.drain(2.0)
     delivered = {d[1]: d for d in callbacks.deliveries}
-    assert delivered[rid][2] is not None and delivered[rid][2].score.score == pytest.approx(0.25)
+    result = delivered[rid][2]
+    assert result is not None and result.score.score == pytest.approx(0.25)
     err = delivered[rid_bad][3]
     assert err is not None and err.code is ErrorCode.NOT_FOUND
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from services.gateway.core.breaker import CircuitBreaker
-from services.gateway.core.routing import RoutingError, entity_bucket, parse_routing
+from services.gateway.core.routing import RoutingError, RoutingTable, entity_bucket, parse_routing
 from services.gateway.core.routing_source import RoutingFileWatcher
 from services.gateway.core.types import Score
 
@@ -123,8 +123,8 @@ async def test_routing_file_watcher_applies_good_and_keeps_last_good(tmp_path: P
 
     path = tmp_path / "routing.yaml"
     path.write_text(yaml.safe_dump(SPLIT))
-    applied = []
-    results = []
+    applied: list[RoutingTable] = []
+    results: list[str] = []
     watcher = RoutingFileWatcher(path, applied.append, interval_s=0.01, on_result=results.append)
     await watcher.start()
     try:

@@ -67,7 +67,8 @@ async def test_swap_under_load_has_zero_errors(tmp_path: Path, backend: str) -> 
     seen: list[tuple[float, str, float]] = []  # (time, version, score) of default-version calls
     errors: list[str] = []
     pinned: list[tuple[float, str]] = []  # (time, status) of calls pinned to version 1
-    request = dict(feature_names=["amount"], rows=[row_to_proto([0.5])])
+    feature_names = ["amount"]
+    rows = [row_to_proto([0.5])]
     marks: dict[str, float] = {}
     try:
         async with grpc.aio.insecure_channel(app.address) as channel:
@@ -77,7 +78,9 @@ async def test_swap_under_load_has_zero_errors(tmp_path: Path, backend: str) -> 
             async def client() -> None:
                 while time.monotonic() < stop_at:
                     try:
-                        reply = await stub.Infer(inference_pb2.InferRequest(model="swap", **request), timeout=2)
+                        reply = await stub.Infer(
+                            inference_pb2.InferRequest(model="swap", feature_names=feature_names, rows=rows), timeout=2
+                        )
                         seen.append((time.monotonic(), reply.model_version, reply.predictions[0].score))
                     except grpc.aio.AioRpcError as err:
                         errors.append(f"{err.code().name}: {err.details()}")
@@ -85,7 +88,12 @@ async def test_swap_under_load_has_zero_errors(tmp_path: Path, backend: str) -> 
             async def pinned_client() -> None:
                 while time.monotonic() < stop_at:
                     try:
-                        await stub.Infer(inference_pb2.InferRequest(model="swap", version="1", **request), timeout=2)
+                        await stub.Infer(
+                            inference_pb2.InferRequest(
+                                model="swap", version="1", feature_names=feature_names, rows=rows
+                            ),
+                            timeout=2,
+                        )
                         pinned.append((time.monotonic(), "OK"))
                     except grpc.aio.AioRpcError as err:
                         pinned.append((time.monotonic(), err.code().name))
