@@ -145,9 +145,16 @@ class LocalMesh:
         if opts.with_triton:
             from predmesh.local.triton import TritonServer
 
-            self.triton = TritonServer(self.model_repository, workdir=self._logs("triton"))
+            # Explicit model control: the orchestrator tells Triton when to load a new version and when
+            # a removed one has drained (hot swap), instead of Triton polling the repository on its own.
+            self.triton = TritonServer(
+                self.model_repository,
+                workdir=self._logs("triton"),
+                extra_args=["--model-control-mode=explicit", "--load-model=*"],
+            )
             services.append(self.triton)
             backends["PREDMESH_INFERENCE_TRITON_TARGET"] = self.triton.grpc_address  # type: ignore[attr-defined]
+            backends["PREDMESH_INFERENCE_TRITON_MODEL_CONTROL"] = "true"
         if opts.ort_workers:
             from predmesh.local.triton import OrtWorker
 

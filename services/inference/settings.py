@@ -67,6 +67,12 @@ class InferenceSettings(ServerSettings):
         description="Triton's model configs enable dynamic_batching, so the orchestrator sends directly "
         "(no double batching); false: batch in front of Triton too.",
     )
+    triton_model_control: bool = Field(
+        False,
+        description="Triton runs with --model-control-mode=explicit on the orchestrator's repository: the "
+        "orchestrator asks it to (re)load a model when a version appears or changes, and to drop a removed "
+        "version only after draining it (hot swap on Triton).",
+    )
     ort_workers: str = Field(
         "",
         description="Comma-separated host:port list of ORT worker processes (KServe v2 gRPC); "

@@ -16,6 +16,18 @@ hang: the channel fails fast and reconnects with a short backoff); deadline spen
 DeadlineExceeded; server overloaded -> ResourceExhausted; model not ready on the
 server -> ModelNotReady; anything else -> ModelExecutionError (details in the log).
 
+Model control (`model_control=True`, for a Triton started with
+`--model-control-mode=explicit`): the server's repository is the orchestrator's, and
+the orchestrator tells the server when to re-read a model: `load` of a version the
+server does not serve yet (a new version directory), or of a new revision of a version
+it serves (files replaced), asks every target to (re)load the model
+(RepositoryModelLoad; Triton keeps serving the versions that did not change), then
+waits until the version is ready. `unload` of a version whose directory is gone (after
+the orchestrator drained it) asks the targets to re-read the model, so the server drops
+that version only when no request can still reach it; the last version gone unloads
+the model. Without it (ORT workers, Triton in poll/none mode) the server manages its
+own repository and `load` only waits for readiness.
+
 Ownership: one long-lived `tritonclient.grpc.aio.InferenceServerClient` (one grpc.aio
 channel) per target, opened on the first `load` (on the running loop) and closed by
 `close()`. Every call carries a deadline: the request's when it has one, else
@@ -82,6 +94,7 @@ class KServeGrpcBackend:
         timeout_s: float = 1.0,
         load_timeout_s: float = 10.0,
         balance: Balance = "least_outstanding",
+        model_control: bool = False,
     ) -> None:
         if not targets:
             raise ValueError("KServeGrpcBackend needs at least one target")
@@ -90,6 +103,7 @@ class KServeGrpcBackend:
         self._timeout_s = timeout_s
         self._load_timeout_s = load_timeout_s
         self._balance = balance
+        self._model_control = model_control
         self._targets: list[_Target] = []
         self._rr = itertools.count()
         self._loaded: set[VersionKey] = set()
@@ -111,6 +125,11 @@ class KServeGrpcBackend:
             return
         give_up = time.monotonic() + self._load_timeout_s
         last: str = "no answer"
+        name_version = model_version.key[:2]
+        # A new revision of a version the server already serves: make it re-read the files first.
+        requested = self._model_control and any(k[:2] == name_version for k in self._loaded)
+        if requested:
+            await self._repository_load(model_version.name)
         while True:
             ready_on = []
             for target in self._targets:
@@ -125,6 +144,10 @@ class KServeGrpcBackend:
                     last = f"{target.address}: {_status(err)} {err.message()}"
             if ready_on:
                 break
+            if self._model_control and not requested:
+                requested = True  # a version the server has not loaded: ask for it once, then wait
+                await self._repository_load(model_version.name)
+                continue
             if time.monotonic() >= give_up:
                 raise ModelLoadError(
                     f"model {model_version} is not ready on {self.name} ({', '.join(self.addresses)}): {last}"
@@ -135,6 +158,29 @@ class KServeGrpcBackend:
 
     async def unload(self, model_version: ModelVersion) -> None:
         self._loaded.discard(model_version.key)
+        if self._model_control and self._targets and not model_version.path.exists():
+            # Drained and gone from the repository: now the server may drop it too.
+            if any(p.name.isdigit() for p in model_version.path.parent.glob("*") if p.is_dir()):
+                await self._repository_load(model_version.name)
+            else:
+                await self._repository_unload(model_version.name)
+
+    async def _repository_load(self, name: str) -> None:
+        """Ask every target to (re)load model `name` from its repository (errors are logged)."""
+        for target in self._targets:
+            try:
+                await target.client.load_model(name, client_timeout=self._load_timeout_s)
+                log.info("%s: %s (re)loaded model %s", self.name, target.address, name)
+            except InferenceServerException as err:
+                log.warning("%s: %s could not load model %s: %s", self.name, target.address, name, err.message())
+
+    async def _repository_unload(self, name: str) -> None:
+        for target in self._targets:
+            try:
+                await target.client.unload_model(name, client_timeout=self._load_timeout_s)
+                log.info("%s: %s unloaded model %s", self.name, target.address, name)
+            except InferenceServerException as err:
+                log.warning("%s: %s could not unload model %s: %s", self.name, target.address, name, err.message())
 
     async def ready(self, model_version: ModelVersion) -> bool:
         if model_version.key not in self._loaded or not self._targets:

@@ -99,6 +99,7 @@ def make_backend(kind: str, settings: InferenceSettings, metrics: BatchMetrics |
             name=TRITON,
             timeout_s=settings.backend_timeout_ms / 1000.0,
             load_timeout_s=settings.backend_load_timeout_ms / 1000.0,
+            model_control=settings.triton_model_control,
         )
         return triton if settings.triton_batches else BatchingBackend(triton, batcher_config(settings), metrics)
     raise ValueError(f"unknown backend kind {kind!r}")
