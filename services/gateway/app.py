@@ -77,6 +77,8 @@ class GatewayApp:
             limits=PredictorLimits(
                 features_timeout_s=s.features_timeout_ms / 1e3,
                 inference_timeout_s=s.inference_timeout_ms / 1e3,
+                features_timeout_per_item_s=s.features_timeout_per_item_ms / 1e3,
+                inference_timeout_per_item_s=s.inference_timeout_per_item_ms / 1e3,
                 max_batch_items=s.max_batch_items,
                 min_inference_budget_s=s.min_inference_budget_ms / 1e3,
                 max_shadow_inflight=s.max_shadow_inflight,

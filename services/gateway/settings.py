@@ -23,6 +23,16 @@ class GatewaySettings(ServerSettings):
     inference_timeout_ms: float = Field(
         500.0, description="Upper bound on the inference call, within the request deadline (milliseconds)."
     )
+    features_timeout_per_item_ms: float = Field(
+        0.1,
+        ge=0,
+        description="Added to features_timeout_ms per entity beyond the first (PredictBatch) (milliseconds).",
+    )
+    inference_timeout_per_item_ms: float = Field(
+        0.25,
+        ge=0,
+        description="Added to inference_timeout_ms per row beyond the first (PredictBatch) (milliseconds).",
+    )
     model_cache_ttl_ms: float = Field(
         5000.0, description="How long model descriptions (features, entity type) are cached (milliseconds)."
     )

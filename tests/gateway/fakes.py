@@ -57,6 +57,7 @@ class FakeModels:
     def __init__(self, failing: set[str] | None = None) -> None:
         self.describe_calls = 0
         self.infer_calls: list[tuple[str, str, int]] = []
+        self.infer_timeouts: list[float] = []
         self.failing = failing if failing is not None else set()
 
     async def describe(self, model: str, version: str, timeout_s: float) -> ModelDescriptor:
@@ -77,6 +78,7 @@ class FakeModels:
         timeout_s: float,
     ) -> InferenceResult:
         self.infer_calls.append((model, version, len(rows)))
+        self.infer_timeouts.append(timeout_s)
         if model in self.failing:
             raise Unavailable(f"{model} backend down")
         scale = 500.0 if version == "3" else 1000.0

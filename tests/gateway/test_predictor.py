@@ -108,6 +108,23 @@ async def test_batch_keeps_order_and_uses_one_call_each() -> None:
     assert len(features.calls) == 1 and models.infer_calls == [("fraud", "2", 4)]
 
 
+async def test_batch_upstream_timeouts_grow_with_the_batch_within_the_deadline() -> None:
+    limits = replace(LIMITS, features_timeout_per_item_s=0.01, inference_timeout_per_item_s=0.02)
+    features = FakeFeatures()
+    models = FakeModels()
+    predictor = Predictor(features, models, ModelCatalog(models, 60.0), ListSink(), limits)
+    items = [item(entity=f"u{i}") for i in range(4)]
+    await predictor.predict_batch("b1", "fraud", "", items[:1], Deadline.after(5.0))
+    await predictor.predict_batch("b2", "fraud", "", items, Deadline.after(5.0))
+    (_, _, _, one_features), (_, _, _, four_features) = features.calls
+    assert one_features == pytest.approx(0.1, abs=1e-3)  # one entity: the base bound
+    assert four_features == pytest.approx(0.1 + 3 * 0.01, abs=1e-3)
+    assert models.infer_timeouts == pytest.approx([0.5, 0.5 + 3 * 0.02], abs=1e-3)
+    # A short request deadline still wins over the scaled bound.
+    await predictor.predict_batch("b3", "fraud", "", items, Deadline.after(0.05))
+    assert features.calls[-1][3] <= 0.05
+
+
 async def test_batch_limits() -> None:
     predictor, _ = make()
     with pytest.raises(InvalidArgument):

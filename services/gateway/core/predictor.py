@@ -65,10 +65,21 @@ class PredictorLimits:
     features_timeout_s: float
     inference_timeout_s: float
     max_batch_items: int
+    # Large PredictBatch calls get proportionally more time (the request deadline still bounds it).
+    features_timeout_per_item_s: float = 0.0
+    inference_timeout_per_item_s: float = 0.0
     min_inference_budget_s: float = 0.005
     max_shadow_inflight: int = 256
     # Fraction of prediction records that carry their feature values (drift monitoring).
     log_features_sample: float = 0.0
+
+    def features_timeout(self, items: int) -> float:
+        """Upper bound on one feature fetch for `items` entities (seconds)."""
+        return self.features_timeout_s + self.features_timeout_per_item_s * max(0, items - 1)
+
+    def inference_timeout(self, rows: int) -> float:
+        """Upper bound on one inference call for `rows` rows (seconds)."""
+        return self.inference_timeout_s + self.inference_timeout_per_item_s * max(0, rows - 1)
 
 
 class _Degrade(Exception):
@@ -253,7 +264,7 @@ class Predictor:
                 desc.entity_type,
                 [(it.entity_id, it.context) for it in items],
                 desc.features,
-                deadline.budget(self._limits.features_timeout_s, "feature fetch"),
+                deadline.budget(self._limits.features_timeout(len(items)), "feature fetch"),
             )
         except DEPENDENCY_ERRORS as err:
             breaker.record_failure()
@@ -287,7 +298,7 @@ class Predictor:
                 desc.features,
                 [row.values for row in rows],
                 request_id,
-                deadline.budget(self._limits.inference_timeout_s, "inference"),
+                deadline.budget(self._limits.inference_timeout(len(rows)), "inference"),
             )
         except DEPENDENCY_ERRORS as err:
             breaker.record_failure()
@@ -364,7 +375,7 @@ class Predictor:
                     desc.features,
                     rows,
                     request_id,
-                    deadline.budget(self._limits.inference_timeout_s, "fallback inference"),
+                    deadline.budget(self._limits.inference_timeout(len(rows)), "fallback inference"),
                 )
             except DEPENDENCY_ERRORS:
                 breaker.record_failure()
@@ -406,7 +417,8 @@ class Predictor:
         rows: list[FeatureRow],
         primary: list[PredictOutput],
     ) -> None:
-        deadline = Deadline.after(self._limits.features_timeout_s + self._limits.inference_timeout_s)
+        n = len(items)
+        deadline = Deadline.after(self._limits.features_timeout(n) + self._limits.inference_timeout(n))
         try:
             desc = await self._catalog.describe(model, version, deadline.budget(what="shadow lookup"))
             if desc.features != primary_desc.features:
@@ -414,7 +426,7 @@ class Predictor:
                     desc.entity_type,
                     [(it.entity_id, it.context) for it in items],
                     desc.features,
-                    deadline.budget(self._limits.features_timeout_s, "shadow features"),
+                    deadline.budget(self._limits.features_timeout(len(items)), "shadow features"),
                 )
             started = time.monotonic()
             result = await self._models.infer(
@@ -423,7 +435,7 @@ class Predictor:
                 desc.features,
                 [row.values for row in rows],
                 primary[0].request_id,
-                deadline.budget(self._limits.inference_timeout_s, "shadow inference"),
+                deadline.budget(self._limits.inference_timeout(len(rows)), "shadow inference"),
             )
         except Exception as err:  # shadow failures never reach callers
             self.metrics.shadow_errors.labels(model, version).inc()
