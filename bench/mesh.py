@@ -27,6 +27,20 @@ from predmesh.local.procs import ManagedProcess, PythonService, free_port
 log = logging.getLogger(__name__)
 
 
+def bench_options(state_dir: Path, logging_on: bool, edge: bool) -> MeshOptions:
+    """The measured configuration (docs/BENCHMARKS.md): the orchestrator runs ONNX Runtime in
+    process (the Triton and ORT worker rows start their own servers), and no drift monitor: it
+    is an off-path Kafka consumer that would take CPU from the request path on this small box."""
+    return MeshOptions(
+        state_dir=state_dir,
+        with_logger=logging_on,
+        with_edge=edge,
+        with_triton=False,
+        ort_workers=0,
+        with_monitor=False,
+    )
+
+
 @dataclass
 class Replica:
     features: PythonService
@@ -51,7 +65,7 @@ class BenchMesh:
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> BenchMesh:
-        options = MeshOptions(state_dir=self.state_dir, with_logger=self.want_logging, with_edge=self.want_edge)
+        options = bench_options(self.state_dir, self.want_logging, self.want_edge)
         try:
             self.mesh = LocalMesh(options).start()
         except Exception as err:
@@ -62,7 +76,7 @@ class BenchMesh:
             for part, wanted in (("logging", self.want_logging), ("envoy edge", self.want_edge)):
                 if wanted:
                     self.unavailable[part] = f"LocalMesh with logger+edge failed to start: {reason}"
-            self.mesh = LocalMesh(MeshOptions(state_dir=self.state_dir, with_logger=False, with_edge=False)).start()
+            self.mesh = LocalMesh(bench_options(self.state_dir, False, False)).start()
         return self
 
     def stop(self) -> None:

@@ -4,7 +4,9 @@ Each ``async def make_*(**kwargs)`` builds a target in the calling process: one
 long-lived channel or HTTP session, reused by every call and closed by ``close()``.
 ``call()`` cycles through ``workload.transactions()`` and returns ``"OK"`` or the
 failure's status name (gRPC code name, ``HTTP_<status>``), so the load generator can
-count errors by status. Every call carries a deadline (``timeout_s``).
+count errors by status; a predmesh Predict/PredictBatch answered from the fallback
+chain is ``"DEGRADED"`` (not counted as throughput). Every call carries a deadline
+(``timeout_s``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 from bench import workload
 from bench.loadgen import OK
 
+DEGRADED = "DEGRADED"
 _CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
 
 
@@ -48,6 +51,15 @@ class _Grpc:
             return str(err.code().name)
         return OK
 
+    async def _prediction(self, method: Any, request: Any) -> str:
+        """A Predict/PredictBatch call: a degraded answer (fallback chain) counts as DEGRADED, not OK."""
+        try:
+            reply = await method(request, timeout=self.timeout_s)
+        except grpc.aio.AioRpcError as err:
+            return str(err.code().name)
+        results = reply.results if hasattr(reply, "results") else [reply]
+        return DEGRADED if any(r.degraded for r in results) else OK
+
     async def close(self) -> None:
         await self.channel.close()
 
@@ -73,7 +85,7 @@ class PredictTarget(_Grpc):
         )
 
     async def call(self) -> str:
-        return await self._unary(self.stub.Predict, next(self.requests))
+        return await self._prediction(self.stub.Predict, next(self.requests))
 
 
 class PredictBatchTarget(_Grpc):
@@ -98,7 +110,7 @@ class PredictBatchTarget(_Grpc):
         self.requests = itertools.cycle(batches)
 
     async def call(self) -> str:
-        return await self._unary(self.stub.PredictBatch, next(self.requests))
+        return await self._prediction(self.stub.PredictBatch, next(self.requests))
 
 
 class InferTarget(_Grpc):

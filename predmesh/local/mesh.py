@@ -37,6 +37,7 @@ class MeshOptions:
     gateway_port: int = 0
     edge_port: int = 0
     with_logger: bool = True
+    with_monitor: bool = True  # drift monitor on the prediction log (needs the logger)
     with_edge: bool = True
     with_triton: bool = True  # GPU-placed models (fraud_nn) go to tritonserver (CPU python backend here)
     ort_workers: int = 1  # CPU models go to this many ONNX Runtime worker processes (0 = in-process)
@@ -129,6 +130,7 @@ class LocalMesh:
                 },
             )
             services.append(self.logger)
+        if opts.with_logger and opts.with_monitor:
             # Drift monitor on the prediction log: PSI vs each version's reference.json, on /metrics.
             metrics_env = "PREDMESH_MONITOR_METRICS_PORT"
             self.monitor_metrics_port = int(opts.extra_env.get(metrics_env) or free_port())

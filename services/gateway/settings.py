@@ -24,7 +24,7 @@ class GatewaySettings(ServerSettings):
         500.0, description="Upper bound on the inference call, within the request deadline (milliseconds)."
     )
     features_timeout_per_item_ms: float = Field(
-        0.1,
+        0.25,
         ge=0,
         description="Added to features_timeout_ms per entity beyond the first (PredictBatch) (milliseconds).",
     )
