@@ -129,7 +129,7 @@ class KServeGrpcBackend:
         # A new revision of a version the server already serves: make it re-read the files first.
         requested = self._model_control and any(k[:2] == name_version for k in self._loaded)
         if requested:
-            await self._repository_load(model_version.name)
+            await self._repository(model_version.name, load=True)
         while True:
             ready_on = []
             for target in self._targets:
@@ -146,7 +146,7 @@ class KServeGrpcBackend:
                 break
             if self._model_control and not requested:
                 requested = True  # a version the server has not loaded: ask for it once, then wait
-                await self._repository_load(model_version.name)
+                await self._repository(model_version.name, load=True)
                 continue
             if time.monotonic() >= give_up:
                 raise ModelLoadError(
@@ -160,27 +160,21 @@ class KServeGrpcBackend:
         self._loaded.discard(model_version.key)
         if self._model_control and self._targets and not model_version.path.exists():
             # Drained and gone from the repository: now the server may drop it too.
-            if any(p.name.isdigit() for p in model_version.path.parent.glob("*") if p.is_dir()):
-                await self._repository_load(model_version.name)
-            else:
-                await self._repository_unload(model_version.name)
+            versions_left = any(p.name.isdigit() for p in model_version.path.parent.glob("*") if p.is_dir())
+            await self._repository(model_version.name, load=versions_left)
 
-    async def _repository_load(self, name: str) -> None:
-        """Ask every target to (re)load model `name` from its repository (errors are logged)."""
+    async def _repository(self, name: str, load: bool) -> None:
+        """Ask every target to (re)load model `name` from its repository, or to unload it (errors are logged)."""
+        action = "(re)load" if load else "unload"
         for target in self._targets:
             try:
-                await target.client.load_model(name, client_timeout=self._load_timeout_s)
-                log.info("%s: %s (re)loaded model %s", self.name, target.address, name)
+                if load:
+                    await target.client.load_model(name, client_timeout=self._load_timeout_s)
+                else:
+                    await target.client.unload_model(name, client_timeout=self._load_timeout_s)
+                log.info("%s: %s did %s model %s", self.name, target.address, action, name)
             except InferenceServerException as err:
-                log.warning("%s: %s could not load model %s: %s", self.name, target.address, name, err.message())
-
-    async def _repository_unload(self, name: str) -> None:
-        for target in self._targets:
-            try:
-                await target.client.unload_model(name, client_timeout=self._load_timeout_s)
-                log.info("%s: %s unloaded model %s", self.name, target.address, name)
-            except InferenceServerException as err:
-                log.warning("%s: %s could not unload model %s: %s", self.name, target.address, name, err.message())
+                log.warning("%s: %s could not %s model %s: %s", self.name, target.address, action, name, err.message())
 
     async def ready(self, model_version: ModelVersion) -> bool:
         if model_version.key not in self._loaded or not self._targets:
