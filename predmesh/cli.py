@@ -20,7 +20,7 @@ from pathlib import Path
 STATE_FILE = "mesh.json"
 
 
-def _context_value(text: str) -> tuple[str, object]:
+def _context_value(text: str) -> tuple[str, bool | float | str]:
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"context must be name=value, got {text!r}")
     name, raw = text.split("=", 1)
@@ -72,16 +72,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import grpc
     from google.protobuf.json_format import MessageToDict
 
-    from predmesh.v1 import common_pb2, prediction_pb2, prediction_pb2_grpc
+    from predmesh.common.values import scalar_to_value
+    from predmesh.v1 import prediction_pb2, prediction_pb2_grpc
 
-    def value(v: object) -> common_pb2.Value:
-        if isinstance(v, bool):
-            return common_pb2.Value(bool_value=v)
-        if isinstance(v, float):
-            return common_pb2.Value(number_value=v)
-        return common_pb2.Value(string_value=str(v))
-
-    context = {name: value(v) for name, v in (args.context or [])}
+    context = {name: scalar_to_value(v) for name, v in (args.context or [])}
     target = args.target or _default_target(args.state_dir)
     metadata = [("x-api-key", args.api_key)] if args.api_key else []
     with grpc.insecure_channel(target) as channel:
