@@ -44,19 +44,21 @@ class _Grpc:
         self.channel = grpc.aio.insecure_channel(address, options=options)
         self.timeout_s = timeout_s
 
-    async def _unary(self, method: Any, request: Any) -> str:
+    async def _call(self, method: Any, request: Any) -> tuple[str, Any]:
+        """(OK, reply) or (the gRPC status name, None)."""
         try:
-            await method(request, timeout=self.timeout_s)
+            return OK, await method(request, timeout=self.timeout_s)
         except grpc.aio.AioRpcError as err:
-            return str(err.code().name)
-        return OK
+            return str(err.code().name), None
+
+    async def _unary(self, method: Any, request: Any) -> str:
+        return (await self._call(method, request))[0]
 
     async def _prediction(self, method: Any, request: Any) -> str:
         """A Predict/PredictBatch call: a degraded answer (fallback chain) counts as DEGRADED, not OK."""
-        try:
-            reply = await method(request, timeout=self.timeout_s)
-        except grpc.aio.AioRpcError as err:
-            return str(err.code().name)
+        status, reply = await self._call(method, request)
+        if reply is None:
+            return status
         results = reply.results if hasattr(reply, "results") else [reply]
         return DEGRADED if any(r.degraded for r in results) else OK
 

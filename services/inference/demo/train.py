@@ -144,8 +144,6 @@ def _xgboost(spec: ModelSpec, matrix: np.ndarray, labels: np.ndarray, seed: int,
 
 
 def _mlp(spec: ModelSpec, matrix: np.ndarray, labels: np.ndarray, seed: int) -> TrainedModel:
-    from skl2onnx import to_onnx
-    from skl2onnx.common.data_types import FloatTensorType
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
 
@@ -153,22 +151,22 @@ def _mlp(spec: ModelSpec, matrix: np.ndarray, labels: np.ndarray, seed: int) -> 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.fit(matrix, labels)
-    onx = to_onnx(
-        model,
-        initial_types=[("input", FloatTensorType([None, spec.input_width]))],
-        options={id(model): {"zipmap": False}},
-        target_opset=TARGET_OPSET,
-    )
-    return TrainedModel(spec=spec, onnx_bytes=onx.SerializeToString(), estimator=model)
+    return _sklearn_trained(spec, model)
 
 
 def _logistic(spec: ModelSpec, matrix: np.ndarray, labels: np.ndarray, seed: int) -> TrainedModel:
-    from skl2onnx import to_onnx
-    from skl2onnx.common.data_types import FloatTensorType
     from sklearn.linear_model import LogisticRegression
 
     model = LogisticRegression(C=1.0, max_iter=500, random_state=seed)
     model.fit(matrix, labels)
+    return _sklearn_trained(spec, model)
+
+
+def _sklearn_trained(spec: ModelSpec, model: Any) -> TrainedModel:
+    """A fitted sklearn classifier exported to ONNX (probabilities as a plain tensor, no zipmap)."""
+    from skl2onnx import to_onnx
+    from skl2onnx.common.data_types import FloatTensorType
+
     onx = to_onnx(
         model,
         initial_types=[("input", FloatTensorType([None, spec.input_width]))],
@@ -262,11 +260,7 @@ def _reference(scores: np.ndarray, holdout: pd.DataFrame, features: list[str]) -
 def _with_metrics(trained: TrainedModel, holdout: pd.DataFrame, train_rows: int, seed: int) -> TrainedModel:
     """Score the holdout with the exported ONNX model (not the estimator) and record AUC."""
     spec = trained.spec
-    matrix = Preprocessor(spec).transform_columns(frame_columns(holdout), len(holdout))
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    session = ort.InferenceSession(trained.onnx_bytes, sess_options=options, providers=["CPUExecutionProvider"])
-    probs = session.run([spec.onnx.output], {spec.onnx.input: matrix})[0]
+    probs = _holdout_probs(trained, holdout)
     auc = _auc(holdout["label"].to_numpy(), probs[:, spec.positive_index])
     log.info(
         "trained %s:%s (%s): holdout AUC %.4f on %d rows",
