@@ -3,24 +3,22 @@
 from __future__ import annotations
 
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable
 from typing import TypeVar
 
 import grpc
 from confluent_kafka import Consumer, Message
-from prometheus_client.parser import text_string_to_metric_families
 
 from predmesh.common import telemetry
 from predmesh.local.kafka import DEV_CONSUMER_CONFIG
 from predmesh.local.mesh import LocalMesh
 from predmesh.v1 import common_pb2, events_pb2, prediction_pb2, prediction_pb2_grpc
 from tests.common.otlp_collector import CollectedSpan
+from tests.common.prometheus_scrape import Metrics, scrape
 from tests.e2e.conftest import Observability
 
 T = TypeVar("T")
-Metrics = dict[tuple[str, tuple[tuple[str, str], ...]], float]  # (name, sorted labels) -> value
 SERVER, CLIENT = 2, 3  # OTLP span kinds
 
 
@@ -68,16 +66,6 @@ def kafka_record(bootstrap: str, request_id: str) -> tuple[events_pb2.Prediction
     finally:
         consumer.close()
     raise AssertionError(f"no Kafka record for {request_id}")
-
-
-def scrape(port: int) -> Metrics:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-        text = resp.read().decode()
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for fam in text_string_to_metric_families(text)
-        for s in fam.samples
-    }
 
 
 def test_one_connected_trace_from_envoy_to_the_logger(mesh: LocalMesh, observability: Observability) -> None:

@@ -5,19 +5,18 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
 from confluent_kafka import Producer
 from google.protobuf.timestamp_pb2 import Timestamp
-from prometheus_client.parser import text_string_to_metric_families
 
 from predmesh.local.kafka import TansuBroker, create_topics
 from predmesh.v1 import common_pb2, events_pb2
 from services.monitor.app import MonitorApp
 from services.monitor.core.reference import compute_reference, save_reference
 from services.monitor.settings import MonitorSettings
+from tests.common.prometheus_scrape import scrape
 
 
 def _event(rng: random.Random, version: str, shift: float) -> bytes:
@@ -35,16 +34,6 @@ def _event(rng: random.Random, version: str, shift: float) -> bytes:
         timestamp=ts,
         features={"amount": common_pb2.Value(number_value=rng.gauss(100 + 200 * shift, 20))},
     ).SerializeToString()
-
-
-def _scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-        text = resp.read().decode()
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for fam in text_string_to_metric_families(text)
-        for s in fam.samples
-    }
 
 
 def consumed(app: MonitorApp) -> float:
@@ -88,7 +77,7 @@ async def test_drift_through_the_real_broker(tansu: TansuBroker, tmp_path: Path)
         while consumed(app) < 800 and time.monotonic() < deadline:  # noqa: ASYNC110 - polling a counter
             await asyncio.sleep(0.1)
         await app.evaluate()
-        got = await asyncio.to_thread(_scrape, app.metrics_port)
+        got = await asyncio.to_thread(scrape, app.metrics_port)
     finally:
         await app.stop()
 
