@@ -239,7 +239,7 @@ class _RandomV2:
         rng = np.random.default_rng(0)
         self.requests = []
         for _ in range(16):
-            request = service_pb2.ModelInferRequest(model_name="mlp_gpu", model_version="1")
+            request = service_pb2.ModelInferRequest(model_name=GPU_MODEL, model_version="1")
             tensor = request.inputs.add()
             tensor.name, tensor.datatype = "input", "FP32"
             tensor.shape.extend([batch_size, width])
