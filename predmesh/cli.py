@@ -2,7 +2,8 @@
 
 predmesh up                      start Redis, the services, demo features and models on loopback
 predmesh predict --model fraud --entity u00042 --context amount=120.5 channel=web
-predmesh features load --redis-url URL --entity-type user FILE
+predmesh features load --redis-url URL --entity-type user [--registry PATH] FILE   (default: demo registry)
+predmesh features load --redis-url URL --demo 1000
 predmesh logs tail ...           print prediction events from Kafka (when the logger runs)
 """
 
@@ -107,9 +108,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_features_load(rest: Sequence[str]) -> int:
+    """The service's loader, with the demo registry unless `--registry` is given; `--demo N` loads demo users."""
+    args = list(rest)
+    if any(a == "--demo" or a.startswith("--demo=") for a in args):
+        from predmesh.demo.load import main as demo_main
+
+        return demo_main(args)
+    from predmesh.demo import FEATURE_REGISTRY
     from services.features.loader import main as loader_main
 
-    return loader_main(list(rest))
+    if not any(a == "--registry" or a.startswith("--registry=") for a in args):
+        args = ["--registry", str(FEATURE_REGISTRY), *args]
+    return loader_main(args)
 
 
 def cmd_logs_tail(rest: Sequence[str], state_dir: str) -> int:
@@ -125,7 +135,9 @@ def cmd_logs_tail(rest: Sequence[str], state_dir: str) -> int:
             args = ["--bootstrap", str(state["kafka (tansu) bootstrap"]), *args]
         except (OSError, KeyError, ValueError):
             pass  # tail falls back to PREDMESH_LOGGER_BOOTSTRAP_SERVERS
-    return int(tail_main(args) or 0)
+    from predmesh.local.kafka import DEV_CONSUMER_TIMEOUTS
+
+    return int(tail_main(args, overrides=DEV_CONSUMER_TIMEOUTS) or 0)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,4 +1,4 @@
-"""Prometheus metrics shared by every service: RPC metrics interceptor, /metrics endpoint, batch hooks.
+"""Prometheus metrics shared by every service: RPC metrics interceptor, /metrics endpoint, buckets.
 
 Each `GrpcServer` owns (or is handed) one `CollectorRegistry`, so several servers in one
 process (tests) never collide; the service's own metrics register on the same registry
@@ -9,8 +9,8 @@ RPC metrics (labels `grpc_service`, `grpc_method`, plus `grpc_code` on the handl
 `predmesh_grpc_server_started_total`, `predmesh_grpc_server_handled_total`,
 `predmesh_grpc_server_handling_seconds` (histogram), `predmesh_grpc_server_in_flight`.
 
-`BatchMetrics` are the hooks for a micro-batcher (batch size distribution, queue depth,
-queue wait); the owning service creates them on its server's registry.
+`LATENCY_BUCKETS` is the one set of latency histogram buckets (seconds) every service uses,
+so latencies of different hops can be compared and summed bucket by bucket.
 prometheus_client objects are thread-safe.
 """
 
@@ -29,7 +29,6 @@ from predmesh.common.handlers import rewrap, split_method, status_of
 log = logging.getLogger(__name__)
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
-BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 
 class RpcMetrics:
@@ -111,34 +110,3 @@ class MetricsEndpoint:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
-
-
-class BatchMetrics:
-    """Hooks for a micro-batcher, labelled by model and version.
-
-    - `batch_size.labels(model, version).observe(n)` once per executed batch;
-    - `queue_depth.labels(model, version).set(q)` whenever the queue changes (or `inc`/`dec`);
-    - `queue_wait.labels(model, version).observe(seconds)` per request when its batch starts.
-    """
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.batch_size = Histogram(
-            "predmesh_inference_batch_size",
-            "Rows per executed micro-batch.",
-            ["model", "version"],
-            buckets=BATCH_SIZE_BUCKETS,
-            registry=registry,
-        )
-        self.queue_depth = Gauge(
-            "predmesh_inference_queue_depth",
-            "Requests waiting in the batcher queue.",
-            ["model", "version"],
-            registry=registry,
-        )
-        self.queue_wait = Histogram(
-            "predmesh_inference_queue_wait_seconds",
-            "Time a request waited in the batcher queue, seconds.",
-            ["model", "version"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
-        )

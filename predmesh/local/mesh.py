@@ -11,6 +11,7 @@ Used from one thread; `stop()` is idempotent and also runs when `start()` fails 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from predmesh.demo import DEMO_ROUTING, FEATURE_REGISTRY
+from predmesh.local.kafka import DEV_CONSUMER_TIMEOUTS
 from predmesh.local.procs import ManagedProcess, PythonService, RedisServer, free_port, port_open, wait_until
 
 log = logging.getLogger(__name__)
@@ -86,7 +88,7 @@ class LocalMesh:
     # -- lifecycle -------------------------------------------------------------
     def prepare(self) -> None:
         """Train the demo models if they are missing (idempotent, a few seconds)."""
-        from services.inference.demo.train import ensure_demo_models
+        from predmesh.demo.train import ensure_demo_models
 
         ensure_demo_models(self.model_repository)
 
@@ -113,7 +115,7 @@ class LocalMesh:
             self.broker = TansuBroker(workdir=self._logs("broker"))
             stores.append(self.broker)
         self._launch(*stores)
-        from services.features.loader import load_demo
+        from predmesh.demo.load import load_demo
 
         load_demo(self.redis.url, n=opts.demo_users)
 
@@ -139,6 +141,7 @@ class LocalMesh:
                 {
                     "PREDMESH_MONITOR_BOOTSTRAP_SERVERS": self.bootstrap_servers,
                     "PREDMESH_MONITOR_MODEL_REPOSITORY": str(self.model_repository),
+                    "PREDMESH_MONITOR_KAFKA_EXTRA": json.dumps(DEV_CONSUMER_TIMEOUTS),
                     metrics_env: str(self.monitor_metrics_port),
                 },
             )

@@ -16,7 +16,7 @@ from predmesh.common.grpcserver import GrpcServer
 from predmesh.common.runner import configure_logging, serve_until_signal
 from services.features.core.assembler import FeatureAssembler, Limits
 from services.features.core.cache import EntityCache
-from services.features.core.registry import Registry, demo_registry_path, load_registry
+from services.features.core.registry import Registry, load_registry
 from services.features.core.store import RedisFeatureStore
 from services.features.errors import StoreUnavailable
 from services.features.metrics import FeaturesMetrics
@@ -58,7 +58,7 @@ class FeaturesApp:
         settings = self.settings
         registry = self._registry
         if registry is None:
-            path = settings.registry_path or demo_registry_path()
+            path = settings.registry_path
             registry = await asyncio.to_thread(load_registry, path)
             log.info("loaded feature registry %s (entity types: %s)", path, ", ".join(registry.entity_types))
         self._registry = registry

@@ -10,8 +10,9 @@ old fields never linger.
 These functions block (sync Redis client, file reads): from async code call them
 through `asyncio.to_thread`. Command line:
 
-    python -m services.features.loader --redis-url URL --entity-type user [--registry PATH] FILE
-    python -m services.features.loader --redis-url URL --demo 1000
+    python -m services.features.loader --redis-url URL --entity-type user --registry PATH FILE
+
+(The demo users are loaded by the tooling: `predmesh features load --demo N`, `predmesh.demo.load`.)
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pathlib import Path
 import pandas as pd
 import redis
 
-from services.features.core.registry import Registry, demo_registry_path, load_registry
+from services.features.core.registry import Registry, load_registry
 from services.features.core.spec import Source
 from services.features.core.store import entity_key
 from services.features.core.values import encode
@@ -57,10 +58,8 @@ class LoadReport:
         )
 
 
-def _as_registry(registry: Registry | str | Path | None) -> Registry:
-    if isinstance(registry, Registry):
-        return registry
-    return load_registry(registry if registry is not None else demo_registry_path())
+def _as_registry(registry: Registry | str | Path) -> Registry:
+    return registry if isinstance(registry, Registry) else load_registry(registry)
 
 
 def _encode_frame(
@@ -123,10 +122,10 @@ def load_frame(
     frame: pd.DataFrame,
     entity_type: str,
     redis_url: str,
-    registry: Registry | str | Path | None = None,
+    registry: Registry | str | Path,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
 ) -> LoadReport:
-    """Validate `frame` and replace the hashes of its entities; `registry` defaults to the demo one."""
+    """Validate `frame` against `registry` (a Registry or its YAML path) and replace its entities' hashes."""
     if chunk_size <= 0:
         raise ValueError("chunk_size must be positive")
     started = time.monotonic()
@@ -178,7 +177,7 @@ def load_file(
     path: str | Path,
     entity_type: str,
     redis_url: str,
-    registry: Registry | str | Path | None = None,
+    registry: Registry | str | Path,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
 ) -> LoadReport:
     """Load a CSV or Parquet file with an `entity_id` column."""
@@ -191,13 +190,6 @@ def load_file(
     return load_frame(frame, entity_type, redis_url, registry, chunk_size)
 
 
-def load_demo(redis_url: str, n: int = 1000) -> LoadReport:
-    """Write the demo's synthetic users (`predmesh.demo.synth.users(n)`) as `user` entities."""
-    from predmesh.demo import synth
-
-    return load_frame(synth.users(n), "user", redis_url)
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m services.features.loader", description="Load stored features into Redis."
@@ -208,11 +200,9 @@ def _parser() -> argparse.ArgumentParser:
         help="Redis URL (default: $PREDMESH_FEATURES_REDIS_URL or redis://127.0.0.1:6379/0)",
     )
     parser.add_argument("--entity-type", default="user", help="entity type of the rows (default: user)")
-    parser.add_argument("--registry", type=Path, default=None, help="registry YAML (default: the demo registry)")
+    parser.add_argument("--registry", type=Path, required=True, help="feature registry YAML")
     parser.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE, help="entities per transaction")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("file", nargs="?", type=Path, help="CSV or Parquet file with an entity_id column")
-    source.add_argument("--demo", type=int, metavar="N", help="load N synthetic demo users instead of a file")
+    parser.add_argument("file", type=Path, help="CSV or Parquet file with an entity_id column")
     return parser
 
 
@@ -221,10 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        if args.demo is not None:
-            report = load_demo(args.redis_url, args.demo)
-        else:
-            report = load_file(args.file, args.entity_type, args.redis_url, args.registry, args.chunk_size)
+        report = load_file(args.file, args.entity_type, args.redis_url, args.registry, args.chunk_size)
     except (LoadError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

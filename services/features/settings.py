@@ -16,9 +16,9 @@ class FeaturesSettings(ServerSettings):
     model_config = SettingsConfigDict(env_prefix="PREDMESH_FEATURES_")
 
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL holding the feature hashes.")
-    registry_path: Path | None = Field(
-        None,
-        description="Feature registry YAML file; unset uses the demo registry (predmesh/demo/features.yaml).",
+    registry_path: Path = Field(
+        description="Feature registry YAML file (required: a pod without one must not serve some default registry; "
+        "the local mesh passes predmesh/demo/features.yaml).",
     )
     redis_timeout_ms: float = Field(
         100.0,

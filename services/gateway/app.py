@@ -8,6 +8,7 @@ from pathlib import Path
 
 import grpc
 
+from predmesh.clients.logger import LoggerClient
 from predmesh.common import telemetry
 from predmesh.common.grpcclient import insecure_channel
 from predmesh.common.grpcserver import GrpcServer
@@ -25,7 +26,6 @@ from services.gateway.settings import GatewaySettings
 from services.gateway.transport.logsink import LoggerSink
 from services.gateway.transport.servicer import PredictionServicer
 from services.gateway.transport.upstreams import CallbackClient, FeaturesClient, InferenceClient
-from services.logger.client import LoggerClient
 
 log = logging.getLogger(__name__)
 

@@ -18,13 +18,13 @@ import logging
 from prometheus_client import CollectorRegistry
 
 from predmesh.common.grpcserver import GrpcServer
-from predmesh.common.metrics import BatchMetrics
 from predmesh.common.runner import configure_logging, serve_until_signal
 from predmesh.v1 import inference_pb2, inference_pb2_grpc
 from services.inference.backends.select import RoutingBackend, build_backends
 from services.inference.core.lifecycle import ModelLifecycle
 from services.inference.core.registry import ModelRegistry
 from services.inference.core.service import InferenceCore
+from services.inference.metrics import BatchMetrics
 from services.inference.settings import InferenceSettings
 from services.inference.transport.servicer import InferenceServicer
 
@@ -57,10 +57,6 @@ class InferenceApp:
     async def start(self) -> None:
         settings = self.settings
         repo = settings.model_repository
-        if settings.ensure_demo_models:
-            from services.inference.demo.train import ensure_demo_models  # train extra, only when asked
-
-            await asyncio.to_thread(ensure_demo_models, repo)
         registry = await asyncio.to_thread(ModelRegistry.from_directory, repo)
         metrics_registry = CollectorRegistry()
         backend = build_backends(settings, registry.all(), BatchMetrics(metrics_registry))

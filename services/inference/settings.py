@@ -20,10 +20,6 @@ class InferenceSettings(ServerSettings):
         Path("models"),
         description="Model repository dir (path); Triton layout <name>/<version>/model.onnx + model.yaml.",
     )
-    ensure_demo_models: bool = Field(
-        False,
-        description="Train demo models into model_repository at start when missing (needs the train extra).",
-    )
     ort_intra_op_threads: int = Field(
         1,
         ge=0,

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from predmesh.common.errors import InvalidArgument, PredmeshError, Unavailable
+from predmesh.clients.events import InvalidEvent
+from predmesh.common.errors import PredmeshError, Unavailable
 
-
-class InvalidEvent(InvalidArgument):
-    """An event in a batch is malformed; the whole batch is rejected, nothing of it is journaled."""
+__all__ = ["InvalidEvent", "JournalCorrupt", "JournalError", "JournalFull"]
 
 
 class JournalFull(Unavailable):

@@ -5,6 +5,9 @@
 Each line is the PredictionEvent as JSON plus `_topic`, `_partition`, `_offset`, `_key`
 and `_headers`. Stops after `--max-messages`, after `--idle-timeout-s` without
 messages, or on Ctrl-C. Uses a throwaway consumer group and never commits offsets.
+Consumer timeouts are the production ones (`predmesh.common.kafka`); `--consumer-property
+KEY=VALUE` (repeatable) or the `overrides` argument change them (`predmesh logs tail` passes
+the local dev timeouts).
 Counts messages; never trusts watermarks (tansu reports them wrong).
 """
 
@@ -16,13 +19,13 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 
-from predmesh.local.kafka import DEV_CONSUMER_CONFIG
+from predmesh.common.kafka import consumer_config
 from predmesh.v1.events_pb2 import PredictionEvent
 
 
@@ -60,21 +63,37 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=0.0,
         help="stop after this many seconds without messages (0 = never)",
     )
+    parser.add_argument(
+        "--consumer-property",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra librdkafka consumer property (repeatable), e.g. session.timeout.ms=6000",
+    )
     return parser.parse_args(argv)
 
 
-def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
-    """Entry point; returns the exit code (0 ok, 1 consumer error, 130 interrupted)."""
+def main(
+    argv: Sequence[str] | None = None, out: TextIO | None = None, overrides: Mapping[str, Any] | None = None
+) -> int:
+    """Entry point; returns the exit code (0 ok, 1 consumer error, 2 bad usage, 130 interrupted).
+
+    `overrides`: consumer properties applied over the production ones (before `--consumer-property`).
+    """
     from confluent_kafka import Consumer, KafkaError
 
     args = parse_args(argv)
     stream = out or sys.stdout
-    config: dict[str, Any] = {
-        **DEV_CONSUMER_CONFIG,
-        "bootstrap.servers": args.bootstrap,
-        "group.id": f"predmesh-tail-{uuid.uuid4().hex[:8]}",
-        "auto.offset.reset": "earliest" if args.from_beginning else "latest",
-    }
+    extra: dict[str, Any] = dict(overrides or {})
+    for item in args.consumer_property:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            print(f"error: --consumer-property expects KEY=VALUE, got {item!r}", file=sys.stderr)
+            return 2
+        extra[key] = value
+    config = consumer_config(
+        args.bootstrap, f"predmesh-tail-{uuid.uuid4().hex[:8]}", from_beginning=args.from_beginning, overrides=extra
+    )
     consumer = Consumer(config)
     consumer.subscribe([args.topic])
     count = 0

@@ -14,8 +14,8 @@ import logging
 from typing import Any
 
 from predmesh.common.grpcserver import GrpcServer
+from predmesh.common.kafka import consumer_config
 from predmesh.common.runner import configure_logging, serve_until_signal
-from predmesh.local.kafka import DEV_CONSUMER_CONFIG
 from services.monitor.core.references import ReferenceStore
 from services.monitor.core.windows import DriftMonitor, WindowStats
 from services.monitor.metrics import MonitorMetrics
@@ -25,15 +25,14 @@ from services.monitor.transport.consumer import EventConsumer
 log = logging.getLogger(__name__)
 
 
-def consumer_config(settings: MonitorSettings) -> dict[str, Any]:
-    """librdkafka consumer properties: the dev-friendly timeouts (valid on real Kafka) + extras."""
-    return {
-        **DEV_CONSUMER_CONFIG,
-        "bootstrap.servers": settings.bootstrap_servers,
-        "group.id": settings.group_id,
-        "auto.offset.reset": "earliest" if settings.from_beginning else "latest",
-        **settings.kafka_extra,
-    }
+def monitor_consumer_config(settings: MonitorSettings) -> dict[str, Any]:
+    """librdkafka consumer properties: production timeouts, then `settings.kafka_extra`."""
+    return consumer_config(
+        settings.bootstrap_servers,
+        settings.group_id,
+        from_beginning=settings.from_beginning,
+        overrides=settings.kafka_extra,
+    )
 
 
 class MonitorApp:
@@ -49,7 +48,7 @@ class MonitorApp:
             max_events=settings.max_events,
         )
         self._consumer = EventConsumer(
-            consumer_config(settings),
+            monitor_consumer_config(settings),
             settings.topic,
             self.monitor.observe,
             on_record=self._count,

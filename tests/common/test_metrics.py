@@ -13,7 +13,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from predmesh.common import errors
 from predmesh.common.grpcserver import GrpcServer
-from predmesh.common.metrics import BatchMetrics
 from predmesh.common.settings import ServerSettings
 
 SERVICE = "test.Metered"
@@ -93,15 +92,3 @@ async def test_metrics_endpoint_off_by_default() -> None:
         assert srv.metrics_port == 0
     finally:
         await srv.stop()
-
-
-def test_batch_metrics_hooks() -> None:
-    registry = CollectorRegistry()
-    m = BatchMetrics(registry)
-    m.batch_size.labels("fraud", "2").observe(16)
-    m.queue_depth.labels("fraud", "2").set(5)
-    m.queue_wait.labels("fraud", "2").observe(0.001)
-    mv = {"model": "fraud", "version": "2"}
-    assert registry.get_sample_value("predmesh_inference_batch_size_sum", mv) == 16
-    assert registry.get_sample_value("predmesh_inference_queue_depth", mv) == 5
-    assert registry.get_sample_value("predmesh_inference_queue_wait_seconds_count", mv) == 1

@@ -9,6 +9,7 @@ import grpc
 import pytest
 import redis.asyncio as aioredis
 
+from predmesh.demo import FEATURE_REGISTRY
 from predmesh.v1 import features_pb2_grpc
 from services.features.app import FeaturesApp
 from services.features.settings import FeaturesSettings
@@ -22,7 +23,13 @@ async def start_app() -> AsyncIterator[StartApp]:
     apps: list[FeaturesApp] = []
 
     async def start(**overrides: Any) -> FeaturesApp:
-        values: dict[str, Any] = {"host": "127.0.0.1", "port": 0, "grace_s": 0.2, "cache_ttl_ms": 0}
+        values: dict[str, Any] = {
+            "host": "127.0.0.1",
+            "port": 0,
+            "grace_s": 0.2,
+            "cache_ttl_ms": 0,
+            "registry_path": FEATURE_REGISTRY,
+        }
         values.update(overrides)
         app = FeaturesApp(FeaturesSettings(**values))
         await app.start()

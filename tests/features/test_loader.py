@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 import redis
 
-from predmesh.demo import synth
+from predmesh.demo import FEATURE_REGISTRY, synth
 from predmesh.v1 import features_pb2, features_pb2_grpc
-from services.features.core.registry import demo_registry_path, load_registry
+from services.features.core.registry import load_registry
 from services.features.errors import LoadError
-from services.features.loader import load_demo, load_file, load_frame, main
+from services.features.loader import load_file, load_frame, main
 from tests.features.conftest import StartApp
 
 
@@ -38,7 +38,7 @@ def _frame() -> pd.DataFrame:
 
 def test_load_frame_writes_text_hashes_and_replaces_old_fields(client: redis.Redis, redis_url: str) -> None:
     client.hset("features:user:a1", mapping={"account_age_days": "9.0", "country": "US"})
-    report = load_frame(_frame(), "user", redis_url, load_registry(demo_registry_path()), chunk_size=2)
+    report = load_frame(_frame(), "user", redis_url, load_registry(FEATURE_REGISTRY), chunk_size=2)
     assert (report.entities, report.fields, report.nulls) == (3, 11, 1)
     assert report.columns == ("txn_count_7d", "chargeback_rate_90d", "country", "is_verified")
     # The stale account_age_days is gone: the whole hash was replaced.
@@ -77,7 +77,7 @@ async def test_load_file_then_serve(suffix: str, tmp_path: Path, redis_url: str,
         frame.to_csv(path, index=False)
     else:
         frame.to_parquet(path, index=False)
-    report = load_file(path, "user", redis_url)
+    report = load_file(path, "user", redis_url, FEATURE_REGISTRY)
     assert report.entities == 3 and report.nulls == 1
 
     app = await start_app(redis_url=redis_url)
@@ -112,7 +112,7 @@ def test_parquet_without_pyarrow_is_a_clear_error(tmp_path: Path, redis_url: str
     path = tmp_path / "users.parquet"
     path.write_bytes(b"PAR1")
     with pytest.raises(LoadError, match="Parquet needs a working pyarrow"):
-        load_file(path, "user", redis_url)
+        load_file(path, "user", redis_url, FEATURE_REGISTRY)
 
 
 @pytest.mark.parametrize(
@@ -130,11 +130,13 @@ def test_parquet_without_pyarrow_is_a_clear_error(tmp_path: Path, redis_url: str
 )
 def test_bad_frames_write_nothing(frame: pd.DataFrame, message: str, client: redis.Redis, redis_url: str) -> None:
     with pytest.raises(LoadError, match=message):
-        load_frame(frame, "user", redis_url)
+        load_frame(frame, "user", redis_url, FEATURE_REGISTRY)
     assert client.dbsize() == 0
 
 
 def test_load_demo_users(client: redis.Redis, redis_url: str) -> None:
+    from predmesh.demo.load import load_demo
+
     report = load_demo(redis_url, n=40)
     assert report.entities == 40 and report.nulls == 0
     assert client.dbsize() == 40
@@ -149,7 +151,7 @@ def test_cli_main(tmp_path: Path, redis_url: str, client: redis.Redis, capsys: p
     path = tmp_path / "users.csv"
     _frame().to_csv(path, index=False)
     registry = tmp_path / "reg.yaml"
-    registry.write_text(demo_registry_path().read_text())
+    registry.write_text(FEATURE_REGISTRY.read_text())
     code = main(["--redis-url", redis_url, "--entity-type", "user", "--registry", str(registry), str(path)])
     assert code == 0
     assert "loaded 3 user entities" in capsys.readouterr().out
@@ -157,9 +159,10 @@ def test_cli_main(tmp_path: Path, redis_url: str, client: redis.Redis, capsys: p
 
     bad = tmp_path / "bad.csv"
     bad.write_text("entity_id,shoe_size\na,42\n")
-    assert main(["--redis-url", redis_url, str(bad)]) == 1
+    reg = ["--registry", str(registry)]
+    assert main(["--redis-url", redis_url, *reg, str(bad)]) == 1
     assert "unknown columns" in capsys.readouterr().err
-    assert main(["--redis-url", redis_url, str(tmp_path / "users.json")]) == 1
+    assert main(["--redis-url", redis_url, *reg, str(tmp_path / "users.json")]) == 1
     assert "unsupported file type" in capsys.readouterr().err
-    assert main(["--redis-url", redis_url, "--entity-type", "merchant", str(path)]) == 1
+    assert main(["--redis-url", redis_url, *reg, "--entity-type", "merchant", str(path)]) == 1
     assert "unknown entity type" in capsys.readouterr().err

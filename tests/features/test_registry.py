@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from services.features.core.registry import demo_registry_path, load_registry, parse_registry
+from predmesh.demo import FEATURE_REGISTRY
+from services.features.core.registry import load_registry, parse_registry
 from services.features.core.spec import DType, Source
 from services.features.errors import RegistryError, UnknownEntityType
 
@@ -17,7 +18,7 @@ def _registry(**feature: Any) -> dict[str, Any]:
 
 
 def test_demo_registry_loads_with_typed_defaults() -> None:
-    registry = load_registry(demo_registry_path())
+    registry = load_registry(FEATURE_REGISTRY)
     group = registry.group("user")
     assert [s.name for s in group.store_features] == [
         "account_age_days",
@@ -41,7 +42,7 @@ def test_demo_registry_loads_with_typed_defaults() -> None:
 
 
 def test_unknown_entity_type_is_not_found() -> None:
-    registry = load_registry(demo_registry_path())
+    registry = load_registry(FEATURE_REGISTRY)
     with pytest.raises(UnknownEntityType, match="merchant"):
         registry.group("merchant")
 

@@ -11,9 +11,9 @@ import grpc
 import pandas as pd
 import pytest
 
+from predmesh.demo.train import TrainedModel, demo_dataset, train_models, write_model
 from predmesh.v1 import inference_pb2_grpc
 from services.inference.app import InferenceApp
-from services.inference.demo.train import TrainedModel, demo_dataset, train_models, write_model
 from services.inference.settings import InferenceSettings
 
 

@@ -11,9 +11,9 @@ import onnxruntime as ort
 import pandas as pd
 
 from predmesh.demo import synth
+from predmesh.demo.train import frame_columns
 from services.inference.app import InferenceApp
 from services.inference.core.preprocess import Preprocessor
-from services.inference.demo.train import frame_columns
 from services.inference.triton.layout import write_triton_layout
 
 from .conftest import DemoModels, make_settings

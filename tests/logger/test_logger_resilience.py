@@ -9,9 +9,9 @@ from pathlib import Path
 
 from logger_support import RunLogger, Topics, consume, ensure_topics, make_event, request_ids, wait_for
 
+from predmesh.clients.logger import LoggerClient
 from predmesh.local.kafka import TansuBroker
 from predmesh.local.procs import PythonService, free_port
-from services.logger.client import LoggerClient
 
 P = "predmesh_logger_"
 REPO = Path(__file__).resolve().parents[2]

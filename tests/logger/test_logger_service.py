@@ -12,13 +12,13 @@ import grpc
 import pytest
 from logger_support import RunLogger, Topics, consume, ensure_topics, make_event, request_ids, wait_for
 
+from predmesh.clients.logger import LoggerClient
 from predmesh.common.grpcclient import insecure_channel
 from predmesh.local.kafka import TansuBroker
 from predmesh.local.procs import free_port
 from predmesh.v1 import events_pb2_grpc
 from predmesh.v1.events_pb2 import EventBatch, PredictionEvent
 from services.logger import tail
-from services.logger.client import LoggerClient
 
 P = "predmesh_logger_"
 

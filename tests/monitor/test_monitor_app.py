@@ -11,7 +11,7 @@ from pathlib import Path
 from confluent_kafka import Producer
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from predmesh.local.kafka import TansuBroker, create_topics
+from predmesh.local.kafka import DEV_CONSUMER_TIMEOUTS, TansuBroker, create_topics
 from predmesh.v1 import common_pb2, events_pb2
 from services.monitor.app import MonitorApp
 from services.monitor.core.reference import compute_reference, save_reference
@@ -63,6 +63,7 @@ async def test_drift_through_the_real_broker(tansu: TansuBroker, tmp_path: Path)
         window_s=120,
         min_events=200,
         evaluate_interval_s=0.2,
+        kafka_extra=DEV_CONSUMER_TIMEOUTS,  # the tooling's dev timeouts (production ones are the default)
     )
     app = MonitorApp(settings)
     await app.start()

@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator, Mapping
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +30,6 @@ from services.features.errors import RegistryError, UnknownEntityType
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _ENTITY_TYPE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _FEATURE_KEYS = frozenset({"dtype", "source", "default", "min", "max", "categories"})
-
-
-def demo_registry_path() -> Path:
-    """The demo mesh's registry, shipped as package data of `predmesh.demo`."""
-    return Path(str(resources.files("predmesh.demo").joinpath("features.yaml")))
 
 
 class Registry:

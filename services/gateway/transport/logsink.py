@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from predmesh.clients.logger import LoggerClient
 from predmesh.common.values import scalar_to_value
 from predmesh.v1 import events_pb2
 from services.gateway.core.types import PredictionRecord
 from services.gateway.transport.converters import score_to_pb
-from services.logger.client import LoggerClient
 
 
 def record_to_event(record: PredictionRecord) -> events_pb2.PredictionEvent:

@@ -16,11 +16,11 @@ from __future__ import annotations
 import numpy as np
 
 from predmesh.common.deadline import Deadline
-from predmesh.common.metrics import BatchMetrics
 from services.inference.core.backend import Backend
 from services.inference.core.batcher import BatcherConfig, BatcherStats, MicroBatcher
 from services.inference.core.registry import ModelVersion, VersionKey
 from services.inference.errors import ModelNotReady
+from services.inference.metrics import BatchMetrics
 
 
 class BatchingBackend:

@@ -27,7 +27,6 @@ from collections.abc import Iterable
 import numpy as np
 
 from predmesh.common.deadline import Deadline
-from predmesh.common.metrics import BatchMetrics
 from services.inference.backends.batching import BatchingBackend
 from services.inference.backends.kserve_grpc import KServeGrpcBackend
 from services.inference.backends.onnxruntime_local import OnnxRuntimeLocalBackend
@@ -35,6 +34,7 @@ from services.inference.core.backend import Backend
 from services.inference.core.batcher import BatcherConfig, BatcherStats
 from services.inference.core.registry import ModelVersion, VersionKey
 from services.inference.errors import ModelNotReady
+from services.inference.metrics import BatchMetrics
 from services.inference.settings import InferenceSettings
 
 log = logging.getLogger(__name__)

@@ -47,8 +47,8 @@ import numpy as np
 from predmesh.common import telemetry
 from predmesh.common.deadline import Deadline
 from predmesh.common.errors import DeadlineExceeded, ResourceExhausted, Unavailable
-from predmesh.common.metrics import BatchMetrics
 from services.inference.errors import ModelExecutionError
+from services.inference.metrics import BatchMetrics
 
 log = logging.getLogger(__name__)
 

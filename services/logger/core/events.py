@@ -1,4 +1,4 @@
-"""Prediction events: validation and Kafka routing (topic, key, headers).
+"""Prediction events: Kafka routing (topic, key, headers); validation is `predmesh.clients.events`.
 
 The Kafka value is the protobuf-encoded `predmesh.v1.PredictionEvent` (the log
 schema itself), so the core works on the generated message class; it never imports
@@ -11,30 +11,11 @@ import hashlib
 import re
 from dataclasses import dataclass
 
+from predmesh.clients.events import SHADOW_ARM
 from predmesh.v1.events_pb2 import PredictionEvent
-from services.logger.errors import InvalidEvent
 
-ARMS = frozenset({"stable", "canary", "pinned", "shadow", "fallback"})
-SHADOW_ARM = "shadow"
 CONTENT_TYPE = b"application/x-protobuf; messageType=predmesh.v1.PredictionEvent"
 _TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
-_MAX_ID_CHARS = 256
-
-
-def validate_event(event: PredictionEvent, index: int = 0) -> None:
-    """Raise InvalidEvent when `event` cannot be logged (the caller rejects the whole batch)."""
-    where = f"events[{index}]"
-    if not event.request_id:
-        raise InvalidEvent(f"{where}: request_id is required")
-    if not event.model:
-        raise InvalidEvent(f"{where}: model is required")
-    if event.arm and event.arm not in ARMS:
-        raise InvalidEvent(f"{where}: arm {event.arm!r} is not one of {sorted(ARMS)}")
-    for name in ("request_id", "model", "entity_id", "trace_id"):
-        if len(getattr(event, name)) > _MAX_ID_CHARS:
-            raise InvalidEvent(f"{where}: {name} longer than {_MAX_ID_CHARS} characters")
-    if event.latency_ms < 0:
-        raise InvalidEvent(f"{where}: latency_ms must not be negative")
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+from predmesh.clients.events import InvalidEvent, validate_event
 from predmesh.v1.events_pb2 import EventBatch, PublishAck
-from services.logger.core.events import validate_event
-from services.logger.errors import InvalidEvent
 
 
 def batch_to_payloads(batch: EventBatch, max_event_bytes: int) -> list[bytes]:

@@ -9,8 +9,8 @@ from opentelemetry import trace
 from prometheus_client import CollectorRegistry
 
 from predmesh.common.deadline import Deadline
-from predmesh.common.metrics import BatchMetrics
 from services.inference.core.batcher import BatcherConfig, MicroBatcher
+from services.inference.metrics import BatchMetrics
 from tests.common.tracing_support import memory_exporter
 
 LABELS = {"model": "fraud", "version": "3"}

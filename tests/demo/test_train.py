@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 
 from predmesh.demo import synth
+from predmesh.demo.train import ensure_demo_models, frame_columns
 from predmesh.v1 import inference_pb2, inference_pb2_grpc
 from services.inference.core.preprocess import Preprocessor
 from services.inference.core.registry import ModelRegistry
 from services.inference.core.spec import ModelSpec, load_spec
-from services.inference.demo.train import ensure_demo_models, frame_columns
 from services.inference.transport.converters import row_to_proto
 from services.inference.triton.layout import triton_layout_present
 from services.monitor.core.reference import load_reference, psi

@@ -13,7 +13,7 @@ Models (all entity_type `user`, class_labels [legit, fraud], score = P(fraud)):
 The input matrix is built by the serving `Preprocessor` from each model's spec, so
 training and serving cannot drift apart. Everything is seeded and single-process:
 the same seed gives the same models. Needs the `train` extra (xgboost, scikit-learn,
-onnxmltools, skl2onnx). `python -m services.inference.demo.train [repo_dir]` trains.
+onnxmltools, skl2onnx). `python -m predmesh.demo.train [repo_dir]` trains.
 Training also writes the Triton configs (services/inference/triton/layout.py).
 Each version also gets `reference.json` (services/monitor/core/reference.py): the
 holdout's score distribution and its numeric input features, which the drift monitor
@@ -347,7 +347,7 @@ def write_model(repo_dir: Path, trained: TrainedModel) -> Path:
         if not spec.is_ensemble:
             (staging / ONNX_FILE).write_bytes(trained.onnx_bytes)
         body = spec.to_yaml()
-        (staging / SPEC_FILE).write_text(f"# predmesh model spec, written by services.inference.demo.train\n{body}")
+        (staging / SPEC_FILE).write_text(f"# predmesh model spec, written by predmesh.demo.train\n{body}")
         if trained.reference is not None:
             save_reference(trained.reference, staging)
         if target.exists():

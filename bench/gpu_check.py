@@ -2,7 +2,7 @@
 
 Usage (on a machine with CUDA PyTorch; see /work/shared/DESIGN.md "GPU"):
 
-    python -m services.inference.triton.gpu_check [--repo models] [--seconds 5] [--concurrency 64]
+    python -m bench.gpu_check [--repo models] [--seconds 5] [--concurrency 64]
 
 What it does: trains/reuses the demo models, builds a temporary Triton repository where
 each model whose ONNX graph uses only dense ops (MatMul/Gemm/Add/Sub/Relu/Sigmoid/
@@ -204,8 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         print("gpu_check: no CUDA device visible (torch.cuda.is_available() is False). Nothing was run;")
         print("CPU serving is covered by tests/inference/triton (python backend, cpu_local config).")
         return 2
+    from predmesh.demo.train import ensure_demo_models
     from predmesh.local.triton import TritonServer
-    from services.inference.demo.train import ensure_demo_models
 
     ensure_demo_models(args.repo)
     import onnxruntime as ort

@@ -1,6 +1,7 @@
 """Caller side of the logger: fire-and-forget `emit()` over one long-lived Publish stream.
 
-Usage (gateway / orchestrator):
+Library layer (imports only predmesh.common and predmesh.v1): the gateway imports it
+without importing the logger service. Usage (gateway / orchestrator):
 
     client = LoggerClient("127.0.0.1:50070")
     await client.start()
@@ -35,11 +36,10 @@ from dataclasses import dataclass
 
 import grpc
 
+from predmesh.clients.events import InvalidEvent, validate_event
 from predmesh.common.grpcclient import insecure_channel
 from predmesh.v1 import events_pb2_grpc
 from predmesh.v1.events_pb2 import EventBatch, PredictionEvent, PublishAck
-from services.logger.core.events import validate_event
-from services.logger.errors import InvalidEvent
 
 log = logging.getLogger(__name__)
 

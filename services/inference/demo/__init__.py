@@ -1,1 +1,0 @@
-"""Demo models trained on `predmesh.demo.synth` data."""
