@@ -55,7 +55,9 @@ WRONG_IMPORTS = [
 
 
 @pytest.mark.parametrize(("path", "line", "contract"), WRONG_IMPORTS, ids=[w[0] for w in WRONG_IMPORTS])
-def test_a_wrong_import_breaks_its_contract(tree_copy: Path, tmp_path: Path, path: str, line: str, contract: str) -> None:
+def test_a_wrong_import_breaks_its_contract(
+    tree_copy: Path, tmp_path: Path, path: str, line: str, contract: str
+) -> None:
     root = tmp_path / "tree"
     shutil.copytree(tree_copy, root)
     target = root / path

@@ -1,13 +1,16 @@
 """Composition root of the inference orchestrator.
 
-`InferenceApp(settings)` wires settings -> model registry -> backend -> core ->
-servicer -> gRPC server. `await start()` scans the model repository, places every
-version on its backend, loads and warms it up (core/lifecycle.py; then polls the
-repository every `poll_interval_ms` for hot swaps) (in-process ONNX Runtime, the ORT worker pool or Triton, with
-micro-batching where configured; backends/select.py), loads it and starts serving; `await stop()` flips health
-to NOT_SERVING, drains in-flight RPCs within `grace_s`, then unloads the models and
-shuts the backend's thread pool down. `python -m services.inference.app` runs it
-until SIGTERM/SIGINT.
+`InferenceApp(settings)` wires settings -> model registry -> backends -> core ->
+servicer -> gRPC server.
+
+- `await start()` scans the model repository, places every version on its backend
+  (in-process ONNX Runtime, the ORT worker pool or Triton, micro-batched where
+  configured; backends/select.py), loads and warms it up (core/lifecycle.py), starts
+  serving, then polls the repository every `poll_interval_ms` for hot swaps.
+- `await stop()` flips health to NOT_SERVING, drains in-flight RPCs within `grace_s`,
+  unloads the models and closes the backends (and their thread pools).
+
+`python -m services.inference.app` runs it until SIGTERM/SIGINT.
 """
 
 from __future__ import annotations

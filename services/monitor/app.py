@@ -16,7 +16,7 @@ from typing import Any
 from predmesh.common.grpcserver import GrpcServer
 from predmesh.common.kafka import consumer_config
 from predmesh.common.runner import configure_logging, serve_until_signal
-from services.monitor.core.references import ReferenceStore
+from services.monitor.core.reference import ReferenceStore
 from services.monitor.core.windows import DriftMonitor, WindowStats
 from services.monitor.metrics import MonitorMetrics
 from services.monitor.settings import MonitorSettings

@@ -14,7 +14,7 @@ from logger_support import RunLogger, Topics, consume, ensure_topics, make_event
 
 from predmesh.clients.logger import LoggerClient
 from predmesh.common.grpcclient import insecure_channel
-from predmesh.local.kafka import TansuBroker
+from predmesh.local.kafka import DEV_CONSUMER_TIMEOUTS, TansuBroker
 from predmesh.local.procs import free_port
 from predmesh.v1 import events_pb2_grpc
 from predmesh.v1.events_pb2 import EventBatch, PredictionEvent
@@ -140,7 +140,7 @@ async def test_tail_prints_decoded_events(tansu: TansuBroker, topics: Topics, ru
         "--idle-timeout-s",
         "20",
     ]
-    rc = await asyncio.to_thread(tail.main, argv, out)
+    rc = await asyncio.to_thread(tail.main, argv, out, DEV_CONSUMER_TIMEOUTS)  # tooling's dev timeouts
     assert rc == 0
     rows = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [r["request_id"] for r in rows] == [f"tail-{i}" for i in range(5)]

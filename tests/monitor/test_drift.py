@@ -11,13 +11,13 @@ import pytest
 from services.monitor.core.reference import (
     FORMAT,
     Histogram,
+    ReferenceStore,
     compute_reference,
     histogram_of,
     load_reference,
     psi,
     save_reference,
 )
-from services.monitor.core.references import ReferenceStore
 from services.monitor.core.windows import DriftMonitor, Observation
 
 
@@ -102,3 +102,11 @@ def test_no_reference_or_too_few_events_means_no_psi(tmp_path: Path) -> None:
     assert stats.score_psi is None and stats.feature_psi == {}
     assert ReferenceStore(None)("fraud", "1") is None
     assert ReferenceStore(tmp_path)("../etc", "1") is None
+
+
+def test_one_reference_module() -> None:
+    """The reference format and its cached lookup live in one module (there were reference.py and references.py)."""
+    import importlib.util
+
+    assert importlib.util.find_spec("services.monitor.core.references") is None
+    assert ReferenceStore.__module__ == "services.monitor.core.reference"

@@ -264,36 +264,41 @@ class MicroBatcher:
         return live
 
     async def _execute(self, batch: list[_Pending]) -> None:
+        """Run one batch; every caller gets its rows or the batch's error, whatever step raises."""
         assert self._slots is not None
         try:
             sizes = [len(item.rows) for item in batch]
             stacked = batch[0].rows if len(batch) == 1 else np.concatenate([i.rows for i in batch], axis=0)
-            deadline = _latest(batch)
-            stats = self._stats
-            stats.batches += 1
-            stats.requests += len(batch)
-            stats.rows += len(stacked)
-            stats.batch_rows[len(stacked)] += 1
-            stats.batch_requests[len(batch)] += 1
-            self._observe(batch, len(stacked))
-            try:
-                with self._span(batch, len(stacked)):
-                    output = await self._run(stacked, deadline)
-                if len(output) != len(stacked):
-                    raise ModelExecutionError(f"{self.name}: backend returned {len(output)} rows for {len(stacked)}")
-            except Exception as err:  # every caller gets the batch's error
-                stats.failed_batches += 1
-                for item in batch:
-                    if not item.future.done():
-                        item.future.set_exception(err)
-                return
-            start = 0
-            for item, size in zip(batch, sizes, strict=True):
+            self._account(batch, len(stacked))
+            with self._span(batch, len(stacked)):
+                output = await self._run(stacked, _latest(batch))
+            if len(output) != len(stacked):
+                raise ModelExecutionError(f"{self.name}: backend returned {len(output)} rows for {len(stacked)}")
+        except BaseException as err:  # every caller gets the batch's error (cancelled: Unavailable)
+            self._stats.failed_batches += 1
+            failure = err if isinstance(err, Exception) else Unavailable(f"{self.name} stopped")
+            for item in batch:
                 if not item.future.done():
-                    item.future.set_result(output[start : start + size])
-                start += size
+                    item.future.set_exception(failure)
+            if not isinstance(err, Exception):
+                raise
+            return
         finally:
             self._slots.release()
+        start = 0
+        for item, size in zip(batch, sizes, strict=True):
+            if not item.future.done():
+                item.future.set_result(output[start : start + size])
+            start += size
+
+    def _account(self, batch: list[_Pending], rows: int) -> None:
+        stats = self._stats
+        stats.batches += 1
+        stats.requests += len(batch)
+        stats.rows += rows
+        stats.batch_rows[rows] += 1
+        stats.batch_requests[len(batch)] += 1
+        self._observe(batch, rows)
 
     def _observe(self, batch: list[_Pending], rows: int) -> None:
         if self._size_hist is None or self._wait_hist is None:

@@ -61,12 +61,6 @@ class InferenceCore:
         """The registry of the snapshot being served now."""
         return self.lifecycle.snapshot.registry
 
-    async def ready(self) -> bool:
-        for item in self.registry.all():
-            if not item.is_ensemble and not await self._backend.ready(item):
-                return False
-        return True
-
     async def infer(
         self,
         model: str,

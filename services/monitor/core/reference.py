@@ -19,18 +19,27 @@ each bin holds about 1/K of it; duplicate quantiles (discrete data) are merged.
 
 PSI = sum_i (o_i - e_i) * ln(o_i / e_i) over bins, with both fractions floored at
 `EPSILON`. Rule of thumb: < 0.1 stable, 0.1-0.25 moderate shift, > 0.25 major shift.
-Pure functions; no I/O except `load_reference` / `save_reference`.
+Pure functions; no I/O except `load_reference` / `save_reference` and `ReferenceStore`.
+
+`ReferenceStore(root)(model, version)` returns `<root>/<model>/<version>/reference.json`
+parsed, or None when absent or unreadable (logged once). Entries are re-read after
+`ttl_s` so a reference written after the monitor started is picked up. Thread-safe.
 """
 
 from __future__ import annotations
 
 import bisect
 import json
+import logging
 import math
+import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 FORMAT = "predmesh.reference/v1"
 FILENAME = "reference.json"
@@ -167,3 +176,30 @@ def load_reference(version_dir: Path) -> Reference | None:
     if not path.is_file():
         return None
     return Reference.from_json(json.loads(path.read_text()))
+
+
+class ReferenceStore:
+    def __init__(self, root: Path | None, ttl_s: float = 60.0) -> None:
+        self._root = Path(root) if root else None
+        self._ttl_s = ttl_s
+        self._lock = threading.Lock()
+        self._cache: dict[tuple[str, str], tuple[float, Reference | None]] = {}
+
+    def __call__(self, model: str, version: str) -> Reference | None:
+        if self._root is None or not model or not version or "/" in model + version or ".." in model + version:
+            return None
+        key = (model, version)
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None and now - hit[0] < self._ttl_s:
+                return hit[1]
+        try:
+            reference = load_reference(self._root / model / version)
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            if hit is None:
+                log.warning("reference for %s:%s unreadable: %s", model, version, err)
+            reference = None
+        with self._lock:
+            self._cache[key] = (now, reference)
+        return reference

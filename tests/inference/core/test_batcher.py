@@ -153,3 +153,51 @@ async def test_cancelled_caller_is_skipped() -> None:
     await blocker
     await batcher.stop()
     assert 70.0 not in run.executed_ids
+
+
+async def test_a_batch_that_cannot_be_stacked_fails_every_caller_at_once() -> None:
+    """np.concatenate raising (rows of different widths) used to escape the try: callers hung to their deadline."""
+    run = Recorder()
+    batcher = MicroBatcher(run, BatcherConfig(max_batch_rows=8, max_wait_s=0.05))
+    batcher.start()
+    try:
+        narrow = asyncio.ensure_future(batcher.submit(np.zeros((1, 2), dtype=np.float32)))
+        wide = asyncio.ensure_future(batcher.submit(np.zeros((1, 3), dtype=np.float32)))
+        done, pending = await asyncio.wait({narrow, wide}, timeout=10)
+        assert not pending, "callers left waiting"
+        for fut in done:
+            with pytest.raises(ValueError):
+                fut.result()
+        assert run.batches == []
+        assert batcher.stats().failed_batches == 1
+        assert (await batcher.submit(rows(0, 2))).tolist() == [[0.0], [10.0]]  # the batcher still serves
+    finally:
+        await batcher.stop()
+
+
+class _BrokenHistogram:
+    def labels(self, *_: str) -> _BrokenHistogram:
+        return self
+
+    def observe(self, _value: float) -> None:
+        raise RuntimeError("metrics backend broken")
+
+    def set(self, _value: float) -> None:
+        pass
+
+
+class _BrokenMetrics:
+    batch_size = queue_wait = queue_depth = _BrokenHistogram()
+
+
+async def test_a_failing_stats_update_fails_the_callers_instead_of_leaving_them_waiting() -> None:
+    batcher = MicroBatcher(Recorder(), BatcherConfig(max_wait_s=0.001), metrics=_BrokenMetrics())  # type: ignore[arg-type]
+    batcher.start()
+    try:
+        fut = asyncio.ensure_future(batcher.submit(rows(0, 1)))
+        done, _ = await asyncio.wait({fut}, timeout=10)
+        assert done, "caller left waiting"
+        with pytest.raises(RuntimeError, match="metrics backend broken"):
+            fut.result()
+    finally:
+        await batcher.stop()
