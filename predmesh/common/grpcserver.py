@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import grpc
@@ -26,6 +27,7 @@ from prometheus_client import CollectorRegistry
 
 from predmesh.common import telemetry
 from predmesh.common.errors import ErrorCode, PredmeshError
+from predmesh.common.handlers import rewrap
 from predmesh.common.metrics import MetricsEndpoint, MetricsServerInterceptor, RpcMetrics
 from predmesh.common.settings import ServerSettings
 
@@ -35,15 +37,25 @@ STATUS_FOR: dict[ErrorCode, grpc.StatusCode] = {code: getattr(grpc.StatusCode, c
 INTERNAL_MESSAGE = "internal error"
 
 
-async def _abort_for(err: BaseException, context: grpc.aio.ServicerContext, method: str) -> None:
-    if isinstance(err, PredmeshError):
-        await context.abort(STATUS_FOR[err.code], err.message)
-    log.error("unhandled error in %s", method, exc_info=err)
-    await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
+@asynccontextmanager
+async def _status_for_errors(method: str, _streaming: bool, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+    """Around one RPC: a PredmeshError aborts with its status, anything else with INTERNAL."""
+    try:
+        yield
+    except grpc.aio.AbortError:
+        raise
+    except Exception as err:
+        if isinstance(err, PredmeshError):
+            await context.abort(STATUS_FOR[err.code], err.message)
+        log.error("unhandled error in %s", method, exc_info=err)
+        await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
 
 
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
-    """Maps PredmeshError to its gRPC status and anything unexpected to INTERNAL."""
+    """Maps PredmeshError to its gRPC status and anything unexpected to INTERNAL (generic message).
+
+    Innermost interceptor; wraps every handler kind through `handlers.rewrap` like the others.
+    """
 
     async def intercept_service(
         self,
@@ -53,61 +65,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
-        method = handler_call_details.method
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(handler.unary_unary, method),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.stream_unary is not None:
-            return grpc.stream_unary_rpc_method_handler(
-                _wrap_unary(handler.stream_unary, method),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(handler.unary_stream, method),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.stream_stream is not None:
-            return grpc.stream_stream_rpc_method_handler(
-                _wrap_stream(handler.stream_stream, method),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return handler
-
-
-def _wrap_unary(inner: Callable[..., Any], method: str) -> Callable[..., Awaitable[Any]]:
-    async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        try:
-            return await inner(request, context)
-        except grpc.aio.AbortError:
-            raise
-        except Exception as err:
-            await _abort_for(err, context, method)
-
-    return call
-
-
-def _wrap_stream(inner: Callable[..., Any], method: str) -> Callable[..., AsyncIterator[Any]]:
-    async def call(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        try:
-            result = inner(request, context)
-            if hasattr(result, "__aiter__"):
-                async for item in result:
-                    yield item
-            else:
-                await result
-        except grpc.aio.AbortError:
-            raise
-        except Exception as err:
-            await _abort_for(err, context, method)
-
-    return call
+        return rewrap(handler, handler_call_details.method, _status_for_errors)
 
 
 class GrpcServer:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from typing import Protocol
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
 
 
 class App(Protocol):
@@ -34,3 +37,19 @@ async def serve_until_signal(app: App) -> None:
         await stop.wait()
     finally:
         await app.stop()
+
+
+def run_loop(main: Coroutine[Any, Any, Any], use_uvloop: bool = True) -> Any:
+    """Run `main` to completion on a new event loop (a service's `main()` calls this, not
+    `asyncio.run`): uvloop's when `use_uvloop` and uvloop is installed, asyncio's otherwise.
+    Measured with our grpcio: ~10% less CPU per RPC (docs/BENCHMARKS.md)."""
+    factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    if use_uvloop:
+        try:
+            import uvloop
+        except ImportError:
+            log.info("uvloop not installed; running on asyncio's event loop")
+        else:
+            factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(main)

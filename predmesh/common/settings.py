@@ -19,6 +19,7 @@ class ServerSettings(BaseSettings):
         None, description="Upper bound on concurrent RPCs; further calls get RESOURCE_EXHAUSTED."
     )
     log_level: str = Field("INFO", description="Python logging level.")
+    uvloop: bool = Field(True, description="Run the service's event loop on uvloop when it is installed.")
 
     # -- observability (every service) ----------------------------------------
     metrics_port: int | None = Field(

@@ -4,9 +4,10 @@ When an Envoy NACKs the current version (and `rollback_on_nack`), the app republ
 the last config that a node fully ACKed, as a new version, so the control plane
 serves the last good config again (to that Envoy and to any Envoy that joins later).
 
-Lifecycle: `ControlPlaneApp(settings)` (construct it inside the running event loop:
-it creates the grpc.aio server), `await start()` (publishes the first snapshot,
-then serves ADS and the admin API), `await stop()`. In-process callers (tests, local
+Lifecycle (predmesh.common.app.ServiceApp): `ControlPlaneApp(settings)`, `await start()`
+(publishes the first snapshot, starts endpoint sources and the config-file watcher, then
+serves ADS and the admin API), `await stop()` (server first, then the watcher and the
+sources); a failed start closes what it opened. In-process callers (tests, local
 orchestration) may use `update_config`, `patch_config` and `set_endpoints`; remote
 ones use the admin API (`transport.admin.AdminClient`) or edit the config file. All
 methods run on the event loop that called `start()`.
@@ -21,14 +22,15 @@ import contextlib
 import json
 import logging
 from collections.abc import Iterable
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
 import yaml
 from envoy.service.discovery.v3 import ads_pb2_grpc
 
+from predmesh.common.app import ServiceApp, run_app
 from predmesh.common.grpcserver import GrpcServer
-from predmesh.common.runner import configure_logging, serve_until_signal
 from services.controlplane.core.cache import SnapshotCache, by_node_cluster
 from services.controlplane.core.config import Endpoint, MeshConfig, Tracing, default_config
 from services.controlplane.core.descriptors import prediction_descriptor_set
@@ -74,11 +76,13 @@ def config_from_settings(settings: ControlPlaneSettings) -> MeshConfig:
     return config
 
 
-class ControlPlaneApp:
+class ControlPlaneApp(ServiceApp[ControlPlaneSettings]):
     """The xDS control plane: ADS + admin on one gRPC server, one edge snapshot."""
 
+    name = "control plane"
+
     def __init__(self, settings: ControlPlaneSettings | None = None, config: MeshConfig | None = None) -> None:
-        self.settings = settings or ControlPlaneSettings()
+        super().__init__(settings or ControlPlaneSettings())
         self.cache = SnapshotCache(node_key=by_node_cluster)
         self.status = StatusRegistry()
         self._config_mtime: float | None = None
@@ -91,44 +95,39 @@ class ControlPlaneApp:
             config or config_from_settings(self.settings),
             descriptor_set=_descriptor_set_or_none(),
         )
-        self.server = GrpcServer(self.settings)
         self.ads = AdsServicer(self.cache, self.status)
-        self.server.add_servicer(ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server, self.ads, ADS_SERVICE)
-        self.server.add_servicer(
-            add_admin_to_server, AdminServicer(self.publisher, self.status, self._sync_sources), ADMIN_SERVICE
-        )
         self._sources: dict[str, tuple[Any, EndpointSource]] = {}
         self.status.on_ack(self._on_ack)
         self.status.on_nack(self._on_nack)
         self._tasks: set[asyncio.Task[Any]] = set()
 
-    # -- lifecycle ---------------------------------------------------------------
-    async def start(self) -> None:
+    # -- lifecycle (ServiceApp) ------------------------------------------------------
+    async def open(self, stack: AsyncExitStack) -> None:
         self.publisher.publish()
+        stack.push_async_callback(self._stop_sources)
         await self._sync_sources()
-        await self.server.start()
+        stack.push_async_callback(self._cancel_tasks)
         if self.settings.config_path is not None and self.settings.config_poll_s > 0:
             self._spawn(self._watch_config_file(self.settings.config_path))
+        server = GrpcServer(self.settings)
+        server.add_servicer(ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server, self.ads, ADS_SERVICE)
+        server.add_servicer(
+            add_admin_to_server, AdminServicer(self.publisher, self.status, self._sync_sources), ADMIN_SERVICE
+        )
+        await self.serve(stack, server)
         log.info("control plane serving ADS on %s (node cluster %r)", self.address, self.settings.node_cluster)
 
-    async def stop(self) -> None:
+    async def _cancel_tasks(self) -> None:
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+    async def _stop_sources(self) -> None:
         for _, source in list(self._sources.values()):
             await source.stop()
         self._sources.clear()
-        await self.server.stop()
-
-    @property
-    def address(self) -> str:
-        return self.server.address
-
-    @property
-    def port(self) -> int:
-        return self.server.port
 
     @property
     def version(self) -> str:
@@ -209,15 +208,8 @@ class ControlPlaneApp:
                 log.exception("config file %s not applied; keeping version %s", path, self.version)
 
 
-async def serve(settings: ControlPlaneSettings) -> None:
-    """Run until SIGTERM/SIGINT (the app is built inside the loop its gRPC server uses)."""
-    await serve_until_signal(ControlPlaneApp(settings))
-
-
 def main() -> None:
-    settings = ControlPlaneSettings()
-    configure_logging(settings.log_level)
-    asyncio.run(serve(settings))
+    run_app(ControlPlaneSettings, ControlPlaneApp)
 
 
 if __name__ == "__main__":

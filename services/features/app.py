@@ -1,9 +1,10 @@
 """Composition root of the features service.
 
 `FeaturesApp(settings)` wires registry, Redis store, cache, assembler and gRPC server.
-Lifecycle: `await start()` loads the registry (in a thread), opens the Redis pool
-and serves; `await stop()` flips health to NOT_SERVING, drains in-flight RPCs for
-`grace_s`, then closes the Redis pool. `port`/`address` are valid after `start()`.
+Lifecycle (predmesh.common.app.ServiceApp): `await start()` loads the registry (in a
+thread), opens the Redis pool and serves; `await stop()` flips health to NOT_SERVING,
+drains in-flight RPCs for `grace_s`, then closes the Redis pool. A failed start closes
+what it opened. `port`/`address` are valid after `start()`.
 Run it with `python -m services.features.app`.
 """
 
@@ -11,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from contextlib import AsyncExitStack
 
+from predmesh.common.app import ServiceApp, run_app
 from predmesh.common.grpcserver import GrpcServer
-from predmesh.common.runner import configure_logging, serve_until_signal
 from services.features.core.assembler import FeatureAssembler, Limits
 from services.features.core.cache import EntityCache
 from services.features.core.registry import Registry, load_registry
@@ -26,35 +28,18 @@ from services.features.transport.servicer import SERVICE_NAME, FeatureServicer, 
 log = logging.getLogger(__name__)
 
 
-class FeaturesApp:
-    """The features service: one gRPC server, one Redis connection pool."""
+class FeaturesApp(ServiceApp[FeaturesSettings]):
+    """The features service: one gRPC server, one Redis connection pool (lifecycle: ServiceApp)."""
 
-    def __init__(self, settings: FeaturesSettings | None = None, registry: Registry | None = None) -> None:
-        self.settings = settings or FeaturesSettings()
+    name = "features service"
+
+    def __init__(self, settings: FeaturesSettings, registry: Registry | None = None) -> None:
+        super().__init__(settings)
         self._registry = registry
-        self._store: RedisFeatureStore | None = None
-        self._server: GrpcServer | None = None
         self.cache: EntityCache | None = None
         self.metrics = FeaturesMetrics()
 
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("FeaturesApp is not started")
-        return self._server.port
-
-    @property
-    def metrics_port(self) -> int:
-        """Bound port of /metrics (0 when `metrics_port` is unset)."""
-        return self._server.metrics_port if self._server is not None else 0
-
-    @property
-    def address(self) -> str:
-        if self._server is None:
-            raise RuntimeError("FeaturesApp is not started")
-        return self._server.address
-
-    async def start(self) -> None:
+    async def open(self, stack: AsyncExitStack) -> None:
         settings = self.settings
         registry = self._registry
         if registry is None:
@@ -62,14 +47,13 @@ class FeaturesApp:
             registry = await asyncio.to_thread(load_registry, path)
             log.info("loaded feature registry %s (entity types: %s)", path, ", ".join(registry.entity_types))
         self._registry = registry
-        timeout_s = settings.redis_timeout_ms / 1000.0
         store = RedisFeatureStore.from_url(
             settings.redis_url,
-            timeout_s=timeout_s,
+            timeout_s=settings.redis_timeout_ms / 1000.0,
             max_connections=settings.redis_max_connections,
             retries=settings.redis_retries,
         )
-        self._store = store
+        stack.push_async_callback(store.close)
         try:
             await store.ping()
         except StoreUnavailable as err:
@@ -86,31 +70,12 @@ class FeaturesApp:
         )
         server = GrpcServer(settings, registry=self.metrics.registry)
         server.add_servicer(register, FeatureServicer(assembler), SERVICE_NAME)
-        try:
-            await server.start()
-        except BaseException:
-            await store.close()
-            self._store = None
-            raise
-        self._server = server
+        await self.serve(stack, server)
         log.info("features service listening on %s (redis %s)", server.address, settings.redis_url)
-
-    async def stop(self) -> None:
-        server, self._server = self._server, None
-        store, self._store = self._store, None
-        try:
-            if server is not None:
-                await server.stop()
-        finally:
-            if store is not None:
-                await store.close()
-        log.info("features service stopped")
 
 
 def main() -> None:
-    settings = FeaturesSettings()
-    configure_logging(settings.log_level)
-    asyncio.run(serve_until_signal(FeaturesApp(settings)))
+    run_app(FeaturesSettings, FeaturesApp)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 `MonitorApp(settings)`: `await start()` starts the Kafka consumer thread (feeding the
 `DriftMonitor` windows), the evaluation task (gauges every `evaluate_interval_s`) and a
 gRPC server with health and `/metrics`; `await stop()` flips health, stops the task and
-the consumer. Run it with `python -m services.monitor.app` (PREDMESH_MONITOR_* env vars).
+the consumer. A failed start closes what it opened (predmesh.common.app.ServiceApp).
+Run it with `python -m services.monitor.app` (PREDMESH_MONITOR_* env vars).
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from contextlib import AsyncExitStack
 from typing import Any
 
+from predmesh.common.app import ServiceApp, run_app
 from predmesh.common.grpcserver import GrpcServer
 from predmesh.common.kafka import consumer_config
-from predmesh.common.runner import configure_logging, serve_until_signal
 from services.monitor.core.reference import ReferenceStore
 from services.monitor.core.windows import DriftMonitor, WindowStats
 from services.monitor.metrics import MonitorMetrics
@@ -35,11 +37,13 @@ def monitor_consumer_config(settings: MonitorSettings) -> dict[str, Any]:
     )
 
 
-class MonitorApp:
+class MonitorApp(ServiceApp[MonitorSettings]):
     """One monitor process. Used from one event loop; the consumer runs in its own thread."""
 
+    name = "monitor"
+
     def __init__(self, settings: MonitorSettings) -> None:
-        self.settings = settings
+        super().__init__(settings)
         self.metrics = MonitorMetrics()
         self.monitor = DriftMonitor(
             ReferenceStore(settings.model_repository, settings.reference_ttl_s),
@@ -47,28 +51,22 @@ class MonitorApp:
             min_events=settings.min_events,
             max_events=settings.max_events,
         )
-        self._consumer = EventConsumer(
-            monitor_consumer_config(settings),
-            settings.topic,
-            self.monitor.observe,
-            on_record=self._count,
-        )
-        self.server = GrpcServer(settings, registry=self.metrics.registry)
-        self._task: asyncio.Task[None] | None = None
         self.last: list[WindowStats] = []
 
     def _count(self, ok: bool) -> None:
         (self.metrics.consumed if ok else self.metrics.undecodable).inc()
 
-    @property
-    def metrics_port(self) -> int:
-        return self.server.metrics_port
-
-    async def start(self) -> None:
-        await asyncio.to_thread(self._consumer.start)
-        await self.server.start()
-        self._task = asyncio.create_task(self._evaluate_forever(), name="monitor-evaluate")
-        log.info("monitor consuming %s from %s", self.settings.topic, self.settings.bootstrap_servers)
+    async def open(self, stack: AsyncExitStack) -> None:
+        settings = self.settings
+        consumer = EventConsumer(
+            monitor_consumer_config(settings), settings.topic, self.monitor.observe, on_record=self._count
+        )
+        stack.push_async_callback(asyncio.to_thread, consumer.stop)
+        await asyncio.to_thread(consumer.start)
+        task = asyncio.create_task(self._evaluate_forever(), name="monitor-evaluate")
+        stack.push_async_callback(_cancel, task)
+        await self.serve(stack, GrpcServer(settings, registry=self.metrics.registry))
+        log.info("monitor consuming %s from %s", settings.topic, settings.bootstrap_servers)
 
     async def evaluate(self) -> list[WindowStats]:
         """Recompute the window statistics and gauges now (also run periodically)."""
@@ -85,25 +83,15 @@ class MonitorApp:
             except Exception:
                 log.exception("monitor evaluation failed")
 
-    async def stop(self) -> None:
-        await self.server.stop()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        await asyncio.to_thread(self._consumer.stop)
 
-
-async def _serve(settings: MonitorSettings) -> None:
-    # The grpc.aio server binds to the running loop: build the app inside it.
-    await serve_until_signal(MonitorApp(settings))
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def main() -> None:
-    settings = MonitorSettings()
-    configure_logging(settings.log_level)
-    asyncio.run(_serve(settings))
+    run_app(MonitorSettings, MonitorApp)
 
 
 if __name__ == "__main__":

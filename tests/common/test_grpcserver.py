@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import grpc
@@ -39,6 +40,14 @@ async def bidi(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
         yield request
 
 
+async def collect(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> bytes:
+    got = []
+    async for request in requests:
+        _maybe_raise(request)
+        got.append(request)
+    return b",".join(got)
+
+
 async def client_stream_writer(request: bytes, context: grpc.aio.ServicerContext) -> None:
     await context.write(b"written")
     _maybe_raise(request)
@@ -51,6 +60,7 @@ def _register(_: object, server: grpc.aio.Server) -> None:
             "Unary": grpc.unary_unary_rpc_method_handler(unary),
             "ServerStream": grpc.unary_stream_rpc_method_handler(server_stream),
             "Bidi": grpc.stream_stream_rpc_method_handler(bidi),
+            "Collect": grpc.stream_unary_rpc_method_handler(collect),
             "Writer": grpc.unary_stream_rpc_method_handler(client_stream_writer),
         },
     )
@@ -120,8 +130,25 @@ async def test_bidi_unexpected_error_is_internal_without_detail(channel: grpc.ai
     assert "stack detail" not in (info.value.details() or "")
 
 
+@pytest.mark.parametrize(("exc", "code", "message"), [CASES[0], CASES[-1]])
+async def test_client_stream_errors_map_to_status(channel: grpc.aio.Channel, exc: Exception, code, message) -> None:
+    """The stream_unary branch (client streaming, one response)."""
+    RAISE["boom"] = exc
+    call = channel.stream_unary(f"/{SERVICE}/Collect")
+
+    async def requests(*items: bytes) -> AsyncIterator[bytes]:
+        for item in items:
+            yield item
+
+    assert await call(requests(b"a", b"b")) == b"a,b"
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await call(requests(b"a", b"boom", b"c"))
+    assert info.value.code() == code
+    assert info.value.details() == message
+
+
 async def test_health_serving_then_not_serving_on_stop() -> None:
-    server = GrpcServer(ServerSettings(port=0, grace_s=0.1))
+    server = GrpcServer(ServerSettings(port=0, grace_s=0.5))
     server.add_servicer(_register, None, SERVICE)
     await server.start()
     async with grpc.aio.insecure_channel(server.address) as ch:
@@ -131,4 +158,11 @@ async def test_health_serving_then_not_serving_on_stop() -> None:
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await stub.Check(health_pb2.HealthCheckRequest(service="unknown.Service"))
         assert info.value.code() == grpc.StatusCode.NOT_FOUND
-    await server.stop()
+        watch = stub.Watch(health_pb2.HealthCheckRequest(service=SERVICE))
+        first = await watch.read()
+        assert first.status == health_pb2.HealthCheckResponse.SERVING
+        stopping = asyncio.create_task(server.stop())
+        update = await watch.read()  # pushed when stop() flips health, before the server goes away
+        assert update.status == health_pb2.HealthCheckResponse.NOT_SERVING
+        watch.cancel()
+        await stopping

@@ -15,6 +15,7 @@ from services.controlplane.app import ControlPlaneApp, config_from_settings
 from services.controlplane.core.config import Endpoint
 from services.controlplane.settings import ControlPlaneSettings
 from services.controlplane.transport.admin import AdminClient
+from tests.common.lifecycle_support import assert_failed_start_leaks_nothing
 from tests.controlplane.conftest import Mesh, eventually
 
 
@@ -103,3 +104,10 @@ async def test_tracing_switched_on_live_exports_spans_to_the_collector(mesh: Mes
         assert b"predmesh-edge" in b"".join(collector.exports)  # the service.name resource attribute
     finally:
         await collector.server.stop(0)
+
+
+async def test_failed_start_cancels_the_config_watcher(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "mesh.yaml"
+    path.write_text(yaml.safe_dump({"clusters": {"gateway": {"endpoints": [{"host": "10.0.0.1", "port": 1}]}}}))
+    app = ControlPlaneApp(ControlPlaneSettings(port=0, grace_s=0.1, config_path=path, config_poll_s=0.02))
+    await assert_failed_start_leaks_nothing(app, monkeypatch)

@@ -8,14 +8,17 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
 from confluent_kafka import Producer
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from predmesh.local.kafka import DEV_CONSUMER_TIMEOUTS, TansuBroker, create_topics
+from predmesh.local.procs import free_port
 from predmesh.v1 import common_pb2, events_pb2
 from services.monitor.app import MonitorApp
 from services.monitor.core.reference import compute_reference, save_reference
 from services.monitor.settings import MonitorSettings
+from tests.common.lifecycle_support import assert_failed_start_leaks_nothing
 from tests.common.prometheus_scrape import scrape
 
 
@@ -97,3 +100,12 @@ async def test_drift_through_the_real_broker(tansu: TansuBroker, tmp_path: Path)
     assert gauge("predmesh_monitor_latency_ms", "1", quantile="0.99") == 3.0
     assert gauge("predmesh_monitor_degraded_ratio", "2") == 0.0
     assert gauge("predmesh_monitor_request_rate", "1") > 0
+
+
+async def test_failed_start_stops_the_consumer_and_the_evaluation_task(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = MonitorSettings(
+        port=0, grace_s=0.1, bootstrap_servers=f"127.0.0.1:{free_port()}", model_repository=tmp_path
+    )
+    await assert_failed_start_leaks_nothing(MonitorApp(settings), monkeypatch)
