@@ -1,14 +1,87 @@
-"""Shared fixtures: real components on loopback ephemeral ports, always torn down."""
+"""Shared fixtures (real components on loopback ephemeral ports, always torn down) and test markers.
+
+Every test gets exactly one of three markers, assigned here at collection (so tests added
+later are marked too; an explicit marker on a test or module wins):
+
+- `e2e`: under tests/e2e/ (the whole local mesh);
+- `integration`: uses a real component: a fixture from `REAL_COMPONENT_FIXTURES` (Redis,
+  tansu, Envoy, the helm binary, trained demo models...), or its module drives processes
+  (a `predmesh.local` ManagedProcess class or `subprocess`);
+- `unit`: everything else (in process, fakes at most): `./dev test -m unit` runs in seconds.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import subprocess as _subprocess
+import types
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
 
 from predmesh.local.kafka import TansuBroker
-from predmesh.local.procs import RedisServer
+from predmesh.local.procs import ManagedProcess, RedisServer
+from tests.demo.support import DemoModels, train_demo_models
+
+MARKERS = {
+    "unit": "in-process test: no real component, no subprocess (fast: `./dev test -m unit`)",
+    "integration": "starts or talks to a real component (Redis, tansu, Envoy, tritonserver, helm, processes)",
+    "e2e": "runs against the whole local mesh (tests/e2e)",
+}
+REAL_COMPONENT_FIXTURES = frozenset(
+    {
+        "redis_server",
+        "redis_url",
+        "tansu",
+        "own_tansu",
+        "run_logger",
+        "start_app",
+        "backends",
+        "mesh",
+        "observability",
+        "helm",
+        "helm_run",
+        "render",
+        "demo_models",
+        "demo_app",
+    }
+)
+TESTS_DIR = Path(__file__).resolve().parent
+
+
+def _drives_processes(module: types.ModuleType | None) -> bool:
+    for value in vars(module).values() if module is not None else ():
+        if value is _subprocess:
+            return True
+        if isinstance(value, type) and issubclass(value, ManagedProcess):
+            return True
+    return False
+
+
+def marker_for(path: Path, fixturenames: Iterable[str], module: types.ModuleType | None) -> str:
+    """The marker a test gets from where it lives and what it uses (see the module docstring)."""
+    try:
+        parts = path.resolve().relative_to(TESTS_DIR).parts
+    except ValueError:
+        parts = ()
+    if parts and parts[0] == "e2e":
+        return "e2e"
+    if REAL_COMPONENT_FIXTURES.intersection(fixturenames) or _drives_processes(module):
+        return "integration"
+    return "unit"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, doc in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {doc}")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if any(item.get_closest_marker(name) for name in MARKERS):
+            continue
+        module = getattr(item, "module", None)
+        item.add_marker(getattr(pytest.mark, marker_for(item.path, getattr(item, "fixturenames", ()), module)))
 
 
 @pytest.fixture(scope="session")
@@ -25,6 +98,12 @@ def tansu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TansuBroker]:
     broker = TansuBroker(workdir=Path(tmp_path_factory.mktemp("tansu")))
     with broker:  # start() now, stop() at the end of the session
         yield broker
+
+
+@pytest.fixture(scope="session")
+def demo_models(tmp_path_factory: pytest.TempPathFactory) -> DemoModels:
+    """The demo models, trained once per session into a temporary model repository (~8 s)."""
+    return train_demo_models(tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from google.rpc import status_pb2
 from services.controlplane.core.cache import SnapshotCache
 from services.controlplane.core.config import Endpoint, default_config
 from services.controlplane.core.resources import build_resources
-from services.controlplane.core.snapshot import CLUSTER, ENDPOINT, Snapshot
+from services.controlplane.core.snapshot import CLUSTER, ENDPOINT, LISTENER, Snapshot
 from services.controlplane.core.status import StatusRegistry
 from services.controlplane.transport.ads import AdsServicer
 
@@ -56,8 +56,15 @@ class FakeEnvoy:
         return await asyncio.wait_for(self.responses.get(), 1.0)
 
     async def nothing_received(self) -> bool:
-        await asyncio.sleep(0.05)
-        return self.responses.empty()
+        """True when the requests sent so far produced no response (no sleep: a barrier).
+
+        The servicer handles one stream's requests in order, so a probe sent now (a fresh
+        LDS request, always answered at once) is answered only after everything before it
+        was handled; a response to an earlier request would arrive before the probe's.
+        """
+        self.send(LISTENER)
+        first = await self.receive()
+        return bool(first.type_url == LISTENER and self.responses.empty())
 
     async def close(self) -> None:
         self.requests.put_nowait(None)
@@ -122,9 +129,15 @@ async def test_stream_before_any_snapshot_waits_then_gets_first_version() -> Non
     cache, status = SnapshotCache(), StatusRegistry()
     envoy = FakeEnvoy(AdsServicer(cache, status))
     envoy.send(CLUSTER)
-    assert await envoy.nothing_received()
+    for _ in range(1000):  # let the stream handle the request: it opens a watch (no clock involved)
+        if cache.open_watches() == 1:
+            break
+        await asyncio.sleep(0)
+    assert cache.open_watches() == 1
+    assert envoy.responses.empty()  # no snapshot yet: the request waits in its watch
     cache.set_snapshot("predmesh-edge", snap("7", 5001))
     assert (await envoy.receive()).version_info == "7"
+    assert await envoy.nothing_received()
     await envoy.close()
 
 

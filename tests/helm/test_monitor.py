@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from services.monitor.settings import MonitorSettings
 from tests.helm.chart import (
     RELEASE,
     HelmRun,
@@ -52,10 +53,6 @@ def test_monitor_deployment_defaults(render: Render) -> None:
 
 
 def test_monitor_env_is_accepted_by_monitor_settings(render: Render, monkeypatch: pytest.MonkeyPatch) -> None:
-    try:
-        from services.monitor.settings import MonitorSettings
-    except ImportError as err:
-        pytest.skip(f"monitor settings not importable: {err}")
     for name, value in env_of(main_container(render("observability"), "monitor")).items():
         if name.startswith(PREFIX):
             monkeypatch.setenv(name, value)

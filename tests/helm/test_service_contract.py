@@ -2,40 +2,45 @@
 
 Every PREDMESH_<SERVICE>_* variable rendered (for every value set) must be a field of that
 service's pydantic-settings class, except the names in PENDING, which the chart already
-renders for features the services do not have yet. A service whose settings module cannot be
-imported is skipped with the import error.
+renders for features the services do not have yet. The settings classes are imported at module
+level: a broken settings module fails these tests (it is never a skip).
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 
 import pytest
 import yaml
+from pydantic_settings import BaseSettings
 
+from services.controlplane.core.config import MeshConfig
+from services.controlplane.settings import ControlPlaneSettings
+from services.features.settings import FeaturesSettings
+from services.gateway.core.routing import parse_routing
+from services.gateway.settings import GatewaySettings
+from services.inference.settings import InferenceSettings
+from services.inference.workers.settings import OrtWorkerSettings
+from services.logger.settings import LoggerSettings
+from services.monitor.settings import MonitorSettings
 from tests.helm.chart import NAMESPACE, RELEASE, VALUE_SETS, Manifest, env_of, one
 
 Render = Callable[[str], list[Manifest]]
-SETTINGS = {  # env prefix -> (module, class)
-    "PREDMESH_GATEWAY_": ("services.gateway.settings", "GatewaySettings"),
-    "PREDMESH_FEATURES_": ("services.features.settings", "FeaturesSettings"),
-    "PREDMESH_INFERENCE_": ("services.inference.settings", "InferenceSettings"),
-    "PREDMESH_LOGGER_": ("services.logger.settings", "LoggerSettings"),
-    "PREDMESH_CONTROLPLANE_": ("services.controlplane.settings", "ControlPlaneSettings"),
-    "PREDMESH_ORTWORKER_": ("services.inference.workers.settings", "OrtWorkerSettings"),
-    "PREDMESH_MONITOR_": ("services.monitor.settings", "MonitorSettings"),
+SETTINGS: dict[str, type[BaseSettings]] = {  # env prefix -> settings class
+    "PREDMESH_GATEWAY_": GatewaySettings,
+    "PREDMESH_FEATURES_": FeaturesSettings,
+    "PREDMESH_INFERENCE_": InferenceSettings,
+    "PREDMESH_LOGGER_": LoggerSettings,
+    "PREDMESH_CONTROLPLANE_": ControlPlaneSettings,
+    "PREDMESH_ORTWORKER_": OrtWorkerSettings,
+    "PREDMESH_MONITOR_": MonitorSettings,
 }
 # Rendered ahead of the services (see the chart README); remove a name once its field exists.
 PENDING: set[str] = set()
 
 
 def _settings_env_names(prefix: str) -> set[str]:
-    module_name, class_name = SETTINGS[prefix]
-    try:
-        cls = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError) as err:
-        pytest.skip(f"{module_name}.{class_name} not importable: {err}")
+    cls = SETTINGS[prefix]
     assert cls.model_config.get("env_prefix") == prefix
     return {prefix + name.upper() for name in cls.model_fields}
 
@@ -75,20 +80,12 @@ def test_controlplane_mesh_config_discovers_gateway_and_matches_envoy(render: Re
     # The mesh file is polled by the control plane: live, so no checksum annotation.
     annotations = cp["spec"]["template"]["metadata"].get("annotations", {})
     assert not [key for key in annotations if key.startswith("checksum/")]
-    try:
-        from services.controlplane.core.config import MeshConfig
-    except ImportError as err:
-        pytest.skip(f"control plane config model not importable: {err}")
     parsed = MeshConfig.parse(mesh)
     assert parsed.clusters["gateway"].kubernetes is not None
 
 
 @pytest.mark.parametrize("value_set", ["default", "canary"])
 def test_routing_configmap_is_accepted_by_the_gateway(render: Render, value_set: str) -> None:
-    try:
-        from services.gateway.core.routing import parse_routing
-    except ImportError as err:
-        pytest.skip(f"gateway routing parser not importable: {err}")
     data = yaml.safe_load(one(render(value_set), "ConfigMap", "routing")["data"]["routing.yaml"])
     table = parse_routing(data, revision="helm")
     assert table.get("fraud").versions

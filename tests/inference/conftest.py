@@ -3,36 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
-import pandas as pd
 import pytest
 
-from predmesh.demo.train import TrainedModel, demo_dataset, train_models, write_model
 from predmesh.v1 import inference_pb2_grpc
 from services.inference.app import InferenceApp
 from services.inference.settings import InferenceSettings
+from tests.demo.support import DemoModels
 
-
-@dataclass(frozen=True)
-class DemoModels:
-    repo: Path
-    trained: dict[str, TrainedModel]  # "fraud:1" -> trained model
-    holdout: pd.DataFrame
-
-
-@pytest.fixture(scope="session")
-def demo_models(tmp_path_factory: pytest.TempPathFactory) -> DemoModels:
-    """The demo models, trained once per session into a temporary model repository."""
-    repo = tmp_path_factory.mktemp("models")
-    trained = {}
-    for item in train_models(seed=0):
-        write_model(repo, item)
-        trained[f"{item.spec.name}:{item.spec.version}"] = item
-    return DemoModels(repo=repo, trained=trained, holdout=demo_dataset(seed=0)[1])
+__all__ = ["DemoModels", "make_settings"]
 
 
 def make_settings(repo: Path, **overrides: Any) -> InferenceSettings:
