@@ -134,6 +134,7 @@ async def test_stall_shows_in_open_loop_tail_but_not_closed_loop(stalled: _Serve
     assert closed.latency_ms["p90"] < 0.25 * STALL_S * 1000
 
 
+@pytest.mark.integration  # spawns load generator processes
 async def test_several_processes_split_the_rate(echo: _Server) -> None:
     spec = loadgen.LoadSpec(mode="open", rate=100.0, duration_s=1.0, processes=2)
     result = await asyncio.to_thread(loadgen.run, _target(echo), spec, 0.5)
