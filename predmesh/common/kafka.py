@@ -4,7 +4,7 @@
 (librdkafka's own defaults for group membership and fetching, offsets committed by the
 caller). Environments that need other values pass `overrides`: services take them
 from their settings (`kafka_extra`), and the local tooling passes its dev values
-(`predmesh.local.kafka.DEV_CONSUMER_CONFIG`: short session and fetch waits for tansu).
+(`predmesh.local.kafka.DEV_CONSUMER_TIMEOUTS`: short session and fetch waits for tansu).
 Values may be strings or numbers (librdkafka parses both). Pure function.
 """
 

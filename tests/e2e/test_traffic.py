@@ -139,7 +139,7 @@ def test_redis_down_gives_degraded_answers_then_recovers(
         assert bare.degraded and bare.model_version == "constant" and bare.prediction.score == pytest.approx(0.04)
     finally:
         chaos_mesh.redis.start()
-    from services.features.loader import load_demo
+    from predmesh.demo.load import load_demo
 
     load_demo(chaos_mesh.redis.url, n=50)
     healthy = wait_for(
