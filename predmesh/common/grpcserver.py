@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -37,18 +36,29 @@ STATUS_FOR: dict[ErrorCode, grpc.StatusCode] = {code: getattr(grpc.StatusCode, c
 INTERNAL_MESSAGE = "internal error"
 
 
-@asynccontextmanager
-async def _status_for_errors(method: str, _streaming: bool, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
-    """Around one RPC: a PredmeshError aborts with its status, anything else with INTERNAL."""
-    try:
-        yield
-    except grpc.aio.AbortError:
-        raise
-    except Exception as err:
+class _StatusForErrors:
+    """Around one RPC: a PredmeshError aborts with its status, anything else with INTERNAL.
+
+    A plain class (not @asynccontextmanager): entered on every RPC, so no generator per call.
+    """
+
+    __slots__ = ("_context", "_method")
+
+    def __init__(self, method: str, _streaming: bool, context: grpc.aio.ServicerContext) -> None:
+        self._method = method
+        self._context = context
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, _type: type[BaseException] | None, err: BaseException | None, _tb: Any) -> bool:
+        if err is None or not isinstance(err, Exception) or isinstance(err, grpc.aio.AbortError):
+            return False  # success, cancellation, or an abort the handler chose itself
         if isinstance(err, PredmeshError):
-            await context.abort(STATUS_FOR[err.code], err.message)
-        log.error("unhandled error in %s", method, exc_info=err)
-        await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
+            await self._context.abort(STATUS_FOR[err.code], err.message)
+        log.error("unhandled error in %s", self._method, exc_info=err)
+        await self._context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
+        return False  # not reached: abort raises
 
 
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
@@ -65,7 +75,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
-        return rewrap(handler, handler_call_details.method, _status_for_errors)
+        return rewrap(handler, handler_call_details.method, _StatusForErrors)
 
 
 class GrpcServer:
