@@ -67,7 +67,8 @@ def ensure_tools() -> None:
     say(f"installing {' '.join(missing)} (apt-get)")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "buildah", "debootstrap"], check=True, env=env)
+    install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "buildah", "debootstrap"]
+    subprocess.run(install, check=True, env=env)
 
 
 def image_exists(ref: str) -> bool:
@@ -80,7 +81,8 @@ def resolve_base(explicit: str | None = None) -> str:
     if base:
         return base
     try:
-        pulled = subprocess.run(["buildah", "pull", "--quiet", OFFICIAL_BASE], capture_output=True, text=True, timeout=300)
+        pull = ["buildah", "pull", "--quiet", OFFICIAL_BASE]
+        pulled = subprocess.run(pull, capture_output=True, text=True, timeout=300)
         if pulled.returncode == 0:
             return OFFICIAL_BASE
         reason = (pulled.stderr.strip().splitlines() or ["unknown error"])[-1]
@@ -113,8 +115,8 @@ def bootstrap_base() -> None:
         mnt = run(["buildah", "mount", ctr], capture=True).strip()
         run(["cp", "-a", f"{rootfs}/.", mnt])
         run(["buildah", "config", "--env", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-             "--env", "LANG=C.UTF-8", "--cmd", "python3", "--label", "org.opencontainers.image.base.name=debian:bookworm",
-             ctr])
+             "--env", "LANG=C.UTF-8", "--cmd", "python3",
+             "--label", "org.opencontainers.image.base.name=debian:bookworm", ctr])
         run(["buildah", "commit", "--quiet", ctr, LOCAL_BASE], capture=True)
     finally:
         subprocess.run(["buildah", "rm", ctr], capture_output=True)
@@ -162,22 +164,20 @@ def write_sbom(out: Path) -> None:
 def describe(tag: str) -> dict[str, object]:
     info = json.loads(run(["buildah", "inspect", "--type", "image", tag], capture=True))
     config = info.get("OCIv1", {}).get("config", {})
-    size = image_size_bytes(tag)
     return {
         "image": tag,
         "id": info.get("FromImageID", ""),
         "digest": info.get("FromImageDigest", ""),
         "user": config.get("User", ""),
-        "size_bytes": size,
+        "size": image_size(tag),
         "labels": config.get("Labels", {}),
     }
 
 
-def image_size_bytes(tag: str) -> int:
-    """Uncompressed size: the sum of the image's layer sizes."""
-    out = run(["buildah", "images", "--json", tag], capture=True)
-    entries = json.loads(out or "[]")
-    return int(entries[0]["size"]) if entries else 0
+def image_size(tag: str) -> str:
+    """Uncompressed size as buildah reports it (e.g. "722 MB")."""
+    entries = json.loads(run(["buildah", "images", "--json", tag], capture=True) or "[]")
+    return str(entries[0]["size"]) if entries else "unknown"
 
 
 @contextlib.contextmanager
@@ -207,8 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     write_sbom(BUILD_DIR / "sbom.cdx.json")
     info = describe(args.tag)
     (BUILD_DIR / "image.json").write_text(json.dumps(info, indent=2) + "\n")
-    say(f"built {args.tag} in {time.monotonic() - started:.0f}s: {int(info['size_bytes']) / 1e6:.0f} MB, "  # type: ignore[call-overload]
-        f"user {info['user']}, SBOM build/image/sbom.cdx.json")
+    say(f"built {args.tag} in {time.monotonic() - started:.0f}s: size {info['size']}, user {info['user']}, "
+        f"digest {info['digest']}, SBOM build/image/sbom.cdx.json")
     if args.no_smoke:
         return 0
     sys.path.insert(0, str(ROOT / "scripts"))

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -136,24 +138,47 @@ def loopback_env(pod: PodContainer, port: int, ports: Mapping[str, int], edge_po
 
 
 class ImageService(PythonService):
-    """A rendered container's command run in the image's working container `ctr` (see module docstring)."""
+    """A rendered container's command run on the image's root filesystem (see module docstring).
+
+    Like a kubelet with readOnlyRootFilesystem: in a private mount namespace the root is a
+    read-only bind mount, /proc and /dev are mounted, the pod's volumes are bind-mounted (read-only
+    where the chart says so), then chroot as 10001:10001 and exec the command with the image's
+    Env and WorkingDir plus the rendered env.
+    """
 
     ready_timeout_s = 90.0
 
-    def __init__(self, pod: PodContainer, ctr: str, port: int, env: Mapping[str, str], workdir: Path) -> None:
+    def __init__(
+        self, pod: PodContainer, rootfs: Path, config: Mapping[str, Any], port: int, env: Mapping[str, str],
+        workdir: Path,
+    ) -> None:
         self.pod = pod
-        self.ctr = ctr
+        self.rootfs = rootfs
+        self.config = config
         self.ctr_env = dict(env)
         super().__init__(pod.component, " ".join(pod.command), port, {}, workdir)
 
     def command(self) -> Sequence[str]:
-        cmd = ["buildah", "run", "--isolation", "chroot", "--network", "host", "--user", UID]
-        for name, value in self.ctr_env.items():
-            cmd += ["--env", f"{name}={value}"]
+        root = shlex.quote(str(self.rootfs))
+        steps = [
+            "set -e",
+            f"mount --bind {root} {root}",
+            f"mount -o remount,bind,ro {root}",
+            f"mount -t proc proc {root}/proc",
+            f"mount --rbind /dev {root}/dev",
+        ]
         for path, host in self.pod.mounts.items():
-            ro = ",ro" if path in self.pod.read_only else ""
-            cmd += ["--mount", f"type=bind,src={host},dst={path}{ro}"]
-        return [*cmd, self.ctr, "--", *self.pod.command]
+            target = shlex.quote(f"{self.rootfs}{path}")
+            steps.append(f"mount --bind {shlex.quote(str(host))} {target}")
+            if path in self.pod.read_only:
+                steps.append(f"mount -o remount,bind,ro {target}")
+        env = [e for e in self.config.get("Env") or []]
+        env += [f"{k}={v}" for k, v in self.ctr_env.items()]
+        workdir = self.config.get("WorkingDir") or "/"
+        argv = ["/usr/bin/env", "-i", "-C", workdir, *env, *self.pod.command]
+        steps.append(f"exec chroot --userspec={UID} {root} " + " ".join(shlex.quote(a) for a in argv))
+        return ["unshare", "--mount", "--propagation", "private", "--fork", "--kill-child=SIGTERM",
+                "sh", "-c", "\n".join(steps)]
 
 
 def _buildah(*args: str) -> str:
@@ -161,18 +186,18 @@ def _buildah(*args: str) -> str:
 
 
 @contextlib.contextmanager
-def read_only_container(image: str, mount_points: set[str]) -> Iterator[tuple[str, Path]]:
-    """A working container of `image` whose root filesystem is mounted read-only.
+def image_root(image: str, mount_points: set[str]) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """The root filesystem of a working container of `image` and the image's config.
 
-    The volume mount points are created first (in the container's own layer, as a kubelet would).
+    The volume mount points are created first (in the container's own layer, as a runtime would).
     """
+    config = json.loads(_buildah("inspect", "--type", "image", image))["OCIv1"]["config"]
     ctr = _buildah("from", "--pull-never", "--quiet", image)
     try:
         mnt = Path(_buildah("mount", ctr))
         for path in mount_points:
             (mnt / path.lstrip("/")).mkdir(parents=True, exist_ok=True)
-        subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
-        yield ctr, mnt
+        yield mnt, config
     finally:
         subprocess.run(["buildah", "umount", ctr], capture_output=True)
         subprocess.run(["buildah", "rm", ctr], capture_output=True)
@@ -207,10 +232,10 @@ def smoke(image: str) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="predmesh-image-smoke-"))
     started: list[Any] = []
     try:
-        redis = RedisServer(workdir=workdir / "redis").start()
-        started.append(redis)
-        broker = TansuBroker(workdir=workdir / "broker").start()
-        started.append(broker)
+        redis = RedisServer(workdir=workdir / "redis")
+        started.append(redis.start())
+        broker = TansuBroker(workdir=workdir / "broker")
+        started.append(broker.start())
         load_demo(redis.url, n=100)
         create_topics(broker.bootstrap_servers, ["predictions", "shadow-predictions"])
         ports = {name: free_port() for name in ORDER}
@@ -229,11 +254,11 @@ def smoke(image: str) -> int:
         if missing:
             raise RuntimeError(f"the chart renders no container of {repo} for {missing}")
         mount_points = {path for pod in pods.values() for path in pod.mounts}
-        with read_only_container(image, mount_points) as (ctr, mnt):
+        with image_root(image, mount_points) as (mnt, config):
             try:
                 for name in ORDER:
                     env = loopback_env(pods[name], ports[name], ports, edge_port)
-                    svc = ImageService(pods[name], ctr, ports[name], env, workdir / "logs" / name)
+                    svc = ImageService(pods[name], mnt, config, ports[name], env, workdir / "logs" / name)
                     started.append(svc.start())
                     print(f"smoke: {name} serving from the image ({' '.join(pods[name].command)})", flush=True)
                 cluster = pods["controlplane"].env.get(f"{pods['controlplane'].prefix}NODE_CLUSTER", "predmesh-edge")

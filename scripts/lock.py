@@ -121,11 +121,11 @@ def check(root: Path = ROOT) -> list[str]:
         for req in requirements_of(pyproject, extras):
             if req.marker is not None and not req.marker.evaluate(marker_env):
                 continue
-            pin = pins.get(canonicalize_name(req.name))
-            if pin is None:
+            locked = pins.get(canonicalize_name(req.name))
+            if locked is None:
                 problems.append(f"{path.name}: {req} is not locked")
-            elif not req.specifier.contains(pin.version, prereleases=True):
-                problems.append(f"{path.name}: {pin.name}=={pin.version} does not satisfy {req}")
+            elif not req.specifier.contains(locked.version, prereleases=True):
+                problems.append(f"{path.name}: {locked.name}=={locked.version} does not satisfy {req}")
     if "runtime" in locks and "dev" in locks:
         for pin in locks["runtime"].values():
             dev = locks["dev"].get(pin.name)
@@ -135,11 +135,11 @@ def check(root: Path = ROOT) -> list[str]:
         runtime_otel = locks["runtime"].get(OTEL_PROTO)
         if runtime_otel is None:
             problems.append(f"runtime.txt: {OTEL_PROTO} is not locked")
-        elif not otel.is_file() or parse_lock(otel.read_text()).get(OTEL_PROTO) is None:
-            problems.append("otel-proto.txt: missing or without the opentelemetry-proto pin")
         else:
-            pinned = parse_lock(otel.read_text())[OTEL_PROTO]
-            if (pinned.version, pinned.hashes) != (runtime_otel.version, runtime_otel.hashes):
+            pinned = parse_lock(otel.read_text()).get(OTEL_PROTO) if otel.is_file() else None
+            if pinned is None:
+                problems.append("otel-proto.txt: missing or without the opentelemetry-proto pin")
+            elif (pinned.version, pinned.hashes) != (runtime_otel.version, runtime_otel.hashes):
                 problems.append("otel-proto.txt: differs from runtime.txt's opentelemetry-proto pin")
     return problems
 

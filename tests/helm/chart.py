@@ -23,6 +23,7 @@ VALUE_SETS: dict[str, tuple[str, ...]] = {
     "canary": ("canary.yaml",),
     "gpu-keda": ("gpu-keda.yaml",),
     "gpu-hpa": ("gpu-hpa.yaml",),
+    "gpu-image": ("gpu-image.yaml",),
     "minimal": ("minimal.yaml",),
     "observability": ("observability.yaml",),
 }

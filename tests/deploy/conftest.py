@@ -1,0 +1,3 @@
+"""The Helm fixtures (real helm binary, cached renders) for the image/chart agreement tests."""
+
+from tests.helm.conftest import helm, helm_run  # noqa: F401
