@@ -203,6 +203,31 @@ def image_root(image: str, mount_points: set[str]) -> Iterator[tuple[Path, dict[
         subprocess.run(["buildah", "rm", ctr], capture_output=True)
 
 
+WRITE_PROBE = """
+import errno, os
+out = []
+for path in ("/app/probe", "/tmp/probe"):
+    try:
+        open(path, "w").close()
+        os.unlink(path)
+        out.append(path + " writable")
+    except OSError as err:
+        out.append(path + " " + errno.errorcode[err.errno])
+print(os.getuid(), "; ".join(out))
+"""
+
+
+def probe_read_only(pod: PodContainer, rootfs: Path, config: Mapping[str, Any]) -> str:
+    """Run a write probe exactly like `pod` runs (same mounts, user); fail unless only /tmp is writable."""
+    probe = PodContainer(pod.component, ["python", "-c", WRITE_PROBE], {}, pod.mounts, pod.read_only, pod.prefix)
+    cmd = ImageService(probe, rootfs, config, 0, {}, Path(tempfile.mkdtemp(prefix="predmesh-probe-"))).command()
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    result = out.stdout.strip()
+    if result != "10001 /app/probe EROFS; /tmp/probe writable":
+        raise RuntimeError(f"read-only root probe: {result!r} {out.stderr[-500:]}")
+    return "uid 10001, root filesystem read-only (/app: EROFS), /tmp volume writable"
+
+
 def kill_processes_under(root: Path) -> None:
     """SIGKILL what still runs chrooted in `root` (a `buildah run` that did not pass SIGTERM on)."""
     for proc in Path("/proc").iterdir():
@@ -256,6 +281,7 @@ def smoke(image: str) -> int:
         mount_points = {path for pod in pods.values() for path in pod.mounts}
         with image_root(image, mount_points) as (mnt, config):
             try:
+                print(f"smoke: {probe_read_only(pods['gateway'], mnt, config)}", flush=True)
                 for name in ORDER:
                     env = loopback_env(pods[name], ports[name], ports, edge_port)
                     svc = ImageService(pods[name], mnt, config, ports[name], env, workdir / "logs" / name)

@@ -165,7 +165,7 @@ def image() -> Iterator[tuple[str, Path, dict[str, Any]]]:
 
 def _in_image(ctr: str, *cmd: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["buildah", "run", "--isolation", "chroot", "--network", "none", "--user", "10001:10001", ctr, "--", *cmd],
+        ["buildah", "run", "--isolation", "chroot", "--network", "host", "--user", "10001:10001", ctr, "--", *cmd],
         capture_output=True, text=True, timeout=120,
     )
 
