@@ -44,6 +44,7 @@ from predmesh.local.procs import PythonService, RedisServer, free_port, port_ope
 CHART = ROOT / "deploy" / "helm" / "predmesh"
 RELEASE = "smoke"
 UID = "10001:10001"
+API_KEY = "smoke-key"  # gateway.apiKeys: rendered into a Secret, read by the gateway from its env
 # Start order: dependencies first (the orchestrator loads its models on the ORT workers at start).
 ORDER = ("logger", "features", "ort-worker", "inference", "gateway", "controlplane")
 
@@ -217,10 +218,10 @@ print(os.getuid(), "; ".join(out))
 """
 
 
-def probe_read_only(pod: PodContainer, rootfs: Path, config: Mapping[str, Any]) -> str:
+def probe_read_only(pod: PodContainer, rootfs: Path, config: Mapping[str, Any], workdir: Path) -> str:
     """Run a write probe exactly like `pod` runs (same mounts, user); fail unless only /tmp is writable."""
     probe = PodContainer(pod.component, ["python", "-c", WRITE_PROBE], {}, pod.mounts, pod.read_only, pod.prefix)
-    cmd = ImageService(probe, rootfs, config, 0, {}, Path(tempfile.mkdtemp(prefix="predmesh-probe-"))).command()
+    cmd = ImageService(probe, rootfs, config, 0, {}, workdir).command()
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     result = out.stdout.strip()
     if result != "10001 /app/probe EROFS; /tmp/probe writable":
@@ -229,7 +230,7 @@ def probe_read_only(pod: PodContainer, rootfs: Path, config: Mapping[str, Any]) 
 
 
 def kill_processes_under(root: Path) -> None:
-    """SIGKILL what still runs chrooted in `root` (a `buildah run` that did not pass SIGTERM on)."""
+    """SIGKILL what still runs chrooted in `root` (a service that outlived its SIGTERM)."""
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
             with contextlib.suppress(OSError):
@@ -237,14 +238,26 @@ def kill_processes_under(root: Path) -> None:
                     os.kill(int(proc.name), 9)
 
 
-def predict(target: str) -> Any:
+def predict(target: str, api_key: str = API_KEY) -> Any:
     import grpc
 
     from predmesh.v1 import prediction_pb2, prediction_pb2_grpc
 
     with grpc.insecure_channel(target) as channel:
         stub = prediction_pb2_grpc.PredictionServiceStub(channel)
-        return stub.Predict(prediction_pb2.PredictRequest(model="fraud", entity_id="u00042"), timeout=10)
+        request = prediction_pb2.PredictRequest(model="fraud", entity_id="u00042")
+        return stub.Predict(request, timeout=10, metadata=[("x-api-key", api_key)] if api_key else [])
+
+
+def rejected_without_key(target: str) -> str:
+    """The status of a Predict without an API key (the chart's apiKeys Secret must be in force)."""
+    import grpc
+
+    try:
+        predict(target, api_key="")
+    except grpc.RpcError as err:
+        return str(err.code().name)  # type: ignore[attr-defined]
+    return "OK"
 
 
 def smoke(image: str) -> int:
@@ -272,7 +285,10 @@ def smoke(image: str) -> int:
             "metrics": {"enabled": False},
             "ortWorker": {"enabled": True},
             "monitor": {"enabled": False},
-            "gateway": {"targets": {c: f"127.0.0.1:{ports[c]}" for c in ("features", "inference", "logger")}},
+            "gateway": {
+                "targets": {c: f"127.0.0.1:{ports[c]}" for c in ("features", "inference", "logger")},
+                "apiKeys": {API_KEY: ["fraud"]},
+            },
         }
         pods = pod_containers(render(values, workdir), repo, workdir)
         missing = [c for c in ORDER if c not in pods]
@@ -281,7 +297,8 @@ def smoke(image: str) -> int:
         mount_points = {path for pod in pods.values() for path in pod.mounts}
         with image_root(image, mount_points) as (mnt, config):
             try:
-                print(f"smoke: {probe_read_only(pods['gateway'], mnt, config)}", flush=True)
+                probe = probe_read_only(pods["gateway"], mnt, config, workdir / "probe")
+                print(f"smoke: {probe}", flush=True)
                 for name in ORDER:
                     env = loopback_env(pods[name], ports[name], ports, edge_port)
                     svc = ImageService(pods[name], mnt, config, ports[name], env, workdir / "logs" / name)
@@ -293,12 +310,14 @@ def smoke(image: str) -> int:
                 started.append(envoy)
                 wait_until(lambda: port_open("127.0.0.1", edge_port), 30.0, "envoy edge listener")
                 answer = predict(f"127.0.0.1:{edge_port}")
+                no_key = rejected_without_key(f"127.0.0.1:{edge_port}")
+                print(f"smoke: Predict without an API key: {no_key}", flush=True)
                 users = _uids_under(mnt)
                 print(f"smoke: Predict via Envoy 127.0.0.1:{edge_port}: model={answer.model} "
                       f"version={answer.model_version} score={answer.prediction.score:.6f} "
                       f"degraded={answer.degraded} arm={answer.arm}", flush=True)
                 print(f"smoke: service processes run as uid {sorted(users)} on a read-only root filesystem")
-                if answer.degraded or users != {10001}:
+                if answer.degraded or users != {10001} or no_key != "UNAUTHENTICATED":
                     return 1
             finally:
                 while len(started) > 2:
