@@ -107,7 +107,7 @@ def pod_containers(docs: list[dict[str, Any]], image_repo: str, workdir: Path) -
                 elif "secret" in volume:
                     for key, raw in _secret_data(data[("Secret", volume["secret"]["secretName"])]).items():
                         (host / key).write_bytes(raw)
-                else:  # emptyDir or a claim: a fresh directory the service may write
+                elif os.geteuid() == 0:  # emptyDir or a claim: a fresh directory the service may write
                     os.chown(host, 10001, 10001)
                 pod.mounts[mount["mountPath"]] = host
                 if mount.get("readOnly"):
