@@ -175,7 +175,15 @@ def test_every_chart_entrypoint_exists_in_the_image(
 ) -> None:
     ctr, mnt, _ = image
     modules = sorted(_python_modules(our_containers))
-    probe = "import importlib.util, sys; print([m for m in sys.argv[1:] if importlib.util.find_spec(m) is None])"
+    probe = (
+        "import importlib.util, sys\n"
+        "def found(name):\n"
+        "    try:\n"
+        "        return importlib.util.find_spec(name) is not None\n"
+        "    except ImportError:\n"
+        "        return False\n"
+        "print([m for m in sys.argv[1:] if not found(m)])\n"
+    )
     proc = _in_image(ctr, "python", "-c", probe, *modules)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]", f"modules missing in the image: {proc.stdout}"
