@@ -5,7 +5,7 @@ Steps (each prints one line):
   2. base: the official slim CPython image (Containerfile's BASE); where it cannot be pulled, a local
      Debian bookworm base (debootstrap --variant=minbase, python3 + python3-venv) committed with
      `buildah from scratch` as localhost/predmesh-base:bookworm, reused by later builds
-  3. demo models trained into build/image/models (they become /app/models in the image)
+  3. demo models trained into build/image/models (predmesh.demo.train) (they become /app/models in the image)
   4. `buildah bud --isolation chroot --network host --layers` of Containerfile, tagged
      localhost/predmesh:<version> (VERSION/REVISION labels from pyproject.toml and git)
   5. CycloneDX SBOM of the locked runtime dependencies: build/image/sbom.cdx.json
@@ -136,7 +136,7 @@ def git_revision() -> str:
 
 
 def train_models(repo: Path) -> None:
-    from services.inference.demo.train import ensure_demo_models
+    from predmesh.demo.train import ensure_demo_models
 
     ensure_demo_models(repo)
 

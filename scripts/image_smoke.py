@@ -263,7 +263,8 @@ def rejected_without_key(target: str) -> str:
 def smoke(image: str) -> int:
     from predmesh.local.envoy import EnvoyProcess
     from predmesh.local.kafka import TansuBroker, create_topics
-    from services.features.loader import load_demo
+    from predmesh.demo import FEATURE_REGISTRY
+    from predmesh.demo.load import load_demo
 
     repo = image.rsplit(":", 1)[0]
     tag = image.rsplit(":", 1)[1] if ":" in image.split("/")[-1] else "latest"
@@ -285,6 +286,7 @@ def smoke(image: str) -> int:
             "metrics": {"enabled": False},
             "ortWorker": {"enabled": True},
             "monitor": {"enabled": False},
+            "features": {"registry": yaml.safe_load(FEATURE_REGISTRY.read_text())},
             "gateway": {
                 "targets": {c: f"127.0.0.1:{ports[c]}" for c in ("features", "inference", "logger")},
                 "apiKeys": {API_KEY: ["fraud"]},

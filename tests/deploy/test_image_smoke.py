@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+
+from predmesh.demo import FEATURE_REGISTRY
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,6 +44,7 @@ def pods(tmp_path_factory: pytest.TempPathFactory, helm: Path) -> dict[str, Any]
         "metrics": {"enabled": False},
         "ortWorker": {"enabled": True},
         "monitor": {"enabled": False},
+        "features": {"registry": yaml.safe_load(FEATURE_REGISTRY.read_text())},
         "gateway": {"targets": {"features": "127.0.0.1:1", "inference": "127.0.0.1:2", "logger": "127.0.0.1:3"},
                     "apiKeys": {"k": ["fraud"]}},
     }
@@ -67,6 +71,9 @@ def test_volumes_are_materialized_like_the_pod_would_see_them(pods: dict[str, An
     assert journal in logger.mounts and journal not in logger.read_only
     if os.geteuid() == 0:  # the smoke test runs as root and hands the volume to the service user
         assert logger.mounts[journal].stat().st_uid == 10001
+    features = pods["features"]
+    registry = Path(features.env["PREDMESH_FEATURES_REGISTRY_PATH"])
+    assert (features.mounts[str(registry.parent)] / registry.name).read_text().strip()
     # The API keys Secret reaches the gateway's env through secretKeyRef.
     assert '"k"' in gateway.env["PREDMESH_GATEWAY_API_KEYS"]
 
