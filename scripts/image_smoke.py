@@ -261,10 +261,10 @@ def rejected_without_key(target: str) -> str:
 
 
 def smoke(image: str) -> int:
-    from predmesh.local.envoy import EnvoyProcess
-    from predmesh.local.kafka import TansuBroker, create_topics
     from predmesh.demo import FEATURE_REGISTRY
     from predmesh.demo.load import load_demo
+    from predmesh.local.envoy import EnvoyProcess
+    from predmesh.local.kafka import TansuBroker, create_topics
 
     repo = image.rsplit(":", 1)[0]
     tag = image.rsplit(":", 1)[1] if ":" in image.split("/")[-1] else "latest"
