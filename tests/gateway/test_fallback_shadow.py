@@ -16,9 +16,7 @@ from services.gateway.errors import DeadlineExceeded, Unavailable
 from tests.gateway.fakes import FakeFeatures, FakeModels, ListSink
 
 # Shadow rows wait for drain() (60 s window), so a test sees them scored as one batch.
-LIMITS = PredictorLimits(
-    features_timeout_s=0.1, inference_timeout_s=0.5, max_batch_items=64, shadow_max_wait_s=60.0
-)
+LIMITS = PredictorLimits(features_timeout_s=0.1, inference_timeout_s=0.5, max_batch_items=64, shadow_max_wait_s=60.0)
 FALLBACKS = [
     {"type": "model", "model": "fraud_ctx"},
     {"type": "constant", "score": 0.04, "label": "legit", "scores": [0.96, 0.04]},
