@@ -25,6 +25,8 @@ from predmesh.v1 import (
     prediction_pb2,
     prediction_pb2_grpc,
 )
+from tests.common.prometheus_scrape import scrape
+from tests.e2e.conftest import Observability
 
 REGISTRY = yaml.safe_load(FEATURE_REGISTRY.read_text())["entities"]["user"]["features"]
 
@@ -163,6 +165,31 @@ def test_predict_batch_matches_single_predicts(stub: prediction_pb2_grpc.Predict
             timeout=10,
         )
         assert result.prediction.score == pytest.approx(single.prediction.score, abs=1e-9)
+
+
+@pytest.mark.parametrize("model", ["fraud", "fraud_nn"])
+def test_coalesced_predicts_score_exactly_like_one_at_a_time(
+    mesh: LocalMesh, stub: prediction_pb2_grpc.PredictionServiceStub, observability: Observability, model: str
+) -> None:
+    entities = [f"u{i:05d}" for i in range(60, 92)]
+    requests = [
+        prediction_pb2.PredictRequest(model=model, entity_id=e, context={"amount": num(10.0 + i)}, request_id=f"c-{i}")
+        for i, e in enumerate(entities)
+    ]
+    rows = ("predmesh_gateway_batch_rows_sum", (("model", model), ("path", "primary")))
+    batches = ("predmesh_gateway_batch_rows_count", (("model", model), ("path", "primary")))
+    before = scrape(observability.metrics_ports["gateway"])
+    pending = [stub.Predict.future(r, timeout=10) for r in requests]  # all in flight at once
+    together = [f.result() for f in pending]
+    after = scrape(observability.metrics_ports["gateway"])
+    alone = [stub.Predict(r, timeout=10) for r in requests]
+    assert [r.request_id for r in together] == [r.request_id for r in requests]
+    for joint, single in zip(together, alone, strict=True):
+        assert not joint.degraded and joint.model_version == single.model_version and joint.arm == single.arm
+        assert joint.prediction == single.prediction  # to the last bit
+    sent_rows = after.get(rows, 0.0) - before.get(rows, 0.0)
+    sent_batches = after.get(batches, 0.0) - before.get(batches, 0.0)
+    assert sent_rows == len(requests) and sent_batches < len(requests)  # some requests shared a call
 
 
 @pytest.mark.parametrize(
