@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Sequence
 from dataclasses import replace
 
 import pytest
+from opentelemetry import trace
 
+from predmesh.common import telemetry
 from predmesh.common.deadline import Deadline
 from services.gateway.core.breaker import BreakerRegistry
 from services.gateway.core.catalog import ModelCatalog
 from services.gateway.core.predictor import Predictor, PredictorLimits
 from services.gateway.core.routing import parse_routing
-from services.gateway.core.types import PredictInput, Scalar
+from services.gateway.core.types import FeatureRow, PredictInput, Scalar
 from services.gateway.errors import DeadlineExceeded, Unavailable
+from tests.common.tracing_support import memory_exporter
 from tests.gateway.fakes import FakeFeatures, FakeModels, ListSink
 
 # A 60 s window: a batch leaves early only because the path is idle or the batch is full.
@@ -202,3 +206,44 @@ async def test_shadow_runs_in_background_on_its_own_deadline() -> None:
     models.gates["3"].set()
     await predictor.drain(5.0)
     assert sorted(r.request_id for r in sink.records if r.arm == "shadow") == ["r0", "r1", "r2"]
+
+
+class TraceRecordingFeatures(FakeFeatures):
+    """Remembers the span current when each batched call was made."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.spans: list[trace.SpanContext] = []
+
+    async def get(
+        self,
+        entity_type: str,
+        entities: Sequence[tuple[str, dict[str, Scalar]]],
+        features: Sequence[str],
+        timeout_s: float,
+    ) -> list[FeatureRow]:
+        self.spans.append(trace.get_current_span().get_span_context())
+        return await super().get(entity_type, entities, features, timeout_s)
+
+
+async def test_each_member_keeps_its_trace() -> None:
+    exporter = memory_exporter()
+    features = TraceRecordingFeatures()
+    predictor, _, _, sink = make(features)
+
+    async def traced(i: int) -> trace.SpanContext:
+        with telemetry.tracer().start_as_current_span(f"request-{i}") as span:
+            await predictor.predict(item(i), Deadline.after(10.0))
+            return span.get_span_context()
+
+    lone = await traced(9)
+    assert features.spans[0].trace_id == lone.trace_id  # a batch of one runs in the request's trace
+    members = await asyncio.gather(*(traced(i) for i in range(3)))
+    spans = exporter.get_finished_spans()
+    (batch,) = [s for s in spans if s.name == "predmesh.gateway/batch"]
+    assert features.spans[1] == batch.get_span_context()  # the shared call runs in the batch span...
+    assert sorted(link.context.span_id for link in batch.links) == sorted(m.span_id for m in members)  # ...linked
+    waits = [s for s in spans if s.name == "queue_wait"]
+    assert sorted(s.parent.span_id for s in waits if s.parent) == sorted(m.span_id for m in members)
+    # Every prediction record carries its own request's trace, not the batch's.
+    assert {r.trace_id for r in sink.records} == {format(c.trace_id, "032x") for c in [lone, *members]}
