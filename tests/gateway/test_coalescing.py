@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import Sequence
 from dataclasses import replace
@@ -17,7 +18,7 @@ from services.gateway.core.catalog import ModelCatalog
 from services.gateway.core.predictor import Predictor, PredictorLimits
 from services.gateway.core.routing import parse_routing
 from services.gateway.core.types import FeatureRow, PredictInput, Scalar
-from services.gateway.errors import DeadlineExceeded, Unavailable
+from services.gateway.errors import DeadlineExceeded, NotFound, Unavailable
 from tests.common.tracing_support import memory_exporter
 from tests.gateway.fakes import FakeFeatures, FakeModels, ListSink
 
@@ -173,6 +174,16 @@ async def test_a_failed_batch_answers_each_member_through_its_own_fallback() -> 
     assert with_context.score.score == pytest.approx(0.3) and with_context.request_id == "r3"
     assert without.degraded and without.model_version == "constant" and without.request_id == "r4"
     assert {r.request_id: r.arm for r in sink.records} == {"r3": "fallback", "r4": "fallback"}
+
+
+async def test_a_caller_error_reaches_every_member_as_such(caplog: pytest.LogCaptureFixture) -> None:
+    predictor, features, _, _ = make()
+    results = await asyncio.gather(
+        *(predictor.predict(replace(item(i), model="nope"), Deadline.after(10.0)) for i in range(3)),
+        return_exceptions=True,
+    )
+    assert [type(r) for r in results] == [NotFound] * 3 and features.calls == []
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]  # not logged as a failed batch
 
 
 async def test_shadow_sampling_ratio_is_respected() -> None:

@@ -28,7 +28,7 @@ from services.gateway.core.breaker import DEPENDENCY_ERRORS, CircuitOpen, expect
 from services.gateway.core.deps import PathDeps
 from services.gateway.core.fallback import Degrade
 from services.gateway.core.types import FeatureRow, InferenceResult, ModelDescriptor, PredictInput, Score
-from services.gateway.errors import DeadlineExceeded
+from services.gateway.errors import DeadlineExceeded, PredmeshError
 
 T = TypeVar("T")
 FEATURES = "features"
@@ -87,9 +87,9 @@ class BatchScorer:
         with _traced(model, jobs):
             try:
                 await self._score(model, version, jobs)
-            except Degrade as degrade:
+            except (Degrade, PredmeshError) as err:  # a dependency failure, or a caller error (NOT_FOUND)
                 for job in jobs:
-                    job.fail(degrade)
+                    job.fail(err)
 
     async def _score(self, model: str, version: str, jobs: list[ScoreJob]) -> None:
         deadline = Deadline(max(job.deadline.at for job in jobs))
