@@ -16,8 +16,9 @@ from services.gateway.core.async_jobs import AsyncDispatcher
 from services.gateway.core.auth import ApiKeyAuthorizer
 from services.gateway.core.breaker import BreakerRegistry
 from services.gateway.core.catalog import ModelCatalog
+from services.gateway.core.limits import PredictorLimits
 from services.gateway.core.ports import PredictionSink
-from services.gateway.core.predictor import Predictor, PredictorLimits
+from services.gateway.core.predictor import Predictor
 from services.gateway.core.routing_source import RoutingFileWatcher
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.settings import GatewaySettings
@@ -75,6 +76,9 @@ class GatewayApp(ServiceApp[GatewaySettings]):
                 min_inference_budget_s=s.min_inference_budget_ms / 1e3,
                 max_shadow_inflight=s.max_shadow_inflight,
                 log_features_sample=s.log_features_sample,
+                coalesce_max_rows=s.coalesce_max_rows,
+                coalesce_max_wait_s=s.coalesce_max_wait_ms / 1e3,
+                shadow_max_wait_s=s.shadow_max_wait_ms / 1e3,
             ),
             breakers=BreakerRegistry(s.breaker_failures, s.breaker_reset_ms / 1e3),
             metrics=self.metrics,

@@ -6,6 +6,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from predmesh.common.metrics import LATENCY_BUCKETS
 
+BATCH_ROWS_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+WINDOW_WAIT_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025)
 DELTA_BUCKETS = (-0.5, -0.2, -0.1, -0.05, -0.01, 0.0, 0.01, 0.05, 0.1, 0.2, 0.5)
 
 
@@ -26,6 +28,20 @@ class GatewayMetrics:
             "Gateway request latency (seconds).",
             ["model", "method"],
             buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_rows = Histogram(
+            "predmesh_gateway_batch_rows",
+            "Rows per coalesced upstream batch (features + inference), by model and path (primary, shadow).",
+            ["model", "path"],
+            buckets=BATCH_ROWS_BUCKETS,
+            registry=r,
+        )
+        self.window_wait = Histogram(
+            "predmesh_gateway_window_wait_seconds",
+            "Time a request waited in the coalescing window before its batch was sent (seconds).",
+            ["model", "path"],
+            buckets=WINDOW_WAIT_BUCKETS,
             registry=r,
         )
         self.degraded = Counter(

@@ -56,7 +56,24 @@ class GatewaySettings(ServerSettings):
         5.0,
         description="Below this remaining budget the gateway answers from the fallback chain (milliseconds).",
     )
-    max_shadow_inflight: int = Field(256, description="Most shadow requests in flight; more are skipped and counted.")
+    max_shadow_inflight: int = Field(
+        256, description="Most shadow jobs (request x shadow version) queued or running; more are skipped and counted."
+    )
+    coalesce_max_rows: int = Field(
+        64,
+        ge=1,
+        description="Most rows in one coalesced features/inference call; concurrent requests for the same "
+        "model and version share a call up to this size (1 disables coalescing).",
+    )
+    coalesce_max_wait_ms: float = Field(
+        1.0,
+        ge=0,
+        description="Longest a request waits to join a batch while another batch of its model is in flight; "
+        "an idle path sends at once (milliseconds).",
+    )
+    shadow_max_wait_ms: float = Field(
+        5.0, ge=0, description="How long shadow rows are gathered into one batch before scoring (milliseconds)."
+    )
     log_features_sample: float = Field(
         0.0,
         ge=0.0,

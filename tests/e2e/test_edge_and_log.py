@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 import uuid
 
 import grpc
 import pytest
+import yaml
 
 from predmesh.local.mesh import LocalMesh
 from predmesh.v1 import common_pb2, prediction_pb2, prediction_pb2_grpc
+from tests.common.prometheus_scrape import scrape
+from tests.e2e.conftest import Observability
 from tests.e2e.kafka_util import collect_events
 
 
@@ -104,20 +108,39 @@ def test_every_prediction_is_logged_to_kafka(mesh: LocalMesh) -> None:
         assert list(event.defaulted_features) == list(resp.defaulted_features)
 
 
-def test_shadow_is_logged_to_its_topic_and_never_returned(mesh: LocalMesh) -> None:
-    # Demo routing: fraud 90% v1 / 10% v2, shadow v2. Entities on v1 get a shadow score from v2.
+def shadow_ratio(mesh: LocalMesh, observability: Observability, ratio: float) -> None:
+    """Set fraud's shadow_ratio in the live routing file and wait until the gateway applied it."""
+    applied = ("predmesh_gateway_routing_reloads_total", (("result", "applied"),))
+    port = observability.metrics_ports["gateway"]
+    before = scrape(port).get(applied, 0.0)
+    doc = yaml.safe_load(mesh.routing_path.read_text())
+    doc["models"]["fraud"]["shadow_ratio"] = ratio
+    mesh.routing_path.write_text(yaml.safe_dump(doc))
+    deadline = time.monotonic() + 10
+    while scrape(port).get(applied, 0.0) <= before:
+        assert time.monotonic() < deadline, "routing change not applied"
+        time.sleep(0.1)
+
+
+def test_shadow_is_logged_to_its_topic_and_never_returned(mesh: LocalMesh, observability: Observability) -> None:
+    # Demo routing: fraud 90% v1 / 10% v2, shadow v2 for 10% of requests; here every request
+    # is shadowed, so every entity on v1 gets a shadow score from v2.
     run = uuid.uuid4().hex[:8]
     stable = {}
-    with grpc.insecure_channel(mesh.edge_address) as channel:
-        stub = prediction_pb2_grpc.PredictionServiceStub(channel)
-        for i in range(30):
-            rid = f"shadow-{run}-{i}"
-            resp = stub.Predict(
-                prediction_pb2.PredictRequest(request_id=rid, model="fraud", entity_id=f"u{i:05d}"), timeout=10
-            )
-            assert resp.arm in ("stable", "canary") and resp.model_version in ("1", "2")
-            if resp.model_version == "1":
-                stable[rid] = resp
+    shadow_ratio(mesh, observability, 1.0)
+    try:
+        with grpc.insecure_channel(mesh.edge_address) as channel:
+            stub = prediction_pb2_grpc.PredictionServiceStub(channel)
+            for i in range(30):
+                rid = f"shadow-{run}-{i}"
+                resp = stub.Predict(
+                    prediction_pb2.PredictRequest(request_id=rid, model="fraud", entity_id=f"u{i:05d}"), timeout=10
+                )
+                assert resp.arm in ("stable", "canary") and resp.model_version in ("1", "2")
+                if resp.model_version == "1":
+                    stable[rid] = resp
+    finally:
+        shadow_ratio(mesh, observability, 0.1)
     assert stable
 
     def complete(events: list) -> bool:

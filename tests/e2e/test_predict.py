@@ -9,6 +9,7 @@ features and returns what the model says; tests/inference checks the model math 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 
 import grpc
@@ -25,6 +26,8 @@ from predmesh.v1 import (
     prediction_pb2,
     prediction_pb2_grpc,
 )
+from tests.common.prometheus_scrape import scrape
+from tests.e2e.conftest import Observability
 
 REGISTRY = yaml.safe_load(FEATURE_REGISTRY.read_text())["entities"]["user"]["features"]
 
@@ -163,6 +166,54 @@ def test_predict_batch_matches_single_predicts(stub: prediction_pb2_grpc.Predict
             timeout=10,
         )
         assert result.prediction.score == pytest.approx(single.prediction.score, abs=1e-9)
+
+
+def burst(
+    stub: prediction_pb2_grpc.PredictionServiceStub, requests: list[prediction_pb2.PredictRequest]
+) -> list[prediction_pb2.PredictResponse]:
+    pending = [stub.Predict.future(r, timeout=10) for r in requests]  # all in flight at once
+    return [f.result() for f in pending]
+
+
+def undegraded(
+    stub: prediction_pb2_grpc.PredictionServiceStub, request: prediction_pb2.PredictRequest
+) -> prediction_pb2.PredictResponse:
+    for _ in range(6):
+        resp = stub.Predict(request, timeout=10)
+        if not resp.degraded:
+            return resp
+        time.sleep(0.5)  # a loaded machine made a dependency slow; its breaker recovers in 2 s
+    raise AssertionError(f"{request.request_id}: still degraded ({resp.degraded_reason})")
+
+
+@pytest.mark.parametrize("model", ["fraud", "fraud_nn"])
+def test_coalesced_predicts_score_exactly_like_one_at_a_time(
+    mesh: LocalMesh, stub: prediction_pb2_grpc.PredictionServiceStub, observability: Observability, model: str
+) -> None:
+    requests = [
+        prediction_pb2.PredictRequest(
+            model=model, entity_id=f"u{i:05d}", context={"amount": num(10.0 + i)}, request_id=f"c-{i}"
+        )
+        for i in range(60, 92)
+    ]
+    burst(stub, requests)  # warm up (connections, caches); a slow start may open a breaker
+    time.sleep(2.5)  # BREAKER_RESET_MS is 2000: closed again
+    rows = ("predmesh_gateway_batch_rows_sum", (("model", model), ("path", "primary")))
+    batches = ("predmesh_gateway_batch_rows_count", (("model", model), ("path", "primary")))
+    before = scrape(observability.metrics_ports["gateway"])
+    together = burst(stub, requests)
+    after = scrape(observability.metrics_ports["gateway"])
+    assert [r.request_id for r in together] == [r.request_id for r in requests]
+    sent_rows = after.get(rows, 0.0) - before.get(rows, 0.0)
+    sent_batches = after.get(batches, 0.0) - before.get(batches, 0.0)
+    assert sent_rows == len(requests) and sent_batches < len(requests)  # some requests shared a call
+    # Degraded answers (dependency too slow on a loaded machine) are fallbacks, not scores to compare.
+    scored = [(joint, request) for joint, request in zip(together, requests, strict=True) if not joint.degraded]
+    assert scored, [r.degraded_reason for r in together][:3]
+    for joint, request in scored:
+        single = undegraded(stub, request)
+        assert (joint.model_version, joint.arm) == (single.model_version, single.arm)
+        assert joint.prediction == single.prediction  # to the last bit
 
 
 @pytest.mark.parametrize(

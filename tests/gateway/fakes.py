@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 from predmesh.common.errors import PredmeshError
@@ -20,9 +21,17 @@ FEATURES = ("amount", "country")
 
 
 class FakeFeatures:
-    def __init__(self, error: PredmeshError | None = None) -> None:
+    """Rows from the request context (amount; country is always "US").
+
+    `gate`: each call waits for it (a test holds a batch in flight). `drop_rows`: answer with
+    that many rows fewer than asked (a malformed answer).
+    """
+
+    def __init__(self, error: PredmeshError | None = None, drop_rows: int = 0) -> None:
         self.calls: list[tuple[str, list[tuple[str, dict[str, Scalar]]], tuple[str, ...], float]] = []
         self.error = error
+        self.drop_rows = drop_rows
+        self.gate: asyncio.Event | None = None
 
     async def get(
         self,
@@ -32,6 +41,8 @@ class FakeFeatures:
         timeout_s: float,
     ) -> list[FeatureRow]:
         self.calls.append((entity_type, list(entities), tuple(features), timeout_s))
+        if self.gate is not None:
+            await self.gate.wait()
         if self.error:
             raise self.error
         rows = []
@@ -44,21 +55,25 @@ class FakeFeatures:
                     missing=() if amount is not None else ("amount",),
                 )
             )
-        return rows
+        return rows[: len(rows) - self.drop_rows]
 
 
 class FakeModels:
     """Scores a row as amount / 1000 (version 3: amount / 500).
 
     Knows 'fraud' versions 1, 2, 3 (features amount, country) and 'fraud_ctx' version 1
-    (feature amount only). Models named in `failing` raise Unavailable on infer.
+    (feature amount only). Models named in `failing` raise Unavailable on infer. Versions in
+    `gates` wait for their event before answering; versions in `extra_score` answer with one
+    score more than rows (a malformed answer).
     """
 
-    def __init__(self, failing: set[str] | None = None) -> None:
+    def __init__(self, failing: set[str] | None = None, extra_score: set[str] | None = None) -> None:
         self.describe_calls = 0
         self.infer_calls: list[tuple[str, str, int]] = []
         self.infer_timeouts: list[float] = []
         self.failing = failing if failing is not None else set()
+        self.extra_score = extra_score if extra_score is not None else set()
+        self.gates: dict[str, asyncio.Event] = {}
 
     async def describe(self, model: str, version: str, timeout_s: float) -> ModelDescriptor:
         self.describe_calls += 1
@@ -79,6 +94,9 @@ class FakeModels:
     ) -> InferenceResult:
         self.infer_calls.append((model, version, len(rows)))
         self.infer_timeouts.append(timeout_s)
+        gate = self.gates.get(version)
+        if gate is not None:
+            await gate.wait()
         if model in self.failing:
             raise Unavailable(f"{model} backend down")
         scale = 500.0 if version == "3" else 1000.0
@@ -86,6 +104,8 @@ class FakeModels:
             Score(score=float(row[0]) / scale, label="fraud" if float(row[0]) / scale > 0.5 else "legit")
             for row in rows
         )
+        if version in self.extra_score:
+            scores += (Score(0.0),)
         return InferenceResult(version=version, scores=scores)
 
 

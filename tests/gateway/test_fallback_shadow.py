@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from predmesh.common.deadline import Deadline
@@ -13,7 +15,8 @@ from services.gateway.core.types import PredictInput, Scalar
 from services.gateway.errors import DeadlineExceeded, Unavailable
 from tests.gateway.fakes import FakeFeatures, FakeModels, ListSink
 
-LIMITS = PredictorLimits(features_timeout_s=0.1, inference_timeout_s=0.5, max_batch_items=64)
+# Shadow rows wait for drain() (60 s window), so a test sees them scored as one batch.
+LIMITS = PredictorLimits(features_timeout_s=0.1, inference_timeout_s=0.5, max_batch_items=64, shadow_max_wait_s=60.0)
 FALLBACKS = [
     {"type": "model", "model": "fraud_ctx"},
     {"type": "constant", "score": 0.04, "label": "legit", "scores": [0.96, 0.04]},
@@ -29,6 +32,7 @@ def make(
     models: FakeModels | None = None,
     route: dict | None = None,
     threshold: int = 100,
+    limits: PredictorLimits = LIMITS,
 ) -> tuple[Predictor, FakeModels, ListSink]:
     models = models or FakeModels()
     sink = ListSink()
@@ -37,7 +41,7 @@ def make(
         models,
         ModelCatalog(models, 60.0),
         sink,
-        LIMITS,
+        limits,
         routing=parse_routing({"models": {"fraud": route or {}}}),
         breakers=BreakerRegistry(threshold, 60.0),
     )
@@ -95,8 +99,10 @@ async def test_every_fallback_failing_returns_the_original_error() -> None:
 
 
 async def test_too_little_budget_skips_inference() -> None:
-    predictor, models, _ = make(route={"fallback": FALLBACKS[1:]})
-    out = await predictor.predict(item(), Deadline.after(0.003))
+    # 0.3 s left is enough to fetch features but below the 0.5 s minimum for inference.
+    limits = replace(LIMITS, min_inference_budget_s=0.5)
+    predictor, models, _ = make(route={"fallback": FALLBACKS[1:]}, limits=limits)
+    out = await predictor.predict(item(), Deadline.after(0.3))
     assert out.degraded and out.degraded_reason.startswith("deadline_budget")
     assert models.infer_calls == []
 
@@ -124,7 +130,7 @@ async def test_shadow_is_logged_not_returned_and_compared() -> None:
     assert [r.score.score for r in shadow] == pytest.approx([0.2, 0.8, 1.6])
     # labels: primary (x/1000 > .5) legit, legit, fraud; shadow (x/500 > .5) legit, fraud, fraud
     assert predictor.metrics.agreement_rate("fraud", "3") == pytest.approx(2 / 3)
-    assert ("fraud", "3", 1) in models.infer_calls
+    assert ("fraud", "3", 3) in models.infer_calls  # the three shadows were scored in one coalesced batch
 
 
 async def test_shadow_failure_never_reaches_the_caller() -> None:

@@ -16,6 +16,7 @@ SPLIT = {
         "fraud": {
             "versions": [{"version": "1", "weight": 90}, {"version": "2", "weight": 10}],
             "shadow": ["3"],
+            "shadow_ratio": 0.1,
             "fallback": [
                 {"type": "model", "model": "fraud_ctx"},
                 {"type": "constant", "score": 0.04, "label": "legit", "scores": [0.96, 0.04]},
@@ -29,10 +30,11 @@ def test_parse_full_route() -> None:
     table = parse_routing(SPLIT, "r1")
     route = table.get("fraud")
     assert [(v.version, v.weight) for v in route.versions] == [("1", 90.0), ("2", 10.0)]
-    assert route.shadow == ("3",)
+    assert route.shadow == ("3",) and route.shadow_ratio == 0.1
     assert route.fallback[0].kind == "model" and route.fallback[0].model == "fraud_ctx"
     assert route.fallback[1].score == Score(0.04, (0.96, 0.04), "legit")
     assert table.get("other").versions == ()  # unknown models route to their default version
+    assert parse_routing({"models": {"m": {"shadow": ["2"]}}}).get("m").shadow_ratio == 1.0  # default: all
 
 
 @pytest.mark.parametrize(
@@ -49,6 +51,8 @@ def test_parse_full_route() -> None:
         ({"models": {"m": {"fallback": [{"type": "model", "model": "m"}]}}}, "itself"),
         ({"models": {"m": {"fallback": [{"type": "constant", "score": "high"}]}}}, "score must be"),
         ({"models": {"m": {"typo": 1}}}, "expected"),
+        ({"models": {"m": {"shadow": ["2"], "shadow_ratio": 1.5}}}, "shadow_ratio"),
+        ({"models": {"m": {"shadow_ratio": True}}}, "shadow_ratio"),
         ({"routes": {}}, "models"),
     ],
 )

@@ -42,12 +42,14 @@ def test_canary_weights_shadow_and_fallback_in_routing_configmap(render: Render)
     assert table["models"]["fraud"] == {
         "versions": [{"version": "1", "weight": 90}, {"version": "2", "weight": 10}],
         "shadow": ["3"],
+        "shadow_ratio": 0.1,
         "fallback": [
             {"type": "model", "model": "churn", "version": "7"},
             {"type": "constant", "score": 0.04, "label": "legit", "scores": [0.96, 0.04]},
         ],
     }
     assert table["models"]["churn"]["versions"] == [{"version": "7", "weight": 100}]
+    assert "shadow_ratio" not in table["models"]["churn"]  # unset: the gateway's default (all)
 
 
 def test_gateway_mounts_routing_as_directory_and_points_at_it(render: Render) -> None:

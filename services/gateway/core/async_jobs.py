@@ -17,6 +17,7 @@ from typing import Protocol
 from predmesh.common.deadline import Deadline
 from predmesh.common.errors import PredmeshError
 from services.gateway.core.predictor import Predictor
+from services.gateway.core.tasks import drain_tasks
 from services.gateway.core.types import PredictInput, PredictOutput
 from services.gateway.errors import InvalidArgument, ResourceExhausted
 
@@ -97,10 +98,4 @@ class AsyncDispatcher:
 
     async def drain(self, timeout_s: float) -> None:
         """Wait for pending work up to `timeout_s`, then cancel what is left."""
-        if not self._tasks:
-            return
-        _, pending = await asyncio.wait(set(self._tasks), timeout=timeout_s)
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
+        await drain_tasks(self._tasks, timeout_s)

@@ -3,12 +3,33 @@
 States: closed (calls flow; `failure_threshold` consecutive failures open it), open (calls
 are refused for `reset_timeout_s`), half-open (one probe call at a time; success closes,
 failure re-opens). Used from one event loop; no locking needed.
+
+`BreakerRegistry.call` is the one place that wraps a dependency call: it asks the breaker,
+runs the call, validates the answer, records the outcome and reports the breaker's state.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from services.gateway.errors import DeadlineExceeded, ResourceExhausted, Unavailable
+
+T = TypeVar("T")
+
+# Failures of a dependency (as opposed to caller errors such as NOT_FOUND or INVALID_ARGUMENT).
+DEPENDENCY_ERRORS = (Unavailable, DeadlineExceeded, ResourceExhausted)
+
+
+class CircuitOpen(Unavailable):
+    """The dependency's breaker refused the call (no call was made)."""
+
+
+def expect_count(got: int, want: int, message: str) -> None:
+    """A dependency that answers with the wrong number of items has failed (`message`: got, want)."""
+    if got != want:
+        raise Unavailable(message.format(got, want))
 
 
 class CircuitBreaker:
@@ -70,12 +91,21 @@ class CircuitBreaker:
 
 
 class BreakerRegistry:
-    """One breaker per dependency key, created on first use with shared settings."""
+    """One breaker per dependency key, created on first use with shared settings.
 
-    def __init__(self, failure_threshold: int, reset_timeout_s: float) -> None:
+    `on_state(key, is_open)` is told the state after every decision (a metrics gauge).
+    """
+
+    def __init__(
+        self,
+        failure_threshold: int,
+        reset_timeout_s: float,
+        on_state: Callable[[str, bool], None] | None = None,
+    ) -> None:
         self._threshold = failure_threshold
         self._reset_timeout_s = reset_timeout_s
         self._breakers: dict[str, CircuitBreaker] = {}
+        self.on_state = on_state
 
     def get(self, key: str) -> CircuitBreaker:
         breaker = self._breakers.get(key)
@@ -83,5 +113,34 @@ class BreakerRegistry:
             breaker = self._breakers[key] = CircuitBreaker(key, self._threshold, self._reset_timeout_s)
         return breaker
 
-    def states(self) -> dict[str, str]:
-        return {key: b.state for key, b in self._breakers.items()}
+    async def call(
+        self,
+        key: str,
+        call: Callable[[], Awaitable[T]],
+        check: Callable[[T], None] | None = None,
+    ) -> T:
+        """Run `call` through `key`'s breaker.
+
+        Raises CircuitOpen without calling when the breaker refuses. A DEPENDENCY_ERRORS
+        failure, or `check(result)` raising one (a malformed answer), counts as a failure
+        and propagates; anything else (caller errors) leaves the breaker as it was.
+        """
+        breaker = self.get(key)
+        if not breaker.allow():
+            self._report(key, True)
+            raise CircuitOpen(f"{key}: circuit breaker open")
+        try:
+            result = await call()
+            if check is not None:
+                check(result)
+        except DEPENDENCY_ERRORS:
+            breaker.record_failure()
+            self._report(key, breaker.state == breaker.OPEN)
+            raise
+        breaker.record_success()
+        self._report(key, False)
+        return result
+
+    def _report(self, key: str, is_open: bool) -> None:
+        if self.on_state is not None:
+            self.on_state(key, is_open)

@@ -28,6 +28,3 @@ class ModelCatalog:
         desc = await self._runner.describe(model, version, timeout_s)
         self._entries[key] = (now + self._ttl_s, desc)
         return desc
-
-    def invalidate(self) -> None:
-        self._entries.clear()

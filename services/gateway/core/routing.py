@@ -14,6 +14,7 @@ File format (YAML or the same as a dict):
           - {version: "1", weight: 90}
           - {version: "2", weight: 10}
         shadow: ["2"]                 # scored off the critical path, logged, never returned
+        shadow_ratio: 0.1             # fraction of requests shadowed (default 1.0 = all)
         fallback:                     # tried in order when features/model/deadline fail
           - {type: model, model: fraud_ctx}          # must need request-context features only
           - {type: constant, score: 0.04, label: legit, scores: [0.96, 0.04]}
@@ -26,8 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from services.gateway.core.types import Score
-from services.gateway.errors import InvalidArgument
+from services.gateway.core.types import Arm, Score
 
 BUCKETS = 10_000
 
@@ -62,19 +62,20 @@ class ModelRoute:
     versions: tuple[WeightedVersion, ...] = ()
     shadow: tuple[str, ...] = ()
     fallback: tuple[FallbackStep, ...] = ()
+    shadow_ratio: float = 1.0
 
-    def assign(self, entity_id: str) -> tuple[str, str]:
-        """(version, arm) for an entity; ("", "stable") when no versions are listed."""
+    def assign(self, entity_id: str) -> tuple[str, Arm]:
+        """(version, arm) for an entity; ("", STABLE) when no versions are listed."""
         if not self.versions:
-            return "", "stable"
+            return "", Arm.STABLE
         bucket = entity_bucket(self.model, entity_id)
         upper = 0.0
         for idx, wv in enumerate(self.versions):
             upper += wv.weight * BUCKETS / 100.0
             if bucket < upper:
-                return wv.version, "stable" if idx == 0 else "canary"
+                return wv.version, Arm.STABLE if idx == 0 else Arm.CANARY
         last = self.versions[-1]
-        return last.version, "stable" if len(self.versions) == 1 else "canary"
+        return last.version, Arm.STABLE if len(self.versions) == 1 else Arm.CANARY
 
 
 def entity_bucket(model: str, entity_id: str) -> int:
@@ -179,20 +180,18 @@ def parse_routing(data: Any, revision: str = "") -> RoutingTable:
             raise _fail(where, "model names must be non-empty strings")
         if raw is None:
             raw = {}
-        if not isinstance(raw, dict) or set(raw) - {"versions", "shadow", "fallback"}:
-            raise _fail(where, "expected {versions?, shadow?, fallback?}")
+        if not isinstance(raw, dict) or set(raw) - {"versions", "shadow", "shadow_ratio", "fallback"}:
+            raise _fail(where, "expected {versions?, shadow?, shadow_ratio?, fallback?}")
         shadow_raw = raw.get("shadow") or []
         if not isinstance(shadow_raw, list):
             raise _fail(f"{where}.shadow", "expected a list of versions")
         shadow = tuple(_version(v, f"{where}.shadow[{i}]") for i, v in enumerate(shadow_raw))
+        ratio = raw.get("shadow_ratio", 1.0)
+        if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0 <= ratio <= 1:
+            raise _fail(f"{where}.shadow_ratio", "expected a number in [0, 1]")
         fallback = _parse_fallback(raw.get("fallback"), f"{where}.fallback")
         if any(step.kind == "model" and step.model == name for step in fallback):
             raise _fail(f"{where}.fallback", "a model cannot fall back to itself")
-        routes[name] = ModelRoute(name, _parse_versions(raw.get("versions"), f"{where}.versions"), shadow, fallback)
+        versions = _parse_versions(raw.get("versions"), f"{where}.versions")
+        routes[name] = ModelRoute(name, versions, shadow, fallback, float(ratio))
     return RoutingTable(routes, revision or "inline")
-
-
-def pinned_arm(version: str) -> tuple[str, str]:
-    if not version:
-        raise InvalidArgument("version must not be empty when pinned")
-    return version, "pinned"

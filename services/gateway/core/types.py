@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 Scalar = float | str | bool
+
+
+class Arm(StrEnum):
+    """Which path answered: a routed live arm, a pinned version, the fallback chain, or a shadow."""
+
+    STABLE = "stable"
+    CANARY = "canary"
+    PINNED = "pinned"
+    FALLBACK = "fallback"
+    SHADOW = "shadow"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +78,7 @@ class PredictOutput:
     model_version: str
     entity_id: str
     score: Score
-    arm: str
+    arm: Arm
     timings: Timings
     defaulted_features: tuple[str, ...] = ()
     degraded: bool = False

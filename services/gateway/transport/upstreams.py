@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import grpc
 
-from predmesh.common.errors import PredmeshError
+from predmesh.common.errors import InvalidArgument, PredmeshError, Unavailable
 from predmesh.common.grpcclient import insecure_channel, upstream_error
 from predmesh.common.values import scalar_to_value
 from predmesh.v1 import (
@@ -51,16 +51,20 @@ class FeaturesClient:
             response = await self._stub.GetFeatures(request, timeout=timeout_s)
         except grpc.aio.AioRpcError as err:
             raise upstream_error(err, "features") from err
-        return [
-            FeatureRow(
-                entity_id=vec.entity_id,
-                values=tuple(value_to_scalar(v, name) for v, name in zip(vec.values, features, strict=True)),
-                missing=tuple(vec.missing),
-                invalid=tuple(vec.invalid),
-                entity_unknown=vec.entity_unknown,
-            )
-            for vec in response.vectors
-        ]
+        try:
+            return [
+                FeatureRow(
+                    entity_id=vec.entity_id,
+                    values=tuple(value_to_scalar(v, name) for v, name in zip(vec.values, features, strict=True)),
+                    missing=tuple(vec.missing),
+                    invalid=tuple(vec.invalid),
+                    entity_unknown=vec.entity_unknown,
+                )
+                for vec in response.vectors
+            ]
+        except (InvalidArgument, ValueError) as err:
+            # The caller's request was fine: a malformed answer is the dependency's failure.
+            raise Unavailable(f"features service sent a malformed response: {err}") from err
 
 
 class InferenceClient:
