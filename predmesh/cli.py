@@ -166,6 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     features.add_argument("action", choices=["load"])
     features.add_argument("rest", nargs=argparse.REMAINDER)
 
+    from predmesh.optimize import add_parser as add_optimize
+
+    add_optimize(sub)
+
     logs = sub.add_parser("logs", help="prediction log tools")
     logs.add_argument("action", choices=["tail"])
     logs.add_argument("--state-dir", default=".predmesh", help="where `predmesh up` keeps mesh.json")

@@ -43,6 +43,7 @@ class MeshOptions:
     with_edge: bool = True
     with_triton: bool = True  # GPU-placed models (fraud_nn) go to tritonserver (CPU python backend here)
     ort_workers: int = 1  # CPU models go to this many ONNX Runtime worker processes (0 = in-process)
+    pool_max_models: int = 0  # > 0: model pools of this many versions per backend (lazy loading, LRU eviction)
     extra_env: dict[str, str] = field(default_factory=dict)
 
 
@@ -152,21 +153,26 @@ class LocalMesh:
 
             # Explicit model control: the orchestrator tells Triton when to load a new version and when
             # a removed one has drained (hot swap), instead of Triton polling the repository on its own.
+            # With a model pool Triton starts empty: the orchestrator's pool loads versions on demand.
             self.triton = TritonServer(
                 self.model_repository,
                 workdir=self._logs("triton"),
-                extra_args=["--model-control-mode=explicit", "--load-model=*"],
+                extra_args=["--model-control-mode=explicit", *([] if opts.pool_max_models else ["--load-model=*"])],
             )
             services.append(self.triton)
             backends["PREDMESH_INFERENCE_TRITON_TARGET"] = self.triton.grpc_address  # type: ignore[attr-defined]
             backends["PREDMESH_INFERENCE_TRITON_MODEL_CONTROL"] = "true"
+            backends["PREDMESH_INFERENCE_TRITON_CONFIG_NAME"] = "cpu_local"
         if opts.ort_workers:
             from predmesh.local.triton import OrtWorker
 
             self.ort_workers = [
                 OrtWorker(
                     self.model_repository,
-                    env=opts.extra_env,
+                    env={
+                        **opts.extra_env,
+                        **({"PREDMESH_ORTWORKER_MODEL_CONTROL": "explicit"} if opts.pool_max_models else {}),
+                    },
                     workdir=self._logs(f"ort-worker-{i}"),
                     name=f"ort-worker-{i}",
                 )
@@ -184,8 +190,16 @@ class LocalMesh:
         services.append(self.features)
         self._launch(*services)
         # The orchestrator loads its models on its backends at start, so they come first.
+        if opts.pool_max_models:
+            backends["PREDMESH_INFERENCE_POOL_MAX_MODELS"] = str(opts.pool_max_models)
         self.inference = self._service(
-            "inference", {"PREDMESH_INFERENCE_MODEL_REPOSITORY": str(self.model_repository), **backends}
+            "inference",
+            {
+                "PREDMESH_INFERENCE_MODEL_REPOSITORY": str(self.model_repository),
+                # The routing table's arms are the model pools' eager versions (when pools are on).
+                "PREDMESH_INFERENCE_ROUTING_PATH": str(self.routing_path),
+                **backends,
+            },
         )
         self._launch(self.inference)
 

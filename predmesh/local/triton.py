@@ -8,7 +8,7 @@
   interpreter's LIBDIR on LD_LIBRARY_PATH and our venv's bin first on PATH (the stub
   imports numpy/onnxruntime from the first python3). Ready when the KServe
   ServerReady RPC says so (~2 s).
-- `OrtWorker`: `python -m services.inference.workers.ort_worker`, ready on gRPC health.
+- `OrtWorker`: `python -m services.ortworker.app`, ready on gRPC health.
 
 Both are `ManagedProcess`es: used from one thread; `stop()` is idempotent.
 """
@@ -133,7 +133,7 @@ class TritonServer(ManagedProcess):
 
 
 class OrtWorker(PythonService):
-    """An ONNX Runtime worker process (`python -m services.inference.workers.ort_worker`)."""
+    """An ONNX Runtime worker process (`python -m services.ortworker.app`)."""
 
     def __init__(
         self,
@@ -153,4 +153,4 @@ class OrtWorker(PythonService):
             "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
             **(env or {}),
         }
-        super().__init__(name, "services.inference.workers.ort_worker", port, worker_env, workdir)
+        super().__init__(name, "services.ortworker.app", port, worker_env, workdir)

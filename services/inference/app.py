@@ -25,11 +25,11 @@ from prometheus_client import CollectorRegistry
 from predmesh.common.app import ServiceApp, run_app
 from predmesh.common.grpcserver import GrpcServer
 from predmesh.v1 import inference_pb2, inference_pb2_grpc
-from services.inference.backends.select import RoutingBackend, build_backends
+from services.inference.backends.select import RoutingBackend, build_backends, pool_parts
 from services.inference.core.lifecycle import ModelLifecycle
 from services.inference.core.registry import ModelRegistry
 from services.inference.core.service import InferenceCore
-from services.inference.metrics import BatchMetrics
+from services.inference.metrics import BatchMetrics, PoolMetrics
 from services.inference.settings import InferenceSettings
 from services.inference.transport.servicer import InferenceServicer
 
@@ -53,7 +53,8 @@ class InferenceApp(ServiceApp[InferenceSettings]):
         repo = settings.model_repository
         registry = await asyncio.to_thread(ModelRegistry.from_directory, repo)
         metrics_registry = CollectorRegistry()
-        backend = build_backends(settings, registry.all(), BatchMetrics(metrics_registry))
+        pool = pool_parts(settings, PoolMetrics(metrics_registry))
+        backend = build_backends(settings, registry.all(), BatchMetrics(metrics_registry), pool)
         stack.push_async_callback(self._forget)
         stack.push_async_callback(backend.close)
         self._backend = backend
@@ -66,6 +67,8 @@ class InferenceApp(ServiceApp[InferenceSettings]):
             warmup_rows=settings.warmup_rows,
             load_timeout_s=settings.backend_load_timeout_ms / 1000.0,
         )
+        if pool is not None:
+            pool.in_use = lifecycle.in_flight  # a leased version is never evicted
         stack.push_async_callback(lifecycle.stop)  # also stops the repository polling
         await lifecycle.start()
         core = InferenceCore(lifecycle, backend, max_rows=settings.max_rows, offload_rows=settings.offload_rows)

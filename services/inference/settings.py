@@ -88,6 +88,48 @@ class InferenceSettings(ServerSettings):
     backend_load_timeout_ms: float = Field(
         15000.0, gt=0, description="How long start() waits for a remote backend to report a model ready (ms)."
     )
+    triton_config_name: str = Field(
+        "",
+        description="Model config Triton reads (--model-config-name): '' = <model>/config.pbtxt, else "
+        "<model>/configs/<name>.pbtxt (cpu_local locally). A bounded model pool sends it with the versions "
+        "to load (RepositoryModelLoad config override).",
+    )
+    # -- model pools (backends/pool.py) -----------------------------------------
+    pool_max_bytes: int = Field(
+        0,
+        ge=0,
+        description="Memory budget of each backend's model pool (bytes of model.onnx per loaded version; "
+        "0 = no byte limit). With a budget or pool_max_models, versions not marked eager load on first "
+        "use and the least recently used idle ones are evicted.",
+    )
+    pool_max_models: int = Field(
+        0, ge=0, description="Most model versions each backend's pool holds loaded (versions; 0 = no limit)."
+    )
+    pool_load_timeout_ms: float = Field(
+        10000.0,
+        gt=0,
+        description="How long one pool load may wait for room while every loaded version is in use (ms); "
+        "then RESOURCE_EXHAUSTED (the gateway answers from its fallback).",
+    )
+    routing_path: Path | None = Field(
+        None,
+        description="The gateway's routing table (path, YAML): its stable/canary arms (or explicit eager: "
+        "lists) are loaded at start and never evicted by a bounded pool.",
+    )
+    pool_eager: str = Field(
+        "", description="Extra eager versions, comma-separated name:version (always loaded, never evicted)."
+    )
+
+    worker_placement: Literal["replicate", "hash"] = Field(
+        "replicate",
+        description="With a bounded pool and several ORT workers: replicate = every worker loads what the pool "
+        "loads; hash = each cold (non-eager) version loads only on its consistent-hash owner(s) and is served "
+        "there (core/placement.py), eager versions on every worker.",
+    )
+    worker_placement_copies: int = Field(
+        1, ge=1, description="Owners per cold version with worker_placement=hash (workers)."
+    )
+
     # -- dynamic micro-batching (core/batcher.py) -------------------------------
     batch_local: bool = Field(False, description="Micro-batch in front of the in-process ONNX Runtime backend.")
     batch_ort_workers: bool = Field(True, description="Micro-batch in front of the ORT worker pool.")
@@ -99,6 +141,10 @@ class InferenceSettings(ServerSettings):
         1024, ge=1, description="Requests queued per model version; more: RESOURCE_EXHAUSTED (requests)."
     )
     batch_max_inflight: int = Field(2, ge=1, description="Batches of one model version executing at once (batches).")
+
+    @property
+    def pool_bounded(self) -> bool:
+        return self.pool_max_bytes > 0 or self.pool_max_models > 0
 
     @property
     def ort_worker_targets(self) -> list[str]:

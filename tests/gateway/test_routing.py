@@ -155,3 +155,10 @@ async def test_routing_file_invalid_at_start_is_an_error(tmp_path: Path) -> None
     watcher = RoutingFileWatcher(path, lambda t: None)
     with pytest.raises(RoutingError):
         await watcher.start()
+
+
+def test_eager_list_is_accepted_and_validated_for_the_orchestrator() -> None:
+    table = parse_routing({"models": {"fraud": {"versions": [{"version": "1", "weight": 100}], "eager": ["1", 3]}}})
+    assert table.get("fraud").versions[0].version == "1"  # the gateway itself ignores eager
+    with pytest.raises(RoutingError, match=r"models\.fraud\.eager"):
+        parse_routing({"models": {"fraud": {"eager": "1"}}})

@@ -18,6 +18,8 @@ File format (YAML or the same as a dict):
         fallback:                     # tried in order when features/model/deadline fail
           - {type: model, model: fraud_ctx}          # must need request-context features only
           - {type: constant, score: 0.04, label: legit, scores: [0.96, 0.04]}
+        eager: ["1", "2"]             # optional: versions the orchestrator's model pool keeps
+                                      # loaded (default: the versions above); ignored here
 """
 
 from __future__ import annotations
@@ -180,8 +182,13 @@ def parse_routing(data: Any, revision: str = "") -> RoutingTable:
             raise _fail(where, "model names must be non-empty strings")
         if raw is None:
             raw = {}
-        if not isinstance(raw, dict) or set(raw) - {"versions", "shadow", "shadow_ratio", "fallback"}:
-            raise _fail(where, "expected {versions?, shadow?, shadow_ratio?, fallback?}")
+        if not isinstance(raw, dict) or set(raw) - {"versions", "shadow", "shadow_ratio", "fallback", "eager"}:
+            raise _fail(where, "expected {versions?, shadow?, shadow_ratio?, fallback?, eager?}")
+        eager_raw = raw.get("eager") or []  # read by the inference orchestrator's model pools
+        if not isinstance(eager_raw, list):
+            raise _fail(f"{where}.eager", "expected a list of versions")
+        for i, v in enumerate(eager_raw):
+            _version(v, f"{where}.eager[{i}]")
         shadow_raw = raw.get("shadow") or []
         if not isinstance(shadow_raw, list):
             raise _fail(f"{where}.shadow", "expected a list of versions")

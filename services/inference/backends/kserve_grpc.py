@@ -1,7 +1,7 @@
 """KServe v2 gRPC backend: runs models on NVIDIA Triton or on our ONNX Runtime workers.
 
 Both speak the KServe v2 `GRPCInferenceService` (Triton natively; our workers in
-`services/inference/workers/`), so one client backend serves both. A model version
+`services/ortworker/`), so one client backend serves both. A model version
 `name:version` is addressed as KServe model `name`, version `version`; the float32
 [N, D] batch goes out as the spec's `onnx.input` tensor and the spec's `onnx.output`
 tensor comes back.
@@ -28,6 +28,20 @@ that version only when no request can still reach it; the last version gone unlo
 the model. Without it (ORT workers, Triton in poll/none mode) the server manages its
 own repository and `load` only waits for readiness.
 
+Version control (`version_control=True`, set when a bounded model pool drives the
+backend, backends/pool.py): the server loads exactly the versions the orchestrator
+loaded, per model: `load`/`unload` send RepositoryModelLoad for the model with a config
+override whose `version_policy` is `specific` = the versions wanted now (Triton keeps
+serving unchanged versions while it reloads), or RepositoryModelUnload when none is
+left. `model_config(name)` gives the rest of the config (Triton needs the complete
+config it would read from the repository; our ORT workers only read the policy). The
+server starts with nothing loaded (`--model-control-mode=explicit` without
+`--load-model`, or `PREDMESH_ORTWORKER_MODEL_CONTROL=explicit`).
+
+Placement (`owners(model, version)`, with version control): only the targets it names
+load and serve that version (core/placement.py: cold versions on their consistent-hash
+owner, eager versions on every target); calls for it go to those targets only.
+
 Ownership: one long-lived `tritonclient.grpc.aio.InferenceServerClient` (one grpc.aio
 channel) per target, opened on the first `load` (on the running loop) and closed by
 `close()`. Every call carries a deadline: the request's when it has one, else
@@ -38,9 +52,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -95,6 +110,9 @@ class KServeGrpcBackend:
         load_timeout_s: float = 10.0,
         balance: Balance = "least_outstanding",
         model_control: bool = False,
+        version_control: bool = False,
+        model_config: Callable[[str], dict[str, Any]] | None = None,
+        owners: Callable[[str, str], Sequence[str]] | None = None,
     ) -> None:
         if not targets:
             raise ValueError("KServeGrpcBackend needs at least one target")
@@ -103,10 +121,14 @@ class KServeGrpcBackend:
         self._timeout_s = timeout_s
         self._load_timeout_s = load_timeout_s
         self._balance = balance
-        self._model_control = model_control
+        self._model_control = model_control or version_control
+        self._version_control = version_control
+        self._model_config = model_config or (lambda name: {})
+        self._owners = owners  # version control: which targets host (model, version); None = all
         self._targets: list[_Target] = []
         self._rr = itertools.count()
         self._loaded: set[VersionKey] = set()
+        self._wanted: dict[str, dict[str, int]] = {}  # version control: model -> version -> revisions wanted
         self._closed = False
 
     # -- lifecycle ---------------------------------------------------------
@@ -124,15 +146,35 @@ class KServeGrpcBackend:
         if model_version.key in self._loaded:
             return
         give_up = time.monotonic() + self._load_timeout_s
-        last: str = "no answer"
+        if self._version_control:
+            wanted = self._wanted.setdefault(model_version.name, {})
+            wanted[model_version.version] = wanted.get(model_version.version, 0) + 1
+            try:
+                await self._set_versions(model_version.name)
+                await self._wait_ready(model_version, give_up)
+            except BaseException:
+                if self._unwant(model_version):
+                    await asyncio.shield(self._set_versions(model_version.name))
+                raise
+            return
         name_version = model_version.key[:2]
         # A new revision of a version the server already serves: make it re-read the files first.
         requested = self._model_control and any(k[:2] == name_version for k in self._loaded)
         if requested:
             await self._repository(model_version.name, load=True)
+        await self._wait_ready(model_version, give_up, requested)
+
+    def _hosts(self, name: str, version: str) -> list[_Target]:
+        if self._owners is None:
+            return self._targets
+        owners = set(self._owners(name, version))
+        return [t for t in self._targets if t.address in owners]
+
+    async def _wait_ready(self, model_version: ModelVersion, give_up: float, requested: bool = True) -> None:
+        last: str = "no answer"
         while True:
             ready_on = []
-            for target in self._targets:
+            for target in self._hosts(model_version.name, model_version.version):
                 try:
                     if await target.client.is_model_ready(
                         model_version.name, model_version.version, client_timeout=0.5
@@ -158,18 +200,50 @@ class KServeGrpcBackend:
 
     async def unload(self, model_version: ModelVersion) -> None:
         self._loaded.discard(model_version.key)
+        if self._version_control:
+            if self._unwant(model_version) and self._targets:
+                await self._set_versions(model_version.name)
+            return
         if self._model_control and self._targets and not model_version.path.exists():
             # Drained and gone from the repository: now the server may drop it too.
             versions_left = any(p.name.isdigit() for p in model_version.path.parent.glob("*") if p.is_dir())
             await self._repository(model_version.name, load=versions_left)
 
-    async def _repository(self, name: str, load: bool) -> None:
+    def _unwant(self, mv: ModelVersion) -> bool:
+        """Drop one wanted revision of `mv`; True when no revision of that version is wanted any more."""
+        wanted = self._wanted.get(mv.name, {})
+        left = wanted.get(mv.version, 0) - 1
+        if left > 0:
+            wanted[mv.version] = left
+            return False
+        wanted.pop(mv.version, None)
+        if not wanted:
+            self._wanted.pop(mv.name, None)
+        return True
+
+    async def _set_versions(self, name: str) -> None:
+        """Make every target serve exactly the wanted versions of `name` it hosts (version control)."""
+        wanted = set(self._wanted.get(name, {}))
+        base: dict[str, Any] | None = None
+        for target in self._targets:
+            versions = {v for v in wanted if target in self._hosts(name, v)}
+            if not versions:
+                await self._repository(name, load=False, targets=[target])
+                continue
+            if base is None:
+                base = dict(await asyncio.to_thread(self._model_config, name))
+            config = dict(base, version_policy={"specific": {"versions": sorted(int(v) for v in versions)}})
+            await self._repository(name, load=True, config=json.dumps(config), targets=[target])
+
+    async def _repository(
+        self, name: str, load: bool, config: str | None = None, targets: list[_Target] | None = None
+    ) -> None:
         """Ask every target to (re)load model `name` from its repository, or to unload it (errors are logged)."""
         action = "(re)load" if load else "unload"
-        for target in self._targets:
+        for target in self._targets if targets is None else targets:
             try:
                 if load:
-                    await target.client.load_model(name, client_timeout=self._load_timeout_s)
+                    await target.client.load_model(name, config=config, client_timeout=self._load_timeout_s)
                 else:
                     await target.client.unload_model(name, client_timeout=self._load_timeout_s)
                 log.info("%s: %s did %s model %s", self.name, target.address, action, name)
@@ -197,11 +271,12 @@ class KServeGrpcBackend:
         self._loaded.clear()
 
     # -- inference ---------------------------------------------------------
-    def _order(self) -> list[_Target]:
+    def _order(self, model_version: ModelVersion) -> list[_Target]:
         """Targets in the order to try them for one call."""
-        n = len(self._targets)
+        hosts = self._hosts(model_version.name, model_version.version) or self._targets
+        n = len(hosts)
         start = next(self._rr) % n
-        rotated = self._targets[start:] + self._targets[:start]
+        rotated = hosts[start:] + hosts[:start]
         if self._balance == "least_outstanding":
             rotated.sort(key=lambda t: t.outstanding)  # stable: round robin among ties
         return rotated
@@ -218,7 +293,7 @@ class KServeGrpcBackend:
         inputs[0].set_data_from_numpy(data)
         outputs = [InferRequestedOutput(spec.onnx.output)]
         error: PredmeshError | None = None
-        for target in self._order():
+        for target in self._order(model_version):
             timeout = deadline.budget(what=f"running {model_version} on {self.name}")
             target.outstanding += 1
             try:

@@ -9,6 +9,12 @@ Placement rule (per model version, from its spec and the settings):
 4. anything named but not configured falls back to in-process ONNX Runtime (local),
    with a warning, so a dev machine without Triton still serves every model.
 
+Model pools: with `pool_max_bytes` or `pool_max_models` set, every backend kind gets its
+own `PooledBackend` (backends/pool.py) outermost (pool -> batcher -> backend): eager
+versions (core/eager.py: the routing table's arms) load at start, the rest on first use
+under the budget. Remote backends then run under version control (the server loads only
+what the pool loaded; backends/kserve_grpc.py).
+
 Batching: ORT workers get the orchestrator's micro-batcher (`batch_ort_workers`);
 Triton gets it only when `triton_batches` is false (Triton's dynamic_batching does it
 otherwise: no double batching); local only with `batch_local`.
@@ -22,7 +28,9 @@ creates that backend kind when none exists yet.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -30,12 +38,16 @@ from predmesh.common.deadline import Deadline
 from services.inference.backends.batching import BatchingBackend
 from services.inference.backends.kserve_grpc import KServeGrpcBackend
 from services.inference.backends.onnxruntime_local import OnnxRuntimeLocalBackend
+from services.inference.backends.pool import PoolConfig, PooledBackend
 from services.inference.core.backend import Backend
 from services.inference.core.batcher import BatcherConfig, BatcherStats
+from services.inference.core.eager import EagerPolicy
+from services.inference.core.placement import HashRing, version_key
 from services.inference.core.registry import ModelVersion, VersionKey
 from services.inference.errors import ModelNotReady
-from services.inference.metrics import BatchMetrics
+from services.inference.metrics import BatchMetrics, PoolMetrics
 from services.inference.settings import InferenceSettings
+from services.inference.triton.layout import read_model_config
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +86,67 @@ def batcher_config(settings: InferenceSettings) -> BatcherConfig:
     )
 
 
-def make_backend(kind: str, settings: InferenceSettings, metrics: BatchMetrics | None = None) -> Backend:
-    """A new backend of `kind`, wrapped in a micro-batcher per the settings (observed by `metrics`)."""
+@dataclass
+class PoolParts:
+    """What every model pool of one orchestrator shares (only with a bounded pool)."""
+
+    eager: EagerPolicy
+    metrics: PoolMetrics | None = None
+    in_use: Callable[[ModelVersion], int] | None = None  # the lifecycle's leases, set once it exists
+    pools: list[PooledBackend] | None = None
+
+    def wrap(self, inner: Backend, settings: InferenceSettings) -> PooledBackend:
+        config = PoolConfig(
+            max_bytes=settings.pool_max_bytes,
+            max_models=settings.pool_max_models,
+            load_timeout_s=settings.pool_load_timeout_ms / 1000.0,
+        )
+        pool = PooledBackend(inner, config, self.eager.is_eager, metrics=self.metrics, in_use=self._in_use)
+        if self.pools is None:
+            self.pools = []
+        self.pools.append(pool)
+        return pool
+
+    def _in_use(self, mv: ModelVersion) -> int:
+        return self.in_use(mv) if self.in_use is not None else 0
+
+
+def pool_parts(settings: InferenceSettings, metrics: PoolMetrics | None = None) -> PoolParts | None:
+    if not settings.pool_bounded:
+        return None
+    extra = [item for item in settings.pool_eager.split(",") if item.strip()]
+    return PoolParts(EagerPolicy(settings.routing_path, extra), metrics)
+
+
+def make_backend(
+    kind: str, settings: InferenceSettings, metrics: BatchMetrics | None = None, pool: PoolParts | None = None
+) -> Backend:
+    """A new backend of `kind`, wrapped in a micro-batcher per the settings (observed by `metrics`),
+    and in a model pool when the settings bound one."""
+    backend = _make_backend(kind, settings, metrics, pool is not None, pool.eager if pool is not None else None)
+    return pool.wrap(backend, settings) if pool is not None else backend
+
+
+def worker_owners(settings: InferenceSettings, eager: EagerPolicy) -> Callable[[str, str], list[str]]:
+    """owners(model, version): every worker for eager versions, the consistent-hash owner(s) for cold ones."""
+    targets = settings.ort_worker_targets
+    ring = HashRing(targets)
+
+    def owners(name: str, version: str) -> list[str]:
+        if (name, version) in eager.cached:
+            return targets
+        return ring.owners(version_key(name, version), settings.worker_placement_copies)
+
+    return owners
+
+
+def _make_backend(
+    kind: str,
+    settings: InferenceSettings,
+    metrics: BatchMetrics | None,
+    version_control: bool,
+    eager: EagerPolicy | None = None,
+) -> Backend:
     if kind == LOCAL:
         local: Backend = OnnxRuntimeLocalBackend(
             intra_op_threads=settings.ort_intra_op_threads,
@@ -90,6 +161,10 @@ def make_backend(kind: str, settings: InferenceSettings, metrics: BatchMetrics |
             timeout_s=settings.backend_timeout_ms / 1000.0,
             load_timeout_s=settings.backend_load_timeout_ms / 1000.0,
             balance=settings.worker_balance,
+            version_control=version_control,
+            owners=worker_owners(settings, eager)
+            if eager is not None and settings.worker_placement == "hash"
+            else None,
         )
         return BatchingBackend(workers, batcher_config(settings), metrics) if settings.batch_ort_workers else workers
     if kind == TRITON:
@@ -100,19 +175,24 @@ def make_backend(kind: str, settings: InferenceSettings, metrics: BatchMetrics |
             timeout_s=settings.backend_timeout_ms / 1000.0,
             load_timeout_s=settings.backend_load_timeout_ms / 1000.0,
             model_control=settings.triton_model_control,
+            version_control=version_control,
+            model_config=partial(read_model_config, settings.model_repository, config_name=settings.triton_config_name),
         )
         return triton if settings.triton_batches else BatchingBackend(triton, batcher_config(settings), metrics)
     raise ValueError(f"unknown backend kind {kind!r}")
 
 
 def build_backends(
-    settings: InferenceSettings, versions: Iterable[ModelVersion], metrics: BatchMetrics | None = None
+    settings: InferenceSettings,
+    versions: Iterable[ModelVersion],
+    metrics: BatchMetrics | None = None,
+    pool: PoolParts | None = None,
 ) -> RoutingBackend:
     """Create only the backends some version is placed on (ensembles run no backend of
     their own); later versions are placed on their first load."""
     routes = {mv.key: placement(mv, settings) for mv in versions if not mv.is_ensemble}
-    backends = {kind: make_backend(kind, settings, metrics) for kind in sorted(set(routes.values()))}
-    return RoutingBackend(backends, routes, settings, metrics)
+    backends = {kind: make_backend(kind, settings, metrics, pool) for kind in sorted(set(routes.values()))}
+    return RoutingBackend(backends, routes, settings, metrics, pool)
 
 
 class RoutingBackend:
@@ -126,11 +206,13 @@ class RoutingBackend:
         routes: dict[VersionKey, str],
         settings: InferenceSettings | None = None,
         metrics: BatchMetrics | None = None,
+        pool: PoolParts | None = None,
     ) -> None:
         self.backends = backends
         self.routes = dict(routes)
         self._settings = settings
         self._metrics = metrics
+        self.pool = pool
 
     def backend_for(self, mv: ModelVersion) -> Backend:
         try:
@@ -142,7 +224,7 @@ class RoutingBackend:
         if model_version.key not in self.routes and self._settings is not None:
             kind = placement(model_version, self._settings)
             if kind not in self.backends:
-                self.backends[kind] = make_backend(kind, self._settings, self._metrics)
+                self.backends[kind] = make_backend(kind, self._settings, self._metrics, self.pool)
             self.routes[model_version.key] = kind
         await self.backend_for(model_version).load(model_version)
 
@@ -163,6 +245,8 @@ class RoutingBackend:
     def batch_stats(self, model_version: ModelVersion) -> BatcherStats | None:
         """Micro-batcher counters for `mv`, or None when its backend does not batch."""
         backend = self.backend_for(model_version)
+        if isinstance(backend, PooledBackend):
+            backend = backend.inner
         return backend.stats(model_version) if isinstance(backend, BatchingBackend) else None
 
     async def close(self) -> None:

@@ -279,8 +279,8 @@ class ModelLifecycle:
         return result
 
     async def _warm_up(self, mv: ModelVersion, prepared: Prepared) -> None:
-        if self._warmup_runs <= 0:
-            return
+        if self._warmup_runs <= 0 or not await self._backend.ready(mv):
+            return  # not loaded: a model pool loads this version on first use
         batch = np.zeros((self._warmup_rows, mv.spec.input_width), dtype=np.float32)
         for _ in range(self._warmup_runs):
             raw = await self._backend.infer(mv, batch, Deadline.after(self._load_timeout_s))

@@ -203,3 +203,16 @@ def triton_layout_present(repo: Path) -> bool:
         ):
             return False
     return True
+
+
+def read_model_config(repo: Path, name: str, config_name: str = "") -> dict[str, object]:
+    """The Triton model config of `name` as protobuf JSON (dict): `<name>/config.pbtxt`, or
+    `<name>/configs/<config_name>.pbtxt` when set (what tritonserver --model-config-name reads).
+    Blocking file I/O. A bounded model pool sends it back with a `version_policy` override."""
+    from google.protobuf import json_format, text_format
+    from tritonclient.grpc import model_config_pb2
+
+    model_dir = repo / name
+    path = model_dir / "configs" / f"{config_name}.pbtxt" if config_name else model_dir / "config.pbtxt"
+    config = text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+    return json_format.MessageToDict(config, preserving_proto_field_name=True)

@@ -53,6 +53,16 @@ names the offending value so `helm install/upgrade/template` stops with a clear 
 {{- end }}
 {{- end }}
 {{- end }}
+{{- $pool := .Values.inference.modelPool | default dict }}
+{{- if and .Values.ortWorker.enabled (or (gt (int64 ($pool.maxBytes | default 0)) 0) (gt (int64 ($pool.maxModels | default 0)) 0)) (ne (toString (.Values.ortWorker.modelControl | default "auto")) "none") }}
+{{- if or (gt (int .Values.ortWorker.replicaCount) 1) .Values.ortWorker.autoscaling.enabled }}
+{{- fail "inference.modelPool drives ORT workers by explicit model control, which needs one address per worker: behind the load-balanced ort-worker Service use ortWorker.modelPool (worker-local pools) instead, or run one worker (replicaCount 1, autoscaling off)" }}
+{{- end }}
+{{- end }}
+{{- $wpool := .Values.ortWorker.modelPool | default dict }}
+{{- if and (or (gt (int64 ($wpool.maxBytes | default 0)) 0) (gt (int64 ($wpool.maxModels | default 0)) 0)) (eq (toString (.Values.ortWorker.modelControl | default "auto")) "explicit") }}
+{{- fail "ortWorker.modelPool (worker-local pools) and ortWorker.modelControl=explicit exclude each other" }}
+{{- end }}
 {{- $tas := .Values.triton.autoscaling }}
 {{- if not (kindIs "invalid" $tas.idleReplicaCount) }}
 {{- if not $tas.keda.enabled }}

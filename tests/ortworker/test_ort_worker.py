@@ -17,9 +17,8 @@ from predmesh.common.errors import ResourceExhausted
 from predmesh.local.triton import OrtWorker
 from predmesh.v1 import inference_pb2, inference_pb2_grpc
 from services.inference.transport.converters import row_to_proto
-
-from ..conftest import DemoModels
-from ..remote_helpers import NAMES, frame_rows, infer_scores, reference_scores, started_app
+from tests.inference.conftest import DemoModels
+from tests.inference.remote_helpers import NAMES, frame_rows, infer_scores, reference_scores, started_app
 
 
 @pytest.fixture(scope="module")

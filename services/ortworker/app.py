@@ -9,7 +9,14 @@ batch: the orchestrator's micro-batcher sends it batches. It polls the repositor
 (`poll_interval_ms`) and hot-swaps versions like the orchestrator (core/lifecycle.py),
 with a longer `drain_ms` so the orchestrator stops using a removed version first.
 
-`python -m services.inference.workers.ort_worker` runs it until SIGTERM/SIGINT
+With `pool_max_models`/`pool_max_bytes` it runs a worker-local model pool
+(services/inference/backends/pool.py): eager versions load at start, others on their
+first ModelInfer, evicted LRU under the budget; ModelReady is true for every registered
+version (it loads on demand). With `model_control=explicit` it loads nothing at start: the orchestrator's model pool
+loads and unloads versions through RepositoryModelLoad/Unload (core/control.py), the
+way it drives Triton in explicit mode.
+
+`python -m services.ortworker.app` runs it until SIGTERM/SIGINT
 (health NOT_SERVING, in-flight calls get `grace_s`, then sessions and pool are freed).
 """
 
@@ -18,15 +25,21 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from prometheus_client import CollectorRegistry
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from predmesh.common.grpcserver import GrpcServer
 from predmesh.common.runner import configure_logging, serve_until_signal
 from services.inference.backends.onnxruntime_local import OnnxRuntimeLocalBackend
+from services.inference.backends.pool import PoolConfig, PooledBackend
+from services.inference.core.backend import Backend
+from services.inference.core.eager import EagerPolicy
 from services.inference.core.lifecycle import ModelLifecycle
 from services.inference.core.registry import ModelRegistry, scan_repository
-from services.inference.workers.kserve import KServeServicer
-from services.inference.workers.settings import OrtWorkerSettings
+from services.inference.metrics import PoolMetrics
+from services.ortworker.core.control import ExplicitControl
+from services.ortworker.settings import OrtWorkerSettings
+from services.ortworker.transport.kserve import KServeServicer
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +52,7 @@ class OrtWorkerApp:
     def __init__(self, settings: OrtWorkerSettings | None = None) -> None:
         self.settings = settings or OrtWorkerSettings()
         self.lifecycle: ModelLifecycle | None = None
-        self._backend: OnnxRuntimeLocalBackend | None = None
+        self._backend: Backend | None = None
         self._server: GrpcServer | None = None
 
     @property
@@ -58,19 +71,39 @@ class OrtWorkerApp:
             found = scan_repository(repo)
             return ModelRegistry(mv for mv in found if not mv.is_ensemble and (not wanted or mv.name in wanted))
 
-        backend = OnnxRuntimeLocalBackend(
+        backend: Backend = OnnxRuntimeLocalBackend(
             intra_op_threads=settings.ort_intra_op_threads,
             inter_op_threads=settings.ort_inter_op_threads,
             executor_threads=settings.executor_threads,
         )
+        control: ExplicitControl | None = None
+        pool: PooledBackend | None = None
+        metrics_registry = CollectorRegistry()
+        if settings.model_control == "explicit":
+            if settings.pool_bounded:
+                raise ValueError("PREDMESH_ORTWORKER_POOL_* and MODEL_CONTROL=explicit exclude each other")
+            control = ExplicitControl(backend, lambda: lifecycle.snapshot.registry)
+            backend = control
+        elif settings.pool_bounded:
+            extra = [item for item in settings.pool_eager.split(",") if item.strip()]
+            config = PoolConfig(settings.pool_max_bytes, settings.pool_max_models, settings.pool_load_timeout_ms / 1000)
+            pool = PooledBackend(
+                backend,
+                config,
+                EagerPolicy(settings.routing_path, extra).is_eager,
+                metrics=PoolMetrics(metrics_registry),
+            )
+            backend = pool
         lifecycle = ModelLifecycle(
             backend, scan, root=repo, drain_s=settings.drain_ms / 1000.0, warmup_runs=settings.warmup_runs
         )
-        servicer = KServeServicer(lifecycle, backend, max_rows=settings.max_rows)
+        if pool is not None:
+            pool.in_use = lifecycle.in_flight
+        servicer = KServeServicer(lifecycle, backend, max_rows=settings.max_rows, control=control)
         try:
             await lifecycle.start()
             registry = lifecycle.snapshot.registry
-            server = GrpcServer(settings)
+            server = GrpcServer(settings, registry=metrics_registry)
             server.add_servicer(service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server, servicer, SERVICE_NAME)
             servicer.serving = True
             await server.start()

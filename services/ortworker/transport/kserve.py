@@ -1,7 +1,12 @@
 """KServe v2 `GRPCInferenceService` servicer on top of a model registry and a backend.
 
 Implements ServerLive, ServerReady, ServerMetadata, ModelReady, ModelMetadata,
-ModelConfig, ModelInfer and ModelStatistics (the other RPCs answer UNIMPLEMENTED).
+ModelConfig, ModelInfer and ModelStatistics, and with explicit model control
+(core/control.py) RepositoryIndex, RepositoryModelLoad (a `config` parameter may carry
+a JSON override whose `version_policy.specific.versions` names the versions to load)
+and RepositoryModelUnload; without it load/unload answer FAILED_PRECONDITION (the
+worker manages its versions itself). RepositoryIndex always answers (READY = loaded now;
+`reason` carries `size_bytes=`). The other RPCs answer UNIMPLEMENTED.
 ModelInfer takes one FP32 input tensor named like the spec's `onnx.input`, shaped
 [N, D], either in `raw_input_contents` or in typed `contents.fp32_contents`, and answers
 the spec's `onnx.output` tensor in `raw_output_contents` (what Triton does).
@@ -24,10 +29,13 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 from tritonclient.utils import np_to_triton_dtype
 
-from predmesh.common.errors import InvalidArgument, PredmeshError
+from predmesh.common.deadline import Deadline
+from predmesh.common.errors import FailedPrecondition, InvalidArgument, PredmeshError
+from services.inference.backends.pool import PooledBackend
 from services.inference.core.backend import Backend
 from services.inference.core.lifecycle import ModelLifecycle
 from services.inference.core.registry import ModelVersion
+from services.ortworker.core.control import ExplicitControl, index, versions_from_config
 
 SERVER_NAME = "predmesh-ort-worker"
 PLATFORM = "onnxruntime_onnx"
@@ -56,9 +64,16 @@ class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
     Each call resolves its version on the lifecycle's current snapshot (hot reload:
     new versions appear once loaded and warmed up; removed ones drain)."""
 
-    def __init__(self, lifecycle: ModelLifecycle, backend: Backend, max_rows: int = 8192) -> None:
+    def __init__(
+        self,
+        lifecycle: ModelLifecycle,
+        backend: Backend,
+        max_rows: int = 8192,
+        control: ExplicitControl | None = None,
+    ) -> None:
         self._lifecycle = lifecycle
         self._backend = backend
+        self._control = control
         self._max_rows = max_rows
         self._stats: dict[tuple[str, str], _Stats] = {}
         self.serving = False  # set by the app once every model is loaded
@@ -88,6 +103,8 @@ class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
         self, request: pb.ModelReadyRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelReadyResponse:
         mv = self._get(request.name, request.version)
+        if isinstance(self._backend, PooledBackend):  # a worker-local pool loads registered versions on demand
+            return pb.ModelReadyResponse(ready=self.serving and self._backend.state(mv) is not None)
         return pb.ModelReadyResponse(ready=self.serving and await self._backend.ready(mv))
 
     # -- metadata ------------------------------------------------------------
@@ -177,7 +194,9 @@ class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
         stats = self._stats.setdefault(mv.ref, _Stats())
         started = time.perf_counter_ns()
         try:
-            output = await self._backend.infer(mv, batch)
+            remaining = context.time_remaining()
+            deadline = Deadline.after(remaining) if remaining is not None else None
+            output = await self._backend.infer(mv, batch, deadline)
         except PredmeshError:
             stats.fail_count += 1
             stats.fail_ns += time.perf_counter_ns() - started
@@ -226,3 +245,41 @@ class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
                 )
             )
         return reply
+
+    # -- repository (explicit model control) -----------------------------------------
+    def _controlled(self) -> ExplicitControl:
+        if self._control is None:
+            raise FailedPrecondition("this worker does not run explicit model control: every version is loaded")
+        return self._control
+
+    async def RepositoryIndex(
+        self, request: pb.RepositoryIndexRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RepositoryIndexResponse:
+        reply = pb.RepositoryIndexResponse()
+        items = await (self._control.index() if self._control is not None else index(self._lifecycle, self._backend))
+        for item in items:
+            if request.ready and not item.ready:
+                continue
+            reply.models.append(
+                pb.RepositoryIndexResponse.ModelIndex(
+                    name=item.name,
+                    version=item.version,
+                    state="READY" if item.ready else "UNAVAILABLE",
+                    reason=f"size_bytes={item.size_bytes}",
+                )
+            )
+        return reply
+
+    async def RepositoryModelLoad(
+        self, request: pb.RepositoryModelLoadRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RepositoryModelLoadResponse:
+        control = self._controlled()
+        config = request.parameters["config"].string_param if "config" in request.parameters else ""
+        await control.load_model(request.model_name, versions_from_config(config))
+        return pb.RepositoryModelLoadResponse()
+
+    async def RepositoryModelUnload(
+        self, request: pb.RepositoryModelUnloadRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RepositoryModelUnloadResponse:
+        await self._controlled().unload_model(request.model_name)
+        return pb.RepositoryModelUnloadResponse()
