@@ -30,11 +30,11 @@ from typing import Any
 import grpc
 import numpy as np
 
+from predmesh.demo.segments import FEATURES, segment_name, write_segment_models
+from predmesh.demo.train import demo_dataset
 from predmesh.v1 import inference_pb2, inference_pb2_grpc
 from services.inference.app import InferenceApp
 from services.inference.backends.pool import PooledBackend, State
-from predmesh.demo.segments import FEATURES, segment_name, write_segment_models
-from predmesh.demo.train import demo_dataset
 from services.inference.settings import InferenceSettings
 from services.inference.transport.converters import row_to_proto
 

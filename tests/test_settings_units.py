@@ -13,9 +13,9 @@ from services.controlplane.settings import ControlPlaneSettings
 from services.features.settings import FeaturesSettings
 from services.gateway.settings import GatewaySettings
 from services.inference.settings import InferenceSettings
-from services.ortworker.settings import OrtWorkerSettings
 from services.logger.settings import LoggerSettings
 from services.monitor.settings import MonitorSettings
+from services.ortworker.settings import OrtWorkerSettings
 
 CLASSES: list[type[BaseSettings]] = [
     ServerSettings,

@@ -20,9 +20,9 @@ from services.features.settings import FeaturesSettings
 from services.gateway.core.routing import parse_routing
 from services.gateway.settings import GatewaySettings
 from services.inference.settings import InferenceSettings
-from services.ortworker.settings import OrtWorkerSettings
 from services.logger.settings import LoggerSettings
 from services.monitor.settings import MonitorSettings
+from services.ortworker.settings import OrtWorkerSettings
 from tests.helm.chart import NAMESPACE, RELEASE, VALUE_SETS, Manifest, env_of, one
 
 Render = Callable[[str], list[Manifest]]

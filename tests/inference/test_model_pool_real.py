@@ -195,7 +195,7 @@ async def test_hash_placement_loads_each_cold_version_on_its_owner_only(
 async def test_worker_local_pool_bounds_each_worker_behind_a_plain_orchestrator(
     repo: tuple[Path, dict[str, int], Path], tmp_path: Path
 ) -> None:
-    """PREDMESH_ORTWORKER_POOL_*: the worker bounds itself (for load-balanced Services); the orchestrator has no pool."""
+    """PREDMESH_ORTWORKER_POOL_*: the worker bounds itself (load-balanced Services); the orchestrator has no pool."""
     models, sizes, routing = repo
     env = {
         "PREDMESH_ORTWORKER_POOL_MAX_MODELS": str(MAX_MODELS),
