@@ -30,7 +30,9 @@ log = logging.getLogger(__name__)
 def bench_options(state_dir: Path, logging_on: bool, edge: bool) -> MeshOptions:
     """The measured configuration (docs/BENCHMARKS.md): the orchestrator runs ONNX Runtime in
     process (the Triton and ORT worker rows start their own servers), and no drift monitor: it
-    is an off-path Kafka consumer that would take CPU from the request path on this small box."""
+    is an off-path Kafka consumer that would take CPU from the request path on this small box.
+    Plaintext edge, no mTLS and no API key: the numbers stay comparable with earlier runs; the
+    cost of TLS is measured on its own (bench/tls_cost.py)."""
     return MeshOptions(
         state_dir=state_dir,
         with_logger=logging_on,
@@ -38,6 +40,9 @@ def bench_options(state_dir: Path, logging_on: bool, edge: bool) -> MeshOptions:
         with_triton=False,
         ort_workers=0,
         with_monitor=False,
+        auth=False,
+        edge_tls=False,
+        mtls=False,
     )
 
 
@@ -153,6 +158,7 @@ class BenchMesh:
             PREDMESH_GATEWAY_INFERENCE_TARGET=inference,
             PREDMESH_GATEWAY_LOGGER_TARGET="",
             PREDMESH_GATEWAY_ROUTING_PATH=str(self.local.routing_path),
+            PREDMESH_GATEWAY_ALLOW_ANONYMOUS="true",  # as the bench mesh's own gateway (bench_options)
         )
 
     def gateway_for(self, name: str, inference: str) -> str:

@@ -17,6 +17,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 STATE_FILE = "mesh.json"
 
@@ -37,20 +38,36 @@ def _context_value(text: str) -> tuple[str, bool | float | str]:
 def cmd_up(args: argparse.Namespace) -> int:
     from predmesh.local.mesh import LocalMesh, MeshOptions
 
-    mesh = LocalMesh(MeshOptions(state_dir=Path(args.state_dir), demo_users=args.users, gateway_port=args.gateway_port))
+    options = MeshOptions(
+        state_dir=Path(args.state_dir),
+        demo_users=args.users,
+        gateway_port=args.gateway_port,
+        edge_tls=not args.plaintext_edge,
+        auth=not args.anonymous,
+    )
+    mesh = LocalMesh(options)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     print("predmesh: starting the local mesh (first run trains the demo models)...", flush=True)
     with mesh:
         info = mesh.describe()
-        (mesh.state_dir / STATE_FILE).write_text(json.dumps({"target": mesh.edge_address, **info}, indent=2))
+        state = {"target": mesh.edge_address, "ca": str(mesh.ca_path or ""), **info}
+        (mesh.state_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
         print("predmesh is up:")
         for name, where in info.items():
             print(f"  {name:34s} {where}")
+        if mesh.api_key:
+            print(f"\nAPI key (also in {mesh.state_dir / 'api-key'}): {mesh.api_key}")
         print("\ntry (in another shell, after `. .venv/bin/activate`):")
         print("  predmesh predict --model fraud --entity u00042 --context amount=120.5 channel=web")
-        print(f'  curl -s -XPOST http://{mesh.edge_address}/v1/predict -d \'{{"model":"fraud","entity_id":"u00042"}}\'')
+        curl = "curl -s"
+        if mesh.ca_path:
+            curl += f" --cacert {mesh.ca_path}"
+        if mesh.api_key:
+            curl += ' -H "x-api-key: $(cat ' + str(mesh.state_dir / "api-key") + ')"'
+        url = f"{mesh.edge_scheme}://{'localhost' if mesh.ca_path else '127.0.0.1'}:{mesh.edge_port}/v1/predict"
+        print(f'  {curl} -XPOST {url} -d \'{{"model":"fraud","entity_id":"u00042"}}\'')
         if mesh.broker is not None:
             print(f"  predmesh logs tail --bootstrap {mesh.bootstrap_servers} --from-beginning --max-messages 5")
         print("\nCtrl-C stops everything.", flush=True)
@@ -69,6 +86,43 @@ def _default_target(state_dir: str) -> str:
         ) from None
 
 
+def _state_ca(state_dir: str) -> str:
+    try:
+        return str(json.loads((Path(state_dir) / STATE_FILE).read_text()).get("ca") or "")
+    except (OSError, ValueError):
+        return ""
+
+
+def _api_key(args: argparse.Namespace) -> str:
+    """--api-key, else $PREDMESH_API_KEY, else the key `predmesh up` wrote into the state dir."""
+    import os
+
+    if args.api_key:
+        return str(args.api_key)
+    if os.environ.get("PREDMESH_API_KEY"):
+        return os.environ["PREDMESH_API_KEY"]
+    try:
+        return (Path(args.state_dir) / "api-key").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _open_channel(target: str, args: argparse.Namespace) -> Any:
+    """TLS unless --plaintext: trusting --cacert, else the running mesh's CA, else the system roots."""
+    import grpc
+
+    if args.plaintext:
+        return grpc.insecure_channel(target)
+    ca = args.cacert or _state_ca(args.state_dir)
+    roots = Path(ca).read_bytes() if ca else None
+    host = target.rsplit(":", 1)[0]
+    options = [("grpc.ssl_target_name_override", "localhost")] if host in ("127.0.0.1", "[::1]") and ca else []
+    key = Path(args.key).read_bytes() if args.key else None
+    chain = Path(args.cert).read_bytes() if args.cert else None  # mutual TLS (e.g. the operator's certificate)
+    creds = grpc.ssl_channel_credentials(root_certificates=roots, private_key=key, certificate_chain=chain)
+    return grpc.secure_channel(target, creds, options=options)
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     import grpc
     from google.protobuf.json_format import MessageToDict
@@ -78,8 +132,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     context = {name: scalar_to_value(v) for name, v in (args.context or [])}
     target = args.target or _default_target(args.state_dir)
-    metadata = [("x-api-key", args.api_key)] if args.api_key else []
-    with grpc.insecure_channel(target) as channel:
+    key = _api_key(args)
+    metadata = [("x-api-key", key)] if key else []
+    with _open_channel(target, args) as channel:
         stub = prediction_pb2_grpc.PredictionServiceStub(channel)
         try:
             if len(args.entity) == 1:
@@ -149,6 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--state-dir", default=".predmesh", help="models, logs and mesh.json go here")
     up.add_argument("--users", type=int, default=1000, help="demo users loaded into Redis")
     up.add_argument("--gateway-port", type=int, default=0, help="gateway port (0 = free port)")
+    up.add_argument("--plaintext-edge", action="store_true", help="serve the edge without TLS (development only)")
+    up.add_argument("--anonymous", action="store_true", help="no API key needed (development only)")
     up.set_defaults(func=cmd_up)
 
     predict = sub.add_parser("predict", help="call Predict (one entity) or PredictBatch (several)")
@@ -158,7 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--version", default="")
     predict.add_argument("--entity", nargs="+", required=True, help="entity id(s)")
     predict.add_argument("--context", nargs="*", type=_context_value, help="request features name=value")
-    predict.add_argument("--api-key", default="")
+    predict.add_argument("--api-key", default="", help="default: $PREDMESH_API_KEY or the state dir's api-key")
+    predict.add_argument("--cacert", default="", help="CA file of the edge (default: the running mesh's CA)")
+    predict.add_argument("--plaintext", action="store_true", help="no TLS (a plaintext gateway or edge)")
+    predict.add_argument("--cert", default="", help="client certificate (mutual TLS, e.g. .predmesh/pki/operator.crt)")
+    predict.add_argument("--key", default="", help="private key of --cert")
     predict.add_argument("--timeout", type=float, default=5.0, help="deadline (seconds)")
     predict.set_defaults(func=cmd_predict)
 

@@ -37,7 +37,8 @@ from dataclasses import dataclass
 import grpc
 
 from predmesh.clients.events import InvalidEvent, validate_event
-from predmesh.common.grpcclient import insecure_channel
+from predmesh.common.grpcclient import channel
+from predmesh.common.tls import TlsFiles
 from predmesh.v1 import events_pb2_grpc
 from predmesh.v1.events_pb2 import EventBatch, PredictionEvent, PublishAck
 
@@ -67,8 +68,10 @@ class LoggerClient:
         max_unacked_batches: int = 64,
         ack_timeout_s: float = 30.0,
         reconnect_backoff_max_s: float = 2.0,
+        tls: TlsFiles | None = None,
     ) -> None:
         self._target = target
+        self._tls = tls
         self._max_pending = max_pending
         self._max_batch = max_batch
         self._max_wait_s = max_wait_s
@@ -90,7 +93,7 @@ class LoggerClient:
     # -- lifecycle -------------------------------------------------------------
     async def start(self) -> None:
         """Open the channel and start the sender task (connects lazily; never fails on a down logger)."""
-        self._channel = insecure_channel(self._target)
+        self._channel = channel(self._target, self._tls)
         self._task = asyncio.create_task(self._run(), name=f"logger-client:{self._target}")
 
     async def stop(self, timeout_s: float = 5.0) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import grpc
@@ -15,13 +16,20 @@ from predmesh.common.errors import (
     Unavailable,
 )
 from predmesh.common.telemetry import client_interceptors, tracing_enabled
+from predmesh.common.tls import TlsFiles, channel_credentials
+
+log = logging.getLogger(__name__)
+
+# Largest message any predmesh client sends or receives; every server receives up to the same
+# size (predmesh.common.grpcserver), so a message one side accepts is never refused by the other.
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.http2.max_pings_without_data", 0),
-    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     # Spread calls over every address a target resolves to (e.g. dns:///svc-headless:50051).
     ("grpc.lb_policy_name", "round_robin"),
 ]
@@ -39,12 +47,18 @@ def upstream_error(err: grpc.aio.AioRpcError, upstream: str) -> PredmeshError:
     """Translate an upstream call's failure into the error this service reports.
 
     Caller errors (INVALID_ARGUMENT, NOT_FOUND...) pass through with their message;
-    anything else means the dependency is unusable: UNAVAILABLE.
+    anything else means the dependency is unusable: UNAVAILABLE. Transport failures get a
+    generic message ("features unavailable"): gRPC's own details name internal addresses
+    (`ipv4:10.0.3.7:50052`) and must not reach callers; the detail goes to the log instead.
     """
     kind = _PASS_THROUGH.get(err.code(), Unavailable)
     detail = err.details() or err.code().name
-    if kind in (Unavailable, DeadlineExceeded):
-        return kind(f"{upstream}: {detail}")
+    if kind is Unavailable:
+        log.warning("%s unavailable: %s %s", upstream, err.code().name, detail)
+        return Unavailable(f"{upstream} unavailable")
+    if kind is DeadlineExceeded:
+        log.info("%s deadline exceeded: %s", upstream, detail)
+        return DeadlineExceeded(f"{upstream}: deadline exceeded")
     return kind(detail)
 
 
@@ -58,3 +72,16 @@ def insecure_channel(target: str) -> grpc.aio.Channel:
     """
     interceptors = client_interceptors() if tracing_enabled() else None
     return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS, interceptors=interceptors)
+
+
+def channel(target: str, tls: TlsFiles | None = None) -> grpc.aio.Channel:
+    """`insecure_channel` or, with `tls`, the same channel over mutual TLS (this service's certificate)."""
+    if tls is None:
+        return insecure_channel(target)
+    interceptors = client_interceptors() if tracing_enabled() else None
+    return grpc.aio.secure_channel(target, channel_credentials(tls), options=CHANNEL_OPTIONS, interceptors=interceptors)
+
+
+def client_tls(settings: Any) -> TlsFiles | None:
+    """The service's own certificate files for its channels (None when mTLS is off)."""
+    return TlsFiles.from_settings(settings.tls_cert_path, settings.tls_key_path, settings.tls_ca_path)

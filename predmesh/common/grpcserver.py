@@ -26,9 +26,11 @@ from prometheus_client import CollectorRegistry
 
 from predmesh.common import telemetry
 from predmesh.common.errors import ErrorCode, PredmeshError
+from predmesh.common.grpcclient import MAX_MESSAGE_BYTES
 from predmesh.common.handlers import rewrap
 from predmesh.common.metrics import MetricsEndpoint, MetricsServerInterceptor, RpcMetrics
 from predmesh.common.settings import ServerSettings
+from predmesh.common.tls import IdentityInterceptor, TlsFiles, server_credentials
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +83,9 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
 class GrpcServer:
     """One grpc.aio server with tracing, RPC metrics, the error interceptor and a health service.
 
+    With the settings' tls_* files (and `server_tls`), it serves mutual TLS and authorises each
+    RPC by the caller's certificate identity (`allowed_clients`, predmesh.common.tls).
+
     `registry` is where the RPC metrics go and what `/metrics` exposes: pass the service's
     own registry to serve its metrics on the same endpoint (default: a new one, `.registry`).
     """
@@ -98,18 +103,34 @@ class GrpcServer:
         self.rpc_metrics = RpcMetrics(self.registry)
         self._metrics_endpoint: MetricsEndpoint | None = None
         self.metrics_port: int = 0
+        files = TlsFiles.from_settings(settings.tls_cert_path, settings.tls_key_path, settings.tls_ca_path)
+        self.tls: TlsFiles | None = files if settings.server_tls else None
+        identity = [IdentityInterceptor(settings.allowed_clients)] if self.tls and settings.allowed_clients else []
         self._server = grpc.aio.server(
             interceptors=[
                 telemetry.TracingServerInterceptor(),
                 MetricsServerInterceptor(self.rpc_metrics),
+                *identity,
                 *(interceptors or []),
                 ErrorInterceptor(),
             ],
-            options=options or [],
+            # Explicit limits equal to the clients' (grpcclient.CHANNEL_OPTIONS); `options` may override.
+            options=list(
+                {
+                    "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
+                    "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
+                    **dict(options or []),
+                }.items()
+            ),
             maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
         )
         self._health = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        self._health_server: grpc.aio.Server | None = None
+        self.health_port: int = 0
+        if settings.health_port is not None:  # plaintext, health only: for probes that cannot do mTLS
+            self._health_server = grpc.aio.server()
+            health_pb2_grpc.add_HealthServicer_to_server(self._health, self._health_server)
         self._service_names: list[str] = []
         self.port: int = 0
 
@@ -123,10 +144,19 @@ class GrpcServer:
         return f"{self._settings.host}:{self.port}"
 
     async def start(self) -> int:
-        self.port = self._server.add_insecure_port(f"{self._settings.host}:{self._settings.port}")
+        bind = f"{self._settings.host}:{self._settings.port}"
+        if self.tls is not None:
+            creds = await asyncio.to_thread(server_credentials, self.tls, self._settings.tls_poll_s)
+            self.port = self._server.add_secure_port(bind, creds)
+        else:
+            self.port = self._server.add_insecure_port(bind)
         if self.port == 0:
             raise RuntimeError(f"could not bind {self._settings.host}:{self._settings.port}")
         await self._server.start()
+        if self._health_server is not None:
+            probe_bind = f"{self._settings.host}:{self._settings.health_port}"
+            self.health_port = self._health_server.add_insecure_port(probe_bind)
+            await self._health_server.start()
         if self._settings.metrics_port is not None:
             endpoint = MetricsEndpoint(
                 self.registry, self._settings.metrics_host or self._settings.host, self._settings.metrics_port
@@ -141,6 +171,8 @@ class GrpcServer:
         """Flip health to NOT_SERVING, then let in-flight RPCs finish within the grace period."""
         await self._health.enter_graceful_shutdown()
         await self._server.stop(self._settings.grace_s if grace_s is None else grace_s)
+        if self._health_server is not None:
+            await self._health_server.stop(0)
         if self._metrics_endpoint is not None:
             await asyncio.to_thread(self._metrics_endpoint.stop)
             self._metrics_endpoint = None

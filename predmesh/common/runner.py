@@ -20,10 +20,14 @@ class App(Protocol):
 
 
 def configure_logging(level: str) -> None:
+    """Root logging at `level`, with credentials in URLs redacted from every line."""
+    from predmesh.common import redact
+
     logging.basicConfig(
         level=level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    redact.install()
 
 
 async def serve_until_signal(app: App) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 from pydantic_settings import BaseSettings
 
@@ -40,4 +42,28 @@ class ServerSettings(BaseSettings):
     )
     service_name: str = Field(
         "", description="OpenTelemetry service.name; empty = derived from the env prefix (e.g. predmesh-gateway)."
+    )
+
+    # -- mutual TLS (predmesh.common.tls) ---------------------------------------
+    tls_cert_path: Path | None = Field(
+        None, description="PEM certificate chain of this service (mTLS; its first DNS SAN is the identity)."
+    )
+    tls_key_path: Path | None = Field(None, description="PEM private key of `tls_cert_path`.")
+    tls_ca_path: Path | None = Field(None, description="PEM CA that signs every mesh certificate (trusted peers).")
+    server_tls: bool = Field(
+        True,
+        description="With the three tls_* files set: serve with mTLS (client certificates required); "
+        "false = the files are only used by this service's own channels.",
+    )
+    tls_poll_s: float = Field(5.0, description="How often the server re-checks its certificate files (seconds).")
+    health_port: int | None = Field(
+        None,
+        description="Extra plaintext port serving only gRPC health (kubelet probes cannot present client "
+        "certificates to an mTLS port); unset = none, 0 = an ephemeral port.",
+    )
+    allowed_clients: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="mTLS authorisation: method pattern ('/pkg.Service/Method', '/pkg.Service/*', '*') -> "
+        "client identities (certificate SAN) allowed to call it ('*' = any mesh certificate). A method no "
+        "pattern matches is refused (health excepted). Empty = any client with a mesh certificate.",
     )

@@ -14,10 +14,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import shutil
+import ssl
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from predmesh.demo import DEMO_ROUTING, FEATURE_REGISTRY
 from predmesh.local.kafka import DEV_CONSUMER_TIMEOUTS
@@ -26,6 +29,22 @@ from predmesh.local.procs import ManagedProcess, PythonService, RedisServer, fre
 log = logging.getLogger(__name__)
 
 TOPICS = ("predictions", "shadow-predictions")
+# Certificates of the local mesh (pki/<identity>.crt): each service's identity, plus "operator"
+# for people and tools (health probes, ReloadModels, tests).
+MTLS_IDENTITIES = (
+    "gateway",
+    "features",
+    "inference",
+    "logger",
+    "ortworker",
+    "controlplane",
+    "envoy",
+    "triton",
+    "operator",
+)
+# Envoy calls the gateway with the "envoy" certificate (served to it over SDS); the control plane
+# serves mTLS on its admin port only (ADS stays plaintext: Envoy's bootstrap has no client certificate).
+MTLS_SERVERS = ("gateway", "features", "inference", "logger", "ortworker", "controlplane")
 
 
 @dataclass
@@ -44,6 +63,9 @@ class MeshOptions:
     with_triton: bool = True  # GPU-placed models (fraud_nn) go to tritonserver (CPU python backend here)
     ort_workers: int = 1  # CPU models go to this many ONNX Runtime worker processes (0 = in-process)
     pool_max_models: int = 0  # > 0: model pools of this many versions per backend (lazy loading, LRU eviction)
+    auth: bool = True  # the gateway requires an API key (generated into the state dir); False = anonymous
+    edge_tls: bool = True  # the edge listener speaks TLS with a certificate of a local CA (state dir)
+    mtls: bool = True  # features, inference, ORT workers and logger serve mutual TLS; their callers use certs
     extra_env: dict[str, str] = field(default_factory=dict)
 
 
@@ -66,6 +88,12 @@ class LocalMesh:
         self.ort_workers: list[PythonService] = []
         self.envoy: ManagedProcess | None = None
         self.edge_port = 0
+        self.controlplane_admin_port = 0
+        self.pki_dir = self.state_dir / "pki"
+        self.ca_path: Path | None = None
+        self.mesh_ca: Path | None = None  # CA of the internal mTLS certificates (same local CA)
+        self.api_key = ""
+        self.api_keys_path = self.state_dir / "api-keys.json"
         self._started: list[ManagedProcess] = []
 
     # -- addresses -------------------------------------------------------------
@@ -79,6 +107,81 @@ class LocalMesh:
     def edge_address(self) -> str:
         """Envoy's listener (what clients call); the gateway itself without the edge."""
         return f"127.0.0.1:{self.edge_port}" if self.envoy is not None else self.gateway_address
+
+    @property
+    def edge_scheme(self) -> str:
+        """`https` when the edge terminates TLS (HTTP/JSON URLs), else `http`."""
+        return "https" if self.ca_path is not None and self.envoy is not None else "http"
+
+    def call_metadata(self) -> list[tuple[str, str]]:
+        """gRPC metadata every call to the edge or the gateway needs (the API key, when auth is on)."""
+        return [("x-api-key", self.api_key)] if self.api_key else []
+
+    def http_headers(self) -> dict[str, str]:
+        """Headers of an HTTP/JSON call to the edge (content type + API key)."""
+        return {"content-type": "application/json", **dict(self.call_metadata())}
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """Client TLS context trusting the mesh CA (for HTTP/JSON calls to the edge); None without edge TLS."""
+        return ssl.create_default_context(cafile=str(self.ca_path)) if self.edge_scheme == "https" else None
+
+    def edge_channel(
+        self, aio: bool = False, options: list[tuple[str, Any]] | None = None, authenticated: bool = True
+    ) -> Any:
+        """A channel to the edge, sync or grpc.aio; the caller closes it. TLS with the mesh CA when the
+        edge terminates TLS; every unary call carries `call_metadata()` unless `authenticated=False`."""
+        import grpc
+
+        if self.edge_scheme != "https":
+            return self._channel(self.edge_address, None, aio, options, authenticated)
+        assert self.ca_path is not None
+        creds = grpc.ssl_channel_credentials(root_certificates=self.ca_path.read_bytes())
+        opts = [*(options or []), ("grpc.ssl_target_name_override", "localhost")]
+        return self._channel(self.edge_address, creds, aio, opts, authenticated)
+
+    def gateway_channel(
+        self, aio: bool = False, options: list[tuple[str, Any]] | None = None, authenticated: bool = True
+    ) -> Any:
+        """A channel straight to the gateway (inside the mesh: mutual TLS with the operator's certificate
+        when the mesh runs mTLS), like `edge_channel`."""
+        import grpc
+
+        files = self.identity_files("operator")
+        creds = None
+        if files is not None:
+            creds = grpc.ssl_channel_credentials(files.ca.read_bytes(), files.key.read_bytes(), files.cert.read_bytes())
+        return self._channel(self.gateway_address, creds, aio, options, authenticated)
+
+    def internal_channel(self, address: str, identity: str = "operator", aio: bool = False) -> Any:
+        """A channel to an internal service (features, inference, logger, ORT worker): mutual TLS with
+        `identity`'s certificate when the mesh runs mTLS, else plaintext. The caller closes it."""
+        import grpc
+
+        files = self.identity_files(identity)
+        if files is None:
+            return grpc.aio.insecure_channel(address) if aio else grpc.insecure_channel(address)
+        creds = grpc.ssl_channel_credentials(files.ca.read_bytes(), files.key.read_bytes(), files.cert.read_bytes())
+        return grpc.aio.secure_channel(address, creds) if aio else grpc.secure_channel(address, creds)
+
+    def _channel(
+        self, address: str, creds: Any, aio: bool, options: list[tuple[str, Any]] | None, authenticated: bool
+    ) -> Any:
+        import grpc
+
+        from predmesh.local.callauth import AioMetadataInterceptor, MetadataInterceptor
+
+        metadata = self.call_metadata() if authenticated else []
+        if aio:
+            interceptors = [AioMetadataInterceptor(metadata)] if metadata else None
+            if creds is None:
+                return grpc.aio.insecure_channel(address, options=options, interceptors=interceptors)
+            return grpc.aio.secure_channel(address, creds, options=options, interceptors=interceptors)
+        channel = (
+            grpc.insecure_channel(address, options=options)
+            if creds is None
+            else grpc.secure_channel(address, creds, options=options)
+        )
+        return grpc.intercept_channel(channel, MetadataInterceptor(metadata)) if metadata else channel
 
     @property
     def bootstrap_servers(self) -> str:
@@ -105,6 +208,7 @@ class LocalMesh:
         opts = self.options
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.prepare()
+        self._make_credentials()
         if not self.routing_path.exists():
             shutil.copyfile(opts.routing_template, self.routing_path)
 
@@ -158,11 +262,15 @@ class LocalMesh:
                 self.model_repository,
                 workdir=self._logs("triton"),
                 extra_args=["--model-control-mode=explicit", *([] if opts.pool_max_models else ["--load-model=*"])],
+                tls=self.identity_files("triton"),
+                probe_tls=self.identity_files("operator"),
             )
             services.append(self.triton)
             backends["PREDMESH_INFERENCE_TRITON_TARGET"] = self.triton.grpc_address  # type: ignore[attr-defined]
             backends["PREDMESH_INFERENCE_TRITON_MODEL_CONTROL"] = "true"
             backends["PREDMESH_INFERENCE_TRITON_CONFIG_NAME"] = "cpu_local"
+            if self.mesh_ca is not None:
+                backends["PREDMESH_INFERENCE_TRITON_TLS"] = "true"
         if opts.ort_workers:
             from predmesh.local.triton import OrtWorker
 
@@ -170,6 +278,7 @@ class LocalMesh:
                 OrtWorker(
                     self.model_repository,
                     env={
+                        **self._mtls_env("PREDMESH_ORTWORKER_", "ortworker"),
                         **opts.extra_env,
                         **({"PREDMESH_ORTWORKER_MODEL_CONTROL": "explicit"} if opts.pool_max_models else {}),
                     },
@@ -178,6 +287,8 @@ class LocalMesh:
                 )
                 for i in range(opts.ort_workers)
             ]
+            for worker in self.ort_workers:
+                worker.probe_tls = self.identity_files("operator")
             services += self.ort_workers
             backends["PREDMESH_INFERENCE_ORT_WORKERS"] = ",".join(w.address for w in self.ort_workers)
         self.features = self._service(
@@ -210,6 +321,7 @@ class LocalMesh:
                 "PREDMESH_GATEWAY_INFERENCE_TARGET": self.inference.address,
                 "PREDMESH_GATEWAY_LOGGER_TARGET": self.logger.address if self.logger else "",
                 "PREDMESH_GATEWAY_ROUTING_PATH": str(self.routing_path),
+                **self._gateway_auth_env(),
             },
             port=opts.gateway_port,
         )
@@ -222,19 +334,105 @@ class LocalMesh:
 
         assert self.gateway is not None
         self.edge_port = self.options.edge_port or free_port()
+        self.controlplane_admin_port = free_port()
         self.controlplane = self._service(
             "controlplane",
             {
                 "PREDMESH_CONTROLPLANE_GATEWAY_ENDPOINTS": self.gateway.address,
+                "PREDMESH_CONTROLPLANE_ADMIN_PORT": str(self.controlplane_admin_port),
                 "PREDMESH_CONTROLPLANE_LISTENER_PORT": str(self.edge_port),
                 "PREDMESH_CONTROLPLANE_LISTENER_HOST": "127.0.0.1",
+                **self._edge_tls_env(),
+                **self._upstream_tls_env(),
             },
         )
+        self.controlplane.probe_tls = None  # its health is on the (plaintext) ADS port
         self._launch(self.controlplane)
         self.envoy = EnvoyProcess(self.controlplane.address, workdir=self._logs("envoy"))
         self._launch(self.envoy)
         # Ready means Envoy got its listener from the control plane and accepts connections.
         wait_until(lambda: port_open("127.0.0.1", self.edge_port), 20.0, "envoy edge listener")
+
+    # -- credentials -----------------------------------------------------------------
+    def _make_credentials(self) -> None:
+        """The API key (reused across runs) and, with edge TLS, a local CA and the edge certificate."""
+        if self.options.auth:
+            key_file = self.state_dir / "api-key"
+            if key_file.exists():
+                self.api_key = key_file.read_text().strip()
+            else:
+                self.api_key = "pm_" + secrets.token_urlsafe(32)
+                fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w") as out:
+                    out.write(self.api_key + "\n")
+            self.write_api_keys({self.api_key: {"models": ["*"], "name": "local", "callback_hosts": ["127.0.0.1"]}})
+        if (self.options.edge_tls and self.options.with_edge) or self.options.mtls:
+            from predmesh.local.pki import LocalCA
+
+            ca = LocalCA(self.pki_dir)
+            if self.options.edge_tls and self.options.with_edge:
+                ca.issue("edge", ["localhost", "127.0.0.1"])
+                self.ca_path = ca.cert_path
+            if self.options.mtls:
+                for identity in MTLS_IDENTITIES:
+                    ca.issue(identity, [identity, "localhost", "127.0.0.1"])
+                self.mesh_ca = ca.cert_path
+
+    def identity_files(self, identity: str) -> Any:
+        """TlsFiles of a mesh identity ("gateway", "operator"...); None when mTLS is off."""
+        if self.mesh_ca is None:
+            return None
+        from predmesh.common.tls import TlsFiles
+
+        return TlsFiles(self.pki_dir / f"{identity}.crt", self.pki_dir / f"{identity}.key", self.mesh_ca)
+
+    def _mtls_env(self, prefix: str, identity: str, serve: bool = True) -> dict[str, str]:
+        """Env giving a service its certificate (serving mTLS unless `serve` is false)."""
+        files = self.identity_files(identity)
+        if files is None:
+            return {}
+        env = {
+            f"{prefix}TLS_CERT_PATH": str(files.cert),
+            f"{prefix}TLS_KEY_PATH": str(files.key),
+            f"{prefix}TLS_CA_PATH": str(files.ca),
+        }
+        if not serve:
+            env[f"{prefix}SERVER_TLS"] = "false"
+        return env
+
+    def write_api_keys(self, keys: dict[str, Any]) -> None:
+        """Replace the gateway's key file (keys stored hashed); the gateway picks it up without a restart."""
+        from services.gateway.core.auth import hashed_spec
+
+        table = {k if k.startswith("sha256:") else hashed_spec(k): v for k, v in keys.items()}
+        tmp = self.api_keys_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(table, indent=2))
+        tmp.replace(self.api_keys_path)  # atomic: the watcher never reads half a file
+
+    def _gateway_auth_env(self) -> dict[str, str]:
+        if not self.options.auth:
+            return {"PREDMESH_GATEWAY_ALLOW_ANONYMOUS": "true"}
+        return {"PREDMESH_GATEWAY_API_KEYS_PATH": str(self.api_keys_path), "PREDMESH_GATEWAY_API_KEYS_POLL_MS": "200"}
+
+    def _edge_tls_env(self) -> dict[str, str]:
+        if self.ca_path is None:
+            return {}
+        return {
+            "PREDMESH_CONTROLPLANE_EDGE_TLS_CERT_PATH": str(self.pki_dir / "edge.crt"),
+            "PREDMESH_CONTROLPLANE_EDGE_TLS_KEY_PATH": str(self.pki_dir / "edge.key"),
+            "PREDMESH_CONTROLPLANE_EDGE_TLS_POLL_S": "0.5",
+        }
+
+    def _upstream_tls_env(self) -> dict[str, str]:
+        """Envoy's client certificate for the gateway hop (served over SDS by the control plane)."""
+        files = self.identity_files("envoy")
+        if files is None:
+            return {}
+        return {
+            "PREDMESH_CONTROLPLANE_UPSTREAM_TLS_CERT_PATH": str(files.cert),
+            "PREDMESH_CONTROLPLANE_UPSTREAM_TLS_KEY_PATH": str(files.key),
+            "PREDMESH_CONTROLPLANE_UPSTREAM_TLS_CA_PATH": str(files.ca),
+        }
 
     def _logs(self, name: str) -> Path:
         return self.state_dir / "logs" / name
@@ -245,16 +443,23 @@ class LocalMesh:
         return env
 
     def _service(self, name: str, env: dict[str, str], port: int = 0) -> PythonService:
-        """A `python -m services.<name>.app` process on a free (or given) loopback port."""
+        """A `python -m services.<name>.app` process on a free (or given) loopback port.
+
+        With mTLS, the services in MTLS_SERVERS serve mutual TLS with their own certificate (the
+        readiness probe presents the operator's); the gateway only calls with its certificate."""
         port = port or free_port()
         prefix = f"PREDMESH_{name.upper()}_"
-        return PythonService(
+        tls_env = self._mtls_env(prefix, name, serve=name in MTLS_SERVERS) if name in MTLS_IDENTITIES else {}
+        service = PythonService(
             name,
             f"services.{name}.app",
             port,
-            self._env(**{f"{prefix}HOST": "127.0.0.1", f"{prefix}PORT": str(port), **env}),
+            self._env(**{f"{prefix}HOST": "127.0.0.1", f"{prefix}PORT": str(port), **tls_env, **env}),
             workdir=self._logs(name),
         )
+        if name in MTLS_SERVERS:
+            service.probe_tls = self.identity_files("operator")
+        return service
 
     def _launch(self, *procs: ManagedProcess) -> None:
         """Start processes concurrently; each is recorded for stop() once it is running."""
@@ -283,6 +488,9 @@ class LocalMesh:
         out: dict[str, str] = {}
         if self.envoy:
             out["edge (Envoy: gRPC + HTTP/JSON)"] = self.edge_address
+            out["edge TLS CA certificate"] = str(self.ca_path) if self.ca_path else "none (plaintext edge)"
+        if self.api_key:
+            out["API key file"] = str(self.state_dir / "api-key")
         if self.gateway:
             out["gateway (gRPC PredictionService)"] = self.gateway.address
         if self.features:
@@ -298,12 +506,15 @@ class LocalMesh:
         if self.monitor:
             out["drift monitor (Prometheus /metrics)"] = f"http://127.0.0.1:{self.monitor_metrics_port}/metrics"
         if self.controlplane:
-            out["control plane (xDS ADS + admin)"] = self.controlplane.address
+            out["control plane (xDS ADS)"] = self.controlplane.address
+            out["control plane admin API (operator cert)"] = f"127.0.0.1:{self.controlplane_admin_port}"
         if self.redis:
             out["redis"] = self.redis.url
         if self.broker:
             out["kafka (tansu) bootstrap"] = self.bootstrap_servers
         out["routing (edit: applies live)"] = str(self.routing_path)
+        if self.mesh_ca:
+            out["mTLS (internal hops; operator cert)"] = str(self.pki_dir / "operator.crt")
         out["logs"] = str(self.state_dir / "logs")
         return out
 

@@ -20,6 +20,7 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +204,7 @@ class PythonService(ManagedProcess):
         self.module = module
         self.host = "127.0.0.1"
         self.port = port
+        self.probe_tls: Any = None  # predmesh.common.tls.TlsFiles of a client when the service serves mTLS
         super().__init__(workdir, env)
 
     @property
@@ -213,15 +215,20 @@ class PythonService(ManagedProcess):
         return [sys.executable, "-m", self.module]
 
     def ready(self) -> bool:
-        return grpc_health_serving(self.address)
+        return grpc_health_serving(self.address, tls=self.probe_tls)
 
 
-def grpc_health_serving(address: str, service: str = "", timeout: float = 0.5) -> bool:
-    """True when the gRPC health service at `address` reports SERVING."""
+def grpc_health_serving(address: str, service: str = "", timeout: float = 0.5, tls: Any = None) -> bool:
+    """True when the gRPC health service at `address` reports SERVING (over mTLS with `tls` files)."""
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    with grpc.insecure_channel(address) as channel:
+    if tls is not None:
+        creds = grpc.ssl_channel_credentials(tls.ca.read_bytes(), tls.key.read_bytes(), tls.cert.read_bytes())
+        opened = grpc.secure_channel(address, creds)
+    else:
+        opened = grpc.insecure_channel(address)
+    with opened as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         resp = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
         return bool(resp.status == health_pb2.HealthCheckResponse.SERVING)

@@ -21,6 +21,7 @@ import sys
 import sysconfig
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from predmesh.local.procs import ManagedProcess, PythonService, free_port
 
@@ -41,12 +42,17 @@ def pytriton_dir() -> Path:
     return root
 
 
-def grpc_server_ready(address: str, timeout: float = 0.5) -> bool:
-    """True when the KServe v2 server at `address` answers ServerReady with ready=true."""
+def grpc_server_ready(address: str, timeout: float = 0.5, tls: Any = None) -> bool:
+    """True when the KServe v2 server at `address` answers ServerReady with ready=true (mTLS with `tls`)."""
     import grpc
     from tritonclient.grpc import service_pb2, service_pb2_grpc
 
-    with grpc.insecure_channel(address) as channel:
+    if tls is not None:
+        creds = grpc.ssl_channel_credentials(tls.ca.read_bytes(), tls.key.read_bytes(), tls.cert.read_bytes())
+        opened = grpc.secure_channel(address, creds)
+    else:
+        opened = grpc.insecure_channel(address)
+    with opened as channel:
         stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
         return bool(stub.ServerReady(service_pb2.ServerReadyRequest(), timeout=timeout).ready)
 
@@ -64,8 +70,14 @@ class TritonServer(ManagedProcess):
         workdir: Path | None = None,
         env: Mapping[str, str] | None = None,
         extra_args: Sequence[str] = (),
+        tls: Any = None,
+        probe_tls: Any = None,
     ) -> None:
+        """`tls`: TlsFiles of Triton's own certificate (gRPC mutual TLS, HTTP endpoint off);
+        `probe_tls`: the client certificate the readiness check presents."""
         super().__init__(workdir, env)
+        self.tls = tls
+        self.probe_tls = probe_tls
         self.host = "127.0.0.1"
         self.model_repository = Path(model_repository).resolve()
         self.model_config_name = model_config_name
@@ -112,6 +124,15 @@ class TritonServer(ManagedProcess):
         ]
         if self.model_config_name:
             cmd.append(f"--model-config-name={self.model_config_name}")
+        if self.tls is not None:
+            cmd += [
+                "--grpc-use-ssl=true",
+                "--grpc-use-ssl-mutual=true",  # clients must present a certificate of the mesh CA
+                f"--grpc-server-cert={self.tls.cert}",
+                f"--grpc-server-key={self.tls.key}",
+                f"--grpc-root-cert={self.tls.ca}",
+                "--allow-http=false",  # the HTTP endpoint would bypass mutual TLS (model control included)
+            ]
         return cmd + self.extra_args
 
     def environment(self) -> dict[str, str]:
@@ -125,7 +146,7 @@ class TritonServer(ManagedProcess):
         return env
 
     def ready(self) -> bool:
-        return grpc_server_ready(self.grpc_address)
+        return grpc_server_ready(self.grpc_address, tls=self.probe_tls)
 
     def stop(self, timeout: float = 10.0, sig: int = 15) -> None:
         super().stop(timeout=timeout, sig=sig)

@@ -30,9 +30,10 @@ import yaml
 from envoy.service.discovery.v3 import ads_pb2_grpc
 
 from predmesh.common.app import ServiceApp, run_app
+from predmesh.common.filewatch import FileWatcher
 from predmesh.common.grpcserver import GrpcServer
 from services.controlplane.core.cache import SnapshotCache, by_node_cluster
-from services.controlplane.core.config import Endpoint, MeshConfig, Tracing, default_config
+from services.controlplane.core.config import EdgeTls, Endpoint, MeshConfig, Tracing, default_config
 from services.controlplane.core.descriptors import prediction_descriptor_set
 from services.controlplane.core.endpoints import EndpointSource, KubernetesEndpointSource
 from services.controlplane.core.publisher import MeshPublisher
@@ -56,6 +57,21 @@ def _read_config_file(path: Path) -> tuple[float, Any]:
     return mtime, data
 
 
+def _check_key_pair(contents: list[bytes]) -> tuple[bytes, bytes]:
+    """(certificate chain, key) after checking that they are PEM and belong together (blocking)."""
+    import ssl
+    import tempfile
+
+    cert, key = contents
+    with tempfile.TemporaryDirectory() as tmp:
+        cert_file, key_file = Path(tmp, "tls.crt"), Path(tmp, "tls.key")
+        cert_file.write_bytes(cert)
+        key_file.write_bytes(key)
+        key_file.chmod(0o600)
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert_file, key_file)  # raises on a mismatch
+    return cert, key
+
+
 def _descriptor_set_or_none() -> bytes | None:
     try:
         return prediction_descriptor_set()
@@ -70,6 +86,11 @@ def config_from_settings(settings: ControlPlaneSettings) -> MeshConfig:
     config = default_config(endpoints, settings.listener_port).model_copy(
         update={"listener_host": settings.listener_host}
     )
+    if settings.edge_tls_cert_path and settings.edge_tls_key_path:
+        config = config.model_copy(update={"tls": EdgeTls(enabled=True)})
+    if settings.upstream_tls_cert_path and settings.upstream_tls_key_path and settings.upstream_tls_ca_path:
+        clusters = {n: c.model_copy(update={"mtls": True}) for n, c in config.clusters.items()}
+        config = config.model_copy(update={"clusters": clusters})
     collector = settings.otlp_collector or settings.otlp_endpoint
     if collector:
         config = config.model_copy(update={"tracing": Tracing(collector=collector)})
@@ -77,7 +98,7 @@ def config_from_settings(settings: ControlPlaneSettings) -> MeshConfig:
 
 
 class ControlPlaneApp(ServiceApp[ControlPlaneSettings]):
-    """The xDS control plane: ADS + admin on one gRPC server, one edge snapshot."""
+    """The xDS control plane: ADS and the admin API on two gRPC servers (ports), one edge snapshot."""
 
     name = "control plane"
 
@@ -96,26 +117,80 @@ class ControlPlaneApp(ServiceApp[ControlPlaneSettings]):
             descriptor_set=_descriptor_set_or_none(),
         )
         self.ads = AdsServicer(self.cache, self.status)
+        self.admin_server: GrpcServer | None = None
         self._sources: dict[str, tuple[Any, EndpointSource]] = {}
         self.status.on_ack(self._on_ack)
         self.status.on_nack(self._on_nack)
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- lifecycle (ServiceApp) ------------------------------------------------------
+    async def _open_certificates(self, stack: AsyncExitStack) -> None:
+        """Watch the edge certificate and Envoy's upstream (gateway hop) certificate: served over SDS."""
+        s = self.settings
+        if s.edge_tls_cert_path and s.edge_tls_key_path:
+            secret = self.publisher.config.tls.secret_name
+            edge: FileWatcher[tuple[bytes, bytes]] = FileWatcher(
+                [s.edge_tls_cert_path, s.edge_tls_key_path],
+                _check_key_pair,
+                lambda pair: self._on_certificate(secret, pair),
+                s.edge_tls_poll_s,
+                name=f"edge certificate {s.edge_tls_cert_path}",
+            )
+            stack.push_async_callback(edge.stop)
+            await edge.start()
+        if s.upstream_tls_cert_path and s.upstream_tls_key_path and s.upstream_tls_ca_path:
+            upstream: FileWatcher[tuple[bytes, bytes, bytes]] = FileWatcher(
+                [s.upstream_tls_cert_path, s.upstream_tls_key_path, s.upstream_tls_ca_path],
+                lambda contents: (*_check_key_pair(contents[:2]), contents[2]),
+                self._on_upstream_certificate,
+                s.edge_tls_poll_s,
+                name=f"upstream certificate {s.upstream_tls_cert_path}",
+            )
+            stack.push_async_callback(upstream.stop)
+            await upstream.start()
+
     async def open(self, stack: AsyncExitStack) -> None:
+        await self._open_certificates(stack)
         self.publisher.publish()
         stack.push_async_callback(self._stop_sources)
         await self._sync_sources()
         stack.push_async_callback(self._cancel_tasks)
-        if self.settings.config_path is not None and self.settings.config_poll_s > 0:
-            self._spawn(self._watch_config_file(self.settings.config_path))
-        server = GrpcServer(self.settings)
+        s = self.settings
+        if s.config_path is not None and s.config_poll_s > 0:
+            self._spawn(self._watch_config_file(s.config_path))
+        # ADS stays plaintext for now (Envoy's bootstrap has no client certificate); the admin API
+        # listens on its own port and, with the tls_* files, only operators may call it.
+        server = GrpcServer(s.model_copy(update={"server_tls": False}))
         server.add_servicer(ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server, self.ads, ADS_SERVICE)
-        server.add_servicer(
+        admin_rules = {f"/{ADMIN_SERVICE}/*": list(s.admin_allowed_clients)}
+        admin = GrpcServer(
+            s.model_copy(
+                update={"port": s.admin_port, "metrics_port": None, "health_port": None, "allowed_clients": admin_rules}
+            )
+        )
+        admin.add_servicer(
             add_admin_to_server, AdminServicer(self.publisher, self.status, self._sync_sources), ADMIN_SERVICE
         )
+        stack.push_async_callback(self._forget_admin)
+        stack.push_async_callback(admin.stop)
+        self.admin_server = admin
+        await admin.start()
         await self.serve(stack, server)
-        log.info("control plane serving ADS on %s (node cluster %r)", self.address, self.settings.node_cluster)
+        log.info(
+            "control plane serving ADS on %s, admin API on %s (node cluster %r)",
+            self.address,
+            self.admin_address,
+            s.node_cluster,
+        )
+
+    async def _forget_admin(self) -> None:
+        self.admin_server = None
+
+    @property
+    def admin_address(self) -> str:
+        if self.admin_server is None:
+            raise RuntimeError("control plane is not started")
+        return self.admin_server.address
 
     async def _cancel_tasks(self) -> None:
         for task in list(self._tasks):
@@ -153,6 +228,23 @@ class ControlPlaneApp(ServiceApp[ControlPlaneSettings]):
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _on_certificate(self, name: str, pair: tuple[bytes, bytes]) -> None:
+        try:
+            snapshot = self.publisher.set_secret(name, *pair)
+        except Exception:
+            log.exception("new edge certificate not published")
+            return
+        if snapshot is not None:
+            log.info("edge certificate %s rotated: version %s", name, snapshot.version)
+
+    def _on_upstream_certificate(self, files: tuple[bytes, bytes, bytes]) -> None:
+        cert, key, ca = files
+        config = self.publisher.config
+        try:
+            self.publisher.set_secrets({config.upstream_cert_secret: (cert, key), config.upstream_ca_secret: (ca, b"")})
+        except Exception:
+            log.exception("new upstream certificate not published")
 
     def _on_ack(self, node: NodeStatus) -> None:
         snapshot = self.publisher.snapshot

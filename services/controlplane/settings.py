@@ -11,7 +11,7 @@ from predmesh.common.settings import ServerSettings
 
 
 class ControlPlaneSettings(ServerSettings):
-    """Where the control plane listens (ADS + admin API on one gRPC port) and its initial config.
+    """Where the control plane listens (ADS and the admin API on separate gRPC ports) and its initial config.
 
     The mesh config comes from `config_path` (YAML or JSON, reloaded when the file
     changes) or, without a file, from the defaults built out of `gateway_endpoints`,
@@ -20,7 +20,16 @@ class ControlPlaneSettings(ServerSettings):
 
     model_config = SettingsConfigDict(env_prefix="PREDMESH_CONTROLPLANE_")
 
-    port: int = Field(18000, description="gRPC port for ADS and the admin API; 0 picks a free port.")
+    port: int = Field(18000, description="gRPC port of ADS (what Envoy connects to); 0 picks a free port.")
+    admin_port: int = Field(
+        18001,
+        description="gRPC port of the admin API (Get/Set/PatchConfig, GetStatus), apart from ADS so that "
+        "reaching Envoy's config stream does not allow changing it; 0 picks a free port.",
+    )
+    admin_allowed_clients: list[str] = Field(
+        default_factory=lambda: ["operator"],
+        description="With mTLS (tls_* files): certificate identities allowed to call the admin API.",
+    )
     grace_s: float = Field(1.0, description="Seconds open ADS streams get on shutdown (seconds).")
     node_cluster: str = Field(
         "predmesh-edge",
@@ -46,3 +55,18 @@ class ControlPlaneSettings(ServerSettings):
         True,
         description="When an Envoy rejects the current version, republish the last fully accepted config.",
     )
+    edge_tls_cert_path: Path | None = Field(
+        None,
+        description="PEM certificate chain of the edge listener (e.g. tls.crt of a kubernetes.io/tls Secret); "
+        "with `edge_tls_key_path` it turns edge TLS on (default config) and is served to Envoy over SDS, "
+        "re-read when it changes (rotation without restart).",
+    )
+    edge_tls_key_path: Path | None = Field(None, description="PEM private key of the edge certificate (tls.key).")
+    edge_tls_poll_s: float = Field(1.0, description="How often the edge certificate files are checked (seconds).")
+    upstream_tls_cert_path: Path | None = Field(
+        None,
+        description="PEM certificate Envoy presents to the gateway (mutual TLS edge -> gateway; identity 'edge'); "
+        "with the key and CA it turns on `mtls` for the default gateway cluster. Served over SDS, re-read on change.",
+    )
+    upstream_tls_key_path: Path | None = Field(None, description="PEM private key of `upstream_tls_cert_path`.")
+    upstream_tls_ca_path: Path | None = Field(None, description="PEM CA Envoy verifies the gateway's certificate with.")

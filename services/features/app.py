@@ -16,6 +16,7 @@ from contextlib import AsyncExitStack
 
 from predmesh.common.app import ServiceApp, run_app
 from predmesh.common.grpcserver import GrpcServer
+from predmesh.common.redact import redact_url
 from services.features.core.assembler import FeatureAssembler, Limits
 from services.features.core.cache import EntityCache
 from services.features.core.registry import Registry, load_registry
@@ -71,7 +72,7 @@ class FeaturesApp(ServiceApp[FeaturesSettings]):
         server = GrpcServer(settings, registry=self.metrics.registry)
         server.add_servicer(register, FeatureServicer(assembler), SERVICE_NAME)
         await self.serve(stack, server)
-        log.info("features service listening on %s (redis %s)", server.address, settings.redis_url)
+        log.info("features service listening on %s (redis %s)", server.address, redact_url(settings.redis_url))
 
 
 def main() -> None:

@@ -14,6 +14,10 @@ class FeaturesSettings(ServerSettings):
     """Features service settings; every field can be set as PREDMESH_FEATURES_<FIELD>."""
 
     model_config = SettingsConfigDict(env_prefix="PREDMESH_FEATURES_")
+    allowed_clients: dict[str, list[str]] = Field(
+        default_factory=lambda: {"/predmesh.v1.FeatureService/*": ["gateway", "operator"]},
+        description="mTLS: who may call which method (see ServerSettings); only the gateway reads features.",
+    )
 
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL holding the feature hashes.")
     registry_path: Path = Field(

@@ -9,12 +9,14 @@ from pathlib import Path
 from predmesh.clients.logger import LoggerClient
 from predmesh.common import telemetry
 from predmesh.common.app import ServiceApp, run_app
-from predmesh.common.grpcclient import insecure_channel
+from predmesh.common.filewatch import FileWatcher
+from predmesh.common.grpcclient import channel, client_tls
 from predmesh.common.grpcserver import GrpcServer
 from predmesh.v1 import prediction_pb2_grpc
 from services.gateway.core.async_jobs import AsyncDispatcher
-from services.gateway.core.auth import ApiKeyAuthorizer
+from services.gateway.core.auth import ApiKeyAuthorizer, KeyTable, load_key_file, merge_tables, parse_key_table
 from services.gateway.core.breaker import BreakerRegistry
+from services.gateway.core.callback_policy import CallbackPolicy
 from services.gateway.core.catalog import ModelCatalog
 from services.gateway.core.limits import PredictorLimits
 from services.gateway.core.ports import PredictionSink
@@ -44,22 +46,49 @@ class GatewayApp(ServiceApp[GatewaySettings]):
         self._sink = sink
         self.metrics = GatewayMetrics()
         self.predictor: Predictor | None = None
+        self.authorizer = ApiKeyAuthorizer(allow_anonymous=settings.allow_anonymous)
+
+    async def _open_auth(self, stack: AsyncExitStack) -> None:
+        """Load the key table (settings + key file, watched); no keys and no allow_anonymous = refuse to start."""
+        s = self.settings
+        defaults = {"rate_per_s": s.key_rate_per_s, "burst": s.key_burst}
+        static = parse_key_table(dict(s.api_keys), defaults)
+        self.authorizer.set_table(static)
+        if s.api_keys_path:
+            watcher: FileWatcher[KeyTable] = FileWatcher(
+                [Path(s.api_keys_path)],
+                lambda contents: load_key_file(contents, defaults),
+                lambda table: self.authorizer.set_table(merge_tables(static, table)),
+                s.api_keys_poll_ms / 1e3,
+                name=f"API key file {s.api_keys_path}",
+            )
+            stack.push_async_callback(watcher.stop)
+            await watcher.start()
+        if not len(self.authorizer.table) and not s.allow_anonymous:
+            raise RuntimeError(
+                "no API keys configured (PREDMESH_GATEWAY_API_KEYS / PREDMESH_GATEWAY_API_KEYS_PATH): refusing to "
+                "serve unauthenticated traffic; set PREDMESH_GATEWAY_ALLOW_ANONYMOUS=true to allow it explicitly"
+            )
+        if not len(self.authorizer.table):
+            log.warning("gateway serving WITHOUT authentication (allow_anonymous=true)")
 
     async def open(self, stack: AsyncExitStack) -> None:
         s = self.settings
         grace_s = s.grace_s
+        await self._open_auth(stack)  # first: nothing is opened when the gateway must not start
         telemetry.configure_tracing(s)  # before the channels: they get tracing interceptors only when on
+        tls = client_tls(s)  # mTLS to the mesh with the gateway's certificate (None = plaintext)
         sink = self._sink
         if sink is None and s.logger_target:
-            logger = LoggerClient(s.logger_target, max_pending=s.logger_buffer)
+            logger = LoggerClient(s.logger_target, max_pending=s.logger_buffer, tls=tls)
             stack.push_async_callback(logger.stop, grace_s)  # last: flushes what the drains below logged
             await logger.start()
             sink = LoggerSink(logger)
         callbacks = CallbackClient()
         stack.push_async_callback(callbacks.close)
-        features_channel = insecure_channel(s.features_target)
+        features_channel = channel(s.features_target, tls)
         stack.push_async_callback(features_channel.close)
-        inference_channel = insecure_channel(s.inference_target)
+        inference_channel = channel(s.inference_target, tls)
         stack.push_async_callback(inference_channel.close)
         models = InferenceClient(inference_channel)
         predictor = Predictor(
@@ -101,9 +130,12 @@ class GatewayApp(ServiceApp[GatewaySettings]):
             deadline_s=s.default_deadline_ms / 1e3,
             attempts=s.callback_attempts,
             attempt_timeout_s=s.callback_timeout_ms / 1e3,
+            policy=CallbackPolicy(s.callback_hosts, s.callback_ports, s.callback_blocked_networks),
         )
         stack.push_async_callback(dispatcher.drain, grace_s)
-        servicer = PredictionServicer(predictor, dispatcher, ApiKeyAuthorizer(s.api_keys), s.default_deadline_ms / 1e3)
+        servicer = PredictionServicer(
+            predictor, dispatcher, self.authorizer, s.default_deadline_ms / 1e3, s.max_batch_items
+        )
         server = GrpcServer(s, registry=self.metrics.registry)
         server.add_servicer(
             prediction_pb2_grpc.add_PredictionServiceServicer_to_server,

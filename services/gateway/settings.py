@@ -13,6 +13,11 @@ class GatewaySettings(ServerSettings):
 
     model_config = SettingsConfigDict(env_prefix="PREDMESH_GATEWAY_")
 
+    allowed_clients: dict[str, list[str]] = Field(
+        default_factory=lambda: {"/predmesh.v1.PredictionService/*": ["envoy", "operator"]},
+        description="mTLS (tls_* files, server_tls): who may call which method; the edge Envoy and operators.",
+    )
+
     features_target: str = Field("127.0.0.1:50052", description="host:port of the features service.")
     inference_target: str = Field("127.0.0.1:50053", description="host:port of the inference orchestrator.")
     logger_target: str = Field("", description="host:port of the logger service; empty disables prediction logging.")
@@ -42,6 +47,19 @@ class GatewaySettings(ServerSettings):
     )
     callback_timeout_ms: float = Field(2000.0, description="Deadline of one callback delivery attempt (milliseconds).")
     callback_attempts: int = Field(3, description="Delivery attempts per async result before it is given up.")
+    callback_hosts: list[str] = Field(
+        default_factory=list,
+        description="PredictAsync callback hosts every key may use, added to each key's own `callback_hosts` "
+        "(patterns: 'hooks.example.com', '*.example.com', an IP or CIDR; an internal address is only reachable "
+        "through an IP/CIDR entry). Empty, and no per-key list = callbacks refused.",
+    )
+    callback_ports: str = Field("443,1024-65535", description="Ports a callback target may use (ranges).")
+    callback_blocked_networks: list[str] = Field(
+        default_factory=list,
+        description="More CIDRs refused as callback addresses (cluster pod/service ranges), on top of loopback, "
+        "link-local, private, shared, multicast and reserved ranges.",
+        examples=[["10.96.0.0/12"]],
+    )
     routing_path: str = Field(
         "",
         description="Routing YAML (canary weights, shadows, fallbacks), watched live; empty = none.",
@@ -85,7 +103,22 @@ class GatewaySettings(ServerSettings):
     api_keys: dict[str, list[str]] = Field(
         default_factory=dict,
         description=(
-            "API key -> models it may call ('*' = all). Empty disables auth. "
-            'As env: PREDMESH_GATEWAY_API_KEYS=\'{"key1": ["fraud"], "admin": ["*"]}\'.'
+            "API key (or 'sha256:<hex digest>') -> models it may call ('*' = all); merged with `api_keys_path`. "
+            'As env: PREDMESH_GATEWAY_API_KEYS=\'{"key1": ["fraud"], "admin": ["*"]}\'. '
+            "With no keys at all the gateway refuses to start unless `allow_anonymous`."
         ),
     )
+    api_keys_path: str = Field(
+        "",
+        description="Key table file (YAML/JSON, e.g. a mounted Secret), re-read when it changes: rotation "
+        "without restart. Maps key or 'sha256:<hex>' -> models, or -> {models, rate_per_s, burst, callback_hosts}.",
+        examples=["/etc/predmesh/api-keys/keys.json"],
+    )
+    api_keys_poll_ms: float = Field(1000.0, description="How often the key file is checked (milliseconds).")
+    allow_anonymous: bool = Field(
+        False, description="Serve callers without an API key when no keys are configured (development only)."
+    )
+    key_rate_per_s: float = Field(
+        0.0, ge=0.0, description="Default per-key rate limit (requests per second); 0 = unlimited."
+    )
+    key_burst: float = Field(0.0, ge=0.0, description="Default per-key burst (requests); 0 = max(rate, 1).")

@@ -15,6 +15,16 @@ class InferenceSettings(ServerSettings):
     """Inference orchestrator settings; every field is read from `PREDMESH_INFERENCE_<FIELD>`."""
 
     model_config = SettingsConfigDict(env_prefix="PREDMESH_INFERENCE_")
+    allowed_clients: dict[str, list[str]] = Field(
+        default_factory=lambda: {
+            "/predmesh.v1.InferenceService/ReloadModels": ["operator"],
+            "/predmesh.v1.InferenceService/*": ["gateway", "operator"],
+        },
+        description="mTLS: who may call which method (see ServerSettings); ReloadModels is for operators only.",
+    )
+    triton_tls: bool = Field(
+        False, description="Call Triton over mutual TLS with this service's certificate (--grpc-use-ssl-mutual)."
+    )
 
     model_repository: Path = Field(
         Path("models"),

@@ -18,6 +18,10 @@ class LoggerSettings(ServerSettings):
     """
 
     model_config = SettingsConfigDict(env_prefix="PREDMESH_LOGGER_", extra="ignore")
+    allowed_clients: dict[str, list[str]] = Field(
+        default_factory=lambda: {"/predmesh.v1.LoggerService/*": ["gateway", "inference"]},
+        description="mTLS: who may call which method (see ServerSettings); only the gateway publishes today.",
+    )
 
     # -- Kafka ---------------------------------------------------------------
     bootstrap_servers: str = Field(

@@ -15,6 +15,10 @@ class OrtWorkerSettings(ServerSettings):
     """ORT worker settings; every field is read from `PREDMESH_ORTWORKER_<FIELD>`."""
 
     model_config = SettingsConfigDict(env_prefix="PREDMESH_ORTWORKER_")
+    allowed_clients: dict[str, list[str]] = Field(
+        default_factory=lambda: {"/inference.GRPCInferenceService/*": ["inference", "operator"]},
+        description="mTLS: who may call which method (see ServerSettings); only the orchestrator infers.",
+    )
 
     model_repository: Path = Field(
         Path("models"), description="Model repository dir (path), the same layout the orchestrator reads."

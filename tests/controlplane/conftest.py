@@ -64,7 +64,8 @@ async def backends() -> AsyncIterator[list[Backend]]:
 @pytest.fixture
 async def mesh(backends: list[Backend], tmp_path: Path) -> AsyncIterator[Mesh]:
     listener_port = free_port()
-    app = ControlPlaneApp(ControlPlaneSettings(port=0, grace_s=0.1), config=mesh_config_for(backends, listener_port))
+    settings = ControlPlaneSettings(port=0, admin_port=0, grace_s=0.1)
+    app = ControlPlaneApp(settings, config=mesh_config_for(backends, listener_port))
     await app.start()
     envoy = EnvoyProcess(app.address, workdir=tmp_path / "envoy")
     try:

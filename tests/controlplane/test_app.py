@@ -36,7 +36,7 @@ async def test_config_file_changes_are_published(tmp_path: Path) -> None:
     path = tmp_path / "mesh.yaml"
     data = {"clusters": {"gateway": {"endpoints": [{"host": "10.0.0.1", "port": 1}]}}, "routes": []}
     path.write_text(yaml.safe_dump(data))
-    app = ControlPlaneApp(ControlPlaneSettings(port=0, config_path=path, config_poll_s=0.02))
+    app = ControlPlaneApp(ControlPlaneSettings(port=0, admin_port=0, config_path=path, config_poll_s=0.02))
     await app.start()
     try:
         first = app.version
@@ -54,10 +54,10 @@ async def test_config_file_changes_are_published(tmp_path: Path) -> None:
 
 
 async def test_admin_api_rejects_bad_configs_and_keeps_the_version() -> None:
-    app = ControlPlaneApp(ControlPlaneSettings(port=0, gateway_endpoints="127.0.0.1:1"))
+    app = ControlPlaneApp(ControlPlaneSettings(port=0, admin_port=0, gateway_endpoints="127.0.0.1:1"))
     await app.start()
     try:
-        async with AdminClient(app.address) as admin:
+        async with AdminClient(app.admin_address) as admin:
             version = (await admin.get_config())["version"]
             with pytest.raises(grpc.aio.AioRpcError) as err:
                 await admin.patch_config({"routes": [{"name": "r", "prefix": "/", "cluster": "missing"}]})

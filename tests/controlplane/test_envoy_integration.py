@@ -55,7 +55,7 @@ async def test_envoy_converges_and_proxies_grpc(mesh: Mesh) -> None:
 async def test_endpoint_change_pushed_live_through_admin_api(mesh: Mesh) -> None:
     a, b = mesh.backends
     pid = mesh.envoy.pid
-    async with AdminClient(mesh.app.address) as admin:
+    async with AdminClient(mesh.app.admin_address) as admin:
         before = await admin.get_config()
         listener_version = mesh.app.publisher.snapshot.type_version(LISTENER)  # type: ignore[union-attr]
         version = await admin.patch_config(

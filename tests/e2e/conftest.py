@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
 import pytest
 
 from predmesh.local.mesh import LocalMesh, MeshOptions
@@ -54,5 +53,5 @@ def mesh(tmp_path_factory: pytest.TempPathFactory, observability: Observability)
 
 @pytest.fixture
 def stub(mesh: LocalMesh) -> Iterator[prediction_pb2_grpc.PredictionServiceStub]:
-    with grpc.insecure_channel(mesh.gateway_address) as channel:
+    with mesh.gateway_channel() as channel:
         yield prediction_pb2_grpc.PredictionServiceStub(channel)

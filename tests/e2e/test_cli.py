@@ -10,8 +10,20 @@ from predmesh.cli import main
 from predmesh.local.mesh import LocalMesh
 
 
+def via_edge(mesh: LocalMesh) -> list[str]:
+    """Target + credentials of the edge (TLS with the mesh CA, the generated API key)."""
+    return ["--target", mesh.edge_address, "--cacert", str(mesh.ca_path), "--api-key", mesh.api_key]
+
+
+def via_gateway(mesh: LocalMesh) -> list[str]:
+    """The gateway directly: mutual TLS with the operator's certificate, plus the API key."""
+    pki = mesh.pki_dir
+    tls = ["--cacert", str(pki / "ca.crt"), "--cert", str(pki / "operator.crt"), "--key", str(pki / "operator.key")]
+    return ["--target", mesh.gateway_address, *tls, "--api-key", mesh.api_key]
+
+
 def test_predict_through_the_edge_prints_a_real_score(mesh: LocalMesh, capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["predict", "--target", mesh.edge_address, "--model", "fraud", "--version", "1", "--entity", "u00042"]
+    argv = ["predict", *via_edge(mesh), "--model", "fraud", "--version", "1", "--entity", "u00042"]
     assert main([*argv, "--context", "amount=120.5", "channel=web", "hour_of_day=3"]) == 0
     reply = json.loads(capsys.readouterr().out)
     assert reply["model"] == "fraud" and reply["model_version"] == "1"
@@ -23,19 +35,19 @@ def test_predict_through_the_edge_prints_a_real_score(mesh: LocalMesh, capsys: p
 
 def test_several_entities_are_one_predict_batch(mesh: LocalMesh, capsys: pytest.CaptureFixture[str]) -> None:
     entities = ["u00001", "u00002", "u00003"]
-    assert main(["predict", "--target", mesh.gateway_address, "--model", "fraud_nn", "--entity", *entities]) == 0
+    assert main(["predict", *via_gateway(mesh), "--model", "fraud_nn", "--entity", *entities]) == 0
     results = json.loads(capsys.readouterr().out)["results"]
     assert [r["entity_id"] for r in results] == entities
     assert all(r["model"] == "fraud_nn" and not r.get("degraded", False) for r in results)
 
 
 def test_unknown_model_exits_1_with_the_grpc_status(mesh: LocalMesh, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["predict", "--target", mesh.edge_address, "--model", "no_such_model", "--entity", "u1"]) == 1
+    assert main(["predict", *via_edge(mesh), "--model", "no_such_model", "--entity", "u1"]) == 1
     assert capsys.readouterr().err.startswith("error: NOT_FOUND:")
 
 
 def test_logs_tail_prints_decoded_prediction_events(mesh: LocalMesh, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["predict", "--target", mesh.gateway_address, "--model", "fraud", "--entity", "u00043"]) == 0
+    assert main(["predict", *via_gateway(mesh), "--model", "fraud", "--entity", "u00043"]) == 0
     capsys.readouterr()
     argv = ["logs", "tail", "--bootstrap", mesh.bootstrap_servers, "--from-beginning", "--max-messages", "200"]
     assert main([*argv, "--idle-timeout-s", "5"]) == 0

@@ -18,8 +18,8 @@ from tests.e2e.conftest import Observability
 from tests.e2e.kafka_util import collect_events
 
 
-def predict(address: str, request: prediction_pb2.PredictRequest) -> prediction_pb2.PredictResponse:
-    with grpc.insecure_channel(address) as channel:
+def predict(channel: grpc.Channel, request: prediction_pb2.PredictRequest) -> prediction_pb2.PredictResponse:
+    with channel:
         return prediction_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=10)
 
 
@@ -28,8 +28,8 @@ def test_edge_and_gateway_give_the_same_answer(mesh: LocalMesh) -> None:
     request = prediction_pb2.PredictRequest(
         model="fraud_nn", entity_id="u00077", context={"amount": common_pb2.Value(number_value=90)}
     )
-    via_edge = predict(mesh.edge_address, request)
-    direct = predict(mesh.gateway_address, request)
+    via_edge = predict(mesh.edge_channel(), request)
+    direct = predict(mesh.gateway_channel(), request)
     assert via_edge.prediction.score == pytest.approx(direct.prediction.score, abs=1e-12)
     assert via_edge.model_version == direct.model_version
 
@@ -39,16 +39,16 @@ def test_http_json_through_envoy(mesh: LocalMesh) -> None:
         {"model": "fraud", "version": "1", "entity_id": "u00003", "context": {"amount": {"number_value": 50}}}
     )
     req = urllib.request.Request(
-        f"http://{mesh.edge_address}/v1/predict",
+        f"{mesh.edge_scheme}://localhost:{mesh.edge_port}/v1/predict",
         data=body.encode(),
-        headers={"content-type": "application/json"},
+        headers=mesh.http_headers(),
         method="POST",
     )
-    with urllib.request.urlopen(req, timeout=10) as resp:
+    with urllib.request.urlopen(req, timeout=10, context=mesh.ssl_context()) as resp:
         assert resp.status == 200
         payload = json.loads(resp.read())
     grpc_answer = predict(
-        mesh.gateway_address,
+        mesh.gateway_channel(),
         prediction_pb2.PredictRequest(
             model="fraud",
             version="1",
@@ -63,10 +63,10 @@ def test_http_json_through_envoy(mesh: LocalMesh) -> None:
 def test_http_json_errors_keep_their_status(mesh: LocalMesh) -> None:
     body = json.dumps({"model": "no_such_model", "entity_id": "u1"}).encode()
     req = urllib.request.Request(
-        f"http://{mesh.edge_address}/v1/predict", data=body, headers={"content-type": "application/json"}
+        f"{mesh.edge_scheme}://localhost:{mesh.edge_port}/v1/predict", data=body, headers=mesh.http_headers()
     )
     with pytest.raises(urllib.error.HTTPError) as info:
-        urllib.request.urlopen(req, timeout=10)
+        urllib.request.urlopen(req, timeout=10, context=mesh.ssl_context())
     assert info.value.code == 404  # NOT_FOUND mapped to HTTP by the transcoder
     assert "no_such_model" in info.value.read().decode()
 
@@ -74,7 +74,7 @@ def test_http_json_errors_keep_their_status(mesh: LocalMesh) -> None:
 def test_every_prediction_is_logged_to_kafka(mesh: LocalMesh) -> None:
     run = uuid.uuid4().hex[:8]
     responses = {}
-    with grpc.insecure_channel(mesh.edge_address) as channel:
+    with mesh.edge_channel() as channel:
         stub = prediction_pb2_grpc.PredictionServiceStub(channel)
         for i in range(20):
             rid = f"log-{run}-{i}"
@@ -129,7 +129,7 @@ def test_shadow_is_logged_to_its_topic_and_never_returned(mesh: LocalMesh, obser
     stable = {}
     shadow_ratio(mesh, observability, 1.0)
     try:
-        with grpc.insecure_channel(mesh.edge_address) as channel:
+        with mesh.edge_channel() as channel:
             stub = prediction_pb2_grpc.PredictionServiceStub(channel)
             for i in range(30):
                 rid = f"shadow-{run}-{i}"

@@ -71,7 +71,7 @@ def kafka_record(bootstrap: str, request_id: str) -> tuple[events_pb2.Prediction
 def test_one_connected_trace_from_envoy_to_the_logger(mesh: LocalMesh, observability: Observability) -> None:
     request_id = f"trace-{uuid.uuid4().hex[:8]}"
     entity = "u00151"  # not used by other e2e tests: a features cache miss, so Redis is read
-    with grpc.insecure_channel(mesh.edge_address) as channel:
+    with mesh.edge_channel() as channel:
         stub = prediction_pb2_grpc.PredictionServiceStub(channel)
         stub.Predict(
             prediction_pb2.PredictRequest(
@@ -153,9 +153,7 @@ def test_one_connected_trace_from_envoy_to_the_logger(mesh: LocalMesh, observabi
 
     def batch_trace() -> list[CollectedSpan] | None:
         every = observability.collector.spans()
-        batch = next(
-            (s for s in every if s.name == "predmesh.inference/batch" and (trace_id, linked) in s.links), None
-        )
+        batch = next((s for s in every if s.name == "predmesh.inference/batch" and (trace_id, linked) in s.links), None)
         if batch is None:
             return None
         members = [s for s in every if s.trace_id == batch.trace_id]
@@ -173,7 +171,7 @@ def test_one_connected_trace_from_envoy_to_the_logger(mesh: LocalMesh, observabi
 
 
 def test_every_service_serves_metrics(mesh: LocalMesh, observability: Observability) -> None:
-    with grpc.insecure_channel(mesh.gateway_address) as channel:
+    with mesh.gateway_channel() as channel:
         stub = prediction_pb2_grpc.PredictionServiceStub(channel)
         stub.Predict(prediction_pb2.PredictRequest(model="fraud", entity_id="u00152"), timeout=10)
         try:
@@ -216,7 +214,7 @@ def test_every_service_serves_metrics(mesh: LocalMesh, observability: Observabil
 def test_drift_monitor_reads_the_prediction_log_and_flags_a_shifted_feature(mesh: LocalMesh) -> None:
     """Real path: gateway -> logger -> Kafka -> monitor, PSI against fraud:1's training reference.json."""
     assert mesh.monitor is not None
-    with grpc.insecure_channel(mesh.gateway_address) as channel:
+    with mesh.gateway_channel() as channel:
         stub = prediction_pb2_grpc.PredictionServiceStub(channel)
         for i in range(60):
             stub.Predict(
@@ -233,9 +231,12 @@ def test_drift_monitor_reads_the_prediction_log_and_flags_a_shifted_feature(mesh
 
     def evaluated() -> dict[tuple[str, tuple[tuple[str, str], ...]], float] | None:
         m = scrape(mesh.monitor_metrics_port)
-        return m if m.get(("predmesh_monitor_window_events", fraud), 0) >= 60 and (
-            ("predmesh_monitor_score_psi", fraud) in m
-        ) else None
+        return (
+            m
+            if m.get(("predmesh_monitor_window_events", fraud), 0) >= 60
+            and (("predmesh_monitor_score_psi", fraud) in m)
+            else None
+        )
 
     metrics = eventually(evaluated, 30, "the monitor's window of fraud:1")
     amount_psi = metrics[("predmesh_monitor_feature_psi", (("feature", "amount"), *fraud))]

@@ -63,7 +63,7 @@ def registry_value(name: str, raw: str | None, context: dict[str, common_pb2.Val
 @pytest.fixture
 def inference_stub(mesh: LocalMesh) -> Iterator[inference_pb2_grpc.InferenceServiceStub]:
     assert mesh.inference is not None
-    with grpc.insecure_channel(mesh.inference.address) as channel:
+    with mesh.internal_channel(mesh.inference.address) as channel:
         yield inference_pb2_grpc.InferenceServiceStub(channel)
 
 
@@ -267,7 +267,7 @@ def test_predict_async_delivers_to_callback(mesh: LocalMesh) -> None:
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
         try:
-            async with grpc.aio.insecure_channel(mesh.gateway_address) as channel:
+            async with mesh.gateway_channel(aio=True) as channel:
                 gw = prediction_pb2_grpc.PredictionServiceStub(channel)
                 accepted = await gw.PredictAsync(
                     prediction_pb2.PredictAsyncRequest(

@@ -7,7 +7,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import grpc
 import pytest
 import yaml
 
@@ -46,7 +45,7 @@ def chaos_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMesh]:
 
 @pytest.fixture
 def stub(chaos_mesh: LocalMesh) -> Iterator[prediction_pb2_grpc.PredictionServiceStub]:
-    with grpc.insecure_channel(chaos_mesh.gateway_address) as channel:
+    with chaos_mesh.gateway_channel() as channel:
         yield prediction_pb2_grpc.PredictionServiceStub(channel)
 
 

@@ -123,12 +123,12 @@ class ListSink:
 
 class RecordingCallbacks:
     def __init__(self, failures: int = 0) -> None:
-        self.deliveries: list[tuple[str, str, PredictOutput | None, PredmeshError | None]] = []
+        self.deliveries: list[tuple[object, str, PredictOutput | None, PredmeshError | None]] = []
         self.failures = failures
 
     async def deliver(
         self,
-        target: str,
+        target: object,
         request_id: str,
         output: PredictOutput | None,
         error: PredmeshError | None,

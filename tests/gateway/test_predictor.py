@@ -1,19 +1,16 @@
 from __future__ import annotations
 
-import asyncio
 from dataclasses import replace
 
 import pytest
 
 from predmesh.common.deadline import Deadline
-from predmesh.common.errors import DeadlineExceeded, ErrorCode, InvalidArgument, NotFound, Unavailable
-from services.gateway.core.async_jobs import AsyncDispatcher
+from predmesh.common.errors import DeadlineExceeded, InvalidArgument, NotFound, Unavailable
 from services.gateway.core.catalog import ModelCatalog
 from services.gateway.core.hashing import features_hash
 from services.gateway.core.predictor import Predictor, PredictorLimits
 from services.gateway.core.types import PredictInput, Scalar
-from services.gateway.errors import ResourceExhausted
-from tests.gateway.fakes import FEATURES, FakeFeatures, FakeModels, ListSink, RecordingCallbacks
+from tests.gateway.fakes import FEATURES, FakeFeatures, FakeModels, ListSink
 
 LIMITS = PredictorLimits(features_timeout_s=0.1, inference_timeout_s=0.5, max_batch_items=4)
 
@@ -153,50 +150,3 @@ def test_features_hash_is_type_sensitive_and_stable() -> None:
     assert a != features_hash(["x", "y"], [True, "1"])
     assert a != features_hash(["x", "y"], ["1.0", "1"])
     assert len(a) == 64
-
-
-async def test_async_dispatcher_delivers_result_and_errors() -> None:
-    predictor, _ = make()
-    callbacks = RecordingCallbacks()
-    dispatcher = AsyncDispatcher(predictor, callbacks, 10, 1.0, 3, 0.5)
-    rid = dispatcher.submit(replace(item(), request_id=""), "127.0.0.1:9")
-    rid_bad = dispatcher.submit(replace(item(model="nope"), request_id="bad-1"), "127.0.0.1:9")
-    assert rid and rid != rid_bad == "bad-1"
-    await dispatcher.drain(2.0)
-    delivered = {d[1]: d for d in callbacks.deliveries}
-    result = delivered[rid][2]
-    assert result is not None and result.score.score == pytest.approx(0.25)
-    err = delivered[rid_bad][3]
-    assert err is not None and err.code is ErrorCode.NOT_FOUND
-
-
-async def test_async_dispatcher_retries_then_counts_failures() -> None:
-    predictor, _ = make()
-    callbacks = RecordingCallbacks(failures=2)
-    dispatcher = AsyncDispatcher(predictor, callbacks, 10, 1.0, 3, 0.5)
-    dispatcher.submit(item(), "localhost:9")
-    await dispatcher.drain(5.0)
-    assert len(callbacks.deliveries) == 1 and dispatcher.failed_deliveries == 0
-
-    failing = RecordingCallbacks(failures=10)
-    dispatcher2 = AsyncDispatcher(predictor, failing, 10, 1.0, 2, 0.5)
-    dispatcher2.submit(item(), "localhost:9")
-    await dispatcher2.drain(5.0)
-    assert failing.deliveries == [] and dispatcher2.failed_deliveries == 1
-
-
-async def test_async_dispatcher_bounds_and_validates() -> None:
-    predictor, _ = make()
-
-    class Slow(RecordingCallbacks):
-        async def deliver(self, *args: object, **kwargs: object) -> None:
-            await asyncio.sleep(10)
-
-    dispatcher = AsyncDispatcher(predictor, Slow(), 1, 1.0, 1, 0.5)
-    with pytest.raises(InvalidArgument):
-        dispatcher.submit(item(), "no-port")
-    dispatcher.submit(item(), "localhost:1")
-    with pytest.raises(ResourceExhausted):
-        dispatcher.submit(item(), "localhost:1")
-    await dispatcher.drain(0.05)
-    assert dispatcher.pending == 0

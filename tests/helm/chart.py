@@ -18,14 +18,16 @@ RELEASE = "pm"
 NAMESPACE = "predmesh"
 
 # Value sets rendered by most tests: name -> values files (relative to tests/helm/values).
+# base.yaml (API keys, without which the chart refuses to render) comes first in each.
+BASE = "base.yaml"
 VALUE_SETS: dict[str, tuple[str, ...]] = {
-    "default": (),
-    "canary": ("canary.yaml",),
-    "gpu-keda": ("gpu-keda.yaml",),
-    "gpu-hpa": ("gpu-hpa.yaml",),
-    "gpu-image": ("gpu-image.yaml",),
-    "minimal": ("minimal.yaml",),
-    "observability": ("observability.yaml",),
+    "default": (BASE,),
+    "canary": (BASE, "canary.yaml"),
+    "gpu-keda": (BASE, "gpu-keda.yaml"),
+    "gpu-hpa": (BASE, "gpu-hpa.yaml"),
+    "gpu-image": (BASE, "gpu-image.yaml"),
+    "minimal": (BASE, "minimal.yaml"),
+    "observability": (BASE, "observability.yaml"),
 }
 
 Manifest = dict[str, Any]
@@ -61,8 +63,11 @@ class HelmRun:
             [str(self.binary), *args], capture_output=True, text=True, timeout=60, check=False, cwd=ROOT
         )
 
-    def template_args(self, files: Sequence[str] = (), extra: Sequence[str] = ()) -> list[str]:
+    def template_args(self, files: Sequence[str] = (), extra: Sequence[str] = (), base: bool = True) -> list[str]:
+        """`helm template` arguments; `base` prepends base.yaml (API keys) unless `files` has it."""
         args = ["template", RELEASE, str(CHART), "--namespace", NAMESPACE]
+        if base and BASE not in files:
+            files = (BASE, *files)
         for name in files:
             args += ["-f", str(VALUES / name)]
         return [*args, *extra]

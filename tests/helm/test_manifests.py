@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from collections.abc import Callable
 from typing import Any
@@ -93,7 +94,7 @@ def test_restart_requiring_config_is_checksummed(render: Render) -> None:
         for c in ("envoy", "gateway", "features")
     }
     assert "checksum/envoy-bootstrap" in annotations["envoy"]
-    assert "checksum/api-keys" in annotations["gateway"]
+    assert "checksum/api-keys" not in annotations["gateway"]  # key file re-read live (rotation)
     assert "checksum/feature-registry" in annotations["features"]
     # ...and the checksum follows the content.
     bootstrap = one(docs, "ConfigMap", "envoy-bootstrap")["data"]["bootstrap.yaml"]
@@ -139,10 +140,18 @@ def test_service_specific_env(render: Render) -> None:
 
 def test_gateway_api_keys_come_from_a_secret(render: Render) -> None:
     docs = render("canary")
-    ref = env_of(main_container(docs, "gateway"))["PREDMESH_GATEWAY_API_KEYS"]["secretKeyRef"]
+    path = env_of(main_container(docs, "gateway"))["PREDMESH_GATEWAY_API_KEYS_PATH"]
     secret = one(docs, "Secret", "gateway-api-keys")
-    assert ref["name"] == secret["metadata"]["name"]
-    assert yaml.safe_load(secret["stringData"][ref["key"]]) == {"team-a": ["fraud"], "admin": ["*"]}
+    volume = next(v for v in pod_spec(docs, "gateway")["volumes"] if v.get("secret"))
+    mount = next(m for m in main_container(docs, "gateway")["volumeMounts"] if m["name"] == volume["name"])
+    assert volume["secret"]["secretName"] == secret["metadata"]["name"]
+    assert path == mount["mountPath"] + "/PREDMESH_GATEWAY_API_KEYS"
+    table = yaml.safe_load(secret["stringData"]["PREDMESH_GATEWAY_API_KEYS"])
+    digest = hashlib.sha256(b"team-a").hexdigest()
+    assert table[f"sha256:{digest}"] == ["fraud"]  # stored hashed, never the key itself
+    assert "team-a" not in json.dumps(table) and "admin" not in json.dumps(table)
+    annotations = workload(docs, "gateway")["spec"]["template"]["metadata"].get("annotations") or {}
+    assert "checksum/api-keys" not in annotations  # rotation re-reads the file: no pod roll
 
 
 # --- probes, shutdown, security ---------------------------------------------------------------

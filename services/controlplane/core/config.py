@@ -81,6 +81,11 @@ class Cluster(_Model):
     health_check: HealthCheck | None = Field(default_factory=HealthCheck)
     outlier_detection: OutlierDetection | None = Field(default_factory=OutlierDetection)
     max_requests: int = Field(1024, ge=1, description="Circuit breaker: max concurrent requests.")
+    mtls: bool = Field(
+        False,
+        description="Call this cluster over mutual TLS: Envoy presents the SDS secret `upstream_cert_secret` "
+        "and verifies the upstream against `upstream_ca_secret` (MeshConfig).",
+    )
 
 
 class WeightedTarget(_Model):
@@ -140,6 +145,31 @@ class Transcoder(_Model):
     services: tuple[str, ...] = (PREDICTION_SERVICE,)
 
 
+class EdgeTls(_Model):
+    """TLS on the edge listener; the certificate comes over SDS as the Secret `secret_name`
+    (the control plane reads it from files it watches, never from this config)."""
+
+    enabled: bool = False
+    secret_name: str = "edge-cert"
+    min_version: str = Field("TLSv1_2", pattern=r"^TLSv1_[23]$")
+
+
+class Hardening(_Model):
+    """Edge-proxy limits (Envoy's edge best practices); defaults suit a public edge."""
+
+    per_connection_buffer_bytes: int = Field(32768, ge=1024)
+    max_concurrent_streams: int = Field(100, ge=1)
+    initial_stream_window_bytes: int = Field(65536, ge=65535)
+    initial_connection_window_bytes: int = Field(1048576, ge=65535)
+    stream_idle_timeout_ms: int = Field(300_000, ge=0)
+    request_timeout_ms: int = Field(60_000, ge=0)
+    request_headers_timeout_ms: int = Field(10_000, ge=0)
+    max_grpc_timeout_ms: int = Field(30_000, ge=0, description="Cap on a caller's grpc-timeout header.")
+    max_request_bytes: int = Field(1_048_576, ge=1024, description="JSON transcoder request size limit.")
+    retry_budget_percent: float = Field(20.0, ge=0, le=100, description="Retries as % of active requests.")
+    access_log: bool = True
+
+
 class MeshConfig(_Model):
     """Everything the edge Envoy needs, versioned by the control plane on every change."""
 
@@ -150,6 +180,10 @@ class MeshConfig(_Model):
     rate_limit: RateLimit = Field(default_factory=RateLimit)
     tracing: Tracing = Field(default_factory=Tracing)
     transcoder: Transcoder = Field(default_factory=Transcoder)
+    tls: EdgeTls = Field(default_factory=EdgeTls)
+    upstream_cert_secret: str = "upstream-cert"
+    upstream_ca_secret: str = "mesh-ca"
+    hardening: Hardening = Field(default_factory=Hardening)
 
     @model_validator(mode="after")
     def _routes_reference_clusters(self) -> MeshConfig:

@@ -45,6 +45,7 @@ class MeshPublisher:
         # A per-process prefix keeps versions unique across control-plane restarts.
         self._prefix = secrets.token_hex(3) if version_prefix is None else version_prefix
         self._snapshot: Snapshot | None = None
+        self._secrets: dict[str, tuple[bytes, bytes]] = {}
         self._good: tuple[MeshConfig, dict[str, tuple[Endpoint, ...]]] | None = None
 
     @property
@@ -101,11 +102,26 @@ class MeshPublisher:
         log.warning("rolling back from version %s to the last good config", self.version)
         return self._publish(config, discovered)
 
+    def set_secret(self, name: str, certificate_chain: bytes, private_key: bytes) -> Snapshot | None:
+        """Serve a TLS certificate over SDS as `name` (an empty key = a CA bundle for verification);
+        rotation re-sends only SDS. None when unchanged or before the first publish (which includes it)."""
+        return self.set_secrets({name: (certificate_chain, private_key)})
+
+    def set_secrets(self, secrets: Mapping[str, tuple[bytes, bytes]]) -> Snapshot | None:
+        """Several secrets in one version (a certificate and the CA that must change with it)."""
+        merged = {**self._secrets, **secrets}
+        if merged == self._secrets:
+            return None
+        self._secrets = merged
+        if self._snapshot is None:
+            return None
+        return self._publish(self._config, self._discovered)
+
     def forget_endpoints(self, cluster: str) -> None:
         self._discovered.pop(cluster, None)
 
     def _publish(self, config: MeshConfig, discovered: dict[str, tuple[Endpoint, ...]]) -> Snapshot:
-        resources = self._build(config, {**discovered}, self._descriptor_set)
+        resources = self._build(config, {**discovered}, self._descriptor_set, secrets=self._secrets)
         version = f"{self._prefix}-{self._counter + 1}" if self._prefix else str(self._counter + 1)
         snapshot = Snapshot.build(version, resources, previous=self._snapshot)
         self.cache.set_snapshot(self.node_key, snapshot)  # raises InconsistentSnapshot, keeping the old one

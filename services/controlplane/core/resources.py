@@ -27,6 +27,7 @@ from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
 from envoy.config.trace.v3 import opentelemetry_pb2  # noqa: F401 - typed_config
+from envoy.extensions.access_loggers.stream.v3 import stream_pb2  # noqa: F401 - typed_config
 from envoy.extensions.filters.http.grpc_json_transcoder.v3 import transcoder_pb2  # noqa: F401
 from envoy.extensions.filters.http.local_ratelimit.v3 import local_rate_limit_pb2  # noqa: F401
 from envoy.extensions.filters.http.router.v3 import router_pb2  # noqa: F401
@@ -34,11 +35,12 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (  # noq
     http_connection_manager_pb2,
 )
 from envoy.extensions.retry.host.previous_hosts.v3 import previous_hosts_pb2  # noqa: F401
+from envoy.extensions.transport_sockets.tls.v3 import secret_pb2, tls_pb2  # noqa: F401
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2  # noqa: F401
 from google.protobuf import json_format
 
-from services.controlplane.core.config import Cluster, Endpoint, MeshConfig, Route
-from services.controlplane.core.snapshot import CLUSTER, ENDPOINT, LISTENER, ROUTE
+from services.controlplane.core.config import Cluster, Endpoint, Hardening, MeshConfig, Route
+from services.controlplane.core.snapshot import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET
 
 LISTENER_NAME = "edge"
 ROUTE_CONFIG_NAME = "edge"
@@ -66,11 +68,13 @@ def build_resources(
     config: MeshConfig,
     endpoints: Mapping[str, Sequence[Endpoint]] | None = None,
     descriptor_set: bytes | None = None,
+    secrets: Mapping[str, tuple[bytes, bytes]] | None = None,
 ) -> dict[str, list[Any]]:
     """All resources for `config`. `endpoints` overrides a cluster's static endpoints
-    (e.g. from Kubernetes); `descriptor_set` enables the JSON transcoder."""
+    (e.g. from Kubernetes); `descriptor_set` enables the JSON transcoder; `secrets` are
+    TLS certificates by name, (certificate chain PEM, private key PEM), served over SDS."""
     endpoints = endpoints or {}
-    clusters = [_cluster(name, c) for name, c in sorted(config.clusters.items())]
+    clusters = [_cluster(name, c, config) for name, c in sorted(config.clusters.items())]
     loads = [_load_assignment(name, endpoints.get(name, c.endpoints)) for name, c in sorted(config.clusters.items())]
     if config.tracing.collector:
         clusters.append(_tracing_cluster(config.tracing.collector))
@@ -79,6 +83,57 @@ def build_resources(
         ROUTE: [_route_config(config)],
         CLUSTER: clusters,
         ENDPOINT: loads,
+        # Only referenced secrets: an unreferenced one would never be asked for (or ACKed).
+        SECRET: [
+            _secret(name, cert, key) for name, (cert, key) in sorted((secrets or {}).items()) if name in _wanted(config)
+        ],
+    }
+
+
+def _wanted(config: MeshConfig) -> set[str]:
+    names = {config.tls.secret_name} if config.tls.enabled else set()
+    if any(c.mtls for c in config.clusters.values()):
+        names |= {config.upstream_cert_secret, config.upstream_ca_secret}
+    return names
+
+
+def _secret(name: str, cert: bytes, key: bytes) -> Any:
+    """A certificate + key, or (empty key) a CA bundle used as a validation context."""
+    secret = secret_pb2.Secret(name=name)
+    if key:
+        secret.tls_certificate.certificate_chain.inline_bytes = cert
+        secret.tls_certificate.private_key.inline_bytes = key
+    else:
+        secret.validation_context.trusted_ca.inline_bytes = cert
+    return secret
+
+
+def _upstream_tls(config: MeshConfig) -> dict[str, Any]:
+    return {
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": _T + "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            "common_tls_context": {
+                "tls_params": {"tls_minimum_protocol_version": "TLSv1_2"},
+                "alpn_protocols": ["h2"],
+                "tls_certificate_sds_secret_configs": [{"name": config.upstream_cert_secret, "sds_config": _ADS}],
+                "validation_context_sds_secret_config": {"name": config.upstream_ca_secret, "sds_config": _ADS},
+            },
+        },
+    }
+
+
+def _downstream_tls(config: MeshConfig) -> dict[str, Any]:
+    return {
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": _T + "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+            "common_tls_context": {
+                "tls_params": {"tls_minimum_protocol_version": config.tls.min_version},
+                "alpn_protocols": ["h2", "http/1.1"],
+                "tls_certificate_sds_secret_configs": [{"name": config.tls.secret_name, "sds_config": _ADS}],
+            },
+        },
     }
 
 
@@ -104,6 +159,7 @@ def _listener(config: MeshConfig, descriptor_set: bytes | None) -> Any:
                     "services": list(config.transcoder.services),
                     "auto_mapping": True,
                     "convert_grpc_status": True,
+                    "max_request_body_size": config.hardening.max_request_bytes,
                     "print_options": {
                         "preserve_proto_field_names": True,
                         "always_print_primitive_fields": True,
@@ -124,6 +180,7 @@ def _listener(config: MeshConfig, descriptor_set: bytes | None) -> Any:
         "rds": {"route_config_name": ROUTE_CONFIG_NAME, "config_source": _ADS},
         "http_filters": filters,
         "generate_request_id": True,
+        **_hcm_hardening(config.hardening),
     }
     if config.tracing.collector:
         hcm["tracing"] = {
@@ -137,22 +194,58 @@ def _listener(config: MeshConfig, descriptor_set: bytes | None) -> Any:
                 },
             },
         }
+    chain: dict[str, Any] = {
+        "filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]
+    }
+    if config.tls.enabled:
+        chain["transport_socket"] = _downstream_tls(config)
     listener = {
         "name": LISTENER_NAME,
         "address": _socket(config.listener_host, config.listener_port),
-        "filter_chains": [
-            {"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}
-        ],
+        "per_connection_buffer_limit_bytes": config.hardening.per_connection_buffer_bytes,
+        "filter_chains": [chain],
     }
     return json_format.ParseDict(listener, listener_pb2.Listener())
 
 
+def _hcm_hardening(h: Hardening) -> dict[str, Any]:
+    """Envoy's edge-proxy guidance: real client address, normalised paths, bounded streams and timeouts."""
+    out: dict[str, Any] = {
+        "use_remote_address": True,
+        "xff_num_trusted_hops": 0,
+        "normalize_path": True,
+        "merge_slashes": True,
+        "path_with_escaped_slashes_action": "UNESCAPE_AND_REDIRECT",
+        "common_http_protocol_options": {
+            "idle_timeout": "3600s",
+            "headers_with_underscores_action": "REJECT_REQUEST",
+        },
+        "http2_protocol_options": {
+            "max_concurrent_streams": h.max_concurrent_streams,
+            "initial_stream_window_size": h.initial_stream_window_bytes,
+            "initial_connection_window_size": h.initial_connection_window_bytes,
+        },
+        "stream_idle_timeout": _dur(h.stream_idle_timeout_ms),
+        "request_timeout": _dur(h.request_timeout_ms),
+        "request_headers_timeout": _dur(h.request_headers_timeout_ms),
+    }
+    if h.access_log:
+        out["access_log"] = [
+            {
+                "name": "envoy.access_loggers.stdout",
+                "typed_config": {"@type": _T + "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog"},
+            }
+        ]
+    return out
+
+
 # -- routes --------------------------------------------------------------------------
-def _route(route: Route) -> dict[str, Any]:
+def _route(route: Route, hardening: Hardening) -> dict[str, Any]:
     action: dict[str, Any] = {
         "timeout": _dur(route.timeout_ms),
-        # Honour the caller's grpc-timeout (deadline propagation); `timeout` applies without one.
-        "max_stream_duration": {"grpc_timeout_header_max": "0s"},
+        # Honour the caller's grpc-timeout (deadline propagation), capped so no caller holds a stream
+        # forever; `timeout` applies without one.
+        "max_stream_duration": {"grpc_timeout_header_max": _dur(hardening.max_grpc_timeout_ms)},
     }
     if route.cluster:
         action["cluster"] = route.cluster
@@ -184,7 +277,7 @@ def _route_config(config: MeshConfig) -> Any:
     vhost: dict[str, Any] = {
         "name": "edge",
         "domains": ["*"],
-        "routes": [_route(r) for r in config.routes],
+        "routes": [_route(r, config.hardening) for r in config.routes],
     }
     rl = config.rate_limit
     if rl.enabled:
@@ -214,7 +307,8 @@ def _route_config(config: MeshConfig) -> Any:
 
 
 # -- clusters and endpoints ------------------------------------------------------------
-def _cluster(name: str, cluster: Cluster) -> Any:
+def _cluster(name: str, cluster: Cluster, config: MeshConfig) -> Any:
+    hardening = config.hardening
     spec: dict[str, Any] = {
         "name": name,
         "type": "EDS",
@@ -224,10 +318,23 @@ def _cluster(name: str, cluster: Cluster) -> Any:
         # EDS is the source of truth: a removed host leaves now, even while it passes health checks.
         "ignore_health_on_host_removal": True,
         "typed_extension_protocol_options": _HTTP2_OPTIONS,
+        "per_connection_buffer_limit_bytes": hardening.per_connection_buffer_bytes,
         "circuit_breakers": {
-            "thresholds": [{"max_requests": cluster.max_requests, "max_pending_requests": cluster.max_requests}]
+            "thresholds": [
+                {
+                    "max_requests": cluster.max_requests,
+                    "max_pending_requests": cluster.max_requests,
+                    # Retries may add at most this share of the active requests (no retry storms).
+                    "retry_budget": {
+                        "budget_percent": {"value": hardening.retry_budget_percent},
+                        "min_retry_concurrency": 3,
+                    },
+                }
+            ]
         },
     }
+    if cluster.mtls:
+        spec["transport_socket"] = _upstream_tls(config)
     if cluster.health_check:
         hc = cluster.health_check
         spec["health_checks"] = [

@@ -22,6 +22,7 @@ from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
 from envoy.config.trace.v3 import opentelemetry_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm_pb2
+from envoy.extensions.transport_sockets.tls.v3 import secret_pb2, tls_pb2
 
 from services.controlplane.errors import InconsistentSnapshot
 
@@ -29,8 +30,10 @@ LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
 ROUTE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
 CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 ENDPOINT = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
-TYPE_URLS = (CLUSTER, ENDPOINT, LISTENER, ROUTE)
+SECRET = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
+TYPE_URLS = (CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET)
 _MESSAGE_TYPES: dict[str, type] = {
+    SECRET: secret_pb2.Secret,
     LISTENER: listener_pb2.Listener,
     ROUTE: route_pb2.RouteConfiguration,
     CLUSTER: cluster_pb2.Cluster,
@@ -38,6 +41,8 @@ _MESSAGE_TYPES: dict[str, type] = {
 }
 _HCM_TYPE = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 _OTEL_TYPE = "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig"
+_TLS_TYPE = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
+_UPSTREAM_TLS_TYPE = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
 
 
 def content_hash(resources: Mapping[str, Any]) -> str:
@@ -67,6 +72,8 @@ class Snapshot:
         versions: dict[str, str] = {}
         hashes: dict[str, str] = {}
         for type_url in TYPE_URLS:
+            if type_url == SECRET and not resources.get(SECRET):
+                continue  # no TLS: no SDS type at all (Envoy never subscribes to it, nothing to ACK)
             named: dict[str, Any] = {}
             for res in resources.get(type_url, ()):
                 if not isinstance(res, _MESSAGE_TYPES[type_url]):
@@ -100,6 +107,9 @@ class Snapshot:
         routes = self.resources[ROUTE]
         endpoints = self.resources[ENDPOINT]
         for listener in self.resources[LISTENER].values():
+            for name in _sds_names(listener):
+                if name not in self.resources.get(SECRET, {}):
+                    problems.append(f"listener {listener.name!r} uses missing secret {name!r}")
             for hcm in _http_managers(listener):
                 if hcm.HasField("rds"):
                     name = hcm.rds.route_config_name
@@ -112,12 +122,37 @@ class Snapshot:
         for route_config in routes.values():
             problems += _route_problems(route_config, clusters)
         for cluster in clusters.values():
+            for name in _upstream_sds_names(cluster):
+                if name not in self.resources.get(SECRET, {}):
+                    problems.append(f"cluster {cluster.name!r} uses missing secret {name!r}")
             if cluster.type == cluster_pb2.Cluster.EDS:
                 name = cluster.eds_cluster_config.service_name or cluster.name
                 if name not in endpoints:
                     problems.append(f"EDS cluster {cluster.name!r} has no ClusterLoadAssignment {name!r}")
         if problems:
             raise InconsistentSnapshot(f"snapshot {self.version} rejected: " + "; ".join(problems))
+
+
+def _sds_names(listener: Any) -> list[str]:
+    names = []
+    for chain in listener.filter_chains:
+        if chain.transport_socket.typed_config.type_url == _TLS_TYPE:
+            tls = tls_pb2.DownstreamTlsContext()
+            chain.transport_socket.typed_config.Unpack(tls)
+            names += [c.name for c in tls.common_tls_context.tls_certificate_sds_secret_configs]
+    return names
+
+
+def _upstream_sds_names(cluster: Any) -> list[str]:
+    if cluster.transport_socket.typed_config.type_url != _UPSTREAM_TLS_TYPE:
+        return []
+    tls = tls_pb2.UpstreamTlsContext()
+    cluster.transport_socket.typed_config.Unpack(tls)
+    common = tls.common_tls_context
+    names = [c.name for c in common.tls_certificate_sds_secret_configs]
+    if common.HasField("validation_context_sds_secret_config"):
+        names.append(common.validation_context_sds_secret_config.name)
+    return names
 
 
 def _http_managers(listener: Any) -> list[Any]:

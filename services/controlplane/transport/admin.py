@@ -21,6 +21,8 @@ from typing import Any
 import grpc
 from google.protobuf import json_format, struct_pb2
 
+from predmesh.common.grpcclient import channel
+from predmesh.common.tls import TlsFiles
 from services.controlplane.core.config import MeshConfig
 from services.controlplane.core.publisher import MeshPublisher
 from services.controlplane.core.status import StatusRegistry
@@ -121,8 +123,9 @@ def add_admin_to_server(servicer: AdminServicer, server: grpc.aio.Server) -> Non
 class AdminClient:
     """Async client of the admin API. Owns one channel: use `async with` or `close()`."""
 
-    def __init__(self, address: str, timeout_s: float = 5.0) -> None:
-        self._channel = grpc.aio.insecure_channel(address)
+    def __init__(self, address: str, timeout_s: float = 5.0, tls: TlsFiles | None = None) -> None:
+        """`tls`: an operator's certificate when the admin API serves mutual TLS."""
+        self._channel = channel(address, tls)
         self._timeout_s = timeout_s
 
     async def _call(self, method: str, body: dict[str, Any]) -> dict[str, Any]:

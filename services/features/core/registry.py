@@ -81,7 +81,7 @@ def parse_registry(data: Any, origin: str = "<registry>") -> Registry:
     groups: dict[str, FeatureGroup] = {}
     for entity_type, body in entities.items():
         where = f"{origin}: entities.{entity_type}"
-        if not isinstance(entity_type, str) or not _ENTITY_TYPE.match(entity_type):
+        if not isinstance(entity_type, str) or not _ENTITY_TYPE.fullmatch(entity_type):
             raise RegistryError(f"{where}: entity type must match {_ENTITY_TYPE.pattern}")
         if not isinstance(body, Mapping) or set(body) != {"features"}:
             raise RegistryError(f"{where}: must be a mapping with exactly one key, 'features'")
@@ -98,7 +98,7 @@ def _is_number(value: Any) -> bool:
 
 
 def _parse_feature(name: Any, raw: Any, where: str) -> FeatureSpec:
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise RegistryError(f"{where}: feature name must match {_NAME.pattern}")
     if not isinstance(raw, Mapping):
         raise RegistryError(f"{where}: spec must be a mapping")

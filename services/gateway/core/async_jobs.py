@@ -9,27 +9,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Protocol
 
 from predmesh.common.deadline import Deadline
 from predmesh.common.errors import PredmeshError
+from services.gateway.core.callback_policy import CallbackPolicy, CallbackTarget
 from services.gateway.core.predictor import Predictor
 from services.gateway.core.tasks import drain_tasks
 from services.gateway.core.types import PredictInput, PredictOutput
-from services.gateway.errors import InvalidArgument, ResourceExhausted
+from services.gateway.errors import ResourceExhausted
 
 log = logging.getLogger(__name__)
-
-_TARGET = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.\-]+):[0-9]{1,5}$")
 
 
 class CallbackPort(Protocol):
     async def deliver(
         self,
-        target: str,
+        target: CallbackTarget,
         request_id: str,
         output: PredictOutput | None,
         error: PredmeshError | None,
@@ -48,6 +47,8 @@ class AsyncDispatcher:
         deadline_s: float,
         attempts: int,
         attempt_timeout_s: float,
+        policy: CallbackPolicy | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._predictor = predictor
         self._callbacks = callbacks
@@ -55,6 +56,8 @@ class AsyncDispatcher:
         self._deadline_s = deadline_s
         self._attempts = max(1, attempts)
         self._attempt_timeout_s = attempt_timeout_s
+        self._policy = policy or CallbackPolicy()
+        self._sleep = sleep
         self._tasks: set[asyncio.Task[None]] = set()
         self.delivered = 0
         self.failed_deliveries = 0
@@ -63,20 +66,22 @@ class AsyncDispatcher:
     def pending(self) -> int:
         return len(self._tasks)
 
-    def submit(self, item: PredictInput, callback_target: str) -> str:
-        """Validate and accept a request; returns its request id."""
-        if not _TARGET.match(callback_target or ""):
-            raise InvalidArgument("callback_target must be host:port")
+    async def submit(self, item: PredictInput, callback_target: str, allowed_hosts: Sequence[str] = ()) -> str:
+        """Check the callback target against `allowed_hosts` (the caller's key) and the gateway's
+        policy, then accept the request; returns its request id. Nothing is dialled when refused."""
         if len(self._tasks) >= self._max_pending:
+            raise ResourceExhausted(f"more than {self._max_pending} async predictions pending")
+        target = await self._policy.check(callback_target, allowed_hosts)
+        if len(self._tasks) >= self._max_pending:  # re-checked: the resolution yielded to the loop
             raise ResourceExhausted(f"more than {self._max_pending} async predictions pending")
         if not item.request_id:
             item = replace(item, request_id=uuid.uuid4().hex)
-        task = asyncio.get_running_loop().create_task(self._run(item, callback_target))
+        task = asyncio.get_running_loop().create_task(self._run(item, target))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return item.request_id
 
-    async def _run(self, item: PredictInput, target: str) -> None:
+    async def _run(self, item: PredictInput, target: CallbackTarget) -> None:
         output: PredictOutput | None = None
         error: PredmeshError | None = None
         try:
@@ -92,8 +97,9 @@ class AsyncDispatcher:
                 self.delivered += 1
                 return
             except Exception as err:
-                log.warning("callback %s for %s failed (attempt %d): %s", target, item.request_id, attempt, err)
-                await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
+                log.warning("callback %s for %s failed (attempt %d): %s", target.host, item.request_id, attempt, err)
+                if attempt < self._attempts:  # no pause after the last attempt
+                    await self._sleep(min(0.05 * 2**attempt, 1.0))
         self.failed_deliveries += 1
 
     async def drain(self, timeout_s: float) -> None:

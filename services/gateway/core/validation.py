@@ -18,7 +18,7 @@ def check_name(kind: str, value: str, required: bool = True) -> None:
         if required:
             raise InvalidArgument(f"{kind} is required")
         return
-    if not _NAME.match(value):
+    if not _NAME.fullmatch(value):
         raise InvalidArgument(f"{kind} {value[:64]!r} is not a valid name")
 
 

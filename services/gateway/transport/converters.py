@@ -18,8 +18,24 @@ def value_to_scalar(value: common_pb2.Value, name: str) -> Scalar:
     return scalar
 
 
+# Per-field limits, checked before anything is converted (a caller cannot make the gateway
+# copy megabytes of context into every request it fans out).
+MAX_CONTEXT_FIELDS = 256
+MAX_CONTEXT_KEY_CHARS = 128
+MAX_STRING_VALUE_CHARS = 4096
+
+
 def context_from_pb(context: Mapping[str, common_pb2.Value]) -> dict[str, Scalar]:
-    return {name: value_to_scalar(value, name) for name, value in context.items()}
+    if len(context) > MAX_CONTEXT_FIELDS:
+        raise InvalidArgument(f"more than {MAX_CONTEXT_FIELDS} context features")
+    out: dict[str, Scalar] = {}
+    for name, value in context.items():
+        if len(name) > MAX_CONTEXT_KEY_CHARS:
+            raise InvalidArgument(f"context key longer than {MAX_CONTEXT_KEY_CHARS} characters")
+        if value.WhichOneof("kind") == "string_value" and len(value.string_value) > MAX_STRING_VALUE_CHARS:
+            raise InvalidArgument(f"context value {name!r} longer than {MAX_STRING_VALUE_CHARS} characters")
+        out[name] = value_to_scalar(value, name)
+    return out
 
 
 def predict_input(req: prediction_pb2.PredictRequest) -> PredictInput:
@@ -32,7 +48,10 @@ def predict_input(req: prediction_pb2.PredictRequest) -> PredictInput:
     )
 
 
-def batch_inputs(req: prediction_pb2.PredictBatchRequest) -> list[PredictInput]:
+def batch_inputs(req: prediction_pb2.PredictBatchRequest, max_items: int | None = None) -> list[PredictInput]:
+    """The batch's items; more than `max_items` is refused before any item is converted."""
+    if max_items is not None and len(req.items) > max_items:
+        raise InvalidArgument(f"PredictBatch takes at most {max_items} items, got {len(req.items)}")
     return [
         PredictInput(
             request_id=req.request_id,

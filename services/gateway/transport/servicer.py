@@ -29,11 +29,13 @@ class PredictionServicer(prediction_pb2_grpc.PredictionServiceServicer):
         dispatcher: AsyncDispatcher,
         authorizer: ApiKeyAuthorizer,
         default_deadline_s: float,
+        max_batch_items: int | None = None,
     ) -> None:
         self._predictor = predictor
         self._dispatcher = dispatcher
         self._auth = authorizer
         self._default_deadline_s = default_deadline_s
+        self._max_batch_items = max_batch_items
 
     def _deadline(self, context: grpc.aio.ServicerContext) -> Deadline:
         remaining = context.time_remaining()
@@ -54,7 +56,7 @@ class PredictionServicer(prediction_pb2_grpc.PredictionServiceServicer):
             request.request_id,
             request.model,
             request.version,
-            converters.batch_inputs(request),
+            converters.batch_inputs(request, self._max_batch_items),  # counted before any conversion
             self._deadline(context),
         )
         return converters.batch_response(request.request_id, outs)
@@ -64,6 +66,7 @@ class PredictionServicer(prediction_pb2_grpc.PredictionServiceServicer):
     ) -> prediction_pb2.PredictAsyncResponse:
         if not request.HasField("request"):
             raise InvalidArgument("request is required")
-        self._auth.check(api_key(context), request.request.model)
-        request_id = self._dispatcher.submit(converters.predict_input(request.request), request.callback_target)
+        grant = self._auth.check(api_key(context), request.request.model)
+        item = converters.predict_input(request.request)
+        request_id = await self._dispatcher.submit(item, request.callback_target, grant.callback_hosts)
         return prediction_pb2.PredictAsyncResponse(request_id=request_id)

@@ -6,13 +6,14 @@ stop); every call carries a deadline; upstream failures become PredmeshErrors.
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from collections.abc import Sequence
 
 import grpc
 
 from predmesh.common.errors import InvalidArgument, PredmeshError, Unavailable
-from predmesh.common.grpcclient import insecure_channel, upstream_error
+from predmesh.common.grpcclient import CHANNEL_OPTIONS, insecure_channel, upstream_error
 from predmesh.common.values import scalar_to_value
 from predmesh.v1 import (
     features_pb2,
@@ -22,6 +23,7 @@ from predmesh.v1 import (
     prediction_pb2,
     prediction_pb2_grpc,
 )
+from services.gateway.core.callback_policy import CallbackTarget
 from services.gateway.core.types import FeatureRow, InferenceResult, ModelDescriptor, PredictOutput, Scalar
 from services.gateway.transport.converters import predict_response, score_from_pb, value_to_scalar
 
@@ -116,24 +118,43 @@ class InferenceClient:
 class CallbackClient:
     """Delivers PredictAsync results to callers' PredictionCallback servers.
 
-    Keeps at most `max_channels` channels open (least recently used closed first).
+    Dials the address the callback policy checked (never re-resolves the name), with TLS and
+    the target's host as authority/server name when the target asked for TLS. Keeps at most
+    `max_channels` channels open; the least recently used one is closed in the background
+    (its in-flight deliveries get `close_grace_s`), never inside an unrelated delivery.
+    `close()` closes everything, including channels still closing.
     """
 
-    def __init__(self, max_channels: int = 64) -> None:
-        self._channels: OrderedDict[str, grpc.aio.Channel] = OrderedDict()
+    def __init__(self, max_channels: int = 64, close_grace_s: float = 1.0) -> None:
+        self._channels: OrderedDict[tuple[str, str, bool], grpc.aio.Channel] = OrderedDict()
         self._max = max_channels
+        self._close_grace_s = close_grace_s
+        self._closing: set[asyncio.Task[None]] = set()
 
-    async def _channel(self, target: str) -> grpc.aio.Channel:
-        channel = self._channels.pop(target, None) or insecure_channel(target)
-        self._channels[target] = channel
+    def _open(self, target: CallbackTarget) -> grpc.aio.Channel:
+        if not target.tls:
+            return insecure_channel(target.dial)
+        options = [
+            *CHANNEL_OPTIONS,
+            ("grpc.ssl_target_name_override", target.host),
+            ("grpc.default_authority", f"{target.host}:{target.port}"),
+        ]
+        return grpc.aio.secure_channel(target.dial, grpc.ssl_channel_credentials(), options=options)
+
+    def _channel(self, target: CallbackTarget) -> grpc.aio.Channel:
+        key = (target.dial, target.host, target.tls)
+        channel = self._channels.pop(key, None) or self._open(target)
+        self._channels[key] = channel
         while len(self._channels) > self._max:
             _, old = self._channels.popitem(last=False)
-            await old.close(grace=1.0)
+            task = asyncio.get_running_loop().create_task(old.close(grace=self._close_grace_s))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
         return channel
 
     async def deliver(
         self,
-        target: str,
+        target: CallbackTarget,
         request_id: str,
         output: PredictOutput | None,
         error: PredmeshError | None,
@@ -145,10 +166,12 @@ class CallbackClient:
         if error is not None:
             delivery.error_code = error.code.value
             delivery.error_message = error.message
-        stub = prediction_pb2_grpc.PredictionCallbackStub(await self._channel(target))
+        stub = prediction_pb2_grpc.PredictionCallbackStub(self._channel(target))
         await stub.OnPrediction(delivery, timeout=timeout_s)
 
     async def close(self) -> None:
         channels, self._channels = list(self._channels.values()), OrderedDict()
         for channel in channels:
             await channel.close()
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)

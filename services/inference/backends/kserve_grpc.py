@@ -66,6 +66,7 @@ from tritonclient.utils import InferenceServerException
 from predmesh.common import telemetry
 from predmesh.common.deadline import Deadline
 from predmesh.common.errors import DeadlineExceeded, PredmeshError, ResourceExhausted, Unavailable
+from predmesh.common.tls import TlsFiles
 from services.inference.core.registry import ModelVersion, VersionKey
 from services.inference.errors import ModelExecutionError, ModelLoadError, ModelNotReady
 
@@ -113,6 +114,7 @@ class KServeGrpcBackend:
         version_control: bool = False,
         model_config: Callable[[str], dict[str, Any]] | None = None,
         owners: Callable[[str, str], Sequence[str]] | None = None,
+        tls: TlsFiles | None = None,
     ) -> None:
         if not targets:
             raise ValueError("KServeGrpcBackend needs at least one target")
@@ -125,6 +127,7 @@ class KServeGrpcBackend:
         self._version_control = version_control
         self._model_config = model_config or (lambda name: {})
         self._owners = owners  # version control: which targets host (model, version); None = all
+        self._tls = tls
         self._targets: list[_Target] = []
         self._rr = itertools.count()
         self._loaded: set[VersionKey] = set()
@@ -136,9 +139,19 @@ class KServeGrpcBackend:
         if self._closed:
             raise RuntimeError(f"{self.name} backend is closed")
         if not self._targets:
-            self._targets = [
-                _Target(addr, InferenceServerClient(addr, channel_args=CHANNEL_ARGS)) for addr in self.addresses
-            ]
+            self._targets = [_Target(addr, self._client(addr)) for addr in self.addresses]
+
+    def _client(self, addr: str) -> InferenceServerClient:
+        if self._tls is None:
+            return InferenceServerClient(addr, channel_args=CHANNEL_ARGS)
+        return InferenceServerClient(  # mutual TLS: tritonclient reads the PEM files itself
+            addr,
+            channel_args=CHANNEL_ARGS,
+            ssl=True,
+            root_certificates=str(self._tls.ca),
+            private_key=str(self._tls.key),
+            certificate_chain=str(self._tls.cert),
+        )
 
     async def load(self, model_version: ModelVersion) -> None:
         """Wait (up to `load_timeout_s`) until some target reports the version ready."""

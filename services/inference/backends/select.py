@@ -35,6 +35,7 @@ from functools import partial
 import numpy as np
 
 from predmesh.common.deadline import Deadline
+from predmesh.common.grpcclient import client_tls
 from services.inference.backends.batching import BatchingBackend
 from services.inference.backends.kserve_grpc import KServeGrpcBackend
 from services.inference.backends.onnxruntime_local import OnnxRuntimeLocalBackend
@@ -165,6 +166,7 @@ def _make_backend(
             owners=worker_owners(settings, eager)
             if eager is not None and settings.worker_placement == "hash"
             else None,
+            tls=client_tls(settings),
         )
         return BatchingBackend(workers, batcher_config(settings), metrics) if settings.batch_ort_workers else workers
     if kind == TRITON:
@@ -177,6 +179,7 @@ def _make_backend(
             model_control=settings.triton_model_control,
             version_control=version_control,
             model_config=partial(read_model_config, settings.model_repository, config_name=settings.triton_config_name),
+            tls=client_tls(settings) if settings.triton_tls else None,
         )
         return triton if settings.triton_batches else BatchingBackend(triton, batcher_config(settings), metrics)
     raise ValueError(f"unknown backend kind {kind!r}")

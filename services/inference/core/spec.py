@@ -174,7 +174,7 @@ class EnsembleMember(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> EnsembleMember:
-        if not _VERSION_RE.match(self.version):
+        if not _VERSION_RE.fullmatch(self.version):
             raise ValueError(f"member version {self.version!r} must be a non-negative integer string")
         if not math.isfinite(self.weight):
             raise ValueError("weight must be finite")
@@ -240,9 +240,9 @@ class ModelSpec(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> ModelSpec:
-        if not _NAME_RE.match(self.name):
+        if not _NAME_RE.fullmatch(self.name):
             raise ValueError(f"name {self.name!r} must match {_NAME_RE.pattern}")
-        if not _VERSION_RE.match(self.version):
+        if not _VERSION_RE.fullmatch(self.version):
             raise ValueError(f"version {self.version!r} must be a non-negative integer string")
         if self.kind == ENSEMBLE_KIND:
             if self.ensemble is None:

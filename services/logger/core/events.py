@@ -33,7 +33,7 @@ def traceparent(trace_id: str, request_id: str) -> str | None:
     Used when the event carries no `traceparent` of its own (untraced callers): the
     parent-id is then derived from the request id (stable across replays).
     """
-    if not _TRACE_ID.match(trace_id) or trace_id == "0" * 32:
+    if not _TRACE_ID.fullmatch(trace_id) or trace_id == "0" * 32:
         return None
     span = hashlib.blake2b(request_id.encode(), digest_size=8).hexdigest()
     return f"00-{trace_id}-{span}-01"
@@ -43,7 +43,7 @@ _TRACEPARENT = re.compile(r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
 
 
 def _valid_traceparent(value: str) -> bool:
-    return bool(value) and _TRACEPARENT.match(value) is not None and value[3:35] != "0" * 32
+    return bool(value) and _TRACEPARENT.fullmatch(value) is not None and value[3:35] != "0" * 32
 
 
 def route(payload: bytes, topic: str, shadow_topic: str) -> Route:

@@ -111,8 +111,18 @@ def producer_config(
         "reconnect.backoff.max.ms": 1000,
         "socket.keepalive.enable": True,
     }
+    locked = sorted(k for k in (extra or {}) if k.lower() in _DURABILITY)
+    if locked:
+        raise ValueError(f"kafka_extra may not override delivery guarantees: {locked}")
     config.update(extra or {})
     return config
+
+
+# Properties that make the log durable and exactly-once per partition; extra config (SASL, TLS,
+# tuning) may not weaken them.
+_DURABILITY = frozenset(
+    {"acks", "request.required.acks", "enable.idempotence", "max.in.flight.requests.per.connection", "max.in.flight"}
+)
 
 
 class KafkaSink:

@@ -48,6 +48,16 @@ Observability comes from the chart-wide `metrics` and `tracing` values.
 {{- end }}
 - name: {{ .prefix }}OTLP_ENDPOINT
   value: {{ .root.Values.tracing.otlpEndpoint | toString | quote }}
+{{- if include "predmesh.mtlsCertificates" .root }}
+- name: {{ .prefix }}TLS_CERT_PATH
+  value: /etc/predmesh/tls/tls.crt
+- name: {{ .prefix }}TLS_KEY_PATH
+  value: /etc/predmesh/tls/tls.key
+- name: {{ .prefix }}TLS_CA_PATH
+  value: /etc/predmesh/tls/ca.crt
+- name: {{ .prefix }}HEALTH_PORT
+  value: {{ .root.Values.mtls.healthPort | toString | quote }}
+{{- end }}
 - name: {{ .prefix }}TRACE_SAMPLE_RATIO
   value: {{ .root.Values.tracing.sampleRatio | toString | quote }}
 {{- end -}}
@@ -63,12 +73,19 @@ Observability comes from the chart-wide `metrics` and `tracing` values.
 {{/* Kubernetes-native gRPC probes against grpc.health.v1 on the service port. */}}
 {{- define "predmesh.grpcProbes" -}}
 {{- $probes := .values.probes | default dict -}}
+{{- /* With chart mTLS the service port needs a client certificate: probe the plaintext health-only port. */}}
+{{- $port := ternary (int .root.Values.mtls.healthPort) (int .values.port) (eq (include "predmesh.mtlsCertificates" .root) "true") -}}
 startupProbe:
-  {{- toYaml (mergeOverwrite (dict "grpc" (dict "port" (int .values.port)) "periodSeconds" 2 "timeoutSeconds" 2 "failureThreshold" 60) ($probes.startup | default dict)) | nindent 2 }}
+  {{- toYaml (mergeOverwrite (dict "grpc" (dict "port" $port) "periodSeconds" 2 "timeoutSeconds" 2 "failureThreshold" 60) ($probes.startup | default dict)) | nindent 2 }}
 readinessProbe:
-  {{- toYaml (mergeOverwrite (dict "grpc" (dict "port" (int .values.port)) "periodSeconds" 5 "timeoutSeconds" 2 "failureThreshold" 2) ($probes.readiness | default dict)) | nindent 2 }}
+  {{- toYaml (mergeOverwrite (dict "grpc" (dict "port" $port) "periodSeconds" 5 "timeoutSeconds" 2 "failureThreshold" 2) ($probes.readiness | default dict)) | nindent 2 }}
 livenessProbe:
-  {{- toYaml (mergeOverwrite (dict "grpc" (dict "port" (int .values.port)) "periodSeconds" 10 "timeoutSeconds" 3 "failureThreshold" 3) ($probes.liveness | default dict)) | nindent 2 }}
+  {{- toYaml (mergeOverwrite (dict "grpc" (dict "port" $port) "periodSeconds" 10 "timeoutSeconds" 3 "failureThreshold" 3) ($probes.liveness | default dict)) | nindent 2 }}
+{{- end -}}
+
+{{/* "true" when the chart's own mutual TLS (certificates mode) is on. */}}
+{{- define "predmesh.mtlsCertificates" -}}
+{{- if and .Values.mtls.enabled (eq .Values.mtls.mode "certificates") }}true{{ end -}}
 {{- end -}}
 
 {{- define "predmesh.scheduling" -}}
@@ -111,6 +128,14 @@ labels:
 {{- $_ := set $annotations "prometheus.io/scrape" "true" }}
 {{- $_ := set $annotations "prometheus.io/port" (toString $scrape.port) }}
 {{- $_ := set $annotations "prometheus.io/path" $scrape.path }}
+{{- end }}
+{{- $mtls := .root.Values.mtls }}
+{{- if and $mtls.enabled (eq $mtls.mode "mesh") }}
+{{- if eq $mtls.meshType "istio" }}
+{{- $_ := set $annotations "sidecar.istio.io/inject" "true" }}
+{{- else }}
+{{- $_ := set $annotations "linkerd.io/inject" "enabled" }}
+{{- end }}
 {{- end }}
 {{- $annotations = mergeOverwrite $annotations (deepCopy (.values.podAnnotations | default dict)) }}
 {{- with $annotations }}
@@ -184,6 +209,11 @@ containers:
     volumeMounts:
       - name: tmp
         mountPath: /tmp
+      {{- if include "predmesh.mtlsCertificates" $root }}
+      - name: mesh-tls
+        mountPath: /etc/predmesh/tls
+        readOnly: true
+      {{- end }}
       {{- with .volumeMounts | default "" | trim }}
       {{- . | nindent 6 }}
       {{- end }}
@@ -191,6 +221,12 @@ volumes:
   - name: tmp
     emptyDir:
       sizeLimit: 256Mi
+  {{- if include "predmesh.mtlsCertificates" $root }}
+  - name: mesh-tls
+    secret:
+      secretName: {{ include "predmesh.componentName" . }}-tls
+      defaultMode: 0400
+  {{- end }}
   {{- with .volumes | default "" | trim }}
   {{- . | nindent 2 }}
   {{- end }}

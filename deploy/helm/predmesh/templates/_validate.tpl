@@ -3,6 +3,10 @@ Checks JSON Schema cannot express; called once from routing-configmap.yaml. Each
 names the offending value so `helm install/upgrade/template` stops with a clear message.
 */}}
 {{- define "predmesh.validate" -}}
+{{- $gw := .Values.gateway }}
+{{- if and (not $gw.apiKeys) (not $gw.apiKeysExistingSecret) (not $gw.allowAnonymous) }}
+{{- fail "gateway: no API keys (gateway.apiKeys or gateway.apiKeysExistingSecret): the edge would refuse every call. Set keys, or gateway.allowAnonymous=true to serve unauthenticated traffic on purpose" }}
+{{- end }}
 {{- range $model, $spec := .Values.models }}
 {{- if not $spec.versions }}
 {{- fail (printf "models.%s.versions must list at least one version" $model) }}
