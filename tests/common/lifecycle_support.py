@@ -35,16 +35,17 @@ def refuse_to_serve(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def record_channels(monkeypatch: pytest.MonkeyPatch, module: Any) -> list[grpc.aio.Channel]:
-    """Record the channels `module.insecure_channel` opens."""
+    """Record the channels `module.channel` (mTLS-capable) or `module.insecure_channel` opens."""
     opened: list[grpc.aio.Channel] = []
-    real = module.insecure_channel
+    name = "channel" if hasattr(module, "channel") else "insecure_channel"
+    real = getattr(module, name)
 
     def recording(*args: Any, **kwargs: Any) -> grpc.aio.Channel:
         channel = real(*args, **kwargs)
         opened.append(channel)
         return channel
 
-    monkeypatch.setattr(module, "insecure_channel", recording)
+    monkeypatch.setattr(module, name, recording)
     return opened
 
 

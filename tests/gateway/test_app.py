@@ -16,7 +16,11 @@ from tests.common.lifecycle_support import assert_channel_closed, assert_failed_
 async def test_failed_start_closes_everything_it_opened(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     routing = tmp_path / "routing.yaml"
     routing.write_text("models: {}\n")
+    keys = tmp_path / "keys.json"
+    keys.write_text('{"k": ["*"]}')
     settings = GatewaySettings(
+        api_keys_path=str(keys),  # a key file watcher with its poll task
+        api_keys_poll_ms=10,
         port=0,
         grace_s=0.1,
         features_target=f"127.0.0.1:{free_port()}",

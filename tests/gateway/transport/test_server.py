@@ -36,6 +36,7 @@ async def gateway(upstreams: Upstreams) -> AsyncIterator[GatewayApp]:
         inference_target=upstreams.address,
         logger_target=upstreams.address,
         api_keys=KEYS,
+        callback_hosts=["127.0.0.1"],  # the fake callback server is on loopback: allowed explicitly (SSRF policy)
     )
     app = GatewayApp(settings)
     await app.start()
