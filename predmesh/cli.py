@@ -1,6 +1,7 @@
 """The `predmesh` command line: run the local mesh and talk to it.
 
 predmesh up                      start Redis, the services, demo features and models on loopback
+predmesh status                  every process of the running mesh: pid, uptime, restarts, health
 predmesh predict --model fraud --entity u00042 --context amount=120.5 channel=web
 predmesh features load --redis-url URL --entity-type user [--registry PATH] FILE   (default: demo registry)
 predmesh features load --redis-url URL --demo 1000
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -20,6 +22,30 @@ from pathlib import Path
 from typing import Any
 
 STATE_FILE = "mesh.json"
+STATUS_STALE_S = 10.0  # a status file older than this means the supervisor is gone
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def running_mesh(state_dir: str) -> dict[str, object]:
+    """mesh.json of the `predmesh up` running on `state_dir`; exits 1 with a clear message when none runs."""
+    path = Path(state_dir) / STATE_FILE
+    try:
+        state = dict(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        raise SystemExit(f"error: no running mesh found in {path} (start one with `predmesh up`)") from None
+    pid = state.get("pid")
+    if not isinstance(pid, int) or not _pid_alive(pid):
+        raise SystemExit(f"error: the mesh described by {path} is not running any more (start one with `predmesh up`)")
+    return state
 
 
 def _context_value(text: str) -> tuple[str, bool | float | str]:
@@ -50,10 +76,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     print("predmesh: starting the local mesh (first run trains the demo models)...", flush=True)
+    state_file = mesh.state_dir / STATE_FILE
     with mesh:
         info = mesh.describe()
-        state = {"target": mesh.edge_address, "ca": str(mesh.ca_path or ""), **info}
-        (mesh.state_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
+        state = {"target": mesh.edge_address, "ca": str(mesh.ca_path or ""), "pid": os.getpid(), **info}
+        state_file.write_text(json.dumps(state, indent=2))
         print("predmesh is up:")
         for name, where in info.items():
             print(f"  {name:34s} {where}")
@@ -73,17 +100,45 @@ def cmd_up(args: argparse.Namespace) -> int:
         print("\nCtrl-C stops everything.", flush=True)
         stop.wait()
         print("predmesh: stopping...", flush=True)
+        state_file.unlink(missing_ok=True)
     return 0
 
 
 def _default_target(state_dir: str) -> str:
-    path = Path(state_dir) / STATE_FILE
+    state = running_mesh(state_dir)
+    if "target" not in state:
+        raise SystemExit(f"error: {Path(state_dir) / STATE_FILE} names no target (restart `predmesh up`)")
+    return str(state["target"])
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Print every supervised process of the running mesh; exit 1 when none runs."""
+    import time
+
+    from predmesh.local.supervisor import STATUS_FILE
+
+    running_mesh(args.state_dir)
+    path = Path(args.state_dir) / STATUS_FILE
     try:
-        return str(json.loads(path.read_text())["target"])
-    except (OSError, KeyError, ValueError):
-        raise SystemExit(
-            f"no --target given and no running mesh found in {path} (start one with `predmesh up`)"
-        ) from None
+        status = json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise SystemExit(f"error: the mesh runs without a supervisor status file ({path})") from None
+    age = time.time() - float(status.get("updated_at", 0))
+    if age > STATUS_STALE_S:
+        raise SystemExit(f"error: {path} was last updated {age:.0f}s ago: the supervisor is not running")
+    procs = status.get("processes", [])
+    if args.json:
+        print(json.dumps(status, indent=2))
+    else:
+        print(f"{'process':16s} {'pid':>8s} {'state':9s} {'uptime':>9s} {'restarts':>8s} {'last exit':>9s} health")
+        for p in procs:
+            last = "" if p.get("last_exit") is None else str(p["last_exit"])
+            print(
+                f"{p['name']:16s} {p.get('pid') or '-':>8} {p['state']:9s} {p.get('uptime_s', 0):>8.0f}s "
+                f"{p.get('restarts', 0):>8d} {last:>9s} {p.get('health', 'UNKNOWN')}"
+            )
+    healthy = all(p.get("state") == "running" and p.get("health") == "SERVING" for p in procs)
+    return 0 if healthy else 2
 
 
 def _state_ca(state_dir: str) -> str:
@@ -184,12 +239,13 @@ def cmd_logs_tail(rest: Sequence[str], state_dir: str) -> int:
     if "--state-dir" in args:  # accepted after `tail` too
         at = args.index("--state-dir")
         state_dir, args = (args[at + 1] if at + 1 < len(args) else state_dir), args[:at] + args[at + 2 :]
-    if not any(a == "--bootstrap" or a.startswith("--bootstrap=") for a in args):
-        try:
-            state = json.loads((Path(state_dir) / STATE_FILE).read_text())
-            args = ["--bootstrap", str(state["kafka (tansu) bootstrap"]), *args]
-        except (OSError, KeyError, ValueError):
-            pass  # tail falls back to PREDMESH_LOGGER_BOOTSTRAP_SERVERS
+    explicit = any(a == "--bootstrap" or a.startswith("--bootstrap=") for a in args)
+    if not explicit and "-h" not in args and "--help" not in args:
+        state = running_mesh(state_dir)
+        bootstrap = state.get("kafka (tansu) bootstrap")
+        if not bootstrap:
+            raise SystemExit("error: the running mesh has no Kafka broker (it runs without the logger)")
+        args = ["--bootstrap", str(bootstrap), *args]
     from predmesh.local.kafka import DEV_CONSUMER_TIMEOUTS
 
     return int(tail_main(args, overrides=DEV_CONSUMER_TIMEOUTS) or 0)
@@ -207,6 +263,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--plaintext-edge", action="store_true", help="serve the edge without TLS (development only)")
     up.add_argument("--anonymous", action="store_true", help="no API key needed (development only)")
     up.set_defaults(func=cmd_up)
+
+    status = sub.add_parser("status", help="processes of the running mesh (exit 1: none runs, 2: not all healthy)")
+    status.add_argument("--state-dir", default=".predmesh")
+    status.add_argument("--json", action="store_true", help="print the supervisor's status document")
+    status.set_defaults(func=cmd_status)
 
     predict = sub.add_parser("predict", help="call Predict (one entity) or PredictBatch (several)")
     predict.add_argument("--target", help="edge or gateway host:port (default: the running `predmesh up`)")

@@ -4,8 +4,13 @@
 Redis (demo features loaded) and the Kafka-protocol broker (tansu) first, then the logger,
 features service, tritonserver and ONNX Runtime workers, then the inference orchestrator
 (dispatching GPU-placed models to Triton and CPU models to the workers), then the gateway
-(watching a routing file), then the xDS control plane and Envoy in front of the gateway.
-It stops everything in reverse order.
+(watching a routing file; `gateway_replicas` of them), then the xDS control plane and Envoy
+in front of the gateway replicas. Once everything is up, a `Supervisor` restarts any process
+that dies (same ports, back-off, logged with its exit status) and keeps `status.json` in the
+state dir current (`predmesh status`). Redis keeps an append-only file in `<state>/redis`,
+so a restarted Redis keeps its features; a restarted broker (memory storage) gets its
+topics back and the logger replays its journal into it.
+It stops the supervisor first, then everything in reverse order.
 Used from one thread; `stop()` is idempotent and also runs when `start()` fails half-way.
 """
 
@@ -25,6 +30,7 @@ from typing import Any
 from predmesh.demo import DEMO_ROUTING, FEATURE_REGISTRY
 from predmesh.local.kafka import DEV_CONSUMER_TIMEOUTS
 from predmesh.local.procs import ManagedProcess, PythonService, RedisServer, free_port, port_open, wait_until
+from predmesh.local.supervisor import STATUS_FILE, Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +72,8 @@ class MeshOptions:
     auth: bool = True  # the gateway requires an API key (generated into the state dir); False = anonymous
     edge_tls: bool = True  # the edge listener speaks TLS with a certificate of a local CA (state dir)
     mtls: bool = True  # features, inference, ORT workers and logger serve mutual TLS; their callers use certs
+    gateway_replicas: int = 1  # gateway processes behind Envoy (the control plane's `gateway` endpoints)
+    supervise: bool = True  # restart dead processes and write <state_dir>/status.json
     extra_env: dict[str, str] = field(default_factory=dict)
 
 
@@ -83,6 +91,7 @@ class LocalMesh:
         self.features: PythonService | None = None
         self.inference: PythonService | None = None
         self.gateway: PythonService | None = None
+        self.gateways: list[PythonService] = []
         self.controlplane: PythonService | None = None
         self.triton: ManagedProcess | None = None
         self.ort_workers: list[PythonService] = []
@@ -95,6 +104,7 @@ class LocalMesh:
         self.api_key = ""
         self.api_keys_path = self.state_dir / "api-keys.json"
         self._started: list[ManagedProcess] = []
+        self.supervisor: Supervisor | None = None
 
     # -- addresses -------------------------------------------------------------
     @property
@@ -212,7 +222,7 @@ class LocalMesh:
         if not self.routing_path.exists():
             shutil.copyfile(opts.routing_template, self.routing_path)
 
-        self.redis = RedisServer(workdir=self._logs("redis"))
+        self.redis = RedisServer(workdir=self.state_dir / "redis", persist=True)
         stores: list[ManagedProcess] = [self.redis]
         if opts.with_logger:
             from predmesh.local.kafka import TansuBroker
@@ -314,20 +324,48 @@ class LocalMesh:
         )
         self._launch(self.inference)
 
-        self.gateway = self._service(
-            "gateway",
-            {
-                "PREDMESH_GATEWAY_FEATURES_TARGET": self.features.address,
-                "PREDMESH_GATEWAY_INFERENCE_TARGET": self.inference.address,
-                "PREDMESH_GATEWAY_LOGGER_TARGET": self.logger.address if self.logger else "",
-                "PREDMESH_GATEWAY_ROUTING_PATH": str(self.routing_path),
-                **self._gateway_auth_env(),
-            },
-            port=opts.gateway_port,
-        )
-        self._launch(self.gateway)
+        gateway_env = {
+            "PREDMESH_GATEWAY_FEATURES_TARGET": self.features.address,
+            "PREDMESH_GATEWAY_INFERENCE_TARGET": self.inference.address,
+            "PREDMESH_GATEWAY_LOGGER_TARGET": self.logger.address if self.logger else "",
+            "PREDMESH_GATEWAY_ROUTING_PATH": str(self.routing_path),
+            **self._gateway_auth_env(),
+        }
+        self.gateways = [
+            self._service(
+                "gateway",
+                gateway_env,
+                port=opts.gateway_port if i == 0 else 0,
+                instance=f"gateway-{i}" if opts.gateway_replicas > 1 else "gateway",
+            )
+            for i in range(max(1, opts.gateway_replicas))
+        ]
+        self.gateway = self.gateways[0]
+        self._launch(*self.gateways)
         if opts.with_edge:
             self._start_edge()
+        if opts.supervise:
+            self._supervise()
+
+    def _supervise(self) -> None:
+        self.supervisor = Supervisor(self.state_dir / STATUS_FILE)
+        for proc in self._started:
+            hook = self._recreate_topics if proc is self.broker else None
+            self.supervisor.watch(proc, after_restart=hook)
+        self.supervisor.start()
+
+    def _recreate_topics(self) -> None:
+        """A restarted broker (memory storage) has no topics: create them before the logger replays."""
+        from predmesh.local.kafka import create_topics
+
+        create_topics(self.bootstrap_servers, list(TOPICS))
+
+    def process(self, name: str) -> ManagedProcess:
+        """The running process called `name` (e.g. "redis", "tansu", "gateway-1", "ort-worker-0")."""
+        for proc in self._started:
+            if proc.name == name:
+                return proc
+        raise KeyError(f"no process {name!r} in this mesh: {[p.name for p in self._started]}")
 
     def _start_edge(self) -> None:
         from predmesh.local.envoy import EnvoyProcess
@@ -338,7 +376,7 @@ class LocalMesh:
         self.controlplane = self._service(
             "controlplane",
             {
-                "PREDMESH_CONTROLPLANE_GATEWAY_ENDPOINTS": self.gateway.address,
+                "PREDMESH_CONTROLPLANE_GATEWAY_ENDPOINTS": ",".join(g.address for g in self.gateways),
                 "PREDMESH_CONTROLPLANE_ADMIN_PORT": str(self.controlplane_admin_port),
                 "PREDMESH_CONTROLPLANE_LISTENER_PORT": str(self.edge_port),
                 "PREDMESH_CONTROLPLANE_LISTENER_HOST": "127.0.0.1",
@@ -442,20 +480,21 @@ class LocalMesh:
         env.setdefault("PYTHONPATH", os.pathsep.join(filter(None, [str(Path.cwd()), os.environ.get("PYTHONPATH")])))
         return env
 
-    def _service(self, name: str, env: dict[str, str], port: int = 0) -> PythonService:
-        """A `python -m services.<name>.app` process on a free (or given) loopback port.
+    def _service(self, name: str, env: dict[str, str], port: int = 0, instance: str = "") -> PythonService:
+        """A `python -m services.<name>.app` process on a free (or given) loopback port, called `instance`.
 
         With mTLS, the services in MTLS_SERVERS serve mutual TLS with their own certificate (the
         readiness probe presents the operator's); the gateway only calls with its certificate."""
         port = port or free_port()
         prefix = f"PREDMESH_{name.upper()}_"
+        instance = instance or name
         tls_env = self._mtls_env(prefix, name, serve=name in MTLS_SERVERS) if name in MTLS_IDENTITIES else {}
         service = PythonService(
-            name,
+            instance,
             f"services.{name}.app",
             port,
             self._env(**{f"{prefix}HOST": "127.0.0.1", f"{prefix}PORT": str(port), **tls_env, **env}),
-            workdir=self._logs(name),
+            workdir=self._logs(instance),
         )
         if name in MTLS_SERVERS:
             service.probe_tls = self.identity_files("operator")
@@ -476,6 +515,9 @@ class LocalMesh:
             raise errors[0]
 
     def stop(self) -> None:
+        if self.supervisor is not None:
+            self.supervisor.stop()
+            self.supervisor = None
         while self._started:
             proc = self._started.pop()
             try:
@@ -491,8 +533,8 @@ class LocalMesh:
             out["edge TLS CA certificate"] = str(self.ca_path) if self.ca_path else "none (plaintext edge)"
         if self.api_key:
             out["API key file"] = str(self.state_dir / "api-key")
-        if self.gateway:
-            out["gateway (gRPC PredictionService)"] = self.gateway.address
+        for gw in self.gateways:
+            out[f"{gw.name} (gRPC PredictionService)"] = gw.address
         if self.features:
             out["features (gRPC FeatureService)"] = self.features.address
         if self.inference:

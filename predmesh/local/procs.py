@@ -68,6 +68,8 @@ class ManagedProcess:
         self._extra_env = dict(env or {})
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_file: object | None = None
+        self.started_at = 0.0  # wall-clock time of the last successful start
+        self.last_exit: int | None = None  # exit status of the previous run (negative: killed by signal)
 
     # -- to override -------------------------------------------------------
     def command(self) -> Sequence[str]:
@@ -88,6 +90,20 @@ class ManagedProcess:
 
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
+
+    def reap(self) -> int | None:
+        """After an unexpected death: kill what is left of its process group, close the log.
+
+        Returns the exit status (negative = killed by that signal); the object can `start()` again.
+        """
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return None
+        code = proc.wait()
+        _kill_group(proc.pid, signal.SIGKILL)
+        self._close_log()
+        self.last_exit = code
+        return code
 
     def start(self) -> ManagedProcess:
         if self.running():
@@ -110,26 +126,42 @@ class ManagedProcess:
             tail = self.log_tail()
             self.stop()
             raise RuntimeError(f"{self.name} failed to start: {err}\n--- log tail ---\n{tail}") from err
+        self.started_at = time.time()
         return self
 
     def stop(self, timeout: float = 10.0, sig: int = signal.SIGTERM) -> None:
+        """Signal the whole process group, wait up to `timeout`, then SIGKILL whatever is left of it."""
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(sig)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
+        if proc is not None:
+            if proc.poll() is None:
+                _kill_group(proc.pid, sig)
+                try:
+                    proc.wait(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    _kill_group(proc.pid, signal.SIGKILL)
+                    proc.wait(timeout=5)
+            _kill_group(proc.pid, signal.SIGKILL)  # children that outlived their parent
+            self.last_exit = proc.returncode
+        self._close_log()
+
+    def _close_log(self) -> None:
         if self._log_file is not None:
             self._log_file.close()  # type: ignore[attr-defined]
             self._log_file = None
 
     def kill(self) -> None:
-        """Hard kill (SIGKILL), as a crash would."""
+        """Hard kill (SIGKILL) of the whole group, as a crash would."""
         self.stop(timeout=5, sig=signal.SIGKILL)
+
+    def crash(self, sig: int = signal.SIGKILL) -> None:
+        """Send `sig` to the main process only, as an outside `kill -9 PID` would (fault injection).
+
+        Nothing is reaped here: a supervisor (or `reap()`) notices the death and cleans up.
+        """
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, sig)
 
     def log_tail(self, lines: int = 40) -> str:
         try:
@@ -142,6 +174,12 @@ class ManagedProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _kill_group(pgid: int, sig: int) -> None:
+    """Signal every process of the group `pgid` (our children lead their own session)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
 
 
 def find_binary(name: str, extra_dirs: Sequence[Path] = ()) -> str:
@@ -158,15 +196,20 @@ def find_binary(name: str, extra_dirs: Sequence[Path] = ()) -> str:
 
 
 class RedisServer(ManagedProcess):
-    """A real redis-server on a loopback port, no persistence."""
+    """A real redis-server on a loopback port.
+
+    `persist=True` turns on the append-only file in `workdir` (fsync every second), so a
+    restarted server comes back with its data; the default keeps nothing on disk (tests).
+    """
 
     name = "redis"
     ready_timeout_s = 15.0
 
-    def __init__(self, port: int | None = None, workdir: Path | None = None) -> None:
+    def __init__(self, port: int | None = None, workdir: Path | None = None, persist: bool = False) -> None:
         super().__init__(workdir)
         self.host = "127.0.0.1"
         self.port = port or free_port()
+        self.persist = persist
 
     @property
     def url(self) -> str:
@@ -183,7 +226,9 @@ class RedisServer(ManagedProcess):
             "--save",
             "",
             "--appendonly",
-            "no",
+            "yes" if self.persist else "no",
+            "--appendfsync",
+            "everysec",
             "--protected-mode",
             "no",
             "--dir",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
@@ -70,13 +71,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="KEY=VALUE",
         help="extra librdkafka consumer property (repeatable), e.g. session.timeout.ms=6000",
     )
+    parser.add_argument(
+        "--connect-timeout-s",
+        type=float,
+        default=3.0,
+        help="give up (exit 1) when no broker answers within this many seconds (default 3)",
+    )
     return parser.parse_args(argv)
+
+
+_QUIET = logging.getLogger("services.logger.tail.rdkafka")  # librdkafka's reconnect chatter: debug only
 
 
 def main(
     argv: Sequence[str] | None = None, out: TextIO | None = None, overrides: Mapping[str, Any] | None = None
 ) -> int:
-    """Entry point; returns the exit code (0 ok, 1 consumer error, 2 bad usage, 130 interrupted).
+    """Entry point; returns the exit code (0 ok, 1 no broker / consumer error, 2 bad usage, 130 interrupted).
 
     `overrides`: consumer properties applied over the production ones (before `--consumer-property`).
     """
@@ -94,7 +104,17 @@ def main(
     config = consumer_config(
         args.bootstrap, f"predmesh-tail-{uuid.uuid4().hex[:8]}", from_beginning=args.from_beginning, overrides=extra
     )
-    consumer = Consumer(config)
+    consumer = Consumer({**config, "logger": _QUIET})
+    try:
+        consumer.list_topics(timeout=args.connect_timeout_s)  # fails fast instead of spinning on reconnects
+    except Exception:
+        consumer.close()
+        print(
+            f"error: no Kafka broker answers at {args.bootstrap} within {args.connect_timeout_s:.0f}s "
+            "(is `predmesh up` running?)",
+            file=sys.stderr,
+        )
+        return 1
     consumer.subscribe([args.topic])
     count = 0
     last = time.monotonic()
