@@ -32,6 +32,10 @@ CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     # Spread calls over every address a target resolves to (e.g. dns:///svc-headless:50051).
     ("grpc.lb_policy_name", "round_robin"),
+    # A restarted upstream is found again within ~1 s instead of gRPC's default 2 min back-off cap.
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
 ]
 
 _PASS_THROUGH: dict[grpc.StatusCode, type[PredmeshError]] = {

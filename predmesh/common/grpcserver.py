@@ -80,6 +80,17 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         return rewrap(handler, handler_call_details.method, _StatusForErrors)
 
 
+# Keepalive agreement with `grpcclient.CHANNEL_OPTIONS` (clients ping every 30 s on open streams, even
+# idle ones): the server accepts a ping every 10 s with or without data, so it never answers our own
+# clients with GOAWAY `too_many_pings` (gRPC's server default only tolerates one every 5 minutes).
+SERVER_KEEPALIVE_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.http2.max_ping_strikes", 2),
+]
+
+
 class GrpcServer:
     """One grpc.aio server with tracing, RPC metrics, the error interceptor and a health service.
 
@@ -114,11 +125,13 @@ class GrpcServer:
                 *(interceptors or []),
                 ErrorInterceptor(),
             ],
-            # Explicit limits equal to the clients' (grpcclient.CHANNEL_OPTIONS); `options` may override.
+            # Explicit limits equal to the clients' (grpcclient.CHANNEL_OPTIONS) and a keepalive policy that
+            # accepts their pings; `options` may override.
             options=list(
                 {
                     "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
                     "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
+                    **dict(SERVER_KEEPALIVE_OPTIONS),
                     **dict(options or []),
                 }.items()
             ),
@@ -166,6 +179,12 @@ class GrpcServer:
         for name in ["", *self._service_names]:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         return self.port
+
+    async def set_serving(self, serving: bool) -> None:
+        """Report every service of this server SERVING or NOT_SERVING (e.g. a dependency that cannot recover)."""
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ["", *self._service_names]:
+            await self._health.set(name, status)
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Flip health to NOT_SERVING, then let in-flight RPCs finish within the grace period."""

@@ -2,7 +2,8 @@
 
 `LoggerApp(settings)`: `await start()` opens the journal (replaying its unconfirmed
 tail to Kafka), starts the delivery threads, the metrics endpoint and the gRPC
-server; `await stop()` flips health to NOT_SERVING, drains RPCs within `grace_s`,
+server, and keeps gRPC health in step with `pipeline.healthy` (NOT_SERVING while the
+journal has failed or is full, or delivery keeps failing); `await stop()` flips health to NOT_SERVING, drains RPCs within `grace_s`,
 delivers the journal backlog for up to `flush_timeout_s` and closes everything. A failed
 start closes what it opened (predmesh.common.app.ServiceApp).
 Run it with `python -m services.logger.app` (configured by PREDMESH_LOGGER_* env vars).
@@ -10,6 +11,8 @@ Run it with `python -m services.logger.app` (configured by PREDMESH_LOGGER_* env
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from contextlib import AsyncExitStack
 
@@ -75,6 +78,8 @@ class LoggerApp(ServiceApp[LoggerSettings]):
         await self.serve(stack, server)  # also serves /metrics when metrics_port is set
         if settings.metrics_port is not None:
             self.metrics.port = server.metrics_port
+        health = asyncio.create_task(_follow_pipeline_health(pipeline, server))
+        stack.push_async_callback(_cancel, health)  # closed first, before the server stops
         log.info(
             "logger serving on %s -> kafka %s (topics %s, %s), journal %s",
             server.address,
@@ -83,6 +88,25 @@ class LoggerApp(ServiceApp[LoggerSettings]):
             settings.shadow_topic,
             settings.journal_dir,
         )
+
+
+async def _follow_pipeline_health(pipeline: LogPipeline, server: GrpcServer, interval_s: float = 0.5) -> None:
+    serving = True
+    while True:
+        await asyncio.sleep(interval_s)
+        healthy = pipeline.healthy
+        if healthy != serving:
+            serving = healthy
+            log.log(
+                logging.INFO if healthy else logging.ERROR, "logger health: %s", "SERVING" if healthy else "NOT_SERVING"
+            )
+            await server.set_serving(healthy)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def main() -> None:

@@ -18,3 +18,7 @@ class JournalError(PredmeshError):
 
 class JournalCorrupt(JournalError):
     """A sealed journal segment failed its CRC check; refusing to guess which records are valid."""
+
+
+class JournalWriteFailed(Unavailable):
+    """A journal write failed part-way (disk full, I/O error); it was undone, the caller retries later."""

@@ -63,9 +63,10 @@ class LoggerSettings(ServerSettings):
         64 * 1024 * 1024, ge=4096, description="Journal segment size before rolling to a new file, bytes."
     )
     journal_max_bytes: int = Field(
-        0,
+        1024 * 1024 * 1024,
         ge=0,
-        description="Refuse batches (UNAVAILABLE) while unsent journal data exceeds this, bytes; 0 = none.",
+        description="Refuse batches (UNAVAILABLE; the client retries) while unsent journal data exceeds this, "
+        "bytes; 0 = unbounded. Counted in events_rejected_total{reason=journal_full}, gauge journal_full.",
     )
     checkpoint_interval_ms: int = Field(
         200, ge=1, description="How often the committed Kafka offset is persisted, milliseconds."

@@ -8,7 +8,13 @@ Layout of `directory`:
     (written to a temp file, fsynced, renamed).
 
 Durability: `append()` writes and fsyncs before returning, so a record returned by it
-survives a crash. `commit()` only moves the in-memory committed offset;
+survives a crash. Appends are atomic with respect to failures: when a write fails part-way
+(ENOSPC, EIO) the segment is truncated back to its last durable size and the whole batch
+is refused (`JournalWriteFailed`, retryable); nothing of it is ever read or replayed. An
+fsync failure is fatal (as in PostgreSQL and Kafka: after a failed fsync the kernel may
+have dropped the dirty pages, so what is on disk is unknown): the journal refuses every
+later append (`failed` says why) until the process restarts and re-scans its segments.
+`commit()` only moves the in-memory committed offset;
 `persist_checkpoint()` writes it and deletes segments that are fully committed. A crash
 between delivery and checkpoint replays the tail again (at-least-once).
 
@@ -32,7 +38,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.logger.errors import JournalCorrupt, JournalError
+from services.logger.errors import JournalCorrupt, JournalError, JournalWriteFailed
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +115,7 @@ class Journal:
         self._persisted = -1
         self._file: object | None = None
         self._opened = False
+        self.failed: str | None = None  # set after an fsync failure or a failed truncate: no more appends
 
     # -- lifecycle -----------------------------------------------------------
     def open(self) -> None:
@@ -158,7 +165,7 @@ class Journal:
         self._segments = segments
         self._committed = committed
         self._persisted = committed
-        self._file = open(segments[-1].path, "ab")
+        self._file = open(segments[-1].path, "ab", buffering=0)
         self._opened = True
         log.info(
             "journal opened at %s: offsets %d..%d, %d pending delivery",
@@ -199,34 +206,59 @@ class Journal:
 
     # -- writing (single writer thread) -----------------------------------------
     def append(self, payloads: list[bytes]) -> tuple[int, int]:
-        """Append and fsync `payloads`; returns the [first, end) offsets. Blocking."""
+        """Append and fsync `payloads` as one unit; returns the [first, end) offsets. Blocking.
+
+        Raises `JournalWriteFailed` (nothing appended, retry later) when the write fails, and
+        `JournalError` once the journal has failed for good (see the module docstring).
+        """
+        if self.failed is not None:
+            raise JournalError(f"journal failed, restart the logger: {self.failed}")
         if not self._opened or self._file is None:
             raise JournalError("journal is not open")
         if not payloads:
             end = self.end_offset
             return end, end
         data = encode_records(payloads)
+        with self._lock:
+            seg = self._segments[-1]
         try:
-            with self._lock:
-                seg = self._segments[-1]
             if seg.size > 0 and seg.size + len(data) > self.segment_bytes:
                 seg = self._roll(seg)
-            f = self._file
-            f.write(data)  # type: ignore[attr-defined]
-            f.flush()  # type: ignore[attr-defined]
-            os.fdatasync(f.fileno())  # type: ignore[attr-defined]
+            fd = self._file.fileno()  # type: ignore[attr-defined]
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
         except OSError as err:
-            raise JournalError(f"journal append failed: {err}") from err
+            self._undo_partial_write(seg, err)
+            raise JournalWriteFailed(f"journal append failed (nothing written): {err}") from err
+        try:
+            os.fdatasync(fd)
+        except OSError as err:
+            self.failed = f"fsync of {seg.path.name} failed: {err}"
+            log.critical("journal: %s; refusing further appends", self.failed)
+            raise JournalError(f"journal failed: {self.failed}") from err
         with self._lock:
             first = seg.end
             seg.count += len(payloads)
             seg.size += len(data)
             return first, seg.end
 
+    def _undo_partial_write(self, seg: _Segment, err: OSError) -> None:
+        """Cut the segment back to its durable size so a torn record never sits before later ones."""
+        try:
+            fd = self._file.fileno()  # type: ignore[union-attr]
+            if os.fstat(fd).st_size != seg.size:
+                os.ftruncate(fd, seg.size)
+                os.fsync(fd)
+                log.warning("journal: write failed (%s); %s truncated back to %d bytes", err, seg.path.name, seg.size)
+        except (OSError, ValueError) as trunc_err:
+            self.failed = f"write to {seg.path.name} failed ({err}) and truncating it back failed ({trunc_err})"
+            log.critical("journal: %s; refusing further appends", self.failed)
+
     def _roll(self, current: _Segment) -> _Segment:
         self._file.close()  # type: ignore[union-attr]
         seg = _Segment(base=current.end, path=_segment_path(self.directory, current.end))
-        self._file = open(seg.path, "ab")
+        self._file = open(seg.path, "ab", buffering=0)
         _fsync_dir(self.directory)
         with self._lock:
             self._segments.append(seg)

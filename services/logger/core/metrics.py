@@ -80,6 +80,12 @@ class LoggerMetrics:
             namespace=_NS,
             registry=r,
         )
+        self.journal_full = Gauge(
+            "journal_full",
+            "1 while the journal holds journal_max_bytes of unsent events and refuses new ones (alert on it).",
+            namespace=_NS,
+            registry=r,
+        )
         self.kafka_up = Gauge("kafka_up", "1 while deliveries succeed, 0 while spilling.", namespace=_NS, registry=r)
         self._server: Any = None
         self.port: int | None = None

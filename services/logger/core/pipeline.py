@@ -17,7 +17,16 @@ errors and "all brokers down" also replace the producer once the broker answers
 metadata again (tansu: a live idempotent producer never recovers after a broker
 restart). While Kafka is down, appends keep landing in the journal ("spilled").
 Records the broker can never accept (too large, invalid) go to a dead-letter file
-and count as dropped.
+and count as dropped. If the delivery loop itself fails (an unexpected exception, e.g.
+from a producer in a fatal state), it rebuilds the producer and replays from the
+committed offset after a back-off, without a process restart; `healthy` turns False
+after `_STUCK_AFTER` such failures in a row (until a delivery succeeds again), while
+the journal has failed (fsync error) and while it is full, so the app reports NOT_SERVING.
+
+Full journal (`journal_max_bytes` of unconfirmed segments): appends are refused with
+JournalFull (UNAVAILABLE, the client keeps and retries them), counted in
+`events_rejected_total{reason="journal_full"}`, and `journal_full` is 1. Nothing already
+journaled is ever overwritten or dropped to make room.
 
 The event loop never blocks: journal I/O and producer polling run in the threads.
 """
@@ -37,9 +46,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, KafkaException
 from google.protobuf.message import DecodeError
 
+from predmesh.common.errors import PredmeshError
 from services.logger.core.events import route
 from services.logger.core.journal import Journal, encode_records
 from services.logger.core.metrics import LoggerMetrics
@@ -51,6 +61,7 @@ log = logging.getLogger(__name__)
 SinkFactory = Callable[[Callable[[KafkaError], None]], KafkaSink]
 _GROUP_MAX = 512  # most caller batches merged into one fsync
 _READ_MAX = 2000  # most records read from the journal per feed
+_STUCK_AFTER = 3  # delivery-loop failures in a row before `healthy` turns False
 
 
 @dataclass
@@ -106,6 +117,8 @@ class LogPipeline:
         self._delivery: threading.Thread | None = None
         self._kafka_up = True
         self._closed = False
+        self._loop_failures = 0  # delivery-loop failures since the last confirmed delivery
+        self._full = False
 
         # Delivery-thread state (touched only by that thread and the callbacks it polls).
         self._sink: KafkaSink | None = None
@@ -146,12 +159,28 @@ class LogPipeline:
     def kafka_up(self) -> bool:
         return self._kafka_up
 
+    @property
+    def healthy(self) -> bool:
+        """False while events cannot make progress: journal failed or full, or delivery keeps failing."""
+        return self._journal.failed is None and not self._is_full() and self._loop_failures < _STUCK_AFTER
+
+    def _is_full(self) -> bool:
+        full = bool(self._journal_max_bytes) and self._journal.backlog_bytes() >= self._journal_max_bytes
+        if full != self._full:
+            self._full = full
+            self._metrics.journal_full.set(1 if full else 0)
+            if full:
+                log.error("journal full (%d bytes unsent): refusing new events", self._journal.backlog_bytes())
+            else:
+                log.warning("journal has room again: accepting events")
+        return full
+
     # -- request path (event loop) -----------------------------------------------
     async def append(self, payloads: list[bytes]) -> None:
         """Journal `payloads` durably (fsynced) before returning. Raises JournalFull / JournalError."""
         if self._closed:
             raise JournalError("logger is shutting down")
-        if self._journal_max_bytes and self._journal.backlog_bytes() >= self._journal_max_bytes:
+        if self._is_full():
             self._metrics.rejected.labels("journal_full").inc(len(payloads))
             raise JournalFull("journal full: Kafka has been unreachable too long, retry later")
         loop = asyncio.get_running_loop()
@@ -180,9 +209,13 @@ class LogPipeline:
             err: BaseException | None = None
             try:
                 self._journal.append(payloads)
-            except JournalError as exc:
+            except PredmeshError as exc:  # JournalWriteFailed (undone, retryable) or JournalError (failed)
                 log.error("journal append failed: %s", exc)
+                self._metrics.rejected.labels("journal_error").inc(len(payloads))
                 err = exc
+            except Exception as exc:  # never let the writer thread die: fail this group, keep going
+                log.exception("journal append failed unexpectedly")
+                err = JournalError(f"journal append failed: {exc}")
             if err is None:
                 self._metrics.accepted.inc(len(payloads))
                 if not self._kafka_up:
@@ -196,16 +229,44 @@ class LogPipeline:
 
     # -- delivery thread ------------------------------------------------------------
     def _run_delivery(self) -> None:
-        try:
-            self._delivery_loop()
-        except Exception:
-            log.exception("logger delivery thread crashed; journaled events are replayed at next start")
-            raise
+        """Run the delivery loop; when it fails, rebuild the producer and replay from the journal."""
+        while True:
+            try:
+                self._delivery_loop()
+                return
+            except Exception:
+                self._loop_failures += 1
+                self._kafka_up = False
+                self._metrics.kafka_up.set(0)
+                log.exception(
+                    "logger delivery loop failed (%d in a row): new producer, replay from journal offset %d in %.1fs",
+                    self._loop_failures,
+                    self._journal.committed_offset,
+                    self._backoff_s,
+                )
+                self._drop_sink()
+                self._sleep_backoff()
+                if self._stopping.is_set() and time.monotonic() >= self._stop_deadline:
+                    return
+
+    def _drop_sink(self) -> None:
+        sink, self._sink = self._sink, None
+        self._generation += 1  # reports from the old producer are ignored from now on
+        if sink is not None:
+            try:
+                sink.purge()
+            except Exception as err:
+                log.debug("purging the failed producer: %s", err)
 
     def _delivery_loop(self) -> None:
+        if self._sink is not None:
+            self._drop_sink()
+        self._order.clear()
+        self._confirmed.clear()
+        self._failure = None
         self._sink = self._sink_factory(self._on_error)
         self._reader = self._journal.reader(self._journal.committed_offset)
-        self._replay_until = self._journal.end_offset
+        self._replay_until = max(self._replay_until, self._journal.end_offset)
         last_checkpoint = time.monotonic()
         while True:
             if self._stopping.is_set() and self._drained_or_late():
@@ -268,8 +329,12 @@ class LogPipeline:
                 self._dead_letter(offset, payload, "undecodable")
                 continue
             callback = functools.partial(self._on_delivery, gen, offset)
-            while not sink.produce(r.topic, payload, r.key, r.headers, callback):
-                sink.poll(0.05)  # librdkafka queue full (headroom is 2x max_in_flight, so rare)
+            try:
+                while not sink.produce(r.topic, payload, r.key, r.headers, callback):
+                    sink.poll(0.05)  # librdkafka queue full (headroom is 2x max_in_flight, so rare)
+            except KafkaException as err:  # e.g. the producer is in a fatal state (UNKNOWN_PRODUCER_ID)
+                self._fail(Outcome.RESTART, f"produce failed: {err}")
+                break
         return len(payloads)
 
     def _on_delivery(self, gen: int, offset: int, err: KafkaError | None, msg: Any) -> None:
@@ -278,6 +343,7 @@ class LogPipeline:
         outcome = classify(err)
         if outcome is Outcome.OK:
             self._confirmed.add(offset)
+            self._loop_failures = 0
             self._n_produced += 1
             if offset < self._replay_until:
                 self._n_replayed += 1
