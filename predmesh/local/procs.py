@@ -91,6 +91,12 @@ class ManagedProcess:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    def died(self) -> bool:
+        """True when the process was started and exited on its own (or was killed from outside) since;
+        False while it runs and after `stop()` / `kill()` (a deliberate stop is not a death)."""
+        proc = self._proc
+        return proc is not None and proc.poll() is not None
+
     def reap(self) -> int | None:
         """After an unexpected death: kill what is left of its process group, close the log.
 

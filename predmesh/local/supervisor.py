@@ -151,10 +151,17 @@ class Supervisor:
                     next_probe = now + self.health_interval_s
                 if proc.started_at and time.time() - proc.started_at > self.stable_after_s:
                     entry.backoff_s = self.backoff_initial_s
-                self._stopping.wait(self.poll_interval_s)
+            elif proc.died() or entry.state == "backoff":  # a death, or a restart that failed
+                self._restart(entry)
+                next_probe = 0.0
                 continue
-            self._restart(entry)
-            next_probe = 0.0
+            else:  # stopped on purpose by its owner (tests, shutdown): not ours to restart
+                with self._lock:
+                    entry.state, entry.health = "stopped", "UNKNOWN"
+            if entry.state == "stopped" and proc.running():
+                with self._lock:
+                    entry.state = "running"  # its owner started it again
+            self._stopping.wait(self.poll_interval_s)
 
     def _probe(self, entry: _Watched) -> None:
         try:

@@ -18,6 +18,10 @@ class UnknownFeature(InvalidArgument):
     """A requested feature or a context key is not registered for the entity type."""
 
 
+class InvalidContextValue(InvalidArgument):
+    """A request-context value has the wrong kind, is NaN/inf, out of range or not a category."""
+
+
 class BadEntities(InvalidArgument):
     """The entity list is empty, too long, or holds an empty/over-long entity id."""
 

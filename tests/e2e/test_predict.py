@@ -132,20 +132,41 @@ def test_version_pin(stub: prediction_pb2_grpc.PredictionServiceStub) -> None:
         assert resp.model_version == version and resp.arm == "pinned"
 
 
-def test_missing_and_invalid_features_use_registered_defaults(
+def test_an_entity_missing_from_the_store_is_scored_on_defaults_and_flagged_degraded(
     mesh: LocalMesh, stub: prediction_pb2_grpc.PredictionServiceStub, inference_stub
 ) -> None:
-    # u99999 is not in Redis: every stored feature is defaulted; amount=-5 is out of range.
+    # u99999 is not in Redis: every stored feature is defaulted, so the answer says so.
     resp = stub.Predict(
-        prediction_pb2.PredictRequest(model="fraud", entity_id="u99999", context={"amount": num(-5)}),
+        prediction_pb2.PredictRequest(model="fraud", entity_id="u99999", context={"amount": num(5)}),
         timeout=10,
     )
-    defaulted = set(resp.defaulted_features)
-    assert {"account_age_days", "country", "is_verified", "amount", "hour_of_day", "channel"} <= defaulted
-    defaults_only = reference(
-        mesh, inference_stub, "fraud", "u99999", {"amount": num(REGISTRY["amount"]["default"])}, resp.model_version
-    )
+    stored = {name for name, spec in REGISTRY.items() if spec["source"] == "store"}
+    assert resp.degraded and resp.degraded_reason == "features_missing"
+    assert set(resp.missing_features) == stored & set(resp.defaulted_features) and resp.missing_features
+    assert {"account_age_days", "country", "is_verified", "hour_of_day", "channel"} <= set(resp.defaulted_features)
+    assert resp.arm in ("stable", "canary")  # scored by the requested model, on the registered defaults
+    defaults_only = reference(mesh, inference_stub, "fraud", "u99999", {"amount": num(5)}, resp.model_version)
     assert resp.prediction.score == pytest.approx(defaults_only.predictions[0].score, abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        (common_pb2.Value(string_value="abc"), "expected float"),
+        (num(float("nan")), "not a finite number"),
+        (num(float("inf")), "not a finite number"),
+        (num(-5), "outside"),
+    ],
+)
+def test_an_invalid_context_value_is_invalid_argument_naming_the_field(
+    stub: prediction_pb2_grpc.PredictionServiceStub, value: common_pb2.Value, why: str
+) -> None:
+    request = prediction_pb2.PredictRequest(model="fraud", entity_id="u00042", context={"amount": value})
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Predict(request, timeout=10)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
+    details = info.value.details()  # type: ignore[attr-defined]
+    assert "'amount'" in details and why in details
 
 
 def test_predict_batch_matches_single_predicts(stub: prediction_pb2_grpc.PredictionServiceStub) -> None:

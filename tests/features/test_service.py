@@ -100,8 +100,7 @@ async def test_missing_and_invalid_values_get_defaults(
         "channel",
         "amount",
     ]
-    context = {"hour_of_day": num(30), "channel": num(1), "amount": common_pb2.Value()}
-    resp = await stub.GetFeatures(request([("u2", context)], names), timeout=5)
+    resp = await stub.GetFeatures(request([("u2", {})], names), timeout=5)
     (vector,) = resp.vectors
     assert not vector.entity_unknown
     assert [plain(v) for v in vector.values] == [
@@ -115,16 +114,44 @@ async def test_missing_and_invalid_values_get_defaults(
         ("string_value", "web"),
         ("number_value", 0.0),
     ]
-    assert list(vector.missing) == ["account_age_days"]
-    assert list(vector.invalid) == [
-        "txn_count_7d",
-        "chargeback_rate_90d",
-        "country",
-        "avg_txn_amount_30d",
-        "hour_of_day",
-        "channel",
-        "amount",
-    ]
+    assert list(vector.missing) == ["account_age_days", "hour_of_day", "channel", "amount"]
+    assert list(vector.store_missing) == ["account_age_days"]  # request features are the caller's choice
+    assert list(vector.invalid) == ["txn_count_7d", "chargeback_rate_90d", "country", "avg_txn_amount_30d"]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "why"),
+    [
+        ("amount", text("abc"), "expected float, got a string 'abc'"),
+        ("amount", num(float("nan")), "nan is not a finite number"),
+        ("amount", num(float("inf")), "inf is not a finite number"),
+        ("hour_of_day", num(30), "30.0 is outside [0.0, 23.0]"),
+        ("hour_of_day", num(2.5), "expected an integral int"),
+        ("channel", num(1), "expected a category, got a number"),
+        ("channel", text("fax"), "'fax' is not one of"),
+        ("amount", common_pb2.Value(), "no value set"),
+    ],
+)
+async def test_an_invalid_context_value_is_invalid_argument_naming_the_field(
+    stub: features_pb2_grpc.FeatureServiceStub, redis_url: str, name: str, value: common_pb2.Value, why: str
+) -> None:
+    await seed(redis_url, {"u2": GOOD_USER})
+    good = {"amount": num(10.0), "hour_of_day": num(3), "channel": text("web")}
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.GetFeatures(request([("u1", good), ("u2", {**good, name: value})], ["amount", "country"]), timeout=5)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"entities[1].context['{name}']" in (err.value.details() or "")
+    assert why in (err.value.details() or "")
+
+
+async def test_an_out_of_range_stored_value_falls_back_to_its_default_and_is_counted(
+    stub: features_pb2_grpc.FeatureServiceStub, redis_url: str
+) -> None:
+    await seed(redis_url, {"u3": {**GOOD_USER, "chargeback_rate_90d": "7"}})
+    resp = await stub.GetFeatures(request([("u3", {})], ["chargeback_rate_90d"]), timeout=5)
+    (vector,) = resp.vectors
+    assert [plain(v) for v in vector.values] == [("number_value", 0.0)]
+    assert list(vector.invalid) == ["chargeback_rate_90d"] and not vector.missing and not vector.store_missing
 
 
 async def test_unknown_entities_and_order(stub: features_pb2_grpc.FeatureServiceStub, redis_url: str) -> None:

@@ -147,3 +147,20 @@ def test_logs_tail_without_a_broker_exits_1_quickly(capsys: pytest.CaptureFixtur
     code = cli_main(["logs", "tail", "--bootstrap", f"127.0.0.1:{free_port()}", "--connect-timeout-s", "1"])
     assert code == 1
     assert "no Kafka broker answers" in capsys.readouterr().err
+
+
+def test_a_deliberate_stop_is_not_restarted(tmp_path: Path) -> None:
+    proc = _Forker(workdir=tmp_path / "forker")
+    proc.start()
+    sup = Supervisor(None, backoff_initial_s=0.05, poll_interval_s=0.02)
+    sup.watch(proc)
+    sup.start()
+    try:
+        proc.stop(timeout=2)  # its owner stops it (as the chaos tests do)
+        wait_until(lambda: sup.snapshot()["processes"][0]["state"] == "stopped", 5, "reported stopped")
+        assert not proc.running() and sup.restarts("forker") == 0
+        proc.start()  # and starts it again: supervised as before
+        wait_until(lambda: sup.snapshot()["processes"][0]["state"] == "running", 5, "reported running")
+    finally:
+        sup.stop()
+        proc.stop(timeout=2)

@@ -6,10 +6,13 @@
    and context key (unknown -> INVALID_ARGUMENT); check the entity list and ids;
 2. take fresh entities from the TTL-LRU cache, read the rest in one pipelined Redis
    round trip (only the requested store-sourced fields);
-3. per entity and feature: a context value overrides the stored one; each value is
-   validated; missing ones get the registered default (listed in `missing`), invalid
-   ones too (listed in `invalid`). An invalid context value is NOT replaced by the
-   stored value: it becomes the default and is reported as invalid.
+3. per entity and feature: a context value overrides the stored one. A context value
+   that fails validation (wrong kind, NaN/inf, out of range, unknown category, no value)
+   is the caller's error: INVALID_ARGUMENT naming the entity and field, checked before
+   Redis is read. Stored values are validated too: an invalid one gets the registered
+   default (listed in `invalid`, counted); missing ones get it as well (listed in
+   `missing`; the store-sourced ones also in `store_missing`, which callers use to
+   flag answers scored without the entity's stored data).
 
 Use from one event loop; the assembler holds no per-request state.
 """
@@ -24,8 +27,8 @@ from services.features.core.cache import EntityCache
 from services.features.core.registry import Registry
 from services.features.core.spec import FeatureGroup, FeatureSpec, Scalar, Source
 from services.features.core.store import FeatureStore, StoredEntity
-from services.features.core.values import coerce, parse_stored
-from services.features.errors import BadEntities, UnknownFeature
+from services.features.core.values import coerce, parse_stored, why_invalid
+from services.features.errors import BadEntities, InvalidContextValue, UnknownFeature
 from services.features.metrics import FeaturesMetrics
 
 
@@ -50,6 +53,7 @@ class FeatureVector:
     missing: list[str]
     invalid: list[str]
     entity_unknown: bool
+    store_missing: list[str] = field(default_factory=list)  # store-sourced subset of `missing`
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,11 +127,17 @@ class FeatureAssembler:
                 raise BadEntities(
                     f"entities[{index}].entity_id is longer than {self._limits.max_entity_id_length} characters"
                 )
-            for key in entity.context:
-                if key not in group:
+            for key, value in entity.context.items():
+                spec = group.get(key)
+                if spec is None:
                     raise UnknownFeature(
                         f"entities[{index}].context key {key!r} is not a registered feature"
                         f" of entity type {group.entity_type!r}"
+                    )
+                if coerce(spec, value) is None:
+                    raise InvalidContextValue(
+                        f"entities[{index}].context[{key!r}] (entity {entity.entity_id[:64]!r}): "
+                        f"{why_invalid(spec, value)}"
                     )
 
     async def _read(
@@ -156,9 +166,11 @@ class FeatureAssembler:
 
 
 def _assemble(specs: Sequence[FeatureSpec], entity: EntityRequest, stored: StoredEntity) -> FeatureVector:
+    """One entity's vector; context values were validated by `_check_entities` already."""
     values: list[Scalar] = []
     missing: list[str] = []
     invalid: list[str] = []
+    store_missing: list[str] = []
     for spec in specs:
         value: Scalar | None
         if spec.name in entity.context:
@@ -174,6 +186,8 @@ def _assemble(specs: Sequence[FeatureSpec], entity: EntityRequest, stored: Store
             value = spec.default
             if spec.name not in bad:
                 bad.append(spec.name)
+                if bad is missing and spec.source is Source.STORE:
+                    store_missing.append(spec.name)
         values.append(value)
     return FeatureVector(
         entity_id=entity.entity_id,
@@ -181,4 +195,5 @@ def _assemble(specs: Sequence[FeatureSpec], entity: EntityRequest, stored: Store
         missing=missing,
         invalid=invalid,
         entity_unknown=not stored.exists,
+        store_missing=store_missing,
     )

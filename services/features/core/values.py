@@ -106,6 +106,31 @@ def coerce(spec: FeatureSpec, value: Scalar | None) -> Scalar | None:
     return result
 
 
+def why_invalid(spec: FeatureSpec, value: Scalar | None) -> str:
+    """Why `coerce(spec, value)` refused `value`, for an INVALID_ARGUMENT message."""
+    if value is None:
+        return "no value set"
+    kind = "a bool" if isinstance(value, bool) else "a string" if isinstance(value, str) else "a number"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{value} is not a finite number"
+    if isinstance(value, str) and spec.dtype is not DType.CATEGORY:
+        parsed = parse_text(FeatureSpec(spec.name, spec.dtype, spec.source, spec.default), value)
+        if parsed is None:
+            return f"expected {spec.dtype.value}, got {kind} {value[:40]!r}"
+        value = parsed
+    elif spec.dtype is DType.CATEGORY and not isinstance(value, str):
+        return f"expected a category, got {kind}"
+    elif spec.dtype is not DType.BOOL and isinstance(value, bool):
+        return f"expected {spec.dtype.value}, got a bool"
+    elif spec.dtype is DType.INT and not float(value).is_integer():
+        return f"expected an integral int, got {value}"
+    elif spec.dtype is DType.BOOL and not isinstance(value, bool) and value not in (0, 1):
+        return f"expected bool (or 0/1), got {value}"
+    if spec.dtype is DType.CATEGORY:
+        return f"{str(value)[:40]!r} is not one of {sorted(spec.categories)}"
+    return f"{value} is outside [{spec.min}, {spec.max}]"
+
+
 def encode(spec: FeatureSpec, value: object) -> str | None:
     """Stored text form of `value`, or `None` when it is not a valid value of `spec`.
 

@@ -31,6 +31,7 @@ def vectors_to_pb(vectors: list[FeatureVector]) -> features_pb2.GetFeaturesRespo
                 missing=vector.missing,
                 invalid=vector.invalid,
                 entity_unknown=vector.entity_unknown,
+                store_missing=vector.store_missing,
             )
             for vector in vectors
         ]

@@ -32,6 +32,7 @@ from predmesh.common.deadline import Deadline
 from services.gateway.core.breaker import BreakerRegistry
 from services.gateway.core.catalog import ModelCatalog
 from services.gateway.core.coalescer import Coalescer
+from services.gateway.core.degradation import with_features_verdict
 from services.gateway.core.deps import PathDeps
 from services.gateway.core.fallback import Degrade, FallbackChain
 from services.gateway.core.limits import PredictorLimits
@@ -151,7 +152,18 @@ class Predictor:
             return await self._fallback.answer(route, items, ids, degrade, deadline, started, TraceIds.current())
         timings = Timings(scored.features_ms, scored.inference_ms, (self._clock() - started) * 1e3)
         defaulted = [row.defaulted for row in scored.rows]
-        outputs = build_outputs(ids, items, route.model, scored.version, scored.scores, arm, timings, defaulted)
+        outputs = [
+            with_features_verdict(out, row, route.max_missing_features)
+            for out, row in zip(
+                build_outputs(ids, items, route.model, scored.version, scored.scores, arm, timings, defaulted),
+                scored.rows,
+                strict=True,
+            )
+        ]
+        served_by = f"{route.model}:{scored.version}"
+        for out in outputs:
+            if out.degraded:  # scored by the requested model, but on defaults for missing stored features
+                self.metrics.degraded.labels(route.model, out.degraded_reason, served_by).inc()
         self.metrics.predictions.labels(route.model, scored.version, arm).inc(len(outputs))
         for names in defaulted:
             for name in names:

@@ -20,6 +20,8 @@ File format (YAML or the same as a dict):
           - {type: constant, score: 0.04, label: legit, scores: [0.96, 0.04]}
         eager: ["1", "2"]             # optional: versions the orchestrator's model pool keeps
                                       # loaded (default: the versions above); ignored here
+        max_missing_features: 0       # stored features that may be missing (defaulted) before the
+                                      # answer is degraded/features_missing (core/degradation.py)
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ class ModelRoute:
     shadow: tuple[str, ...] = ()
     fallback: tuple[FallbackStep, ...] = ()
     shadow_ratio: float = 1.0
+    max_missing_features: int = 0
 
     def assign(self, entity_id: str) -> tuple[str, Arm]:
         """(version, arm) for an entity; ("", STABLE) when no versions are listed."""
@@ -182,13 +185,17 @@ def parse_routing(data: Any, revision: str = "") -> RoutingTable:
             raise _fail(where, "model names must be non-empty strings")
         if raw is None:
             raw = {}
-        if not isinstance(raw, dict) or set(raw) - {"versions", "shadow", "shadow_ratio", "fallback", "eager"}:
-            raise _fail(where, "expected {versions?, shadow?, shadow_ratio?, fallback?, eager?}")
+        allowed = {"versions", "shadow", "shadow_ratio", "fallback", "eager", "max_missing_features"}
+        if not isinstance(raw, dict) or set(raw) - allowed:
+            raise _fail(where, "expected {versions?, shadow?, shadow_ratio?, fallback?, eager?, max_missing_features?}")
         eager_raw = raw.get("eager") or []  # read by the inference orchestrator's model pools
         if not isinstance(eager_raw, list):
             raise _fail(f"{where}.eager", "expected a list of versions")
         for i, v in enumerate(eager_raw):
             _version(v, f"{where}.eager[{i}]")
+        tolerance = raw.get("max_missing_features", 0)
+        if isinstance(tolerance, bool) or not isinstance(tolerance, int) or tolerance < 0:
+            raise _fail(f"{where}.max_missing_features", "expected a non-negative integer")
         shadow_raw = raw.get("shadow") or []
         if not isinstance(shadow_raw, list):
             raise _fail(f"{where}.shadow", "expected a list of versions")
@@ -200,5 +207,5 @@ def parse_routing(data: Any, revision: str = "") -> RoutingTable:
         if any(step.kind == "model" and step.model == name for step in fallback):
             raise _fail(f"{where}.fallback", "a model cannot fall back to itself")
         versions = _parse_versions(raw.get("versions"), f"{where}.versions")
-        routes[name] = ModelRoute(name, versions, shadow, fallback, float(ratio))
+        routes[name] = ModelRoute(name, versions, shadow, fallback, float(ratio), tolerance)
     return RoutingTable(routes, revision or "inline")

@@ -45,6 +45,7 @@ class FeatureRow:
     missing: tuple[str, ...] = ()
     invalid: tuple[str, ...] = ()
     entity_unknown: bool = False
+    store_missing: tuple[str, ...] = ()  # store-sourced subset of `missing` (see core/degradation.py)
 
     @property
     def defaulted(self) -> tuple[str, ...]:
@@ -83,6 +84,7 @@ class PredictOutput:
     defaulted_features: tuple[str, ...] = ()
     degraded: bool = False
     degraded_reason: str = ""
+    missing_features: tuple[str, ...] = ()  # stored features absent for this entity (subset of defaulted)
 
 
 @dataclass(frozen=True, slots=True)

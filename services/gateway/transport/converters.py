@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 
 from predmesh.common.values import scalar_from_value
 from predmesh.v1 import common_pb2, prediction_pb2
+from services.gateway.core.degradation import check_context_value
 from services.gateway.core.types import PredictInput, PredictOutput, Scalar, Score, Timings
 from services.gateway.errors import InvalidArgument
 
@@ -26,6 +27,7 @@ MAX_STRING_VALUE_CHARS = 4096
 
 
 def context_from_pb(context: Mapping[str, common_pb2.Value]) -> dict[str, Scalar]:
+    """Caller context; InvalidArgument naming the field for an oversize value, no kind, NaN or inf."""
     if len(context) > MAX_CONTEXT_FIELDS:
         raise InvalidArgument(f"more than {MAX_CONTEXT_FIELDS} context features")
     out: dict[str, Scalar] = {}
@@ -34,7 +36,7 @@ def context_from_pb(context: Mapping[str, common_pb2.Value]) -> dict[str, Scalar
             raise InvalidArgument(f"context key longer than {MAX_CONTEXT_KEY_CHARS} characters")
         if value.WhichOneof("kind") == "string_value" and len(value.string_value) > MAX_STRING_VALUE_CHARS:
             raise InvalidArgument(f"context value {name!r} longer than {MAX_STRING_VALUE_CHARS} characters")
-        out[name] = value_to_scalar(value, name)
+        out[name] = check_context_value(name, value_to_scalar(value, name))
     return out
 
 
@@ -88,6 +90,7 @@ def predict_response(out: PredictOutput) -> prediction_pb2.PredictResponse:
         timings=timings_to_pb(out.timings),
         entity_id=out.entity_id,
         arm=out.arm,
+        missing_features=list(out.missing_features),
     )
 
 

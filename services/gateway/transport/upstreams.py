@@ -61,6 +61,7 @@ class FeaturesClient:
                     missing=tuple(vec.missing),
                     invalid=tuple(vec.invalid),
                     entity_unknown=vec.entity_unknown,
+                    store_missing=tuple(vec.store_missing),
                 )
                 for vec in response.vectors
             ]

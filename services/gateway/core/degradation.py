@@ -1,0 +1,43 @@
+"""When an answer scored by the requested model is still `degraded`: the stored-features rule.
+
+The features service replaces every missing or invalid value with its registered default and
+says which ones it replaced. The gateway turns that into the answer's honesty flags:
+
+- `missing_features` = the store-sourced features the store had no value for (unknown entity,
+  empty or partly loaded store). The answer is `degraded=True` with reason `features_missing`
+  when there are more of them than the model's `max_missing_features` (routing table, default 0):
+  a model scored on defaults instead of the entity's data must not look like a normal answer.
+- Request features the caller left out, and stored values that failed validation (out of range,
+  unparsable: the features service counts them), are listed in `defaulted_features` only.
+- Caller-supplied context values of the wrong kind, NaN or inf never get here: they are
+  INVALID_ARGUMENT naming the field (`check_context_value` here for NaN/inf, the features
+  service for kinds, ranges and categories).
+
+Pure functions; no I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from services.gateway.core.types import FeatureRow, PredictOutput, Scalar
+from services.gateway.errors import InvalidArgument
+
+FEATURES_MISSING = "features_missing"
+
+
+def check_context_value(name: str, value: Scalar) -> Scalar:
+    """`value` unchanged; InvalidArgument naming `name` when it is a NaN or an infinite number."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidArgument(f"context[{name!r}]: {value} is not a finite number")
+    return value
+
+
+def with_features_verdict(out: PredictOutput, row: FeatureRow, max_missing: int) -> PredictOutput:
+    """`out` with `missing_features` set and, beyond `max_missing` of them, degraded/features_missing."""
+    if not row.store_missing:
+        return out
+    degraded = out.degraded or len(row.store_missing) > max_missing
+    reason = out.degraded_reason or (FEATURES_MISSING if degraded else "")
+    return dataclasses.replace(out, missing_features=row.store_missing, degraded=degraded, degraded_reason=reason)
