@@ -122,6 +122,7 @@ class ControlPlaneApp(ServiceApp[ControlPlaneSettings]):
         self.status.on_ack(self._on_ack)
         self.status.on_nack(self._on_nack)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._empty_clusters: list[str] = []
 
     # -- lifecycle (ServiceApp) ------------------------------------------------------
     async def _open_certificates(self, stack: AsyncExitStack) -> None:
@@ -176,6 +177,9 @@ class ControlPlaneApp(ServiceApp[ControlPlaneSettings]):
         self.admin_server = admin
         await admin.start()
         await self.serve(stack, server)
+        self._empty_clusters = []  # the server starts SERVING
+        await self._follow_endpoint_health()
+        self._spawn(self._watch_endpoint_health())
         log.info(
             "control plane serving ADS on %s, admin API on %s (node cluster %r)",
             self.address,
@@ -285,6 +289,23 @@ class ControlPlaneApp(ServiceApp[ControlPlaneSettings]):
                     await source.start(self._on_endpoints)
                 except Exception:
                     log.exception("cannot start Kubernetes endpoint discovery for %s", name)
+
+    async def _follow_endpoint_health(self) -> None:
+        """NOT_SERVING while a routed cluster has no endpoints (e.g. discovery has not succeeded yet)."""
+        empty = self.publisher.empty_routed_clusters()
+        if empty != self._empty_clusters:
+            if empty:
+                log.error("routed cluster(s) without endpoints: %s; health NOT_SERVING", empty)
+            else:
+                log.info("every routed cluster has endpoints; health SERVING")
+            self._empty_clusters = empty
+            if self.server is not None:
+                await self.server.set_serving(not empty)
+
+    async def _watch_endpoint_health(self, interval_s: float = 0.5) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            await self._follow_endpoint_health()
 
     async def _watch_config_file(self, path: Path) -> None:
         while True:

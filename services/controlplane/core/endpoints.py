@@ -7,8 +7,12 @@ again on every change. Lifecycle: `await start(on_change)`, then `await stop()`.
 - `StaticEndpointSource`: a fixed list (local runs, tests).
 - `KubernetesEndpointSource`: the ready addresses of a Service's EndpointSlices,
   watched with the `kubernetes` client from inside the cluster. The client is
-  imported lazily (it is not a predmesh dependency); its blocking watch runs in a
-  daemon thread and hands results to the loop with `call_soon_threadsafe`.
+  imported lazily (the optional extra `predmesh[kubernetes]`); its blocking watch runs
+  in a daemon thread and hands results to the loop with `call_soon_threadsafe`.
+  Everything that can fail (the package missing, no in-cluster config, API errors,
+  a dropped watch) is retried with exponential back-off (`retry_s` doubling up to
+  `retry_max_s`, reset after a successful list); `start()` never fails, and until a
+  first list succeeds the cluster has no endpoints (the app reports NOT_SERVING).
   `endpoints_from_slices` is the pure translation, tested without a cluster.
 """
 
@@ -90,26 +94,28 @@ class KubernetesEndpointSource:
         cluster: str,
         discovery: KubernetesDiscovery,
         api_factory: Callable[[], Any] | None = None,
-        retry_s: float = 2.0,
+        retry_s: float = 1.0,
+        retry_max_s: float = 30.0,
     ) -> None:
         self.cluster = cluster
         self.discovery = discovery
         self._api_factory = api_factory or _in_cluster_api
         self._retry_s = retry_s
+        self._retry_max_s = retry_max_s
+        self.failures = 0  # consecutive failed attempts (API client, list or watch)
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._watch: Any = None
 
     async def start(self, on_change: EndpointsCallback) -> None:
         loop = asyncio.get_running_loop()
-        api = await asyncio.to_thread(self._api_factory)
 
         def report(endpoints: tuple[Endpoint, ...]) -> None:
             if not loop.is_closed():
                 loop.call_soon_threadsafe(on_change, self.cluster, endpoints)
 
         self._thread = threading.Thread(
-            target=self._run, args=(api, report), name=f"k8s-endpoints-{self.cluster}", daemon=True
+            target=self._run_with_retries, args=(report,), name=f"k8s-endpoints-{self.cluster}", daemon=True
         )
         self._thread.start()
 
@@ -120,9 +126,31 @@ class KubernetesEndpointSource:
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, 2.0)
 
-    def _run(self, api: Any, report: Callable[[tuple[Endpoint, ...]], None]) -> None:
-        from kubernetes import watch  # lazy: optional dependency
+    def _backoff(self, what: str, err: BaseException) -> None:
+        self.failures += 1
+        delay = min(self._retry_s * 2 ** (self.failures - 1), self._retry_max_s)
+        log.warning(
+            "endpoint discovery for cluster %s (%s): %s failed (%s); retry %d in %.1fs",
+            self.cluster,
+            self.discovery.service,
+            what,
+            err,
+            self.failures,
+            delay,
+        )
+        self._stopping.wait(delay)
 
+    def _run_with_retries(self, report: Callable[[tuple[Endpoint, ...]], None]) -> None:
+        api: Any = None
+        while api is None and not self._stopping.is_set():
+            try:
+                api = self._api_factory()
+            except Exception as err:
+                self._backoff("creating the Kubernetes API client", err)
+        if api is not None:
+            self._run(api, report)
+
+    def _run(self, api: Any, report: Callable[[tuple[Endpoint, ...]], None]) -> None:
         selector = f"kubernetes.io/service-name={self.discovery.service}"
         while not self._stopping.is_set():
             slices: dict[str, Any] = {}
@@ -131,6 +159,9 @@ class KubernetesEndpointSource:
                 for slc in listed.items:
                     slices[slc.metadata.name] = slc
                 report(endpoints_from_slices(slices.values(), self.discovery.port_name))
+                self.failures = 0
+                from kubernetes import watch  # lazy: optional dependency
+
                 self._watch = watch.Watch()
                 for event in self._watch.stream(
                     api.list_namespaced_endpoint_slice,
@@ -147,15 +178,16 @@ class KubernetesEndpointSource:
                     report(endpoints_from_slices(slices.values(), self.discovery.port_name))
                     if self._stopping.is_set():
                         break
-            except Exception:  # API hiccups: log, back off, list again
-                log.exception("EndpointSlice watch for %s failed; retrying", self.discovery.service)
-                self._stopping.wait(self._retry_s)
+            except Exception as err:  # API hiccups: log, back off, list again
+                self._backoff("listing/watching EndpointSlices", err)
 
 
 def _in_cluster_api() -> Any:
     try:
         from kubernetes import client, config
     except ImportError as err:
-        raise RuntimeError("the `kubernetes` package is needed for Kubernetes endpoint discovery") from err
+        raise RuntimeError(
+            "the `kubernetes` package is needed for Kubernetes endpoint discovery: pip install 'predmesh[kubernetes]'"
+        ) from err
     config.load_incluster_config()
     return client.DiscoveryV1Api()

@@ -64,6 +64,12 @@ class MeshPublisher:
         """Effective endpoints per cluster (discovered ones override the config's static list)."""
         return {name: self._discovered.get(name, c.endpoints) for name, c in self._config.clusters.items()}
 
+    def empty_routed_clusters(self) -> list[str]:
+        """Clusters some route sends traffic to that have no endpoints (Envoy would answer 503/UNAVAILABLE)."""
+        effective = self.endpoints()
+        routed = dict.fromkeys(c for route in self._config.routes for c in route.clusters())
+        return [name for name in routed if not effective.get(name)]
+
     def publish(self) -> Snapshot:
         """Publish the current state as the next version (also used for the first one)."""
         return self._publish(self._config, self._discovered)
