@@ -187,8 +187,11 @@ class GrpcServer:
             await self._health.set(name, status)
 
     async def stop(self, grace_s: float | None = None) -> None:
-        """Flip health to NOT_SERVING, then let in-flight RPCs finish within the grace period."""
+        """Flip health to NOT_SERVING, keep serving for `drain_delay_s` (load balancers notice and stop
+        routing here), then stop accepting and let in-flight RPCs finish within the grace period."""
         await self._health.enter_graceful_shutdown()
+        if self._settings.drain_delay_s > 0:
+            await asyncio.sleep(self._settings.drain_delay_s)
         await self._server.stop(self._settings.grace_s if grace_s is None else grace_s)
         if self._health_server is not None:
             await self._health_server.stop(0)

@@ -17,6 +17,12 @@ class ServerSettings(BaseSettings):
     host: str = Field("127.0.0.1", description="Interface the gRPC server binds to.")
     port: int = Field(0, description="gRPC port; 0 picks a free port (the bound port is logged).")
     grace_s: float = Field(5.0, description="Seconds in-flight RPCs get to finish on shutdown (seconds).")
+    drain_delay_s: float = Field(
+        0.0,
+        ge=0,
+        description="On shutdown, seconds between reporting NOT_SERVING and closing the listener, so load "
+        "balancers health-checking this server stop sending new calls first (seconds; 0 = close at once).",
+    )
     max_concurrent_rpcs: int | None = Field(
         None, description="Upper bound on concurrent RPCs; further calls get RESOURCE_EXHAUSTED."
     )

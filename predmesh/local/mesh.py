@@ -331,10 +331,15 @@ class LocalMesh:
             "PREDMESH_GATEWAY_ROUTING_PATH": str(self.routing_path),
             **self._gateway_auth_env(),
         }
+        if opts.gateway_replicas > 1 and "PREDMESH_GATEWAY_DRAIN_DELAY_S" not in opts.extra_env:
+            # Behind Envoy: on SIGTERM keep serving until its health checks (1 s x 2) took the replica out.
+            gateway_env["PREDMESH_GATEWAY_DRAIN_DELAY_S"] = "2.5"
+        metrics_port = "PREDMESH_GATEWAY_METRICS_PORT"
         self.gateways = [
             self._service(
                 "gateway",
-                gateway_env,
+                # Replicas after the first get their own /metrics port when one is configured.
+                gateway_env if i == 0 or metrics_port not in opts.extra_env else {**gateway_env, metrics_port: "0"},
                 port=opts.gateway_port if i == 0 else 0,
                 instance=f"gateway-{i}" if opts.gateway_replicas > 1 else "gateway",
             )
