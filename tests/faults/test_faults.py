@@ -129,6 +129,8 @@ def test_fault(
 
     assert report.sent >= RATE * PRE_S * 0.8
     samples = sorted({f"{o.code}: {o.reason}" for o in outcomes if o.code != "OK"})[:5]
+    if report.errors and mesh.envoy is not None:
+        samples.append(str(mesh.envoy.stats(r"cluster\.gateway\.(upstream_rq_retry|upstream_cx_connect_fail|health)")))  # type: ignore[attr-defined]
     assert report.errors == {}, f"{fault}: errors returned to callers: {report.errors}, e.g. {samples}"
     assert report.recovery_s <= RECOVERY_BOUND_S, f"{fault}: recovered after {report.recovery_s:.1f}s"
     if process == "tansu":
