@@ -159,7 +159,18 @@ class EventTail:
                 "logger": _QUIET,
             }
         )
-        consumer.assign([TopicPartition(self.topic, 0, 0)])
+        partitions: list[int] = []
+        deadline = time.monotonic() + 30
+        while not partitions and time.monotonic() < deadline and not self._stop.is_set():
+            try:
+                topic = consumer.list_topics(self.topic, timeout=2).topics.get(self.topic)
+                partitions = sorted(topic.partitions) if topic is not None and topic.error is None else []
+            except Exception:
+                partitions = []
+            if not partitions:
+                time.sleep(0.2)
+        # Every partition from offset 0 (a broker restarted empty may have auto-created the topic).
+        consumer.assign([TopicPartition(self.topic, p, 0) for p in partitions or [0]])
         return consumer
 
     def _run(self) -> None:

@@ -11,6 +11,7 @@ Set PREDMESH_FAULTS_REPORT=path.json to write the measured table (docs/RELIABILI
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import signal
@@ -22,9 +23,9 @@ import pytest
 
 from predmesh.local.mesh import LocalMesh, MeshOptions
 from predmesh.local.procs import wait_until
-from tests.faults.harness import TABLE_HEADER, EventTail, Load, PhaseReport, summarize
+from tests.faults.harness import TABLE_HEADER, EventTail, Load, Outcome, PhaseReport, summarize
 
-RATE = 60.0  # requests per second through the edge
+RATE = 40.0  # requests per second through the edge (CI: 2 shared cores for the whole mesh and the load)
 PRE_S = 2.0  # steady load before each fault
 POST_S = 1.0  # steady load after recovery
 GOOD_STREAK_S = 2.0  # recovered = every answer of this long a window is OK and not degraded
@@ -51,6 +52,13 @@ def fault_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMesh]:
         demo_users=200,
         gateway_replicas=2,
         with_monitor=False,
+        extra_env={
+            # Budgets for a busy 2-core CI machine, so that only the injected faults cause fallbacks.
+            "PREDMESH_GATEWAY_FEATURES_TIMEOUT_MS": "2000",
+            "PREDMESH_GATEWAY_INFERENCE_TIMEOUT_MS": "2000",
+            "PREDMESH_GATEWAY_DEFAULT_DEADLINE_MS": "4000",
+            "PREDMESH_FEATURES_REDIS_TIMEOUT_MS": "1000",
+        },
     )
     with LocalMesh(options) as mesh:
         yield mesh
@@ -82,14 +90,26 @@ def _all_serving(mesh: LocalMesh) -> bool:
     return all(p["state"] == "running" and p["health"] == "SERVING" for p in procs)
 
 
-def _recovered(load: Load, since: float) -> bool:
+def _recent(load: Load, since: float) -> list[Outcome]:
+    """Answers sent in the good-streak window that ends 1 s ago (later ones may still be in flight)."""
     now = time.time()
-    if now - since < GOOD_STREAK_S:
+    return [o for o in load.window(now - GOOD_STREAK_S - 1.0, now - 1.0) if o.sent_at >= since]
+
+
+def _recovered(load: Load, since: float) -> bool:
+    if time.time() - since < GOOD_STREAK_S + 1.0:
         return False
-    recent = [o for o in load.window(now - GOOD_STREAK_S, now - 0.5) if o.sent_at >= since]
-    if len(recent) < RATE * (GOOD_STREAK_S - 0.5) * 0.8 or any(o.code == "PENDING" for o in recent):
-        return False
+    recent = _recent(load, since)
+    if len(recent) < RATE * GOOD_STREAK_S * 0.5 or any(o.code == "PENDING" for o in recent):
+        return False  # the machine is too busy to tell: keep waiting
     return all(o.code == "OK" and not o.degraded for o in recent)
+
+
+def _describe(outcomes: list[Outcome]) -> str:
+    kinds = collections.Counter(
+        o.code if o.code != "OK" else ("degraded: " + o.reason[:60] if o.degraded else "OK") for o in outcomes
+    )
+    return ", ".join(f"{k} x{v}" for k, v in kinds.most_common(6))
 
 
 @pytest.mark.parametrize(("fault", "process", "sig"), FAULTS, ids=[f[1] for f in FAULTS])
@@ -109,7 +129,10 @@ def test_fault(
     restarted_at = time.time()
     if process == "tansu":
         tail.switch_broker()  # the restarted broker starts empty: the logger replays into it
-    wait_until(lambda: _recovered(load, restarted_at), RECOVERY_BOUND_S + GOOD_STREAK_S + 5, "recovery")
+    try:
+        wait_until(lambda: _recovered(load, restarted_at), RECOVERY_BOUND_S + GOOD_STREAK_S + 10, "recovery")
+    except TimeoutError:
+        pytest.fail(f"{fault}: not recovered; last answers: {_describe(_recent(load, restarted_at))}")
     time.sleep(POST_S)
     end = time.time()
     wait_until(lambda: all(o.code != "PENDING" for o in load.window(start, end)), 15, "answers of the window")
