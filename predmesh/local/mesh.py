@@ -333,7 +333,7 @@ class LocalMesh:
         }
         if opts.gateway_replicas > 1 and "PREDMESH_GATEWAY_DRAIN_DELAY_S" not in opts.extra_env:
             # Behind Envoy: on SIGTERM keep serving until its health checks (1 s x 2) took the replica out.
-            gateway_env["PREDMESH_GATEWAY_DRAIN_DELAY_S"] = "2.5"
+            gateway_env["PREDMESH_GATEWAY_DRAIN_DELAY_S"] = "3"
         metrics_port = "PREDMESH_GATEWAY_METRICS_PORT"
         self.gateways = [
             self._service(

@@ -149,6 +149,8 @@ def test_fault(
     report.duplicates = sum(max(0, tail.seen(r) - 1) for r in ok_ids)
     REPORTS.append(report)
     print("\n" + report.row())
+    if process.startswith("gateway") and mesh.envoy is not None:
+        print(mesh.envoy.stats(r"cluster\.gateway\.(upstream_rq_retry|upstream_cx_connect_fail|health_check)"))  # type: ignore[attr-defined]
 
     assert report.sent >= RATE * PRE_S * 0.8
     samples = sorted({f"{o.code}: {o.reason}" for o in outcomes if o.code != "OK"})[:5]

@@ -341,6 +341,10 @@ def _cluster(name: str, cluster: Cluster, config: MeshConfig) -> Any:
             {
                 "timeout": _dur(hc.timeout_ms),
                 "interval": _dur(hc.interval_ms),
+                # Envoy's default is one check a minute until it considers the cluster busy: a replica
+                # reporting NOT_SERVING (draining) must be taken out within interval x threshold.
+                "no_traffic_interval": _dur(hc.interval_ms),
+                "no_traffic_healthy_interval": _dur(hc.interval_ms),
                 "unhealthy_threshold": hc.unhealthy_threshold,
                 "healthy_threshold": hc.healthy_threshold,
                 "grpc_health_check": {"service_name": hc.service_name},
