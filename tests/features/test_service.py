@@ -100,7 +100,7 @@ async def test_missing_and_invalid_values_get_defaults(
         "channel",
         "amount",
     ]
-    resp = await stub.GetFeatures(request([("u2", {})], names), timeout=5)
+    resp = await stub.GetFeatures(request(["u2"], names), timeout=5)
     (vector,) = resp.vectors
     assert not vector.entity_unknown
     assert [plain(v) for v in vector.values] == [
@@ -148,7 +148,7 @@ async def test_an_out_of_range_stored_value_falls_back_to_its_default_and_is_cou
     stub: features_pb2_grpc.FeatureServiceStub, redis_url: str
 ) -> None:
     await seed(redis_url, {"u3": {**GOOD_USER, "chargeback_rate_90d": "7"}})
-    resp = await stub.GetFeatures(request([("u3", {})], ["chargeback_rate_90d"]), timeout=5)
+    resp = await stub.GetFeatures(request(["u3"], ["chargeback_rate_90d"]), timeout=5)
     (vector,) = resp.vectors
     assert [plain(v) for v in vector.values] == [("number_value", 0.0)]
     assert list(vector.invalid) == ["chargeback_rate_90d"] and not vector.missing and not vector.store_missing
