@@ -3,9 +3,10 @@
 `LoggerApp(settings)`: `await start()` opens the journal (replaying its unconfirmed
 tail to Kafka), starts the delivery threads, the metrics endpoint and the gRPC
 server, and keeps gRPC health in step with `pipeline.healthy` (NOT_SERVING while the
-journal has failed or is full, or delivery keeps failing); `await stop()` flips health to NOT_SERVING, drains RPCs within `grace_s`,
-delivers the journal backlog for up to `flush_timeout_s` and closes everything. A failed
-start closes what it opened (predmesh.common.app.ServiceApp).
+journal has failed or is full, or delivery keeps failing); `await stop()` flips health
+to NOT_SERVING, drains RPCs within `grace_s`, delivers the journal backlog for up to
+`flush_timeout_s` and closes everything. A failed start closes what it opened
+(predmesh.common.app.ServiceApp).
 Run it with `python -m services.logger.app` (configured by PREDMESH_LOGGER_* env vars).
 """
 

@@ -43,6 +43,7 @@ FAULTS = [
     ("kill -9 broker (tansu)", "tansu", signal.SIGKILL),
 ]
 REPORTS: list[PhaseReport] = []
+pytestmark = pytest.mark.e2e  # the whole supervised mesh
 
 
 @pytest.fixture(scope="module")

@@ -24,8 +24,8 @@ from logger_support import (
     wait_for,
 )
 
+from predmesh.clients.logger import LoggerClient
 from predmesh.local.kafka import TansuBroker
-from services.logger.client import LoggerClient
 from services.logger.core.journal import Journal
 from services.logger.core.metrics import LoggerMetrics
 from services.logger.core.pipeline import LogPipeline
@@ -110,7 +110,9 @@ async def test_full_journal_refuses_events_reports_not_serving_and_recovers(
                 assert client.emit(make_event(i, prefix="full"))
             await wait_for(lambda: m.value(P + "journal_full") == 1, 20, "journal full")
             await wait_for(lambda: m.value(P + "events_rejected_total", reason="journal_full") > 0, 20, "refusals")
-            await wait_for(lambda: not app.pipeline.healthy, 5, "pipeline unhealthy")
+            pipeline = app.pipeline
+            assert pipeline is not None
+            await wait_for(lambda: not pipeline.healthy, 5, "pipeline unhealthy")
             await asyncio.sleep(1.0)  # the app follows pipeline health every 0.5 s
             assert await _health(app.address) == health_pb2.HealthCheckResponse.NOT_SERVING
             assert client.stats.pending > 0  # refused events stay with the client (retried), not dropped
@@ -119,7 +121,7 @@ async def test_full_journal_refuses_events_reports_not_serving_and_recovers(
             ensure_topics(broker.bootstrap_servers, topics)
             await wait_for(lambda: client.stats.pending == 0, 60, "client's refused events accepted after the drain")
             await wait_for(lambda: m.value(P + "journal_backlog_events") == 0, 30, "journal delivered")
-            await wait_for(lambda: app.pipeline.healthy, 5, "pipeline healthy")
+            await wait_for(lambda: pipeline.healthy, 5, "pipeline healthy")
             await asyncio.sleep(1.0)
             assert await _health(app.address) == health_pb2.HealthCheckResponse.SERVING
             assert m.value(P + "journal_full") == 0
