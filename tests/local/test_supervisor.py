@@ -164,3 +164,24 @@ def test_a_deliberate_stop_is_not_restarted(tmp_path: Path) -> None:
     finally:
         sup.stop()
         proc.stop(timeout=2)
+
+
+def test_status_prints_every_process_of_the_running_mesh(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    proc = _Forker(workdir=tmp_path / "forker")
+    proc.start()
+    sup = Supervisor(tmp_path / "status.json", status_interval_s=0.05, health_interval_s=0.05)
+    sup.watch(proc)
+    sup.start()
+    try:
+        (tmp_path / "mesh.json").write_text(json.dumps({"pid": os.getpid(), "target": "127.0.0.1:1"}))
+        wait_until(lambda: sup.snapshot()["processes"][0]["health"] == "SERVING", 5, "probed")
+        wait_until(lambda: "SERVING" in (tmp_path / "status.json").read_text(), 5, "status written")
+        assert cli_main(["status", "--state-dir", str(tmp_path)]) == 0
+        out = capsys.readouterr().out
+        assert "forker" in out and str(proc.pid) in out and "SERVING" in out
+        assert cli_main(["status", "--state-dir", str(tmp_path), "--json"]) == 0
+        doc = json.loads(capsys.readouterr().out)
+        assert [p["name"] for p in doc["processes"]] == ["forker"] and doc["processes"][0]["restarts"] == 0
+    finally:
+        sup.stop()
+        proc.stop(timeout=2)
