@@ -207,5 +207,5 @@ def parse_routing(data: Any, revision: str = "") -> RoutingTable:
         if any(step.kind == "model" and step.model == name for step in fallback):
             raise _fail(f"{where}.fallback", "a model cannot fall back to itself")
         versions = _parse_versions(raw.get("versions"), f"{where}.versions")
-        routes[name] = ModelRoute(name, versions, shadow, fallback, float(ratio), tolerance)
+        routes[name] = ModelRoute(name, versions, shadow, fallback, float(ratio), max_missing_features=tolerance)
     return RoutingTable(routes, revision or "inline")
