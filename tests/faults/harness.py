@@ -1,8 +1,8 @@
 """Fault-injection harness: steady load through the edge, a live tail of the prediction log, and
 per-fault accounting (sent, OK, degraded, errors by code, recovery seconds, lost, duplicates).
 
-- `edge_channel(mesh)`: the one place that knows how to connect to the mesh's edge (plaintext
-  today; adapt here when the local mesh turns on TLS / API keys).
+- `edge_channel(mesh)`: the one place that knows how to connect to the mesh's edge (TLS with the
+  mesh CA and the API key, whatever `LocalMesh.edge_channel` sets up).
 - `Load`: an open-loop generator (`rate` requests/s, each with its own request id) on a thread
   with its own event loop; every outcome is recorded with its send time.
 - `EventTail`: consumes the `predictions` topic from the beginning on a thread and counts
@@ -34,7 +34,8 @@ CONTEXT = {
 
 def edge_channel(mesh: LocalMesh) -> grpc.aio.Channel:
     """An async channel to the mesh's edge (Envoy), as an external caller would open it."""
-    return grpc.aio.insecure_channel(mesh.edge_address)
+    channel: grpc.aio.Channel = mesh.edge_channel(aio=True)
+    return channel
 
 
 @dataclass
