@@ -238,6 +238,7 @@ class LogPipeline:
                 self._loop_failures += 1
                 self._kafka_up = False
                 self._metrics.kafka_up.set(0)
+                self._metrics.producer_restarts.inc()  # the loop starts again with a new producer
                 log.exception(
                     "logger delivery loop failed (%d in a row): new producer, replay from journal offset %d in %.1fs",
                     self._loop_failures,
