@@ -9,6 +9,7 @@ not there, so a scenario can report the peer as not run instead of failing.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import urllib.request
 from collections.abc import Sequence
@@ -18,7 +19,7 @@ from predmesh.local.procs import ManagedProcess, free_port
 
 PEERS_DIR = Path(__file__).resolve().parent
 ROOT = PEERS_DIR.parent.parent
-VENVS = ROOT / ".predmesh" / "bench" / "venvs"
+VENVS = Path(os.environ.get("PREDMESH_BENCH_VENVS") or ROOT / ".predmesh" / "bench" / "venvs")
 
 
 class PeerMissing(RuntimeError):
