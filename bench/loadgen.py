@@ -107,6 +107,7 @@ class _Part:
     max_send_lag_s: float
     start: float  # wall clock (time.time) of the first intended send
     end: float  # wall clock of the last completion
+    cpu_s: float = 0.0  # this client process's CPU time (all threads) during the measured phase
 
 
 async def _warmup(target: Target, n: int) -> None:
@@ -211,16 +212,20 @@ async def _run_part(target_spec: TargetSpec, spec: LoadSpec, index: int, start_w
     target: Target = await target_spec.resolve()(**target_spec.kwargs)
     try:
         await _warmup(target, spec.warmup_requests // spec.processes)
+        cpu0 = time.process_time()
         if spec.mode == "open":
             rate = spec.rate / spec.processes
             seed = spec.seed * 1000 + index
             # Offset each process's constant-rate schedule so the merged stream stays evenly spaced.
             shift = index / spec.rate if spec.arrival == "constant" else 0.0
-            return await _open_loop(target, spec, rate, seed, start_wall + shift)
-        if spec.mode == "closed":
+            part = await _open_loop(target, spec, rate, seed, start_wall + shift)
+        elif spec.mode == "closed":
             conc = max(1, spec.concurrency // spec.processes + (index < spec.concurrency % spec.processes))
-            return await _closed_loop(target, spec, conc, max(1, spec.max_requests // spec.processes))
-        raise ValueError(f"unknown mode {spec.mode!r} (open or closed)")
+            part = await _closed_loop(target, spec, conc, max(1, spec.max_requests // spec.processes))
+        else:
+            raise ValueError(f"unknown mode {spec.mode!r} (open or closed)")
+        part.cpu_s = time.process_time() - cpu0
+        return part
     finally:
         await target.close()
 
@@ -256,6 +261,8 @@ class LoadResult:
     latency_ms: dict[str, float]
     late_sends: int  # open loop: sends issued > 2 ms after their intended time (client lag)
     max_send_lag_ms: float
+    window: tuple[float, float] = (0.0, 0.0)  # wall clock (time.time) of the measured phase
+    client_cpu_s: float = 0.0  # CPU time of the client processes during the measured phase
 
     @property
     def error_rate(self) -> float:
@@ -317,6 +324,8 @@ def _merge(parts: list[_Part], spec: LoadSpec, items_per_call: int) -> LoadResul
         latency_ms=summarize_latencies(latencies),
         late_sends=sum(p.late_sends for p in parts),
         max_send_lag_ms=max(p.max_send_lag_s for p in parts) * 1000.0,
+        window=(start, end),
+        client_cpu_s=sum(p.cpu_s for p in parts),
     )
 
 
