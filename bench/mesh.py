@@ -179,6 +179,12 @@ class BenchMesh:
             self._plain_gateway = gateway
         return self._plain_gateway.address
 
+    @property
+    def plain_gateway_process(self) -> PythonService | None:
+        """The process behind `plain_gateway()` (the mesh's own gateway when logging is off)."""
+        self.plain_gateway()
+        return self._plain_gateway if self._plain_gateway is not None else self.local.gateway
+
     def add_inference(self, name: str, model_repository: Path | None = None, **env: str) -> PythonService:
         proc = self._service(
             name,
