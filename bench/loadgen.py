@@ -40,6 +40,9 @@ OK = "OK"
 CLIENT_TIMEOUT = "CLIENT_TIMEOUT"
 # A send more than this late counts as "late" (client lag; asyncio timers alone can add ~1 ms).
 LATE_SEND_S = 0.002
+# Latencies and schedules use perf_counter, not loop.time(): uvloop's clock (used in client
+# processes when installed) ticks in whole milliseconds.
+_now = time.perf_counter
 
 
 class Target(Protocol):
@@ -137,7 +140,7 @@ async def _open_loop(target: Target, spec: LoadSpec, rate: float, seed: int, sta
     offsets = offsets[offsets < spec.duration_s]
     loop = asyncio.get_running_loop()
     # Align this process's monotonic clock to the shared wall-clock start.
-    t0 = loop.time() + max(0.0, start_wall - time.time())
+    t0 = _now() + max(0.0, start_wall - time.time())
     latencies: list[float] = []
     statuses: Counter[str] = Counter()
     tasks: set[asyncio.Task[None]] = set()
@@ -149,7 +152,7 @@ async def _open_loop(target: Target, spec: LoadSpec, rate: float, seed: int, sta
     async def one(intended: float) -> None:
         try:
             status = await _timed_call(target)
-            done = loop.time()
+            done = _now()
             latencies.append(done - intended)
             statuses[status] += 1
             last_done[0] = max(last_done[0], done)
@@ -158,11 +161,11 @@ async def _open_loop(target: Target, spec: LoadSpec, rate: float, seed: int, sta
 
     for off in offsets:
         intended = t0 + float(off)
-        delay = intended - loop.time()
+        delay = intended - _now()
         if delay > 0:
             await asyncio.sleep(delay)
         await slots.acquire()
-        lag = loop.time() - intended
+        lag = _now() - intended
         if lag > LATE_SEND_S:
             late += 1
         max_lag = max(max_lag, lag)
@@ -177,24 +180,24 @@ async def _open_loop(target: Target, spec: LoadSpec, rate: float, seed: int, sta
         statuses[CLIENT_TIMEOUT] += len(pending)
         with contextlib.suppress(Exception):
             await asyncio.gather(*pending, return_exceptions=True)
-    wall_of = time.time() - loop.time()
+    wall_of = time.time() - _now()
     return _Part(latencies, dict(statuses), len(offsets), late, max_lag, t0 + wall_of, last_done[0] + wall_of)
 
 
 async def _closed_loop(target: Target, spec: LoadSpec, concurrency: int, max_requests: int) -> _Part:
     loop = asyncio.get_running_loop()
-    t0 = loop.time()
+    t0 = _now()
     stop_at = t0 + spec.duration_s
     latencies: list[float] = []
     statuses: Counter[str] = Counter()
     budget = [max_requests]
 
     async def worker() -> None:
-        while budget[0] > 0 and loop.time() < stop_at:
+        while budget[0] > 0 and _now() < stop_at:
             budget[0] -= 1
-            began = loop.time()
+            began = _now()
             status = await _timed_call(target)
-            latencies.append(loop.time() - began)
+            latencies.append(_now() - began)
             statuses[status] += 1
 
     workers = [loop.create_task(worker()) for _ in range(concurrency)]
@@ -202,7 +205,7 @@ async def _closed_loop(target: Target, spec: LoadSpec, concurrency: int, max_req
     for task in pending:
         task.cancel()
     statuses[CLIENT_TIMEOUT] += len(pending)
-    end = loop.time()
+    end = _now()
     wall_of = time.time() - end
     sent = sum(statuses.values())
     return _Part(latencies, dict(statuses), sent, 0, 0.0, t0 + wall_of, end + wall_of)

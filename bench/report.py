@@ -76,7 +76,7 @@ def _per_round(
     out = []
     for ra, rb in zip(_runs(a), _runs(b), strict=False):
         try:
-            out.append(value(ra, rb) if "error" not in ra and "error" not in rb else None)
+            out.append(value(ra, rb) if not ra.get("error") and not rb.get("error") else None)
         except (KeyError, TypeError, ZeroDivisionError):
             out.append(None)
     return out

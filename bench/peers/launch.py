@@ -186,7 +186,7 @@ class RayServeProcess(ManagedProcess):
     replicas) runs in this process's session, so `stop()` and the CPU sampler see them all."""
 
     name = "ray"
-    ready_timeout_s = 180.0
+    ready_timeout_s = 240.0
 
     def __init__(self, redis_url: str, model_path: Path, workdir: Path, cpus: int = 2, max_ongoing: int = 256) -> None:
         self.port = free_port()
@@ -206,6 +206,7 @@ class RayServeProcess(ManagedProcess):
                 # On a loaded 2-core box the dashboard agent can take >30 s to start; the raylet
                 # would give up waiting for its port (a fatal check) at Ray's default.
                 "RAY_agent_register_timeout_ms": "180000",
+                "RAY_raylet_start_wait_time_s": "180",
             },
         )
         self.ready_file.unlink(missing_ok=True)

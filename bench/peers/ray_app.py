@@ -85,10 +85,35 @@ def build_app(redis_url: str, model_path: str) -> Any:
     return Model.bind(Features.bind(redis_url), model_path)  # type: ignore[attr-defined]
 
 
+def _patient_startup(wait_s: float) -> None:
+    """Let `ray.init` wait up to `wait_s` for the raylet to register (Ray hard-codes 30 s, which
+    a loaded 2-core machine exceeds: the raylet first waits for its dashboard agent, whose
+    imports alone can take that long). The raylet's own wait is RAY_raylet_start_wait_time_s."""
+    import time
+
+    import ray._private.services as services
+
+    get_node = services.get_node
+
+    def patient(*args: Any, **kwargs: Any) -> Any:
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                return get_node(*args, **kwargs)
+            except RuntimeError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
+    services.get_node = patient
+
+
 def main() -> None:
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
     from ray import serve
+
+    _patient_startup(float(os.environ.get("BENCH_RAY_STARTUP_WAIT_S", "150")))
 
     port = int(os.environ["BENCH_RAY_PORT"])
     ray.init(

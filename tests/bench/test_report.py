@@ -12,6 +12,7 @@ def _run(throughput: float, p50: float = 5.0, p99: float = 10.0, servers: float 
         "throughput": throughput,
         "latency_ms": {"p50": p50, "p99": p99, "p99.9": p99},
         "errors": errors,
+        "error": None,  # as bench.run keeps it for a run that did not fail
         "cpu_us": {"gateway": servers / 2, "features": servers / 2, "servers": servers, "client": 100.0},
     }
 
