@@ -34,8 +34,8 @@ def _ratio(a: Any, b: Any) -> str:
 
 
 def _errors(row: dict[str, Any]) -> str:
-    if "error" in row:
-        return "run failed: " + row["error"][:80]
+    if row.get("error"):
+        return "run failed: " + str(row["error"])[:80]
     errors = row.get("errors") or {}
     return ", ".join(f"{k} {v}" for k, v in errors.items()) or "0"
 
