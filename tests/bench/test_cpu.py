@@ -45,10 +45,13 @@ def test_sampler_attributes_cpu_to_the_window_it_was_spent_in(burner: subprocess
         deadline = time.monotonic() + 20
         while cpu.snapshot({"burn": [burner.pid]})["burn"] < 0.39 and time.monotonic() < deadline:
             time.sleep(0.05)
-        time.sleep(0.2)
-    first, last = sampler.samples[0][0], sampler.samples[-1][0]
+    (first, at_first), (last, at_last) = sampler.samples[0], sampler.samples[-1]
+    assert len(sampler.samples) >= 2
+    assert sampler.between(first, last)["burn"] == pytest.approx(at_last["burn"] - at_first["burn"])
     assert sampler.between(first, last)["burn"] >= 0.3
-    assert sampler.between(last - 0.1, last)["burn"] == pytest.approx(0.0, abs=0.03)  # sleeping by then
+    middle = (first + last) / 2
+    assert sampler.between(middle, middle)["burn"] == 0.0
+    assert sampler.between(first - 10, first)["burn"] == 0.0  # before the first sample: nothing known
 
 
 def test_interpolate_and_per_request() -> None:
