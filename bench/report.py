@@ -200,8 +200,11 @@ def _cpu_table(result: dict[str, Any]) -> list[str]:
         cpu = row.get("cpu_us") or {}
         cfg = row.get("config") or {}
         cells = [_f(cpu.get(c), 0) if c in cpu else "" for c in shown]
+        degraded = (row.get("errors") or {}).get("DEGRADED", 0)
+        # Degraded answers used CPU in the window but are not successes: the row's figure is inflated.
+        flag = f" (inflated: {degraded} DEGRADED answers not counted)" if degraded else ""
         lines.append(
-            f"| {row.get('label', row['system'])} | "
+            f"| {row.get('label', row['system'])}{flag} | "
             + " | ".join(cells)
             + f" | **{_f(cpu.get('servers'), 0)}** | {_f(cpu.get('client'), 0)} | "
             + " | ".join(cfg.get(k, "-") for k in ("shadow", "logging", "tracing", "coalescing"))

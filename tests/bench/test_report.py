@@ -88,5 +88,6 @@ def test_render_compare_has_the_cpu_table_and_the_must_show() -> None:
     assert "| system | edge | gateway | features | orchestrator | worker | logger | broker | redis | other |" in text
     assert "| predmesh-full |  | 700 | 700 |" in text  # the median round's CPU by process
     assert "v2 at 10% | Kafka | off | on |" in text
+    assert "| predmesh-full |" in text and "| mlserver (inflated: 3 DEGRADED" not in text  # median round has none
     assert "Must show (issue #13), round by round:" in text
     assert "| full path max req/s / FastAPI's | >= 1.5x | 1.50 | 1.00 | 2.00 | 1.50 | yes |" in text
