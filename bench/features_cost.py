@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--service-root", type=Path, default=ROOT)
     args = parser.parse_args(argv)
-    from services.features.loader import load_demo
+    from predmesh.demo.load import load_demo
 
     work = Path(tempfile.mkdtemp(prefix="features-cost-"))
     redis = RedisServer(workdir=work / "redis")
