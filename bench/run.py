@@ -186,12 +186,12 @@ def predmesh_config(mesh: BenchMesh, with_logging: bool) -> dict[str, str]:
     from services.gateway.settings import GatewaySettings
 
     try:
-        routes = yaml.safe_load(mesh.local.routing_path.read_text()).get("models", {})
-        shadow = routes.get(MODEL, {}).get("shadow")
+        route = yaml.safe_load(mesh.local.routing_path.read_text()).get("models", {}).get(MODEL, {})
+        shadow, ratio = route.get("shadow"), route.get("shadow_ratio", 1.0)
     except (OSError, AttributeError, yaml.YAMLError):
-        shadow = None
-    if isinstance(shadow, list) and all(isinstance(v, str | int) for v in shadow):
-        shadow_text = ", ".join(f"v{v} (every request)" for v in shadow) or "none"
+        shadow, ratio = None, None
+    if isinstance(shadow, list) and all(isinstance(v, str | int) for v in shadow) and isinstance(ratio, int | float):
+        shadow_text = ", ".join(f"v{v} at {ratio:.0%}" for v in shadow) or "none"
     else:
         shadow_text = json.dumps(shadow) if shadow else "none"
     settings = GatewaySettings()
