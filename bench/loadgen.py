@@ -40,6 +40,9 @@ OK = "OK"
 CLIENT_TIMEOUT = "CLIENT_TIMEOUT"
 # A send more than this late counts as "late" (client lag; asyncio timers alone can add ~1 ms).
 LATE_SEND_S = 0.002
+# Latencies and schedules use perf_counter, not loop.time(): uvloop's clock (used in client
+# processes when installed) ticks in whole milliseconds.
+_now = time.perf_counter
 
 
 class Target(Protocol):
@@ -107,6 +110,7 @@ class _Part:
     max_send_lag_s: float
     start: float  # wall clock (time.time) of the first intended send
     end: float  # wall clock of the last completion
+    cpu_s: float = 0.0  # this client process's CPU time (all threads) during the measured phase
 
 
 async def _warmup(target: Target, n: int) -> None:
@@ -136,7 +140,7 @@ async def _open_loop(target: Target, spec: LoadSpec, rate: float, seed: int, sta
     offsets = offsets[offsets < spec.duration_s]
     loop = asyncio.get_running_loop()
     # Align this process's monotonic clock to the shared wall-clock start.
-    t0 = loop.time() + max(0.0, start_wall - time.time())
+    t0 = _now() + max(0.0, start_wall - time.time())
     latencies: list[float] = []
     statuses: Counter[str] = Counter()
     tasks: set[asyncio.Task[None]] = set()
@@ -148,7 +152,7 @@ async def _open_loop(target: Target, spec: LoadSpec, rate: float, seed: int, sta
     async def one(intended: float) -> None:
         try:
             status = await _timed_call(target)
-            done = loop.time()
+            done = _now()
             latencies.append(done - intended)
             statuses[status] += 1
             last_done[0] = max(last_done[0], done)
@@ -157,11 +161,11 @@ async def _open_loop(target: Target, spec: LoadSpec, rate: float, seed: int, sta
 
     for off in offsets:
         intended = t0 + float(off)
-        delay = intended - loop.time()
+        delay = intended - _now()
         if delay > 0:
             await asyncio.sleep(delay)
         await slots.acquire()
-        lag = loop.time() - intended
+        lag = _now() - intended
         if lag > LATE_SEND_S:
             late += 1
         max_lag = max(max_lag, lag)
@@ -176,24 +180,24 @@ async def _open_loop(target: Target, spec: LoadSpec, rate: float, seed: int, sta
         statuses[CLIENT_TIMEOUT] += len(pending)
         with contextlib.suppress(Exception):
             await asyncio.gather(*pending, return_exceptions=True)
-    wall_of = time.time() - loop.time()
+    wall_of = time.time() - _now()
     return _Part(latencies, dict(statuses), len(offsets), late, max_lag, t0 + wall_of, last_done[0] + wall_of)
 
 
 async def _closed_loop(target: Target, spec: LoadSpec, concurrency: int, max_requests: int) -> _Part:
     loop = asyncio.get_running_loop()
-    t0 = loop.time()
+    t0 = _now()
     stop_at = t0 + spec.duration_s
     latencies: list[float] = []
     statuses: Counter[str] = Counter()
     budget = [max_requests]
 
     async def worker() -> None:
-        while budget[0] > 0 and loop.time() < stop_at:
+        while budget[0] > 0 and _now() < stop_at:
             budget[0] -= 1
-            began = loop.time()
+            began = _now()
             status = await _timed_call(target)
-            latencies.append(loop.time() - began)
+            latencies.append(_now() - began)
             statuses[status] += 1
 
     workers = [loop.create_task(worker()) for _ in range(concurrency)]
@@ -201,7 +205,7 @@ async def _closed_loop(target: Target, spec: LoadSpec, concurrency: int, max_req
     for task in pending:
         task.cancel()
     statuses[CLIENT_TIMEOUT] += len(pending)
-    end = loop.time()
+    end = _now()
     wall_of = time.time() - end
     sent = sum(statuses.values())
     return _Part(latencies, dict(statuses), sent, 0, 0.0, t0 + wall_of, end + wall_of)
@@ -211,16 +215,20 @@ async def _run_part(target_spec: TargetSpec, spec: LoadSpec, index: int, start_w
     target: Target = await target_spec.resolve()(**target_spec.kwargs)
     try:
         await _warmup(target, spec.warmup_requests // spec.processes)
+        cpu0 = time.process_time()
         if spec.mode == "open":
             rate = spec.rate / spec.processes
             seed = spec.seed * 1000 + index
             # Offset each process's constant-rate schedule so the merged stream stays evenly spaced.
             shift = index / spec.rate if spec.arrival == "constant" else 0.0
-            return await _open_loop(target, spec, rate, seed, start_wall + shift)
-        if spec.mode == "closed":
+            part = await _open_loop(target, spec, rate, seed, start_wall + shift)
+        elif spec.mode == "closed":
             conc = max(1, spec.concurrency // spec.processes + (index < spec.concurrency % spec.processes))
-            return await _closed_loop(target, spec, conc, max(1, spec.max_requests // spec.processes))
-        raise ValueError(f"unknown mode {spec.mode!r} (open or closed)")
+            part = await _closed_loop(target, spec, conc, max(1, spec.max_requests // spec.processes))
+        else:
+            raise ValueError(f"unknown mode {spec.mode!r} (open or closed)")
+        part.cpu_s = time.process_time() - cpu0
+        return part
     finally:
         await target.close()
 
@@ -256,6 +264,8 @@ class LoadResult:
     latency_ms: dict[str, float]
     late_sends: int  # open loop: sends issued > 2 ms after their intended time (client lag)
     max_send_lag_ms: float
+    window: tuple[float, float] = (0.0, 0.0)  # wall clock (time.time) of the measured phase
+    client_cpu_s: float = 0.0  # CPU time of the client processes during the measured phase
 
     @property
     def error_rate(self) -> float:
@@ -317,6 +327,8 @@ def _merge(parts: list[_Part], spec: LoadSpec, items_per_call: int) -> LoadResul
         latency_ms=summarize_latencies(latencies),
         late_sends=sum(p.late_sends for p in parts),
         max_send_lag_ms=max(p.max_send_lag_s for p in parts) * 1000.0,
+        window=(start, end),
+        client_cpu_s=sum(p.cpu_s for p in parts),
     )
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,6 +72,10 @@ class BenchMesh:
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> BenchMesh:
         options = bench_options(self.state_dir, self.want_logging, self.want_edge)
+        # Measure the shipped routing table: LocalMesh keeps an existing copy (live edits),
+        # which in a reused bench state dir would be a stale one.
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(options.routing_template, self.state_dir / "routing.yaml")
         try:
             self.mesh = LocalMesh(options).start()
         except Exception as err:
@@ -178,6 +183,12 @@ class BenchMesh:
             self.launch(gateway)
             self._plain_gateway = gateway
         return self._plain_gateway.address
+
+    @property
+    def plain_gateway_process(self) -> PythonService | None:
+        """The process behind `plain_gateway()` (the mesh's own gateway when logging is off)."""
+        self.plain_gateway()
+        return self._plain_gateway if self._plain_gateway is not None else self.local.gateway
 
     def add_inference(self, name: str, model_repository: Path | None = None, **env: str) -> PythonService:
         proc = self._service(

@@ -5,24 +5,26 @@
 # so they never share it. Idempotent: a venv whose marker file exists is left alone
 # (delete the folder, or pass --force, to rebuild). Usage:
 #
-#   bash bench/setup_peers.sh [--force] [mlserver] [fastapi] [feast]     # default: all three
+#   bash bench/setup_peers.sh [--force] [mlserver] [fastapi] [feast] [ray]     # default: all four
 #
-# Env: PREDMESH_BENCH_PYTHON (interpreter used to create the venvs; default python3.11).
+# Env: PREDMESH_BENCH_PYTHON (interpreter used to create the venvs; default python3.11),
+#      PREDMESH_BENCH_VENVS (where the venvs go; default .predmesh/bench/venvs; bench/peers/launch.py reads it too).
+# Ray (`ray[serve]`, ~600 MB) is a benchmark peer only: never a predmesh dependency, never installed by CI.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-VENVS="$ROOT/.predmesh/bench/venvs"
+VENVS="${PREDMESH_BENCH_VENVS:-$ROOT/.predmesh/bench/venvs}"
 PY="${PREDMESH_BENCH_PYTHON:-python3.11}"
 FORCE=0
 PEERS=()
 for arg in "$@"; do
   case "$arg" in
     --force) FORCE=1 ;;
-    mlserver|fastapi|feast) PEERS+=("$arg") ;;
+    mlserver|fastapi|feast|ray) PEERS+=("$arg") ;;
     *) echo "unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
-[ ${#PEERS[@]} -eq 0 ] && PEERS=(mlserver fastapi feast)
+[ ${#PEERS[@]} -eq 0 ] && PEERS=(mlserver fastapi feast ray)
 
 # Pinned so that a rerun measures the same software.
 declare -A REQS=(
@@ -32,6 +34,8 @@ declare -A REQS=(
   [fastapi]="fastapi==0.115.12 uvicorn==0.34.3 redis==5.2.1 onnxruntime==1.22.1 numpy<2"
   # Feast SDK + feature server with a Redis online store.
   [feast]="feast[redis]==0.67.0"
+  # Ray Serve composition of the same job: a features deployment (Redis) + a model deployment (ORT).
+  [ray]="ray[serve]==2.60.0 redis==5.2.1 onnxruntime==1.22.1"
 )
 
 mkdir -p "$VENVS"

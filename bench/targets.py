@@ -143,21 +143,24 @@ class InferTarget(_Grpc):
 
 
 class FeaturesTarget(_Grpc):
-    """FeatureService.GetFeatures for one entity's stored features (what Feast is compared with)."""
+    """FeatureService.GetFeatures of the stored features of `entities` users per call
+    (1 = what Feast is compared with)."""
 
-    def __init__(self, address: str, timeout_s: float) -> None:
+    def __init__(self, address: str, timeout_s: float, entities: int = 1) -> None:
         from predmesh.v1 import features_pb2, features_pb2_grpc
 
         super().__init__(address, timeout_s)
         self.stub = features_pb2_grpc.FeatureServiceStub(self.channel)
+        # Distinct users per call (a batch never repeats an entity), in transaction order.
+        ids = list(dict.fromkeys(row["entity_id"] for row in workload.transactions()))
         self.requests = itertools.cycle(
             [
                 features_pb2.GetFeaturesRequest(
                     entity_type="user",
-                    entities=[features_pb2.EntityKey(entity_id=row["entity_id"])],
+                    entities=[features_pb2.EntityKey(entity_id=ids[(i + k) % len(ids)]) for k in range(entities)],
                     features=workload.STORE_FEATURES,
                 )
-                for row in workload.transactions()
+                for i in range(0, len(ids), entities)
             ]
         )
 
@@ -244,8 +247,8 @@ async def make_infer(
     return InferTarget(address, model, version, batch_size, timeout_s)
 
 
-async def make_features(address: str, timeout_s: float = 5.0) -> FeaturesTarget:
-    return FeaturesTarget(address, timeout_s)
+async def make_features(address: str, timeout_s: float = 5.0, entities: int = 1) -> FeaturesTarget:
+    return FeaturesTarget(address, timeout_s, entities)
 
 
 async def make_v2_infer(

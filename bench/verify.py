@@ -71,7 +71,7 @@ def _v2(address: str, name: str, version: str, vector: np.ndarray) -> float:
     return float(probs.reshape(-1, 2)[0, 1])
 
 
-def _fastapi(url: str, row: dict[str, Any]) -> float:
+def _http_predict(url: str, row: dict[str, Any]) -> float:
     body = json.dumps({"entity_id": row["entity_id"], **{k: row[k] for k in workload.REQUEST_FEATURES}})
     request = urllib.request.Request(url, body.encode(), {"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=5) as resp:
@@ -86,12 +86,13 @@ def check_scores(
     predict: dict[str, str],
     infer: dict[str, str],
     v2: dict[str, str],
-    fastapi_url: str | None,
+    http_predict: dict[str, str],
 ) -> dict[str, Any]:
     """Largest |score - gateway score| per system over a few transactions (and any error).
 
     `gateway` is the reference; `predict` other PredictionService addresses (Envoy, ...),
-    `infer` InferenceService addresses, `v2` KServe V2 servers, `fastapi_url` the baseline.
+    `infer` InferenceService addresses, `v2` KServe V2 servers, `http_predict` the URLs of
+    peers with the FastAPI baseline's JSON API (FastAPI, Ray Serve).
     """
     rows = workload.transactions()[:_SAMPLES]
     matrix = workload.model_matrix(repo, model, version)[:_SAMPLES]
@@ -101,8 +102,7 @@ def check_scores(
         **{name: (lambda i, a=addr: _infer(a, model, version, rows[i])) for name, addr in infer.items()},
         **{name: (lambda i, a=addr: _v2(a, model, version, matrix[i])) for name, addr in v2.items()},
     }
-    if fastapi_url:
-        scorers["fastapi"] = lambda i: _fastapi(fastapi_url, rows[i])
+    scorers.update({name: (lambda i, u=url: _http_predict(u, rows[i])) for name, url in http_predict.items()})
     out: dict[str, Any] = {"reference": "gateway", "samples": _SAMPLES, "max_abs_diff": {}}
     for name, score in scorers.items():
         try:

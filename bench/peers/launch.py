@@ -8,7 +8,10 @@ not there, so a scenario can report the peer as not run instead of failing.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import urllib.request
 from collections.abc import Sequence
@@ -18,7 +21,7 @@ from predmesh.local.procs import ManagedProcess, free_port
 
 PEERS_DIR = Path(__file__).resolve().parent
 ROOT = PEERS_DIR.parent.parent
-VENVS = ROOT / ".predmesh" / "bench" / "venvs"
+VENVS = Path(os.environ.get("PREDMESH_BENCH_VENVS") or ROOT / ".predmesh" / "bench" / "venvs")
 
 
 class PeerMissing(RuntimeError):
@@ -175,3 +178,64 @@ class FeastServer(ManagedProcess):
 
     def ready(self) -> bool:
         return _http_ok(f"http://127.0.0.1:{self.port}/health")
+
+
+class RayServeProcess(ManagedProcess):
+    """bench/peers/ray_app.py: a local Ray (loopback, `cpus` CPUs) serving the features +
+    model composition behind Ray's HTTP proxy. Every Ray process (GCS, raylet, proxy,
+    replicas) runs in this process's session, so `stop()` and the CPU sampler see them all."""
+
+    name = "ray"
+    ready_timeout_s = 240.0
+
+    def __init__(self, redis_url: str, model_path: Path, workdir: Path, cpus: int = 2, max_ongoing: int = 256) -> None:
+        self.port = free_port()
+        self.ready_file = workdir / "ready"
+        super().__init__(
+            workdir,
+            {
+                "PYTHONPATH": str(PEERS_DIR),
+                "BENCH_REDIS_URL": redis_url,
+                "BENCH_MODEL_PATH": str(model_path),
+                "BENCH_RAY_PORT": str(self.port),
+                "BENCH_RAY_CPUS": str(cpus),
+                "BENCH_RAY_MAX_ONGOING": str(max_ongoing),
+                "BENCH_RAY_READY": str(self.ready_file),
+                "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+                "RAY_USAGE_STATS_ENABLED": "0",
+                # On a loaded 2-core box the dashboard agent can take >30 s to start; the raylet
+                # would give up waiting for its port (a fatal check) at Ray's default.
+                "RAY_agent_register_timeout_ms": "180000",
+                "RAY_raylet_start_wait_time_s": "180",
+            },
+        )
+        self.ready_file.unlink(missing_ok=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/predict"
+
+    def command(self) -> Sequence[str]:
+        return [str(venv_bin("ray")), str(PEERS_DIR / "ray_app.py")]
+
+    def ready(self) -> bool:
+        return self.ready_file.exists()
+
+    def stop(self, timeout: float = 30.0, sig: int = signal.SIGTERM) -> None:
+        """SIGTERM (Serve and Ray shut down), then SIGKILL whatever is left of the session."""
+        pid = self.pid
+        super().stop(timeout, sig)
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+
+
+def ray_part(cmdline: str) -> str:
+    """Which column of the CPU table a process of the Ray session counts to."""
+    if "ProxyActor" in cmdline:
+        return "edge"
+    if "ServeReplica" in cmdline and ":Features" in cmdline:
+        return "features"
+    if "ServeReplica" in cmdline and ":Model" in cmdline:
+        return "orchestrator"
+    return "other"

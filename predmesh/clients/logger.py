@@ -6,12 +6,18 @@ without importing the logger service. Usage (gateway / orchestrator):
     client = LoggerClient("127.0.0.1:50070")
     await client.start()
     client.emit(event)          # never blocks; False = dropped (buffer full) or rejected
+    client.emit_many(events)    # the same for many events at once; returns how many were accepted
     ...
     await client.stop(timeout_s=5)  # flushes what it can within the timeout
 
 Lifecycle and threading: `start`, `emit` and `stop` are called from the event loop that
 ran `start()`; `emit` is a plain method (no await, no I/O). Ownership of an emitted
 event passes to the client: do not mutate it afterwards.
+
+Wire form: each event is serialized once, in `emit`, straight into its framing as one
+`EventBatch.events` entry; a batch is the concatenation of those bytes behind its
+sequence number (`encode_batch`), and the Publish stream carries bytes (no message is
+built or copied again; a resend writes the same bytes).
 
 Delivery: a background task batches buffered events (up to `max_batch` events or
 `max_wait_s` of accumulation), writes them on the stream with increasing sequence
@@ -32,6 +38,7 @@ import collections
 import contextlib
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import grpc
@@ -39,10 +46,33 @@ import grpc
 from predmesh.clients.events import InvalidEvent, validate_event
 from predmesh.common.grpcclient import channel
 from predmesh.common.tls import TlsFiles
-from predmesh.v1 import events_pb2_grpc
-from predmesh.v1.events_pb2 import EventBatch, PredictionEvent, PublishAck
+from predmesh.v1.events_pb2 import PredictionEvent, PublishAck
 
 log = logging.getLogger(__name__)
+
+PUBLISH_METHOD = "/predmesh.v1.LoggerService/Publish"
+_SEQUENCE_TAG = b"\x08"  # EventBatch.sequence: field 1, varint
+_EVENT_TAG = b"\x12"  # EventBatch.events: field 2, length-delimited
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def frame_event(event: PredictionEvent) -> bytes:
+    """`event` serialized once, framed as one `EventBatch.events` entry."""
+    payload = event.SerializeToString()
+    return _EVENT_TAG + _varint(len(payload)) + payload
+
+
+def encode_batch(sequence: int, frames: list[bytes]) -> bytes:
+    """The wire form of `EventBatch(sequence=sequence, events=...)` from framed events."""
+    return _SEQUENCE_TAG + _varint(sequence) + b"".join(frames)
 
 
 @dataclass(frozen=True)
@@ -78,8 +108,9 @@ class LoggerClient:
         self._max_unacked = max_unacked_batches
         self._ack_timeout_s = ack_timeout_s
         self._backoff_max_s = reconnect_backoff_max_s
-        self._buffer: collections.deque[PredictionEvent] = collections.deque()
-        self._unacked: collections.OrderedDict[int, EventBatch] = collections.OrderedDict()
+        self._buffer: collections.deque[bytes] = collections.deque()  # framed events
+        # sequence -> (events in it, the batch's wire bytes), until acknowledged
+        self._unacked: collections.OrderedDict[int, tuple[int, bytes]] = collections.OrderedDict()
         self._pending = 0
         self._sequence = 0
         self._wakeup = asyncio.Event()
@@ -118,6 +149,20 @@ class LoggerClient:
     # -- caller API ----------------------------------------------------------------
     def emit(self, event: PredictionEvent) -> bool:
         """Queue one event; never blocks. False when dropped (buffer full / stopped) or malformed."""
+        accepted = self._queue(event)
+        if accepted and not self._wakeup.is_set():
+            self._wakeup.set()
+        return accepted
+
+    def emit_many(self, events: Iterable[PredictionEvent]) -> int:
+        """Queue several events (e.g. a coalesced batch's); never blocks. Returns how many were
+        accepted; each refused one is counted as in `emit` (dropped or rejected)."""
+        accepted = sum(self._queue(event) for event in events)
+        if accepted and not self._wakeup.is_set():
+            self._wakeup.set()
+        return accepted
+
+    def _queue(self, event: PredictionEvent) -> bool:
         try:
             validate_event(event)
         except InvalidEvent as err:
@@ -127,11 +172,9 @@ class LoggerClient:
         if self._closed or self._pending >= self._max_pending:
             self._dropped += 1
             return False
-        self._buffer.append(event)
+        self._buffer.append(frame_event(event))
         self._pending += 1
         self._emitted += 1
-        if not self._wakeup.is_set():
-            self._wakeup.set()
         return True
 
     @property
@@ -158,10 +201,10 @@ class LoggerClient:
                 raise
             except grpc.aio.AioRpcError as err:
                 if err.code() == grpc.StatusCode.INVALID_ARGUMENT and self._unacked:
-                    seq, batch = self._unacked.popitem(last=False)
-                    self._pending -= len(batch.events)
-                    self._rejected += len(batch.events)
-                    log.error("logger rejected batch %d (%d events): %s", seq, len(batch.events), err.details())
+                    seq, (count, _) = self._unacked.popitem(last=False)
+                    self._pending -= count
+                    self._rejected += count
+                    log.error("logger rejected batch %d (%d events): %s", seq, count, err.details())
                     continue
                 failures += 1
                 level = logging.WARNING if failures == 1 else logging.DEBUG
@@ -175,12 +218,14 @@ class LoggerClient:
 
     async def _session(self) -> None:
         assert self._channel is not None
-        stub = events_pb2_grpc.LoggerServiceStub(self._channel)
-        call = stub.Publish(wait_for_ready=True)
+        publish = self._channel.stream_stream(
+            PUBLISH_METHOD, request_serializer=None, response_deserializer=PublishAck.FromString
+        )  # requests are EventBatch wire bytes (encode_batch)
+        call = publish(wait_for_ready=True)
         acks = asyncio.create_task(self._read_acks(call))
         try:
             self._last_progress = time.monotonic()
-            for batch in list(self._unacked.values()):
+            for _, batch in list(self._unacked.values()):
                 await call.write(batch)
                 self._resent += 1
             while True:
@@ -205,12 +250,12 @@ class LoggerClient:
                     await acks
             call.cancel()
 
-    def _next_batch(self) -> EventBatch:
+    def _next_batch(self) -> bytes:
         n = min(len(self._buffer), self._max_batch)
-        events = [self._buffer.popleft() for _ in range(n)]
+        frames = [self._buffer.popleft() for _ in range(n)]
         self._sequence += 1
-        batch = EventBatch(sequence=self._sequence, events=events)
-        self._unacked[self._sequence] = batch
+        batch = encode_batch(self._sequence, frames)
+        self._unacked[self._sequence] = (n, batch)
         return batch
 
     async def _wait(self, acks: asyncio.Task[None]) -> None:
@@ -225,9 +270,9 @@ class LoggerClient:
     async def _read_acks(self, call: grpc.aio.StreamStreamCall) -> None:
         ack: PublishAck
         async for ack in call:
-            batch = self._unacked.pop(ack.sequence, None)
-            if batch is not None:
-                n = len(batch.events)
+            entry = self._unacked.pop(ack.sequence, None)
+            if entry is not None:
+                n = entry[0]
                 self._pending -= n
                 self._acked += n
             self._last_progress = time.monotonic()

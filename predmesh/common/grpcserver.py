@@ -6,6 +6,9 @@
   settings' `otlp_endpoint`), RPC metrics on a per-server `CollectorRegistry` and the
   `/metrics` endpoint when `settings.metrics_port` is set (`predmesh.common.metrics`).
   Interceptor order, outermost first: tracing, metrics, the caller's, ErrorInterceptor.
+  The tracing interceptor is installed only when tracing is on when the server is built
+  (each interceptor costs every RPC a coroutine even when it does nothing); the others
+  wrap each method's handler once and reuse it.
 
 Lifecycle: construct, `add_servicer(...)` for each service, `await start()`, then
 `await stop()` which flips health to NOT_SERVING before `server.stop(grace)`.
@@ -27,7 +30,7 @@ from prometheus_client import CollectorRegistry
 from predmesh.common import telemetry
 from predmesh.common.errors import ErrorCode, PredmeshError
 from predmesh.common.grpcclient import MAX_MESSAGE_BYTES
-from predmesh.common.handlers import rewrap
+from predmesh.common.handlers import HandlerCache, rewrap
 from predmesh.common.metrics import MetricsEndpoint, MetricsServerInterceptor, RpcMetrics
 from predmesh.common.settings import ServerSettings
 from predmesh.common.tls import IdentityInterceptor, TlsFiles, server_credentials
@@ -66,8 +69,12 @@ class _StatusForErrors:
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
     """Maps PredmeshError to its gRPC status and anything unexpected to INTERNAL (generic message).
 
-    Innermost interceptor; wraps every handler kind through `handlers.rewrap` like the others.
+    Innermost interceptor; wraps every handler kind through `handlers.rewrap` like the others,
+    once per method (`HandlerCache`), not on every RPC.
     """
+
+    def __init__(self) -> None:
+        self._cache = HandlerCache(lambda handler, method: rewrap(handler, method, _StatusForErrors))
 
     async def intercept_service(
         self,
@@ -77,7 +84,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
-        return rewrap(handler, handler_call_details.method, _StatusForErrors)
+        return self._cache.get(handler, handler_call_details.method)
 
 
 # Keepalive agreement with `grpcclient.CHANNEL_OPTIONS` (clients ping every 30 s on open streams, even
@@ -109,7 +116,7 @@ class GrpcServer:
         registry: CollectorRegistry | None = None,
     ) -> None:
         self._settings = settings
-        telemetry.configure_tracing(settings)
+        tracing = telemetry.configure_tracing(settings)
         self.registry = registry if registry is not None else CollectorRegistry()
         self.rpc_metrics = RpcMetrics(self.registry)
         self._metrics_endpoint: MetricsEndpoint | None = None
@@ -119,7 +126,7 @@ class GrpcServer:
         identity = [IdentityInterceptor(settings.allowed_clients)] if self.tls and settings.allowed_clients else []
         self._server = grpc.aio.server(
             interceptors=[
-                telemetry.TracingServerInterceptor(),
+                *([telemetry.TracingServerInterceptor()] if tracing else []),
                 MetricsServerInterceptor(self.rpc_metrics),
                 *identity,
                 *(interceptors or []),

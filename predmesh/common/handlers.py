@@ -5,6 +5,11 @@ A server interceptor that needs to run code around every RPC gets the handler fr
 behaviour runs inside `around`. `around(method, streaming_request, context)` is an async
 context manager factory: it is entered before the behaviour runs and exited when the
 unary call returns or the response stream ends (with the exception, if any).
+
+`around` is entered once per RPC and an async context manager costs a generator and several
+awaits, so hot interceptors pass `unary=`: a function that wraps a unary-response behaviour
+directly (a plain try/finally). `HandlerCache` keeps the wrapped handler per method, so an
+interceptor's per-call work is one dict lookup instead of building handlers on every RPC.
 """
 
 from __future__ import annotations
@@ -16,18 +21,28 @@ from typing import Any
 import grpc
 
 Around = Callable[[str, bool, grpc.aio.ServicerContext], AbstractAsyncContextManager[Any]]
+Behaviour = Callable[..., Awaitable[Any]]
+# wrap_unary(inner behaviour, method, request_streaming) -> behaviour
+UnaryWrap = Callable[[Behaviour, str, bool], Behaviour]
 
 
-def rewrap(handler: grpc.RpcMethodHandler, method: str, around: Around) -> grpc.RpcMethodHandler:
-    """`handler` with each behaviour run inside `around(method, request_streaming, context)`."""
+def rewrap(
+    handler: grpc.RpcMethodHandler, method: str, around: Around, unary: UnaryWrap | None = None
+) -> grpc.RpcMethodHandler:
+    """`handler` with each behaviour run inside `around(method, request_streaming, context)`;
+    unary-response behaviours are wrapped by `unary(inner, method, request_streaming)` instead when given."""
     ser = {
         "request_deserializer": handler.request_deserializer,
         "response_serializer": handler.response_serializer,
     }
     if handler.unary_unary is not None:
-        return grpc.unary_unary_rpc_method_handler(_unary(handler.unary_unary, method, False, around), **ser)
+        inner = handler.unary_unary
+        wrapped = unary(inner, method, False) if unary else _unary(inner, method, False, around)
+        return grpc.unary_unary_rpc_method_handler(wrapped, **ser)
     if handler.stream_unary is not None:
-        return grpc.stream_unary_rpc_method_handler(_unary(handler.stream_unary, method, True, around), **ser)
+        inner = handler.stream_unary
+        wrapped = unary(inner, method, True) if unary else _unary(inner, method, True, around)
+        return grpc.stream_unary_rpc_method_handler(wrapped, **ser)
     if handler.unary_stream is not None:
         return grpc.unary_stream_rpc_method_handler(_stream(handler.unary_stream, method, False, around), **ser)
     if handler.stream_stream is not None:
@@ -54,6 +69,28 @@ def _stream(inner: Callable[..., Any], method: str, streaming: bool, around: Aro
                 await result
 
     return call
+
+
+class HandlerCache:
+    """The wrapped handler of each method, built once by `wrap(handler, method)`.
+
+    grpc.aio asks every interceptor for the handler on every RPC; the inner handler of a
+    method is the same object each time (registered once), so the wrapped one is reused
+    while it stays the same. Bounded by the number of registered methods (unknown methods
+    have no handler and are not cached). Used from the server's event loop only.
+    """
+
+    def __init__(self, wrap: Callable[[grpc.RpcMethodHandler, str], grpc.RpcMethodHandler]) -> None:
+        self._wrap = wrap
+        self._by_method: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+
+    def get(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        entry = self._by_method.get(method)
+        if entry is not None and entry[0] is handler:
+            return entry[1]
+        wrapped = self._wrap(handler, method)
+        self._by_method[method] = (handler, wrapped)
+        return wrapped
 
 
 def split_method(method: str) -> tuple[str, str]:

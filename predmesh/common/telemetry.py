@@ -9,10 +9,12 @@ orchestrator -> backend, plus the logger's journal span.
   `service.name` from settings or the env prefix). Idempotent; called by `GrpcServer`,
   so every service gets it with no per-service code. Without an endpoint nothing is
   installed and every helper here is a no-op (interceptors return the handler as is).
-- `TracingServerInterceptor` (installed by `GrpcServer`): extracts the caller's context
+- `TracingServerInterceptor` (installed by `GrpcServer` while tracing is on): extracts the caller's context
   from metadata and runs each RPC in a SERVER span named `pkg.Service/Method` with
   `rpc.grpc.status_code`. Client/bidi-streaming RPCs (the logger's Publish, xDS) get a
   span only when the caller sent a trace context: long-lived streams are not requests.
+  An unsampled caller context is attached without a span (and client calls under it carry
+  it on without a CLIENT span), so unsampled requests cost a contextvar, not a span.
 - `client_interceptors()` (installed by `predmesh.common.grpcclient.insecure_channel`):
   a CLIENT span around every unary call with the context injected into its metadata;
   streaming calls only carry the current context.
@@ -38,13 +40,14 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 
-from predmesh.common.handlers import rewrap, split_method, status_of
+from predmesh.common.handlers import Behaviour, HandlerCache, rewrap, split_method, status_of
 from predmesh.common.settings import ServerSettings
 
 log = logging.getLogger(__name__)
 
 TRACER_NAME = "predmesh"
 HEALTH_SERVICE = "grpc.health.v1.Health"
+_HEALTH_PREFIX = f"/{HEALTH_SERVICE}/"
 _TRACE_KEYS = ("traceparent", "tracestate")
 
 _configured: Any = None  # the SDK TracerProvider this process installed (or None)
@@ -158,7 +161,15 @@ def outgoing_call(name: str, **attributes: Any) -> Iterator[dict[str, str] | Non
 
 # -- gRPC server --------------------------------------------------------------------------
 class TracingServerInterceptor(grpc.aio.ServerInterceptor):
-    """Extract W3C context from metadata; one SERVER span per RPC with its gRPC status code."""
+    """Extract W3C context from metadata; one SERVER span per RPC with its gRPC status code.
+
+    `GrpcServer` installs it only while tracing is on. Handlers are wrapped once per method;
+    a unary RPC runs in a plain try/finally. A caller that sent an unsampled context gets no
+    span: its context is only attached (a contextvar), so upstream calls carry the decision on.
+    """
+
+    def __init__(self) -> None:
+        self._cache = HandlerCache(self._wrap)
 
     async def intercept_service(
         self,
@@ -166,26 +177,35 @@ class TracingServerInterceptor(grpc.aio.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
         handler = await continuation(handler_call_details)
-        if handler is None or not tracing_enabled():
+        if handler is None:
             return handler
         method = handler_call_details.method
-        service, _ = split_method(method)
-        if service == HEALTH_SERVICE:
+        if method.startswith(_HEALTH_PREFIX):
             return handler
-        carrier = {
-            k: v for k, v in (handler_call_details.invocation_metadata or ()) if k in _TRACE_KEYS and isinstance(v, str)
-        }
-        client_streams = handler.stream_unary is not None or handler.stream_stream is not None
-        if client_streams and "traceparent" not in carrier:
+        if (handler.stream_unary is not None or handler.stream_stream is not None) and not any(
+            k == "traceparent" for k, _ in (handler_call_details.invocation_metadata or ())
+        ):
             return handler  # a long-lived stream, not a request: no span
-        parent = propagate.extract(carrier) if carrier else None
+        return self._cache.get(handler, method)
 
-        @asynccontextmanager
-        async def around(name: str, _streaming: bool, context: grpc.aio.ServicerContext) -> Any:
-            svc, rpc = split_method(name)
-            attrs = {"rpc.system": "grpc", "rpc.service": svc, "rpc.method": rpc}
+    def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        return rewrap(handler, method, self._around, unary=self._unary)
+
+    def _unary(self, inner: Behaviour, method: str, _streaming: bool) -> Behaviour:
+        name = method.lstrip("/")
+        svc, rpc = split_method(method)
+        attrs = {"rpc.system": "grpc", "rpc.service": svc, "rpc.method": rpc}
+
+        async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            parent = _parent_of(context.invocation_metadata())
+            if parent is not None and not trace.get_current_span(parent).get_span_context().trace_flags.sampled:
+                token = otel_context.attach(parent)
+                try:
+                    return await inner(request, context)
+                finally:
+                    otel_context.detach(token)
             with tracer().start_as_current_span(
-                name.lstrip("/"),
+                name,
                 context=parent,
                 kind=SpanKind.SERVER,
                 attributes=attrs,
@@ -194,14 +214,40 @@ class TracingServerInterceptor(grpc.aio.ServerInterceptor):
             ) as current:
                 error: BaseException | None = None
                 try:
-                    yield
+                    return await inner(request, context)
                 except BaseException as err:
                     error = err
                     raise
                 finally:
                     _set_status(current, status_of(context, error))
 
-        return rewrap(handler, method, around)
+        return call
+
+    @asynccontextmanager
+    async def _around(self, method: str, _streaming: bool, context: grpc.aio.ServicerContext) -> Any:
+        svc, rpc = split_method(method)
+        with tracer().start_as_current_span(
+            method.lstrip("/"),
+            context=_parent_of(context.invocation_metadata()),
+            kind=SpanKind.SERVER,
+            attributes={"rpc.system": "grpc", "rpc.service": svc, "rpc.method": rpc},
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as current:
+            error: BaseException | None = None
+            try:
+                yield
+            except BaseException as err:
+                error = err
+                raise
+            finally:
+                _set_status(current, status_of(context, error))
+
+
+def _parent_of(metadata: Any) -> otel_context.Context | None:
+    """The caller's W3C context from gRPC metadata (None when it sent none)."""
+    carrier = {k: v for k, v in (metadata or ()) if k in _TRACE_KEYS and isinstance(v, str)}
+    return propagate.extract(carrier) if carrier else None
 
 
 def _set_status(current: Span, code: grpc.StatusCode) -> None:
@@ -233,6 +279,9 @@ class _UnaryUnaryTracing(grpc.aio.UnaryUnaryClientInterceptor):
     async def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
         if not tracing_enabled():
             return await continuation(client_call_details, request)
+        current_ctx = trace.get_current_span().get_span_context()
+        if current_ctx.is_valid and not current_ctx.trace_flags.sampled:
+            return await continuation(_with_context(client_call_details), request)  # carry the decision only
         name = _method_name(client_call_details)
         svc, rpc = split_method(name)
         with tracer().start_as_current_span(

@@ -22,14 +22,13 @@ way it drives Triton in explicit mode.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from prometheus_client import CollectorRegistry
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from predmesh.common.grpcserver import GrpcServer
-from predmesh.common.runner import configure_logging, serve_until_signal
+from predmesh.common.runner import configure_logging, run_loop, serve_until_signal
 from services.inference.backends.onnxruntime_local import OnnxRuntimeLocalBackend
 from services.inference.backends.pool import PoolConfig, PooledBackend
 from services.inference.core.backend import Backend
@@ -131,7 +130,7 @@ class OrtWorkerApp:
 def main() -> None:
     settings = OrtWorkerSettings()
     configure_logging(settings.log_level)
-    asyncio.run(serve_until_signal(OrtWorkerApp(settings)))
+    run_loop(serve_until_signal(OrtWorkerApp(settings)), settings.uvloop)
 
 
 if __name__ == "__main__":

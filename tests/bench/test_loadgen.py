@@ -105,6 +105,9 @@ async def test_open_loop_sends_the_scheduled_count_at_the_rate(echo: _Server) ->
     span = echo.arrivals[-1] - echo.arrivals[0]
     assert 0.9 <= span <= 3.0  # 199 gaps of 5 ms; it can never be sent faster than scheduled
     assert result.elapsed_s >= 0.99
+    # The measured window (wall clock) and the client's CPU in it, for bench.cpu's per-process table.
+    assert result.window[1] - result.window[0] == pytest.approx(result.elapsed_s, rel=0.05)
+    assert result.client_cpu_s > 0
 
 
 async def test_request_bound_stops_early(echo: _Server) -> None:

@@ -118,6 +118,17 @@ async def test_server_span_records_the_mapped_status_code(server: GrpcServer, sp
     assert server_span.context.trace_id == client_span.context.trace_id
 
 
+async def test_unsampled_caller_gets_no_spans_but_its_trace_reaches_upstream(
+    server: GrpcServer, spans: InMemorySpanExporter
+) -> None:
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    metadata = (("traceparent", f"00-{trace_id}-00f067aa0ba902b7-00"),)  # flags 00: not sampled
+    async with grpc.aio.insecure_channel(server.address) as channel:  # a foreign caller
+        reply = await channel.unary_unary(f"/{SERVICE}/Front")(b"x", timeout=5, metadata=metadata)
+    assert reply == b"front:" + trace_id.encode()  # the back server ran in the caller's trace
+    assert spans.get_finished_spans() == ()  # ... and nobody recorded a span of it
+
+
 async def test_untraced_streams_and_health_get_no_span(server: GrpcServer, spans: InMemorySpanExporter) -> None:
     async with grpc.aio.insecure_channel(server.address) as channel:  # no interceptors, no context
         call = channel.stream_stream(f"/{SERVICE}/Bidi")(iter([b"a", b"b"]))

@@ -257,8 +257,8 @@ async def test_one_pipelined_round_trip_per_request(stub: features_pb2_grpc.Feat
         await client.aclose()
     assert len(resp.vectors) == 6
     delta = {name: after[name] - before.get(name, 0) for name in after if after[name] != before.get(name, 0)}
-    # One EXISTS + one HMGET per entity, nothing else (the INFO call is ours).
-    assert delta == {"exists": 6, "hmget": 6, "info": 1}
+    # One HGETALL per entity, nothing else (the INFO call is ours).
+    assert delta == {"hgetall": 6, "info": 1}
 
 
 async def test_store_sends_one_write_per_fetch(redis_url: str) -> None:
@@ -307,7 +307,7 @@ async def test_cache_serves_hot_entities_until_ttl(start_app: StartApp, redis_ur
         await client.aclose()
     assert plain(first.vectors[0].values[0])[1] == "US"
     assert plain(cached.vectors[0].values[0])[1] == "US"  # stale within the TTL, no Redis read
-    assert after.get("hmget") == before.get("hmget")
+    assert after.get("hgetall") == before.get("hgetall")
     assert plain(fresh.vectors[0].values[0])[1] == "FR"
     assert app.cache is not None and app.cache.hits == 1
 

@@ -4,8 +4,10 @@ Layout: one hash per entity, `features:{entity_type}:{entity_id}`, field = featu
 name, value = text (see `values.py`).
 
 `RedisFeatureStore.fetch` reads any number of entities in ONE pipelined round trip
-(`pipeline(transaction=False)`, per entity EXISTS + HMGET of only the needed fields),
-traced as one `redis.pipeline` span.
+(`pipeline(transaction=False)`, one HGETALL per entity), traced as one `redis.pipeline`
+span. Redis never keeps an empty hash, so an empty reply means the entity does not
+exist (what EXISTS said before); one command per entity instead of EXISTS + HMGET
+halves the commands Redis parses and the replies the client decodes.
 Partial failure policy: any Redis error fails the whole batch with
 `StoreUnavailable` (UNAVAILABLE) so the caller can degrade; no partial vectors.
 
@@ -84,25 +86,20 @@ class RedisFeatureStore:
             return []
         with telemetry.span(
             PIPELINE_SPAN,
-            **{"db.system": "redis", "db.operation": "EXISTS+HMGET", "predmesh.entities": len(entity_ids)},
+            **{"db.system": "redis", "db.operation": "HGETALL", "predmesh.entities": len(entity_ids)},
         ):
             try:
                 async with self._client.pipeline(transaction=False) as pipe:
                     for entity_id in entity_ids:
-                        key = entity_key(entity_type, entity_id)
-                        pipe.exists(key)
-                        if fields:
-                            pipe.hmget(key, list(fields))
+                        pipe.hgetall(entity_key(entity_type, entity_id))
                     replies = await pipe.execute()
             except (TimeoutError, RedisError, OSError) as err:
                 raise StoreUnavailable(f"feature store unavailable: {type(err).__name__}: {err}") from err
-        step = 2 if fields else 1
-        result = []
-        for i in range(len(entity_ids)):
-            exists = bool(replies[i * step])
-            values = replies[i * step + 1] if fields else []
-            result.append(StoredEntity(exists=exists, fields=dict(zip(fields, values, strict=True))))
-        return result
+        wanted = [(name, name.encode()) for name in fields]
+        return [
+            StoredEntity(exists=bool(hash_), fields={name: hash_.get(raw_name) for name, raw_name in wanted})
+            for hash_ in replies
+        ]
 
     async def ping(self) -> None:
         try:

@@ -78,7 +78,23 @@ def parse_text(spec: FeatureSpec, text: str) -> Scalar | None:
 
 
 def parse_stored(spec: FeatureSpec, raw: bytes) -> Scalar | None:
-    """Parse a raw Redis value (bytes); invalid UTF-8 counts as invalid."""
+    """Parse a raw Redis value (bytes); invalid UTF-8 counts as invalid.
+
+    Numbers, the common case, are parsed from the bytes directly (`float`/`int` accept
+    ASCII bytes with surrounding whitespace, as the text path does); anything they refuse
+    takes the text path, so the result is always what `parse_text` says.
+    """
+    dtype = spec.dtype
+    if dtype is DType.FLOAT:
+        try:
+            number = float(raw)
+        except ValueError:
+            pass
+        else:
+            ok = math.isfinite(number) and not (
+                (spec.min is not None and number < spec.min) or (spec.max is not None and number > spec.max)
+            )
+            return number if ok else None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:

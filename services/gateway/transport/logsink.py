@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from predmesh.clients.logger import LoggerClient
@@ -34,10 +36,15 @@ def record_to_event(record: PredictionRecord) -> events_pb2.PredictionEvent:
 
 
 class LoggerSink:
-    """Non-blocking: `emit` converts and hands the event to the LoggerClient's bounded buffer."""
+    """Non-blocking: `emit` / `emit_many` convert and hand the events to the LoggerClient's
+    bounded buffer, which serializes each one once into its wire form."""
 
     def __init__(self, client: LoggerClient) -> None:
         self._client = client
 
     def emit(self, record: PredictionRecord) -> bool:
         return self._client.emit(record_to_event(record))
+
+    def emit_many(self, records: Iterable[PredictionRecord]) -> int:
+        """Emit a batch of records (a coalesced batch's); returns how many were accepted."""
+        return self._client.emit_many(record_to_event(record) for record in records)

@@ -8,7 +8,7 @@ import pytest
 from services.features.core.cache import EntityCache
 from services.features.core.spec import DType, FeatureSpec, Source
 from services.features.core.store import StoredEntity
-from services.features.core.values import coerce, encode, parse_stored
+from services.features.core.values import coerce, encode, parse_stored, parse_text
 
 FLOAT = FeatureSpec("f", DType.FLOAT, Source.STORE, 1.0, min=0.0, max=10.0)
 INT = FeatureSpec("i", DType.INT, Source.STORE, 1, min=0.0, max=10.0)
@@ -47,6 +47,20 @@ def test_parse_stored(spec: FeatureSpec, raw: bytes, expected: object) -> None:
     assert value == expected
     if expected is not None:
         assert type(value) is type(expected)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"2.5", b" 3\t", b"1_0", b"+1e0", b"-0.0", b"0x10", b"1e400", b"-inf", b"NaN", b"\xd9\xa3", b"\xff", b"9.5\n"],
+)
+@pytest.mark.parametrize("spec", [FLOAT, INT])
+def test_number_fast_path_agrees_with_the_text_path(spec: FeatureSpec, raw: bytes) -> None:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        assert parse_stored(spec, raw) is None
+        return
+    assert parse_stored(spec, raw) == parse_text(spec, text)
 
 
 @pytest.mark.parametrize(
