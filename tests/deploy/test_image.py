@@ -136,6 +136,19 @@ def _image_ref() -> str:
     return f"localhost/predmesh:{version}"
 
 
+def _stale_reason(ref: str) -> str:
+    """Why the built image does not show this tree ("" when it does): an image left on the machine by
+    an earlier build is not evidence about the current code (CI rebuilds, then requires it)."""
+    inspect = ["buildah", "inspect", "--type", "image", ref]
+    config = json.loads(subprocess.run(inspect, capture_output=True, text=True, check=True).stdout)["OCIv1"]["config"]
+    labels = config.get("Labels") or {}
+    built = labels.get("org.opencontainers.image.revision", "")
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    if head and built.removesuffix("-dirty") != head:
+        return f"image {ref} was built from revision {built or 'unknown'}, the tree is at {head} (run ./dev image)"
+    return ""
+
+
 @pytest.fixture(scope="module")
 def image() -> Iterator[tuple[str, Path, dict[str, Any]]]:
     """(working container, mounted root filesystem, image config) of the built image."""
@@ -147,6 +160,8 @@ def image() -> Iterator[tuple[str, Path, dict[str, Any]]]:
         reason = "buildah mount needs root"
     elif subprocess.run(["buildah", "inspect", "--type", "image", ref], capture_output=True).returncode != 0:
         reason = f"image {ref} is not built (run ./dev image)"
+    if not reason:
+        reason = _stale_reason(ref)
     if reason:
         if os.environ.get("PREDMESH_REQUIRE_IMAGE") == "1":
             pytest.fail(f"PREDMESH_REQUIRE_IMAGE=1 but {reason}")

@@ -41,6 +41,9 @@ def routing_file(path: Path, eager_models: list[str]) -> Path:
     return path
 
 
+MIN_SAMPLES = 20  # check_budget wants more than this many polls
+
+
 @dataclass
 class Sampler:
     """Polls RepositoryIndex(ready=True) of a KServe v2 server: the server's own view of what it holds."""
@@ -76,6 +79,12 @@ class Sampler:
             task = asyncio.create_task(loop())
             try:
                 yield self
+                # On a loaded box the scenario may finish before the sampler has polled much:
+                # keep observing the (now idle) server until enough samples exist, bounded.
+                for _ in range(int(10.0 / period_s)):
+                    if self.samples > MIN_SAMPLES:
+                        break
+                    await asyncio.sleep(period_s)
             finally:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
