@@ -44,7 +44,7 @@ from predmesh.local.procs import PythonService, RedisServer, free_port, port_ope
 CHART = ROOT / "deploy" / "helm" / "predmesh"
 RELEASE = "smoke"
 UID = "10001:10001"
-API_KEY = "smoke-key"  # gateway.apiKeys: rendered into a Secret, read by the gateway from its env
+API_KEY = "smoke-key"  # gateway.apiKeys: rendered into a Secret, mounted as a file the gateway re-reads
 # Start order: dependencies first (the orchestrator loads its models on the ORT workers at start).
 ORDER = ("logger", "features", "ort-worker", "inference", "gateway", "controlplane")
 

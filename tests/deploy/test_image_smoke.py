@@ -7,6 +7,7 @@ entrypoint) reaches the smoke test instead of silently diverging from it.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import sys
@@ -74,8 +75,12 @@ def test_volumes_are_materialized_like_the_pod_would_see_them(pods: dict[str, An
     features = pods["features"]
     registry = Path(features.env["PREDMESH_FEATURES_REGISTRY_PATH"])
     assert (features.mounts[str(registry.parent)] / registry.name).read_text().strip()
-    # The API keys Secret reaches the gateway's env through secretKeyRef.
-    assert '"k"' in gateway.env["PREDMESH_GATEWAY_API_KEYS"]
+    # The API keys Secret reaches the gateway as a mounted, read-only file holding only digests.
+    keys_path = Path(gateway.env["PREDMESH_GATEWAY_API_KEYS_PATH"])
+    keys = (gateway.mounts[str(keys_path.parent)] / keys_path.name).read_text()
+    assert f"sha256:{hashlib.sha256(b'k').hexdigest()}" in keys
+    assert '"k"' not in keys
+    assert str(keys_path.parent) in gateway.read_only
 
 
 def test_loopback_overrides_only_addresses(pods: dict[str, Any]) -> None:
