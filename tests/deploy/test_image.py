@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -234,3 +235,33 @@ def test_image_holds_exactly_the_runtime_lock(image: tuple[str, Path, dict[str, 
         got = installed.get(pin.name)
         assert got == str(pin.version), f"{pin.name}: locked {pin.version}, in the image {got}"
     assert set(installed) == set(pins), f"not from the lock: {sorted(set(installed) - set(pins))}"
+
+
+# Packages of the optional extras (train, local, dev): the image holds only the runtime lock.
+NOT_IN_IMAGE = ("onnx", "sklearn", "xgboost", "skl2onnx", "onnxmltools", "onnxconverter_common", "pytest")
+
+_BLOCK_EXTRAS = """
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {blocked!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}} (an optional extra, not in the image)")
+        return None
+sys.meta_path.insert(0, Block())
+import {module}
+"""
+
+
+def test_every_chart_entrypoint_imports_without_the_optional_extras(
+    our_containers: list[tuple[str, Manifest]],
+) -> None:
+    """Without building the image: each service module the chart runs imports with the packages of
+    the optional extras hidden, as in the image (a module-level `import onnx` broke the inference
+    image's start once)."""
+    for module in sorted(_python_modules(our_containers)):
+        code = _BLOCK_EXTRAS.format(blocked=set(NOT_IN_IMAGE), module=module)
+        proc = subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        assert proc.returncode == 0, f"{module}: {proc.stderr.strip().splitlines()[-1:]}"

@@ -32,8 +32,6 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import onnx
-
 from services.inference.core.registry import ModelRegistry, ModelVersion, scan_repository
 
 log = logging.getLogger(__name__)
@@ -55,6 +53,10 @@ class TritonOptions:
 
 def _output_dims(mv: ModelVersion) -> list[int]:
     """Output dims without the batch dim, from the ONNX graph (-1 when symbolic)."""
+    # Imported here: only writing a layout needs the `onnx` package (train extra); the serving
+    # image reads configs (read_model_config) and must start without it.
+    import onnx
+
     graph = onnx.load(str(mv.onnx_path), load_external_data=False).graph
     for out in graph.output:
         if out.name == mv.spec.onnx.output:
