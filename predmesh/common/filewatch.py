@@ -9,7 +9,8 @@ same bad content is reported once.
 
 Lifecycle: `await start()` loads once (a failure there raises: a service must not start on
 a bad file) and begins polling; `await stop()` cancels the poll task. File reads and `load`
-run in a worker thread; `apply` runs on the event loop.
+run in a worker thread; `apply` runs on the event loop. `on_result`, when given, hears every
+outcome: "applied", "rejected" (load failed) or "unreadable" (a read failed).
 """
 
 from __future__ import annotations
@@ -44,12 +45,14 @@ class FileWatcher(Generic[T]):
         apply: Callable[[T], None],
         interval_s: float = 1.0,
         name: str = "file",
+        on_result: Callable[[str], None] | None = None,
     ) -> None:
         self._paths = list(paths)
         self._load = load
         self._apply = apply
         self._interval_s = interval_s
         self._name = name
+        self._on_result = on_result or (lambda _: None)
         self._task: asyncio.Task[None] | None = None
         self.digest = ""
         self.reloads = 0
@@ -61,7 +64,7 @@ class FileWatcher(Generic[T]):
 
     async def start(self) -> None:
         value, self.digest = await asyncio.to_thread(self._read_and_load)
-        self._apply(value)
+        self._install(value)
         if self._interval_s > 0:
             self._task = asyncio.get_running_loop().create_task(self._watch())
 
@@ -70,6 +73,7 @@ class FileWatcher(Generic[T]):
         try:
             contents, digest = await asyncio.to_thread(read_all, self._paths)
         except OSError as err:
+            self._on_result("unreadable")
             log.warning("%s unreadable, keeping the last good one: %s", self._name, err)
             return False
         if digest == self.digest:
@@ -79,12 +83,17 @@ class FileWatcher(Generic[T]):
             value = await asyncio.to_thread(self._load, contents)
         except Exception as err:
             self.rejected += 1
+            self._on_result("rejected")
             log.error("%s changed but is invalid, keeping the last good one: %s", self._name, err)
             return False
-        self._apply(value)
+        self._install(value)
         self.reloads += 1
         log.info("%s reloaded", self._name)
         return True
+
+    def _install(self, value: T) -> None:
+        self._apply(value)
+        self._on_result("applied")
 
     async def _watch(self) -> None:
         while True:

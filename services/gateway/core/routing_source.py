@@ -1,15 +1,14 @@
 """Live routing updates from a YAML file (a Helm-rendered ConfigMap mounted as a volume).
 
-`RoutingFileWatcher` checks the file every `interval_s` (kubelet swaps ConfigMap volumes by
-symlink, so inotify on the file is unreliable; hashing a small file is cheap). A change that
-parses and validates replaces the predictor's table atomically; an invalid change is logged,
-counted and ignored, so the last good table keeps serving. File reads run in a thread.
+`RoutingFileWatcher` is a `predmesh.common.filewatch.FileWatcher` over the routing file (kubelet
+swaps ConfigMap volumes by symlink, so the file is hashed every `interval_s` instead of watched
+with inotify). A change that parses and validates replaces the predictor's table atomically; an
+invalid change is logged, counted and ignored, so the last good table keeps serving. File reads
+and parsing run in a thread.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import logging
 from collections.abc import Callable
@@ -17,24 +16,25 @@ from pathlib import Path
 
 import yaml
 
+from predmesh.common.filewatch import FileWatcher
 from services.gateway.core.routing import RoutingError, RoutingTable, parse_routing
 
 log = logging.getLogger(__name__)
 
 
-def load_routing_file(path: Path) -> RoutingTable:
-    """Parse and validate a routing file (blocking)."""
-    raw = path.read_bytes()
+def parse_routing_bytes(raw: bytes, source: Path) -> RoutingTable:
+    """Parse and validate a routing file's contents; its revision is a hash of the bytes."""
     revision = hashlib.sha256(raw).hexdigest()[:12]
     try:
         data = yaml.safe_load(raw)
     except yaml.YAMLError as err:
-        raise RoutingError(f"{path}: not valid YAML: {err}") from err
+        raise RoutingError(f"{source}: not valid YAML: {err}") from err
     return parse_routing(data, revision)
 
 
 class RoutingFileWatcher:
-    """Owns one background task; `start()` loads synchronously first, `stop()` cancels."""
+    """Owns one background task; `start()` loads first (an invalid file at start-up is an error),
+    `stop()` cancels. `on_result` hears "applied", "rejected" or "unreadable" per change."""
 
     def __init__(
         self,
@@ -43,57 +43,28 @@ class RoutingFileWatcher:
         interval_s: float = 0.5,
         on_result: Callable[[str], None] | None = None,
     ) -> None:
-        self._path = path
         self._apply = apply
-        self._interval_s = interval_s
-        self._on_result = on_result or (lambda _: None)
-        self._task: asyncio.Task[None] | None = None
-        self.revision = ""
-
-    async def start(self) -> None:
-        """Load the file once (an invalid file at start-up is an error) and begin watching."""
-        table = await asyncio.to_thread(load_routing_file, self._path)
-        self._install(table)
-        self._task = asyncio.get_running_loop().create_task(self._watch())
+        self.revision = ""  # of the table in force
+        self._files = FileWatcher(
+            [path],
+            lambda contents: parse_routing_bytes(contents[0], path),
+            self._install,
+            interval_s,
+            name=f"routing file {path}",
+            on_result=on_result,
+        )
 
     def _install(self, table: RoutingTable) -> None:
         self._apply(table)
         self.revision = table.revision
-        self._on_result("applied")
         log.info("routing revision %s applied (%d models)", table.revision, len(table.routes))
+
+    async def start(self) -> None:
+        await self._files.start()
 
     async def check_now(self) -> bool:
         """Re-read the file; True when a new revision was applied."""
-        try:
-            raw = await asyncio.to_thread(self._path.read_bytes)
-        except OSError as err:
-            self._on_result("unreadable")
-            log.warning("routing file %s unreadable: %s", self._path, err)
-            return False
-        if hashlib.sha256(raw).hexdigest()[:12] == self.revision:
-            return False
-        try:
-            table = await asyncio.to_thread(load_routing_file, self._path)
-        except (RoutingError, OSError) as err:
-            self._on_result("rejected")
-            log.error("routing update rejected, keeping revision %s: %s", self.revision, err)
-            # Remember the bad revision's hash so it is reported once, not every interval.
-            self.revision = hashlib.sha256(raw).hexdigest()[:12]
-            return False
-        self._install(table)
-        return True
-
-    async def _watch(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval_s)
-            try:
-                await self.check_now()
-            except Exception:  # the watcher must survive anything
-                log.exception("routing watcher iteration failed")
+        return await self._files.check_now()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._files.stop()
