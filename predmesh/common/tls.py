@@ -32,6 +32,8 @@ from typing import Any
 
 import grpc
 
+from predmesh.common.handlers import HandlerCache, rewrap
+
 log = logging.getLogger(__name__)
 
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
@@ -114,11 +116,40 @@ def allowed(rules: Sequence[tuple[str, frozenset[str]]], method: str, identities
     return method.startswith(HEALTH_PREFIX) and bool(identities)
 
 
+class _RequireIdentity:
+    """Around one RPC: PERMISSION_DENIED before the behaviour runs unless the peer may call it.
+    A plain class (entered on every RPC, like grpcserver's error mapping)."""
+
+    __slots__ = ("_context", "_method", "_rules")
+
+    def __init__(
+        self, rules: Sequence[tuple[str, frozenset[str]]], method: str, context: grpc.aio.ServicerContext
+    ) -> None:
+        self._rules = rules
+        self._method = method
+        self._context = context
+
+    async def __aenter__(self) -> None:
+        identities = peer_identities(self._context)
+        if not allowed(self._rules, self._method, identities):
+            log.warning("refused %s for peer %s", self._method, sorted(identities) or "without certificate")
+            await self._context.abort(grpc.StatusCode.PERMISSION_DENIED, "caller may not call this method")
+
+    async def __aexit__(self, *_exc: object) -> bool:
+        return False
+
+
 class IdentityInterceptor(grpc.aio.ServerInterceptor):
-    """PERMISSION_DENIED unless the caller's certificate identity may call the method."""
+    """PERMISSION_DENIED unless the caller's certificate identity may call the method.
+    Wraps handlers through `handlers.rewrap`, once per method (`HandlerCache`)."""
 
     def __init__(self, rules: Mapping[str, Sequence[str]]) -> None:
         self._rules = [(pattern, frozenset(who)) for pattern, who in rules.items()]
+        self._cache = HandlerCache(
+            lambda handler, method: rewrap(
+                handler, method, lambda m, _streaming, context: _RequireIdentity(self._rules, m, context)
+            )
+        )
 
     async def intercept_service(
         self,
@@ -128,47 +159,4 @@ class IdentityInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
-        method = handler_call_details.method
-        rules = self._rules
-
-        def guard(inner: Callable[..., Any], streaming: bool) -> Callable[..., Any]:
-            async def check(context: grpc.aio.ServicerContext) -> None:
-                identities = peer_identities(context)
-                if not allowed(rules, method, identities):
-                    log.warning("refused %s for peer %s", method, sorted(identities) or "without certificate")
-                    await context.abort(grpc.StatusCode.PERMISSION_DENIED, "caller may not call this method")
-
-            if streaming:
-
-                async def stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                    await check(context)
-                    result = inner(request, context)
-                    if hasattr(result, "__aiter__"):
-                        async for item in result:
-                            yield item
-                    else:
-                        await result
-
-                return stream
-
-            async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                await check(context)
-                return await inner(request, context)
-
-            return unary
-
-        kinds = (
-            ("unary_unary", grpc.unary_unary_rpc_method_handler, False),
-            ("stream_unary", grpc.stream_unary_rpc_method_handler, False),
-            ("unary_stream", grpc.unary_stream_rpc_method_handler, True),
-            ("stream_stream", grpc.stream_stream_rpc_method_handler, True),
-        )
-        for attr, make, streaming in kinds:
-            inner = getattr(handler, attr)
-            if inner is not None:
-                return make(
-                    guard(inner, streaming),
-                    request_deserializer=handler.request_deserializer,
-                    response_serializer=handler.response_serializer,
-                )
-        return handler
+        return self._cache.get(handler, handler_call_details.method)
