@@ -269,17 +269,21 @@ class PythonService(ManagedProcess):
         return grpc_health_serving(self.address, tls=self.probe_tls)
 
 
+def probe_channel(address: str, tls: Any = None) -> Any:
+    """A blocking channel for a readiness probe: mTLS with `tls` files (ca, cert, key), else plaintext."""
+    import grpc
+
+    if tls is None:
+        return grpc.insecure_channel(address)
+    creds = grpc.ssl_channel_credentials(tls.ca.read_bytes(), tls.key.read_bytes(), tls.cert.read_bytes())
+    return grpc.secure_channel(address, creds)
+
+
 def grpc_health_serving(address: str, service: str = "", timeout: float = 0.5, tls: Any = None) -> bool:
     """True when the gRPC health service at `address` reports SERVING (over mTLS with `tls` files)."""
-    import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    if tls is not None:
-        creds = grpc.ssl_channel_credentials(tls.ca.read_bytes(), tls.key.read_bytes(), tls.cert.read_bytes())
-        opened = grpc.secure_channel(address, creds)
-    else:
-        opened = grpc.insecure_channel(address)
-    with opened as channel:
+    with probe_channel(address, tls) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         resp = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
         return bool(resp.status == health_pb2.HealthCheckResponse.SERVING)

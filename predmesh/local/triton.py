@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from predmesh.local.procs import ManagedProcess, PythonService, free_port
+from predmesh.local.procs import ManagedProcess, PythonService, free_port, probe_channel
 
 CPU_LOCAL = "cpu_local"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -44,15 +44,9 @@ def pytriton_dir() -> Path:
 
 def grpc_server_ready(address: str, timeout: float = 0.5, tls: Any = None) -> bool:
     """True when the KServe v2 server at `address` answers ServerReady with ready=true (mTLS with `tls`)."""
-    import grpc
     from tritonclient.grpc import service_pb2, service_pb2_grpc
 
-    if tls is not None:
-        creds = grpc.ssl_channel_credentials(tls.ca.read_bytes(), tls.key.read_bytes(), tls.cert.read_bytes())
-        opened = grpc.secure_channel(address, creds)
-    else:
-        opened = grpc.insecure_channel(address)
-    with opened as channel:
+    with probe_channel(address, tls) as channel:
         stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
         return bool(stub.ServerReady(service_pb2.ServerReadyRequest(), timeout=timeout).ready)
 
