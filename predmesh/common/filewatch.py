@@ -5,7 +5,10 @@ the file is unreliable and mtimes can repeat; `FileWatcher` hashes the bytes of 
 path every `interval_s` instead (the files are a few KiB). When any of them changed, `load`
 runs on all current contents and its result goes to `apply`. A failing `load` (a half-written
 file, a bad certificate) is logged and ignored: the last good value keeps serving, and the
-same bad content is reported once.
+same bad content is reported once. After start, a file that reads empty (or whitespace) is
+rejected the same way without calling `load`: that is what a reader sees between a non-atomic
+writer's truncate and write, and applying it would drop every route or revoke every key. To
+clear a table on purpose, write an explicit empty document (`{}`, `models: {}`).
 
 Lifecycle: `await start()` loads once (a failure there raises: a service must not start on
 a bad file) and begins polling; `await stop()` cancels the poll task. File reads and `load`
@@ -80,6 +83,8 @@ class FileWatcher(Generic[T]):
             return False
         self.digest = digest  # a bad version is reported once, not every interval
         try:
+            if any(not c.strip() for c in contents):
+                raise ValueError("a watched file is empty (half-written?)")
             value = await asyncio.to_thread(self._load, contents)
         except Exception as err:
             self.rejected += 1

@@ -139,7 +139,9 @@ async def test_routing_file_watcher_applies_good_and_keeps_last_good(tmp_path: P
         assert len(applied) == 1 and "rejected" in results
         assert applied[-1].revision == good_rev
         doc = {"models": {"fraud": {"versions": [{"version": "1", "weight": 50}, {"version": "2", "weight": 50}]}}}
-        path.write_text(yaml.safe_dump(doc))
+        staged = tmp_path / "routing.yaml.new"
+        staged.write_text(yaml.safe_dump(doc))
+        staged.replace(path)  # atomic, as kubelet swaps a ConfigMap
         for _ in range(100):
             if len(applied) == 2:
                 break
@@ -147,6 +149,23 @@ async def test_routing_file_watcher_applies_good_and_keeps_last_good(tmp_path: P
         assert applied[-1].get("fraud").versions[1].weight == 50
     finally:
         await watcher.stop()
+
+
+async def test_routing_file_emptied_after_start_keeps_the_last_good_table(tmp_path: Path) -> None:
+    import yaml
+
+    path = tmp_path / "routing.yaml"
+    path.write_text(yaml.safe_dump(SPLIT))
+    applied: list[RoutingTable] = []
+    results: list[str] = []
+    watcher = RoutingFileWatcher(path, applied.append, interval_s=0, on_result=results.append)
+    await watcher.start()
+    path.write_text("")  # what a reader sees between a non-atomic writer's truncate and write
+    assert not await watcher.check_now()
+    assert results[-1] == "rejected" and len(applied) == 1
+    path.write_text("models: {}\n")  # clearing all routes is still possible, explicitly
+    assert await watcher.check_now()
+    assert applied[-1].routes == {}
 
 
 async def test_routing_file_invalid_at_start_is_an_error(tmp_path: Path) -> None:

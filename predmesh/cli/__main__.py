@@ -1,0 +1,5 @@
+"""`python -m predmesh.cli`."""
+
+from predmesh.cli import main
+
+raise SystemExit(main())
