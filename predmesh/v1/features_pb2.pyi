@@ -33,20 +33,22 @@ class EntityKey(_message.Message):
     def __init__(self, entity_id: _Optional[str] = ..., context: _Optional[_Mapping[str, _common_pb2.Value]] = ...) -> None: ...
 
 class FeatureVector(_message.Message):
-    __slots__ = ("entity_id", "values", "missing", "invalid", "entity_unknown", "store_missing")
+    __slots__ = ("entity_id", "values", "missing", "invalid", "entity_unknown", "store_missing", "stale")
     ENTITY_ID_FIELD_NUMBER: _ClassVar[int]
     VALUES_FIELD_NUMBER: _ClassVar[int]
     MISSING_FIELD_NUMBER: _ClassVar[int]
     INVALID_FIELD_NUMBER: _ClassVar[int]
     ENTITY_UNKNOWN_FIELD_NUMBER: _ClassVar[int]
     STORE_MISSING_FIELD_NUMBER: _ClassVar[int]
+    STALE_FIELD_NUMBER: _ClassVar[int]
     entity_id: str
     values: _containers.RepeatedCompositeFieldContainer[_common_pb2.Value]
     missing: _containers.RepeatedScalarFieldContainer[str]
     invalid: _containers.RepeatedScalarFieldContainer[str]
     entity_unknown: bool
     store_missing: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, entity_id: _Optional[str] = ..., values: _Optional[_Iterable[_Union[_common_pb2.Value, _Mapping]]] = ..., missing: _Optional[_Iterable[str]] = ..., invalid: _Optional[_Iterable[str]] = ..., entity_unknown: _Optional[bool] = ..., store_missing: _Optional[_Iterable[str]] = ...) -> None: ...
+    stale: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, entity_id: _Optional[str] = ..., values: _Optional[_Iterable[_Union[_common_pb2.Value, _Mapping]]] = ..., missing: _Optional[_Iterable[str]] = ..., invalid: _Optional[_Iterable[str]] = ..., entity_unknown: _Optional[bool] = ..., store_missing: _Optional[_Iterable[str]] = ..., stale: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GetFeaturesResponse(_message.Message):
     __slots__ = ("vectors",)

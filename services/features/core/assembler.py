@@ -13,13 +13,19 @@
    default (listed in `invalid`, counted); missing ones get it as well (listed in
    `missing`; the store-sourced ones also in `store_missing`, which callers use to
    flag answers scored without the entity's stored data).
+4. freshness: the entity's stored event time comes back in the same HGETALL; a stored
+   value older than its feature's (or group's) `max_age_s` is treated as missing: the
+   default is served and the name listed in `stale` (not in `missing`). An entity with no
+   stored event time (loaded before event times existed) is never stale. The age of every
+   entity with an event time is observed in a histogram per entity type.
 
 Use from one event loop; the assembler holds no per-request state.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from predmesh.common.errors import InvalidArgument
@@ -54,6 +60,7 @@ class FeatureVector:
     invalid: list[str]
     entity_unknown: bool
     store_missing: list[str] = field(default_factory=list)  # store-sourced subset of `missing`
+    stale: list[str] = field(default_factory=list)  # stored values older than max_age_s (defaulted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +79,9 @@ class FeatureAssembler:
         cache: EntityCache | None = None,
         limits: Limits | None = None,
         metrics: FeaturesMetrics | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
+        self._wall_clock = wall_clock  # Unix seconds; compared with stored event times
         self._registry = registry
         self._store = store
         self._cache = cache
@@ -88,10 +97,20 @@ class FeatureAssembler:
         self._check_entities(group, query.entities)
         store_fields = list(dict.fromkeys(s.name for s in specs if s.source is Source.STORE))
         stored = await self._read(query.entity_type, query.entities, store_fields)
-        vectors = [_assemble(specs, entity, stored[entity.entity_id]) for entity in query.entities]
+        now_ms = self._wall_clock() * 1000.0
+        max_ages_ms = [_max_age_ms(group, spec) for spec in specs]
+        vectors = [_assemble(specs, entity, stored[entity.entity_id], max_ages_ms, now_ms) for entity in query.entities]
         if self._metrics is not None:
             self._count(query.entity_type, vectors)
+            self._observe_ages(query.entity_type, stored.values(), now_ms)
         return vectors
+
+    def _observe_ages(self, entity_type: str, stored: Iterable[StoredEntity], now_ms: float) -> None:
+        assert self._metrics is not None
+        histogram = self._metrics.age.labels(entity_type)
+        for entity in stored:
+            if entity.event_time_ms is not None:
+                histogram.observe(max(0.0, now_ms - entity.event_time_ms) / 1000.0)
 
     def _count(self, entity_type: str, vectors: Sequence[FeatureVector]) -> None:
         assert self._metrics is not None
@@ -101,6 +120,8 @@ class FeatureAssembler:
                 m.defaults_used.labels(entity_type, name, "missing").inc()
             for name in vec.invalid:
                 m.defaults_used.labels(entity_type, name, "invalid").inc()
+            for name in vec.stale:
+                m.defaults_used.labels(entity_type, name, "stale").inc()
             if vec.entity_unknown:
                 m.unknown_entities.labels(entity_type).inc()
 
@@ -165,17 +186,40 @@ class FeatureAssembler:
         return stored
 
 
-def _assemble(specs: Sequence[FeatureSpec], entity: EntityRequest, stored: StoredEntity) -> FeatureVector:
+def _max_age_ms(group: FeatureGroup, spec: FeatureSpec) -> float | None:
+    if spec.source is not Source.STORE:
+        return None
+    max_age_s = group.max_age_of(spec)
+    return None if max_age_s is None else max_age_s * 1000.0
+
+
+def _assemble(
+    specs: Sequence[FeatureSpec],
+    entity: EntityRequest,
+    stored: StoredEntity,
+    max_ages_ms: Sequence[float | None],
+    now_ms: float,
+) -> FeatureVector:
     """One entity's vector; context values were validated by `_check_entities` already."""
     values: list[Scalar] = []
     missing: list[str] = []
     invalid: list[str] = []
     store_missing: list[str] = []
-    for spec in specs:
+    stale: list[str] = []
+    age_ms = None if stored.event_time_ms is None else now_ms - stored.event_time_ms
+    for spec, max_age_ms in zip(specs, max_ages_ms, strict=True):
         value: Scalar | None
         if spec.name in entity.context:
             value = coerce(spec, entity.context[spec.name])
             bad = invalid
+        elif (
+            max_age_ms is not None
+            and age_ms is not None
+            and age_ms > max_age_ms
+            and stored.fields.get(spec.name) is not None
+        ):
+            value = None
+            bad = stale
         elif spec.source is Source.STORE and (raw := stored.fields.get(spec.name)) is not None:
             value = parse_stored(spec, raw)
             bad = invalid
@@ -196,4 +240,5 @@ def _assemble(specs: Sequence[FeatureSpec], entity: EntityRequest, stored: Store
         invalid=invalid,
         entity_unknown=not stored.exists,
         store_missing=store_missing,
+        stale=stale,
     )

@@ -1,7 +1,15 @@
 """Reading stored features from Redis.
 
 Layout: one hash per entity, `features:{entity_type}:{entity_id}`, field = feature
-name, value = text (see `values.py`).
+name, value = text (see `values.py`), plus the reserved field `@event_time_ms` (not a
+valid feature name): the event time (Unix ms) of the newest write, set by the ingestion
+service and the loader. Keeping it inside the entity's hash keeps one key per entity, so
+the conditional write below is atomic on one Redis Cluster slot and the read needs no
+extra command.
+
+`WRITE_IF_NEWER_LUA` is the only way streaming writes reach a hash: it sets the values and
+the event time only when the event is strictly newer than the stored event time (an
+out-of-order or replayed event is ignored), in one atomic script call per entity.
 
 `RedisFeatureStore.fetch` reads any number of entities in ONE pipelined round trip
 (`pipeline(transaction=False)`, one HGETALL per entity), traced as one `redis.pipeline`
@@ -32,8 +40,40 @@ from services.features.errors import StoreUnavailable
 PIPELINE_SPAN = "redis.pipeline"
 
 
+EVENT_TIME_FIELD = "@event_time_ms"
+_EVENT_TIME_RAW = EVENT_TIME_FIELD.encode()
+
+# KEYS[1] = entity hash; ARGV[1] = event time (Unix ms, integer); ARGV[2..] = field, value, ...
+# Returns 1 when written, 0 when the stored event time is newer or equal (nothing written).
+WRITE_IF_NEWER_LUA = """
+local stored = redis.call('HGET', KEYS[1], '@event_time_ms')
+if stored and tonumber(stored) >= tonumber(ARGV[1]) then
+  return 0
+end
+redis.call('HSET', KEYS[1], '@event_time_ms', ARGV[1], unpack(ARGV, 2))
+return 1
+"""
+
+
 def entity_key(entity_type: str, entity_id: str) -> str:
     return f"features:{entity_type}:{entity_id}"
+
+
+def write_args(event_time_ms: int, values: Mapping[str, str]) -> list[str]:
+    """ARGV of `WRITE_IF_NEWER_LUA` for one entity: the event time, then field/value pairs."""
+    args = [str(int(event_time_ms))]
+    for name, text in values.items():
+        args.extend((name, text))
+    return args
+
+
+def _event_time(raw: bytes | None) -> int | None:
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +83,8 @@ class StoredEntity:
     exists: bool
     # Every field that was asked for; `None` when the hash has no such field.
     fields: Mapping[str, bytes | None]
+    # Event time (Unix ms) of the newest write; None when unknown (written before event times).
+    event_time_ms: int | None = None
 
 
 class FeatureStore(Protocol):
@@ -97,7 +139,11 @@ class RedisFeatureStore:
                 raise StoreUnavailable(f"feature store unavailable: {type(err).__name__}: {err}") from err
         wanted = [(name, name.encode()) for name in fields]
         return [
-            StoredEntity(exists=bool(hash_), fields={name: hash_.get(raw_name) for name, raw_name in wanted})
+            StoredEntity(
+                exists=bool(hash_),
+                fields={name: hash_.get(raw_name) for name, raw_name in wanted},
+                event_time_ms=_event_time(hash_.get(_EVENT_TIME_RAW)),
+            )
             for hash_ in replies
         ]
 

@@ -32,6 +32,7 @@ def vectors_to_pb(vectors: list[FeatureVector]) -> features_pb2.GetFeaturesRespo
                 invalid=vector.invalid,
                 entity_unknown=vector.entity_unknown,
                 store_missing=vector.store_missing,
+                stale=vector.stale,
             )
             for vector in vectors
         ]
