@@ -150,7 +150,7 @@ def load_frame(
                     key = entity_key(entity_type, entity_id)
                     pipe.delete(key)
                     if fields:
-                        pipe.hset(key, mapping={**fields, EVENT_TIME_FIELD: stamp})  # type: ignore[arg-type]
+                        pipe.hset(key, mapping={**fields, EVENT_TIME_FIELD: stamp})  # type: ignore[arg-type,dict-item]
                 pipe.execute()
     finally:
         client.close()
