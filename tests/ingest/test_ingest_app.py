@@ -42,7 +42,7 @@ class Running:
 
     async def wait_processed(self, count: int, timeout_s: float = 30.0) -> None:
         deadline = time.monotonic() + timeout_s
-        while self.processed() < count:  # noqa: ASYNC110 - polling a counter of the consumer thread
+        while self.processed() < count:
             assert time.monotonic() < deadline, f"only {self.processed()} of {count} events processed"
             await asyncio.sleep(0.05)
 
@@ -146,7 +146,8 @@ def _read_dlq(settings: IngestSettings, expected: int) -> list[tuple[bytes, dict
         while len(out) < expected and time.monotonic() < deadline:
             for msg in consumer.consume(10, 0.2):
                 if msg.error() is None:
-                    headers = {k: (v or b"").decode() for k, v in msg.headers() or []}
+                    raw_headers: list[tuple[str, bytes]] = list(msg.headers() or [])  # type: ignore[arg-type]
+                    headers = {k: (v or b"").decode() for k, v in raw_headers}
                     out.append((msg.value() or b"", headers))
     finally:
         consumer.close()
