@@ -103,6 +103,7 @@ class PredictionLog:
                 trace_id=trace.trace_id,
                 traceparent=trace.traceparent,
                 features=tuple(zip(names, row, strict=True)) if names and self._with_features() else (),
+                stale_features=out.stale_features,
             )
             if not self._sink.emit(record):
                 self._metrics.log_dropped.inc()

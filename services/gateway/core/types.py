@@ -46,10 +46,11 @@ class FeatureRow:
     invalid: tuple[str, ...] = ()
     entity_unknown: bool = False
     store_missing: tuple[str, ...] = ()  # store-sourced subset of `missing` (see core/degradation.py)
+    stale: tuple[str, ...] = ()  # stored values older than their registry max_age_s (defaulted)
 
     @property
     def defaulted(self) -> tuple[str, ...]:
-        return self.missing + self.invalid
+        return self.missing + self.invalid + self.stale
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +86,7 @@ class PredictOutput:
     degraded: bool = False
     degraded_reason: str = ""
     missing_features: tuple[str, ...] = ()  # stored features absent for this entity (subset of defaulted)
+    stale_features: tuple[str, ...] = ()  # stored features older than max_age_s (subset of defaulted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,3 +110,4 @@ class PredictionRecord:
     traceparent: str = ""
     # Feature values actually scored, for drift monitoring; only for a sample of records.
     features: tuple[tuple[str, Scalar], ...] = ()
+    stale_features: tuple[str, ...] = ()

@@ -91,6 +91,7 @@ def predict_response(out: PredictOutput) -> prediction_pb2.PredictResponse:
         entity_id=out.entity_id,
         arm=out.arm,
         missing_features=list(out.missing_features),
+        stale_features=list(out.stale_features),
     )
 
 

@@ -62,6 +62,7 @@ class FeaturesClient:
                     invalid=tuple(vec.invalid),
                     entity_unknown=vec.entity_unknown,
                     store_missing=tuple(vec.store_missing),
+                    stale=tuple(vec.stale),
                 )
                 for vec in response.vectors
             ]
