@@ -26,7 +26,7 @@ def _read(bootstrap: str, topic: str, expected: int) -> list[tuple[bytes, ingest
         }
     )
     consumer.subscribe([topic])
-    out = []
+    out: list[tuple[bytes, ingest_pb2.FeatureEvent]] = []
     try:
         deadline = time.monotonic() + 20
         while len(out) < expected and time.monotonic() < deadline:
@@ -62,5 +62,5 @@ def test_push_refuses_bad_usage(tmp_path: Path) -> None:
         main(["features", "push", "--bootstrap-servers", "127.0.0.1:1", "a=1"])
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"entity_type": "user"}\n')
-    with pytest.raises(SystemExit, match="bad.jsonl:1: not a feature event"):
+    with pytest.raises(SystemExit, match=r"bad\.jsonl:1: not a feature event"):
         main(["features", "push", "--bootstrap-servers", "127.0.0.1:1", "--file", str(bad)])
