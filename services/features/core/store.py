@@ -11,11 +11,12 @@ extra command.
 the event time only when the event is strictly newer than the stored event time (an
 out-of-order or replayed event is ignored), in one atomic script call per entity.
 
-`RedisFeatureStore.fetch` reads any number of entities in ONE pipelined round trip
-(`pipeline(transaction=False)`, one HGETALL per entity), traced as one `redis.pipeline`
-span. Redis never keeps an empty hash, so an empty reply means the entity does not
-exist (what EXISTS said before); one command per entity instead of EXISTS + HMGET
-halves the commands Redis parses and the replies the client decodes.
+`RedisFeatureStore.fetch_keys` reads any number of entities, of any entity types, in ONE
+pipelined round trip (`pipeline(transaction=False)`, one HGETALL per entity), traced as one
+`redis.pipeline` span (`fetch` is the one-type shorthand). Redis never keeps an empty
+hash, so an empty reply means the entity does not exist (what EXISTS said before); one
+command per entity instead of EXISTS + HMGET halves the commands Redis parses and the
+replies the client decodes.
 Partial failure policy: any Redis error fails the whole batch with
 `StoreUnavailable` (UNAVAILABLE) so the caller can degrade; no partial vectors.
 
@@ -94,6 +95,10 @@ class FeatureStore(Protocol):
         """Read `fields` of every entity, in one round trip; aligned with `entity_ids`."""
         ...
 
+    async def fetch_keys(self, keys: Sequence[tuple[str, str, Sequence[str]]]) -> list[StoredEntity]:
+        """Read (entity_type, entity_id, fields) entities of any types, in one round trip; aligned with `keys`."""
+        ...
+
     async def ping(self) -> None: ...
 
     async def close(self) -> None: ...
@@ -124,28 +129,36 @@ class RedisFeatureStore:
         return cls(aioredis.Redis(connection_pool=pool))
 
     async def fetch(self, entity_type: str, entity_ids: Sequence[str], fields: Sequence[str]) -> list[StoredEntity]:
-        if not entity_ids:
+        return await self.fetch_keys([(entity_type, entity_id, fields) for entity_id in entity_ids])
+
+    async def fetch_keys(self, keys: Sequence[tuple[str, str, Sequence[str]]]) -> list[StoredEntity]:
+        if not keys:
             return []
         with telemetry.span(
             PIPELINE_SPAN,
-            **{"db.system": "redis", "db.operation": "HGETALL", "predmesh.entities": len(entity_ids)},
+            **{"db.system": "redis", "db.operation": "HGETALL", "predmesh.entities": len(keys)},
         ):
             try:
                 async with self._client.pipeline(transaction=False) as pipe:
-                    for entity_id in entity_ids:
+                    for entity_type, entity_id, _fields in keys:
                         pipe.hgetall(entity_key(entity_type, entity_id))
                     replies = await pipe.execute()
             except (TimeoutError, RedisError, OSError) as err:
                 raise StoreUnavailable(f"feature store unavailable: {type(err).__name__}: {err}") from err
-        wanted = [(name, name.encode()) for name in fields]
-        return [
-            StoredEntity(
-                exists=bool(hash_),
-                fields={name: hash_.get(raw_name) for name, raw_name in wanted},
-                event_time_ms=_event_time(hash_.get(_EVENT_TIME_RAW)),
+        encoded: dict[int, list[tuple[str, bytes]]] = {}  # field names encoded once per distinct list
+        out = []
+        for (_type, _id, fields), hash_ in zip(keys, replies, strict=True):
+            wanted = encoded.get(id(fields))
+            if wanted is None:
+                wanted = encoded[id(fields)] = [(name, name.encode()) for name in fields]
+            out.append(
+                StoredEntity(
+                    exists=bool(hash_),
+                    fields={name: hash_.get(raw_name) for name, raw_name in wanted},
+                    event_time_ms=_event_time(hash_.get(_EVENT_TIME_RAW)),
+                )
             )
-            for hash_ in replies
-        ]
+        return out
 
     async def ping(self) -> None:
         try:
