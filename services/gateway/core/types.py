@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -25,6 +26,8 @@ class PredictInput:
     version: str
     entity_id: str
     context: dict[str, Scalar]
+    # Entities of other types (entity type -> id) whose `type.feature` features the model reads.
+    entities: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +90,7 @@ class PredictOutput:
     degraded_reason: str = ""
     missing_features: tuple[str, ...] = ()  # stored features absent for this entity (subset of defaulted)
     stale_features: tuple[str, ...] = ()  # stored features older than max_age_s (subset of defaulted)
+    entities: Mapping[str, str] = field(default_factory=dict)  # the request's other entities (logged)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,3 +115,4 @@ class PredictionRecord:
     # Feature values actually scored, for drift monitoring; only for a sample of records.
     features: tuple[tuple[str, Scalar], ...] = ()
     stale_features: tuple[str, ...] = ()
+    entities: Mapping[str, str] = field(default_factory=dict)
