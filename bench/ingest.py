@@ -43,6 +43,7 @@ from services.ingest.metrics import IngestMetrics
 from services.ingest.settings import IngestSettings
 from services.ingest.transport.consumer import IngestLoop
 
+LINGER_MS = int(os.environ.get("BENCH_LINGER_MS", "5"))
 COUNTRIES = ["US", "GB", "DE", "FR", "IN", "BR", "other"]
 
 
@@ -51,10 +52,11 @@ def _produce(bootstrap: str, topic: str, total: int, rate: float, entities: int,
     from predmesh.clients.featureevents import FeatureEventProducer, feature_event
 
     rng = random.Random(seed)
-    producer = FeatureEventProducer(bootstrap, topic, **{"linger.ms": 5, "batch.num.messages": 10000})
+    producer = FeatureEventProducer(bootstrap, topic, **{"linger.ms": LINGER_MS, "batch.num.messages": 10000})
     start = time.time()
     tick_s = 0.01
     sent = 0
+    lateness_ms: list[float] = []  # how late each paced send round started (the producer's own lag)
     while sent < total:
         if rate > 0:
             due = min(total, int((time.time() - start) * rate) + 1)
@@ -63,6 +65,8 @@ def _produce(bootstrap: str, topic: str, total: int, rate: float, entities: int,
                 continue
         else:
             due = min(total, sent + 1000)
+        if rate > 0:
+            lateness_ms.append(time.time() * 1000 - (start + sent / rate) * 1000)
         for i in range(sent, due):
             intended_ms = int((start + i / rate) * 1000) if rate > 0 else int(time.time() * 1000)
             producer.send(
@@ -79,6 +83,9 @@ def _produce(bootstrap: str, topic: str, total: int, rate: float, entities: int,
             )
         sent = due
     producer.flush(60)
+    if lateness_ms:
+        p50, p99 = _percentile(lateness_ms, 0.5), _percentile(lateness_ms, 0.99)
+        print(f"producer send lateness p50/p99: {p50:.1f} / {p99:.1f} ms", flush=True)
 
 
 class _Recorder:
