@@ -2,8 +2,9 @@
 
 `IngestApp(settings)`: `await start()` loads the registry (in a thread), opens the Redis
 client, starts the consumer loop thread (`IngestLoop`) and a gRPC server with health and
-`/metrics`; `await stop()` flips health, stops the loop (the in-flight batch finishes or is
-re-delivered later: offsets are committed only after the Redis write) and closes Redis.
+`/metrics` (NOT_SERVING if the loop's thread crashes); `await stop()` flips health, stops
+the loop (the in-flight batch finishes or is re-delivered later: offsets are committed only
+after the Redis write) and closes Redis.
 A failed start closes what it opened (predmesh.common.app.ServiceApp).
 Run it with `python -m services.ingest.app` (PREDMESH_INGEST_* env vars).
 """
@@ -11,6 +12,7 @@ Run it with `python -m services.ingest.app` (PREDMESH_INGEST_* env vars).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from contextlib import AsyncExitStack
 from typing import Any
@@ -85,9 +87,19 @@ class IngestApp(ServiceApp[IngestSettings]):
             lag_interval_s=settings.lag_interval_s,
         )
         stack.push_async_callback(asyncio.to_thread, loop.stop)
+        crashed = asyncio.Event()
+        event_loop = asyncio.get_running_loop()
+
+        def on_crash() -> None:  # called from the consumer thread
+            with contextlib.suppress(RuntimeError):  # the event loop is already closed
+                event_loop.call_soon_threadsafe(crashed.set)
+
+        loop.on_crash = on_crash
         await asyncio.to_thread(loop.start)
         self.loop = loop
-        await self.serve(stack, GrpcServer(settings, registry=self.metrics.registry))
+        server = await self.serve(stack, GrpcServer(settings, registry=self.metrics.registry))
+        watchdog = asyncio.create_task(self._watch(crashed, server), name="ingest-watchdog")
+        stack.push_async_callback(_cancel, watchdog)
         log.info(
             "ingesting %s from %s into %s (dead letters: %s)",
             settings.topic,
@@ -95,6 +107,19 @@ class IngestApp(ServiceApp[IngestSettings]):
             redact_url(settings.redis_url),
             settings.dlq_topic,
         )
+
+    @staticmethod
+    async def _watch(crashed: asyncio.Event, server: GrpcServer) -> None:
+        """Health NOT_SERVING once the consumer thread has crashed (the pod must be restarted)."""
+        await crashed.wait()
+        log.error("the ingest consumer thread crashed: reporting NOT_SERVING")
+        await server.set_serving(False)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def main() -> None:

@@ -71,6 +71,8 @@ class IngestLoop:
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self.batches_committed = 0
+        # Called from the thread when it crashed (not on stop); set before `start()`.
+        self.on_crash: Callable[[], None] = lambda: None
 
     def start(self) -> None:
         """Subscribe and start the thread (blocking: call through a thread from async code)."""
@@ -80,6 +82,11 @@ class IngestLoop:
         self._consumer.subscribe([self._topic])
         self._thread = threading.Thread(target=self._run, name="ingest-consumer", daemon=True)
         self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        """True while the consumer thread runs (False after `stop()` or a crash)."""
+        return self._thread is not None and self._thread.is_alive()
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """End the thread and close the clients (blocking)."""
@@ -105,6 +112,7 @@ class IngestLoop:
                     self._update_consumer_lag(consumer)
         except Exception:
             log.exception("ingest consumer thread crashed")
+            self.on_crash()
         finally:
             producer.flush(5.0)
             consumer.close()
