@@ -30,6 +30,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from predmesh.common.errors import InvalidArgument
 from services.features.core.cache import EntityCache
@@ -136,9 +137,13 @@ class FeatureAssembler:
 
     def _observe_ages(self, stored: Mapping[_Key, StoredEntity], now_ms: float) -> None:
         assert self._metrics is not None
+        histograms: dict[str, Any] = {}  # one labels() lookup per entity type, not per entity
         for (entity_type, _id), entity in stored.items():
             if entity.event_time_ms is not None:
-                self._metrics.age.labels(entity_type).observe(max(0.0, now_ms - entity.event_time_ms) / 1000.0)
+                histogram = histograms.get(entity_type)
+                if histogram is None:
+                    histogram = histograms[entity_type] = self._metrics.age.labels(entity_type)
+                histogram.observe(max(0.0, now_ms - entity.event_time_ms) / 1000.0)
 
     def _count(self, entity_type: str, vectors: Sequence[FeatureVector]) -> None:
         assert self._metrics is not None
