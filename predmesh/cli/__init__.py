@@ -8,6 +8,7 @@ predmesh status                  every process of the running mesh: pid, uptime,
 predmesh predict --model fraud --entity u00042 --context amount=120.5 channel=web
 predmesh features load --redis-url URL --entity-type user [--registry PATH] FILE   (default: demo registry)
 predmesh features load --redis-url URL --demo 1000
+predmesh features push --entity-type user --entity-id u00042 avg_txn_amount_30d=120.5   (feature events to Kafka)
 predmesh logs tail ...           print prediction events from Kafka (when the logger runs)
 """
 

@@ -65,6 +65,7 @@ class MeshOptions:
     edge_port: int = 0
     with_logger: bool = True
     with_monitor: bool = True  # drift monitor on the prediction log (needs the logger)
+    with_ingest: bool = False  # streaming feature ingestion from `feature-events` (needs the broker: with_logger)
     with_edge: bool = True
     with_triton: bool = True  # GPU-placed models (fraud_nn) go to tritonserver (CPU python backend here)
     ort_workers: int = 1  # CPU models go to this many ONNX Runtime worker processes (0 = in-process)
@@ -88,6 +89,7 @@ class LocalMesh:
         self.logger: PythonService | None = None
         self.monitor: PythonService | None = None
         self.monitor_metrics_port = 0
+        self.ingest: PythonService | None = None
         self.features: PythonService | None = None
         self.inference: PythonService | None = None
         self.gateway: PythonService | None = None
@@ -309,6 +311,7 @@ class LocalMesh:
             },
         )
         services.append(self.features)
+        services += self._start_ingest() if opts.with_ingest and opts.with_logger else []
         self._launch(*services)
         # The orchestrator loads its models on its backends at start, so they come first.
         if opts.pool_max_models:
@@ -352,6 +355,24 @@ class LocalMesh:
         if opts.supervise:
             self._supervise()
 
+    def _start_ingest(self) -> list[ManagedProcess]:
+        """The ingestion service on `feature-events` (its topics created here), writing the mesh's Redis."""
+        from predmesh.clients.featureevents import FEATURE_EVENTS_DLQ_TOPIC, FEATURE_EVENTS_TOPIC
+        from predmesh.local.kafka import create_topics
+
+        assert self.redis is not None
+        create_topics(self.bootstrap_servers, [FEATURE_EVENTS_TOPIC, FEATURE_EVENTS_DLQ_TOPIC])
+        self.ingest = self._service(
+            "ingest",
+            {
+                "PREDMESH_INGEST_BOOTSTRAP_SERVERS": self.bootstrap_servers,
+                "PREDMESH_INGEST_REDIS_URL": self.redis.url,
+                "PREDMESH_INGEST_REGISTRY_PATH": str(self.options.registry_path),
+                "PREDMESH_INGEST_KAFKA_EXTRA": json.dumps(DEV_CONSUMER_TIMEOUTS),
+            },
+        )
+        return [self.ingest]
+
     def _supervise(self) -> None:
         self.supervisor = Supervisor(self.state_dir / STATUS_FILE)
         for proc in self._started:
@@ -364,6 +385,10 @@ class LocalMesh:
         from predmesh.local.kafka import create_topics
 
         create_topics(self.bootstrap_servers, list(TOPICS))
+        if self.ingest is not None:
+            from predmesh.clients.featureevents import FEATURE_EVENTS_DLQ_TOPIC, FEATURE_EVENTS_TOPIC
+
+            create_topics(self.bootstrap_servers, [FEATURE_EVENTS_TOPIC, FEATURE_EVENTS_DLQ_TOPIC])
 
     def process(self, name: str) -> ManagedProcess:
         """The running process called `name` (e.g. "redis", "tansu", "gateway-1", "ort-worker-0")."""
@@ -550,6 +575,8 @@ class LocalMesh:
             out[f"{worker.name} (KServe v2 gRPC; CPU pool)"] = worker.address
         if self.logger:
             out["logger (gRPC LoggerService)"] = self.logger.address
+        if self.ingest:
+            out["feature ingestion (topic feature-events)"] = self.ingest.address
         if self.monitor:
             out["drift monitor (Prometheus /metrics)"] = f"http://127.0.0.1:{self.monitor_metrics_port}/metrics"
         if self.controlplane:

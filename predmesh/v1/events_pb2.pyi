@@ -11,7 +11,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class PredictionEvent(_message.Message):
-    __slots__ = ("request_id", "model", "model_version", "arm", "entity_id", "features_hash", "prediction", "latency_ms", "degraded", "degraded_reason", "trace_id", "timestamp", "defaulted_features", "features", "traceparent")
+    __slots__ = ("request_id", "model", "model_version", "arm", "entity_id", "features_hash", "prediction", "latency_ms", "degraded", "degraded_reason", "trace_id", "timestamp", "defaulted_features", "features", "traceparent", "stale_features", "entities")
     class FeaturesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -19,6 +19,13 @@ class PredictionEvent(_message.Message):
         key: str
         value: _common_pb2.Value
         def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[_common_pb2.Value, _Mapping]] = ...) -> None: ...
+    class EntitiesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -34,6 +41,8 @@ class PredictionEvent(_message.Message):
     DEFAULTED_FEATURES_FIELD_NUMBER: _ClassVar[int]
     FEATURES_FIELD_NUMBER: _ClassVar[int]
     TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
+    STALE_FEATURES_FIELD_NUMBER: _ClassVar[int]
+    ENTITIES_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     model: str
     model_version: str
@@ -49,7 +58,9 @@ class PredictionEvent(_message.Message):
     defaulted_features: _containers.RepeatedScalarFieldContainer[str]
     features: _containers.MessageMap[str, _common_pb2.Value]
     traceparent: str
-    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., model_version: _Optional[str] = ..., arm: _Optional[str] = ..., entity_id: _Optional[str] = ..., features_hash: _Optional[str] = ..., prediction: _Optional[_Union[_common_pb2.Prediction, _Mapping]] = ..., latency_ms: _Optional[float] = ..., degraded: _Optional[bool] = ..., degraded_reason: _Optional[str] = ..., trace_id: _Optional[str] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., defaulted_features: _Optional[_Iterable[str]] = ..., features: _Optional[_Mapping[str, _common_pb2.Value]] = ..., traceparent: _Optional[str] = ...) -> None: ...
+    stale_features: _containers.RepeatedScalarFieldContainer[str]
+    entities: _containers.ScalarMap[str, str]
+    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., model_version: _Optional[str] = ..., arm: _Optional[str] = ..., entity_id: _Optional[str] = ..., features_hash: _Optional[str] = ..., prediction: _Optional[_Union[_common_pb2.Prediction, _Mapping]] = ..., latency_ms: _Optional[float] = ..., degraded: _Optional[bool] = ..., degraded_reason: _Optional[str] = ..., trace_id: _Optional[str] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., defaulted_features: _Optional[_Iterable[str]] = ..., features: _Optional[_Mapping[str, _common_pb2.Value]] = ..., traceparent: _Optional[str] = ..., stale_features: _Optional[_Iterable[str]] = ..., entities: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class EventBatch(_message.Message):
     __slots__ = ("sequence", "events")

@@ -25,31 +25,37 @@ _sym_db = _symbol_database.Default()
 from predmesh.v1 import common_pb2 as predmesh_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1apredmesh/v1/features.proto\x12\x0bpredmesh.v1\x1a\x18predmesh/v1/common.proto\"e\n\x12GetFeaturesRequest\x12\x13\n\x0b\x65ntity_type\x18\x01 \x01(\t\x12(\n\x08\x65ntities\x18\x02 \x03(\x0b\x32\x16.predmesh.v1.EntityKey\x12\x10\n\x08\x66\x65\x61tures\x18\x03 \x03(\t\"\x98\x01\n\tEntityKey\x12\x11\n\tentity_id\x18\x01 \x01(\t\x12\x34\n\x07\x63ontext\x18\x02 \x03(\x0b\x32#.predmesh.v1.EntityKey.ContextEntry\x1a\x42\n\x0c\x43ontextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12!\n\x05value\x18\x02 \x01(\x0b\x32\x12.predmesh.v1.Value:\x02\x38\x01\"\x97\x01\n\rFeatureVector\x12\x11\n\tentity_id\x18\x01 \x01(\t\x12\"\n\x06values\x18\x02 \x03(\x0b\x32\x12.predmesh.v1.Value\x12\x0f\n\x07missing\x18\x03 \x03(\t\x12\x0f\n\x07invalid\x18\x04 \x03(\t\x12\x16\n\x0e\x65ntity_unknown\x18\x05 \x01(\x08\x12\x15\n\rstore_missing\x18\x06 \x03(\t\"B\n\x13GetFeaturesResponse\x12+\n\x07vectors\x18\x01 \x03(\x0b\x32\x1a.predmesh.v1.FeatureVector\"+\n\x14\x44\x65scribeGroupRequest\x12\x13\n\x0b\x65ntity_type\x18\x01 \x01(\t\"\xaf\x01\n\x0b\x46\x65\x61tureSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\t \x01(\t\x12#\n\x07\x64\x65\x66\x61ult\x18\x03 \x01(\x0b\x32\x12.predmesh.v1.Value\x12\x0f\n\x07has_min\x18\x04 \x01(\x08\x12\x0b\n\x03min\x18\x05 \x01(\x01\x12\x0f\n\x07has_max\x18\x06 \x01(\x08\x12\x0b\n\x03max\x18\x07 \x01(\x01\x12\x12\n\ncategories\x18\x08 \x03(\t\"S\n\x10\x46\x65\x61tureGroupInfo\x12\x13\n\x0b\x65ntity_type\x18\x01 \x01(\t\x12*\n\x08\x66\x65\x61tures\x18\x02 \x03(\x0b\x32\x18.predmesh.v1.FeatureSpec2\xb5\x01\n\x0e\x46\x65\x61tureService\x12P\n\x0bGetFeatures\x12\x1f.predmesh.v1.GetFeaturesRequest\x1a .predmesh.v1.GetFeaturesResponse\x12Q\n\rDescribeGroup\x12!.predmesh.v1.DescribeGroupRequest\x1a\x1d.predmesh.v1.FeatureGroupInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1apredmesh/v1/features.proto\x12\x0bpredmesh.v1\x1a\x18predmesh/v1/common.proto\"\x94\x01\n\x12GetFeaturesRequest\x12\x13\n\x0b\x65ntity_type\x18\x01 \x01(\t\x12(\n\x08\x65ntities\x18\x02 \x03(\x0b\x32\x16.predmesh.v1.EntityKey\x12\x10\n\x08\x66\x65\x61tures\x18\x03 \x03(\t\x12-\n\x07related\x18\x04 \x03(\x0b\x32\x1c.predmesh.v1.RelatedEntities\"q\n\x0fRelatedEntities\x12\x32\n\x03ids\x18\x01 \x03(\x0b\x32%.predmesh.v1.RelatedEntities.IdsEntry\x1a*\n\x08IdsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x98\x01\n\tEntityKey\x12\x11\n\tentity_id\x18\x01 \x01(\t\x12\x34\n\x07\x63ontext\x18\x02 \x03(\x0b\x32#.predmesh.v1.EntityKey.ContextEntry\x1a\x42\n\x0c\x43ontextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12!\n\x05value\x18\x02 \x01(\x0b\x32\x12.predmesh.v1.Value:\x02\x38\x01\"\xa6\x01\n\rFeatureVector\x12\x11\n\tentity_id\x18\x01 \x01(\t\x12\"\n\x06values\x18\x02 \x03(\x0b\x32\x12.predmesh.v1.Value\x12\x0f\n\x07missing\x18\x03 \x03(\t\x12\x0f\n\x07invalid\x18\x04 \x03(\t\x12\x16\n\x0e\x65ntity_unknown\x18\x05 \x01(\x08\x12\x15\n\rstore_missing\x18\x06 \x03(\t\x12\r\n\x05stale\x18\x07 \x03(\t\"B\n\x13GetFeaturesResponse\x12+\n\x07vectors\x18\x01 \x03(\x0b\x32\x1a.predmesh.v1.FeatureVector\"+\n\x14\x44\x65scribeGroupRequest\x12\x13\n\x0b\x65ntity_type\x18\x01 \x01(\t\"\xaf\x01\n\x0b\x46\x65\x61tureSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\t \x01(\t\x12#\n\x07\x64\x65\x66\x61ult\x18\x03 \x01(\x0b\x32\x12.predmesh.v1.Value\x12\x0f\n\x07has_min\x18\x04 \x01(\x08\x12\x0b\n\x03min\x18\x05 \x01(\x01\x12\x0f\n\x07has_max\x18\x06 \x01(\x08\x12\x0b\n\x03max\x18\x07 \x01(\x01\x12\x12\n\ncategories\x18\x08 \x03(\t\"S\n\x10\x46\x65\x61tureGroupInfo\x12\x13\n\x0b\x65ntity_type\x18\x01 \x01(\t\x12*\n\x08\x66\x65\x61tures\x18\x02 \x03(\x0b\x32\x18.predmesh.v1.FeatureSpec2\xb5\x01\n\x0e\x46\x65\x61tureService\x12P\n\x0bGetFeatures\x12\x1f.predmesh.v1.GetFeaturesRequest\x1a .predmesh.v1.GetFeaturesResponse\x12Q\n\rDescribeGroup\x12!.predmesh.v1.DescribeGroupRequest\x1a\x1d.predmesh.v1.FeatureGroupInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'predmesh.v1.features_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_RELATEDENTITIES_IDSENTRY']._loaded_options = None
+  _globals['_RELATEDENTITIES_IDSENTRY']._serialized_options = b'8\001'
   _globals['_ENTITYKEY_CONTEXTENTRY']._loaded_options = None
   _globals['_ENTITYKEY_CONTEXTENTRY']._serialized_options = b'8\001'
-  _globals['_GETFEATURESREQUEST']._serialized_start=69
-  _globals['_GETFEATURESREQUEST']._serialized_end=170
-  _globals['_ENTITYKEY']._serialized_start=173
-  _globals['_ENTITYKEY']._serialized_end=325
-  _globals['_ENTITYKEY_CONTEXTENTRY']._serialized_start=259
-  _globals['_ENTITYKEY_CONTEXTENTRY']._serialized_end=325
-  _globals['_FEATUREVECTOR']._serialized_start=328
-  _globals['_FEATUREVECTOR']._serialized_end=479
-  _globals['_GETFEATURESRESPONSE']._serialized_start=481
-  _globals['_GETFEATURESRESPONSE']._serialized_end=547
-  _globals['_DESCRIBEGROUPREQUEST']._serialized_start=549
-  _globals['_DESCRIBEGROUPREQUEST']._serialized_end=592
-  _globals['_FEATURESPEC']._serialized_start=595
-  _globals['_FEATURESPEC']._serialized_end=770
-  _globals['_FEATUREGROUPINFO']._serialized_start=772
-  _globals['_FEATUREGROUPINFO']._serialized_end=855
-  _globals['_FEATURESERVICE']._serialized_start=858
-  _globals['_FEATURESERVICE']._serialized_end=1039
+  _globals['_GETFEATURESREQUEST']._serialized_start=70
+  _globals['_GETFEATURESREQUEST']._serialized_end=218
+  _globals['_RELATEDENTITIES']._serialized_start=220
+  _globals['_RELATEDENTITIES']._serialized_end=333
+  _globals['_RELATEDENTITIES_IDSENTRY']._serialized_start=291
+  _globals['_RELATEDENTITIES_IDSENTRY']._serialized_end=333
+  _globals['_ENTITYKEY']._serialized_start=336
+  _globals['_ENTITYKEY']._serialized_end=488
+  _globals['_ENTITYKEY_CONTEXTENTRY']._serialized_start=422
+  _globals['_ENTITYKEY_CONTEXTENTRY']._serialized_end=488
+  _globals['_FEATUREVECTOR']._serialized_start=491
+  _globals['_FEATUREVECTOR']._serialized_end=657
+  _globals['_GETFEATURESRESPONSE']._serialized_start=659
+  _globals['_GETFEATURESRESPONSE']._serialized_end=725
+  _globals['_DESCRIBEGROUPREQUEST']._serialized_start=727
+  _globals['_DESCRIBEGROUPREQUEST']._serialized_end=770
+  _globals['_FEATURESPEC']._serialized_start=773
+  _globals['_FEATURESPEC']._serialized_end=948
+  _globals['_FEATUREGROUPINFO']._serialized_start=950
+  _globals['_FEATUREGROUPINFO']._serialized_end=1033
+  _globals['_FEATURESERVICE']._serialized_start=1036
+  _globals['_FEATURESERVICE']._serialized_end=1217
 # @@protoc_insertion_point(module_scope)

@@ -8,14 +8,29 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class GetFeaturesRequest(_message.Message):
-    __slots__ = ("entity_type", "entities", "features")
+    __slots__ = ("entity_type", "entities", "features", "related")
     ENTITY_TYPE_FIELD_NUMBER: _ClassVar[int]
     ENTITIES_FIELD_NUMBER: _ClassVar[int]
     FEATURES_FIELD_NUMBER: _ClassVar[int]
+    RELATED_FIELD_NUMBER: _ClassVar[int]
     entity_type: str
     entities: _containers.RepeatedCompositeFieldContainer[EntityKey]
     features: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, entity_type: _Optional[str] = ..., entities: _Optional[_Iterable[_Union[EntityKey, _Mapping]]] = ..., features: _Optional[_Iterable[str]] = ...) -> None: ...
+    related: _containers.RepeatedCompositeFieldContainer[RelatedEntities]
+    def __init__(self, entity_type: _Optional[str] = ..., entities: _Optional[_Iterable[_Union[EntityKey, _Mapping]]] = ..., features: _Optional[_Iterable[str]] = ..., related: _Optional[_Iterable[_Union[RelatedEntities, _Mapping]]] = ...) -> None: ...
+
+class RelatedEntities(_message.Message):
+    __slots__ = ("ids",)
+    class IdsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    ids: _containers.ScalarMap[str, str]
+    def __init__(self, ids: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class EntityKey(_message.Message):
     __slots__ = ("entity_id", "context")
@@ -33,20 +48,22 @@ class EntityKey(_message.Message):
     def __init__(self, entity_id: _Optional[str] = ..., context: _Optional[_Mapping[str, _common_pb2.Value]] = ...) -> None: ...
 
 class FeatureVector(_message.Message):
-    __slots__ = ("entity_id", "values", "missing", "invalid", "entity_unknown", "store_missing")
+    __slots__ = ("entity_id", "values", "missing", "invalid", "entity_unknown", "store_missing", "stale")
     ENTITY_ID_FIELD_NUMBER: _ClassVar[int]
     VALUES_FIELD_NUMBER: _ClassVar[int]
     MISSING_FIELD_NUMBER: _ClassVar[int]
     INVALID_FIELD_NUMBER: _ClassVar[int]
     ENTITY_UNKNOWN_FIELD_NUMBER: _ClassVar[int]
     STORE_MISSING_FIELD_NUMBER: _ClassVar[int]
+    STALE_FIELD_NUMBER: _ClassVar[int]
     entity_id: str
     values: _containers.RepeatedCompositeFieldContainer[_common_pb2.Value]
     missing: _containers.RepeatedScalarFieldContainer[str]
     invalid: _containers.RepeatedScalarFieldContainer[str]
     entity_unknown: bool
     store_missing: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, entity_id: _Optional[str] = ..., values: _Optional[_Iterable[_Union[_common_pb2.Value, _Mapping]]] = ..., missing: _Optional[_Iterable[str]] = ..., invalid: _Optional[_Iterable[str]] = ..., entity_unknown: _Optional[bool] = ..., store_missing: _Optional[_Iterable[str]] = ...) -> None: ...
+    stale: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, entity_id: _Optional[str] = ..., values: _Optional[_Iterable[_Union[_common_pb2.Value, _Mapping]]] = ..., missing: _Optional[_Iterable[str]] = ..., invalid: _Optional[_Iterable[str]] = ..., entity_unknown: _Optional[bool] = ..., store_missing: _Optional[_Iterable[str]] = ..., stale: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GetFeaturesResponse(_message.Message):
     __slots__ = ("vectors",)

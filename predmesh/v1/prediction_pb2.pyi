@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class PredictRequest(_message.Message):
-    __slots__ = ("request_id", "model", "version", "entity_id", "context")
+    __slots__ = ("request_id", "model", "version", "entity_id", "context", "entities")
     class ContextEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -16,20 +16,29 @@ class PredictRequest(_message.Message):
         key: str
         value: _common_pb2.Value
         def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[_common_pb2.Value, _Mapping]] = ...) -> None: ...
+    class EntitiesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     ENTITY_ID_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    ENTITIES_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     model: str
     version: str
     entity_id: str
     context: _containers.MessageMap[str, _common_pb2.Value]
-    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., version: _Optional[str] = ..., entity_id: _Optional[str] = ..., context: _Optional[_Mapping[str, _common_pb2.Value]] = ...) -> None: ...
+    entities: _containers.ScalarMap[str, str]
+    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., version: _Optional[str] = ..., entity_id: _Optional[str] = ..., context: _Optional[_Mapping[str, _common_pb2.Value]] = ..., entities: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class PredictResponse(_message.Message):
-    __slots__ = ("request_id", "model", "model_version", "prediction", "degraded", "degraded_reason", "defaulted_features", "timings", "entity_id", "arm", "missing_features")
+    __slots__ = ("request_id", "model", "model_version", "prediction", "degraded", "degraded_reason", "defaulted_features", "timings", "entity_id", "arm", "missing_features", "stale_features")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -41,6 +50,7 @@ class PredictResponse(_message.Message):
     ENTITY_ID_FIELD_NUMBER: _ClassVar[int]
     ARM_FIELD_NUMBER: _ClassVar[int]
     MISSING_FEATURES_FIELD_NUMBER: _ClassVar[int]
+    STALE_FEATURES_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     model: str
     model_version: str
@@ -52,7 +62,8 @@ class PredictResponse(_message.Message):
     entity_id: str
     arm: str
     missing_features: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., model_version: _Optional[str] = ..., prediction: _Optional[_Union[_common_pb2.Prediction, _Mapping]] = ..., degraded: _Optional[bool] = ..., degraded_reason: _Optional[str] = ..., defaulted_features: _Optional[_Iterable[str]] = ..., timings: _Optional[_Union[_common_pb2.Timings, _Mapping]] = ..., entity_id: _Optional[str] = ..., arm: _Optional[str] = ..., missing_features: _Optional[_Iterable[str]] = ...) -> None: ...
+    stale_features: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., model_version: _Optional[str] = ..., prediction: _Optional[_Union[_common_pb2.Prediction, _Mapping]] = ..., degraded: _Optional[bool] = ..., degraded_reason: _Optional[str] = ..., defaulted_features: _Optional[_Iterable[str]] = ..., timings: _Optional[_Union[_common_pb2.Timings, _Mapping]] = ..., entity_id: _Optional[str] = ..., arm: _Optional[str] = ..., missing_features: _Optional[_Iterable[str]] = ..., stale_features: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PredictBatchRequest(_message.Message):
     __slots__ = ("request_id", "model", "version", "items")
@@ -67,7 +78,7 @@ class PredictBatchRequest(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., version: _Optional[str] = ..., items: _Optional[_Iterable[_Union[BatchItem, _Mapping]]] = ...) -> None: ...
 
 class BatchItem(_message.Message):
-    __slots__ = ("entity_id", "context")
+    __slots__ = ("entity_id", "context", "entities")
     class ContextEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -75,11 +86,20 @@ class BatchItem(_message.Message):
         key: str
         value: _common_pb2.Value
         def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[_common_pb2.Value, _Mapping]] = ...) -> None: ...
+    class EntitiesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     ENTITY_ID_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    ENTITIES_FIELD_NUMBER: _ClassVar[int]
     entity_id: str
     context: _containers.MessageMap[str, _common_pb2.Value]
-    def __init__(self, entity_id: _Optional[str] = ..., context: _Optional[_Mapping[str, _common_pb2.Value]] = ...) -> None: ...
+    entities: _containers.ScalarMap[str, str]
+    def __init__(self, entity_id: _Optional[str] = ..., context: _Optional[_Mapping[str, _common_pb2.Value]] = ..., entities: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class PredictBatchResponse(_message.Message):
     __slots__ = ("request_id", "results", "timings")

@@ -5,7 +5,11 @@ entity type; ids and values are validated against the registry before anything i
 written (a bad file writes nothing). Null cells are left out of the hash (read back
 as missing). Each chunk of entities is written in one MULTI/EXEC transaction with
 DEL + HSET per entity, so readers never see a half-written entity and an entity's
-old fields never linger.
+old fields never linger. Each written hash gets the reserved event-time field
+(`@event_time_ms`, see core/store.py): the load time, unless `event_time_ms` is given (the
+time the file's values were true). A load replaces entities wholesale: it does not compare
+event times with what the streaming ingestion wrote (run loads before streaming starts, or
+pass the snapshot's own time so that newer streamed events still win afterwards).
 
 These functions block (sync Redis client, file reads): from async code call them
 through `asyncio.to_thread`. Command line:
@@ -30,7 +34,7 @@ import redis
 
 from services.features.core.registry import Registry, load_registry
 from services.features.core.spec import Source
-from services.features.core.store import entity_key
+from services.features.core.store import EVENT_TIME_FIELD, entity_key
 from services.features.core.values import encode
 from services.features.errors import LoadError
 
@@ -124,11 +128,16 @@ def load_frame(
     redis_url: str,
     registry: Registry | str | Path,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    event_time_ms: int | None = None,
 ) -> LoadReport:
-    """Validate `frame` against `registry` (a Registry or its YAML path) and replace its entities' hashes."""
+    """Validate `frame` against `registry` (a Registry or its YAML path) and replace its entities' hashes.
+
+    Every written hash records `event_time_ms` (Unix ms; default: now) as its event time.
+    """
     if chunk_size <= 0:
         raise ValueError("chunk_size must be positive")
     started = time.monotonic()
+    stamp = str(int(time.time() * 1000) if event_time_ms is None else int(event_time_ms))
     reg = _as_registry(registry)
     ids, rows, nulls = _encode_frame(frame, entity_type, reg)
     client = redis.Redis.from_url(redis_url, socket_timeout=30, socket_connect_timeout=5)
@@ -141,7 +150,7 @@ def load_frame(
                     key = entity_key(entity_type, entity_id)
                     pipe.delete(key)
                     if fields:
-                        pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
+                        pipe.hset(key, mapping={**fields, EVENT_TIME_FIELD: stamp})  # type: ignore[arg-type,dict-item]
                 pipe.execute()
     finally:
         client.close()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+# Ages of stored features: seconds to weeks.
+AGE_BUCKETS_S = (1, 5, 30, 60, 300, 900, 3600, 4 * 3600, 86400, 7 * 86400, float("inf"))
 
 
 class FeaturesMetrics:
@@ -13,7 +16,7 @@ class FeaturesMetrics:
         r = self.registry
         self.defaults_used = Counter(
             "predmesh_features_defaults_used",
-            "Feature values replaced by their registered default, by reason (missing or invalid).",
+            "Feature values replaced by their registered default, by reason (missing, invalid or stale).",
             ["entity_type", "feature", "reason"],
             registry=r,
         )
@@ -27,5 +30,12 @@ class FeaturesMetrics:
             "predmesh_features_unknown_entities",
             "Entities with no stored hash (every store feature defaulted).",
             ["entity_type"],
+            registry=r,
+        )
+        self.age = Histogram(
+            "predmesh_features_age_seconds",
+            "Age of the stored features read (now minus the entity's stored event time), per entity type.",
+            ["entity_type"],
+            buckets=AGE_BUCKETS_S,
             registry=r,
         )

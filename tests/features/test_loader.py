@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import grpc
@@ -38,7 +39,9 @@ def _frame() -> pd.DataFrame:
 
 def test_load_frame_writes_text_hashes_and_replaces_old_fields(client: redis.Redis, redis_url: str) -> None:
     client.hset("features:user:a1", mapping={"account_age_days": "9.0", "country": "US"})
-    report = load_frame(_frame(), "user", redis_url, load_registry(FEATURE_REGISTRY), chunk_size=2)
+    report = load_frame(
+        _frame(), "user", redis_url, load_registry(FEATURE_REGISTRY), chunk_size=2, event_time_ms=1_700_000_000_000
+    )
     assert (report.entities, report.fields, report.nulls) == (3, 11, 1)
     assert report.columns == ("txn_count_7d", "chargeback_rate_90d", "country", "is_verified")
     # The stale account_age_days is gone: the whole hash was replaced.
@@ -47,8 +50,21 @@ def test_load_frame_writes_text_hashes_and_replaces_old_fields(client: redis.Red
         "chargeback_rate_90d": "0.5",
         "country": "FR",
         "is_verified": "1",
+        "@event_time_ms": "1700000000000",  # the reserved event-time field (freshness, ingestion order)
     }
-    assert client.hgetall("features:user:a2") == {"txn_count_7d": "0", "country": "US", "is_verified": "0"}
+    assert client.hgetall("features:user:a2") == {
+        "txn_count_7d": "0",
+        "country": "US",
+        "is_verified": "0",
+        "@event_time_ms": "1700000000000",
+    }
+
+
+def test_load_frame_stamps_the_load_time_by_default(client: redis.Redis, redis_url: str) -> None:
+    before = int(time.time() * 1000)
+    load_frame(_frame(), "user", redis_url, load_registry(FEATURE_REGISTRY))
+    stamp = int(client.hget("features:user:a3", "@event_time_ms") or 0)
+    assert before <= stamp <= int(time.time() * 1000)
 
 
 def _parquet_ok() -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from predmesh.common.errors import PredmeshError
 from services.gateway.core.types import (
@@ -32,6 +32,7 @@ class FakeFeatures:
         self.error = error
         self.drop_rows = drop_rows
         self.gate: asyncio.Event | None = None
+        self.related: list[list[dict[str, str]] | None] = []  # `related` of each call
 
     async def get(
         self,
@@ -39,8 +40,10 @@ class FakeFeatures:
         entities: Sequence[tuple[str, dict[str, Scalar]]],
         features: Sequence[str],
         timeout_s: float,
+        related: Sequence[Mapping[str, str]] | None = None,
     ) -> list[FeatureRow]:
         self.calls.append((entity_type, list(entities), tuple(features), timeout_s))
+        self.related.append(None if related is None else [dict(r) for r in related])
         if self.gate is not None:
             await self.gate.wait()
         if self.error:

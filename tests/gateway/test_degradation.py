@@ -16,6 +16,7 @@ from services.gateway.core.predictor import Predictor, PredictorLimits
 from services.gateway.core.routing import parse_routing
 from services.gateway.core.types import FeatureRow, PredictInput, Scalar
 from services.gateway.transport.converters import predict_input, predict_response
+from services.gateway.transport.logsink import record_to_event
 from tests.gateway.fakes import FakeFeatures, FakeModels, ListSink
 
 LIMITS = PredictorLimits(features_timeout_s=0.1, inference_timeout_s=0.5, max_batch_items=4)
@@ -41,6 +42,8 @@ class StoreWithGhosts(FakeFeatures):
                 store_missing=("country",),
             )
             if row.entity_id.startswith("ghost")
+            else FeatureRow(entity_id=row.entity_id, values=row.values, missing=row.missing, stale=("country",))
+            if row.entity_id.startswith("old")
             else row
             for row in rows
         ]
@@ -70,6 +73,15 @@ async def test_an_entity_missing_from_the_store_is_a_degraded_answer() -> None:
 async def test_a_known_entity_is_not_degraded() -> None:
     out = await _predictor().predict(_item("u1"), Deadline.after(1.0))
     assert not out.degraded and out.degraded_reason == "" and out.missing_features == ()
+
+
+async def test_stale_stored_features_are_listed_but_not_degraded() -> None:
+    sink = ListSink()
+    out = await _predictor(sink=sink).predict(_item("old-1"), Deadline.after(1.0))
+    assert not out.degraded and out.stale_features == ("country",) and "country" in out.defaulted_features
+    assert list(predict_response(out).stale_features) == ["country"]
+    assert sink.records[0].stale_features == ("country",)
+    assert list(record_to_event(sink.records[0]).stale_features) == ["country"]
 
 
 async def test_a_model_may_tolerate_a_few_missing_stored_features() -> None:

@@ -28,6 +28,7 @@ VALUE_SETS: dict[str, tuple[str, ...]] = {
     "gpu-image": (BASE, "gpu-image.yaml"),
     "minimal": (BASE, "minimal.yaml"),
     "observability": (BASE, "observability.yaml"),
+    "ingest": (BASE, "ingest.yaml"),
 }
 
 Manifest = dict[str, Any]

@@ -20,6 +20,7 @@ from services.features.settings import FeaturesSettings
 from services.gateway.core.routing import parse_routing
 from services.gateway.settings import GatewaySettings
 from services.inference.settings import InferenceSettings
+from services.ingest.settings import IngestSettings
 from services.logger.settings import LoggerSettings
 from services.monitor.settings import MonitorSettings
 from services.ortworker.settings import OrtWorkerSettings
@@ -34,6 +35,7 @@ SETTINGS: dict[str, type[BaseSettings]] = {  # env prefix -> settings class
     "PREDMESH_CONTROLPLANE_": ControlPlaneSettings,
     "PREDMESH_ORTWORKER_": OrtWorkerSettings,
     "PREDMESH_MONITOR_": MonitorSettings,
+    "PREDMESH_INGEST_": IngestSettings,
 }
 # Rendered ahead of the services (see the chart README); remove a name once its field exists.
 PENDING: set[str] = set()

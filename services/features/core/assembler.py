@@ -3,9 +3,12 @@
 `FeatureAssembler.get_features` is the whole request path:
 
 1. resolve the entity type's group (unknown -> NOT_FOUND) and every requested name
-   and context key (unknown -> INVALID_ARGUMENT); check the entity list and ids;
-2. take fresh entities from the TTL-LRU cache, read the rest in one pipelined Redis
-   round trip (only the requested store-sourced fields);
+   and context key (unknown -> INVALID_ARGUMENT); check the entity list and ids.
+   A name `type.feature` is a store feature of another entity type (e.g. `merchant.risk`
+   in a `user` query): its value comes from the entity of that type whose id the row gives
+   in `related` (no id -> the default, listed missing);
+2. take fresh entities from the TTL-LRU cache, read the rest - of every entity type
+   involved - in ONE pipelined Redis round trip (one HGETALL per distinct entity);
 3. per entity and feature: a context value overrides the stored one. A context value
    that fails validation (wrong kind, NaN/inf, out of range, unknown category, no value)
    is the caller's error: INVALID_ARGUMENT naming the entity and field, checked before
@@ -13,14 +16,21 @@
    default (listed in `invalid`, counted); missing ones get it as well (listed in
    `missing`; the store-sourced ones also in `store_missing`, which callers use to
    flag answers scored without the entity's stored data).
+4. freshness: the entity's stored event time comes back in the same HGETALL; a stored
+   value older than its feature's (or group's) `max_age_s` is treated as missing: the
+   default is served and the name listed in `stale` (not in `missing`). An entity with no
+   stored event time (loaded before event times existed) is never stale. The age of every
+   entity read with an event time is observed in a histogram per entity type.
 
 Use from one event loop; the assembler holds no per-request state.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from predmesh.common.errors import InvalidArgument
 from services.features.core.cache import EntityCache
@@ -37,6 +47,8 @@ class EntityRequest:
     entity_id: str
     # Request-time values by feature name; `None` means "a value with no kind set".
     context: Mapping[str, Scalar | None] = field(default_factory=dict)
+    # Ids of entities of other types (entity type -> id) whose `type.feature` values the query asks for.
+    related: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,12 +66,27 @@ class FeatureVector:
     invalid: list[str]
     entity_unknown: bool
     store_missing: list[str] = field(default_factory=list)  # store-sourced subset of `missing`
+    stale: list[str] = field(default_factory=list)  # stored values older than max_age_s (defaulted)
 
 
 @dataclass(frozen=True, slots=True)
 class Limits:
     max_entities: int = 1024
     max_entity_id_length: int = 256
+
+
+@dataclass(frozen=True, slots=True)
+class _Resolved:
+    """One requested name: its spec, the entity type it is read from, its freshness limit."""
+
+    name: str  # as requested (qualified for another entity type)
+    spec: FeatureSpec
+    entity_type: str
+    primary: bool
+    max_age_ms: float | None
+
+
+_Key = tuple[str, str]  # (entity type, entity id)
 
 
 class FeatureAssembler:
@@ -72,7 +99,9 @@ class FeatureAssembler:
         cache: EntityCache | None = None,
         limits: Limits | None = None,
         metrics: FeaturesMetrics | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
+        self._wall_clock = wall_clock  # Unix seconds; compared with stored event times
         self._registry = registry
         self._store = store
         self._cache = cache
@@ -84,14 +113,37 @@ class FeatureAssembler:
 
     async def get_features(self, query: FeatureQuery) -> list[FeatureVector]:
         group = self._registry.group(query.entity_type)
-        specs = self._resolve(group, query.features)
+        resolved = self._resolve(group, query.features)
         self._check_entities(group, query.entities)
-        store_fields = list(dict.fromkeys(s.name for s in specs if s.source is Source.STORE))
-        stored = await self._read(query.entity_type, query.entities, store_fields)
-        vectors = [_assemble(specs, entity, stored[entity.entity_id]) for entity in query.entities]
+        fields: dict[str, list[str]] = {}
+        for r in resolved:
+            if r.spec.source is Source.STORE:
+                names = fields.setdefault(r.entity_type, [])
+                if r.spec.name not in names:
+                    names.append(r.spec.name)
+        keys: dict[_Key, None] = {}
+        for entity in query.entities:
+            keys[(query.entity_type, entity.entity_id)] = None
+            for entity_type in fields:
+                if entity_type != query.entity_type and entity_type in entity.related:
+                    keys[(entity_type, entity.related[entity_type])] = None
+        stored = await self._read(list(keys), fields)
+        now_ms = self._wall_clock() * 1000.0
+        vectors = [_assemble(query.entity_type, resolved, entity, stored, now_ms) for entity in query.entities]
         if self._metrics is not None:
             self._count(query.entity_type, vectors)
+            self._observe_ages(stored, now_ms)
         return vectors
+
+    def _observe_ages(self, stored: Mapping[_Key, StoredEntity], now_ms: float) -> None:
+        assert self._metrics is not None
+        histograms: dict[str, Any] = {}  # one labels() lookup per entity type, not per entity
+        for (entity_type, _id), entity in stored.items():
+            if entity.event_time_ms is not None:
+                histogram = histograms.get(entity_type)
+                if histogram is None:
+                    histogram = histograms[entity_type] = self._metrics.age.labels(entity_type)
+                histogram.observe(max(0.0, now_ms - entity.event_time_ms) / 1000.0)
 
     def _count(self, entity_type: str, vectors: Sequence[FeatureVector]) -> None:
         assert self._metrics is not None
@@ -101,32 +153,58 @@ class FeatureAssembler:
                 m.defaults_used.labels(entity_type, name, "missing").inc()
             for name in vec.invalid:
                 m.defaults_used.labels(entity_type, name, "invalid").inc()
+            for name in vec.stale:
+                m.defaults_used.labels(entity_type, name, "stale").inc()
             if vec.entity_unknown:
                 m.unknown_entities.labels(entity_type).inc()
 
-    def _resolve(self, group: FeatureGroup, names: Sequence[str]) -> list[FeatureSpec]:
+    def _resolve(self, group: FeatureGroup, names: Sequence[str]) -> list[_Resolved]:
         if not names:
             raise InvalidArgument("features must name at least one feature")
-        specs = []
+        resolved = []
         for name in names:
             spec = group.get(name)
+            owner = group
+            if spec is None and "." in name:
+                other, _, feature = name.partition(".")
+                if other not in self._registry.entity_types:
+                    raise UnknownFeature(f"feature {name!r}: entity type {other!r} is not registered")
+                owner = self._registry.group(other)
+                spec = owner.get(feature)
+                if spec is not None and spec.source is not Source.STORE:
+                    raise UnknownFeature(f"feature {name!r} is request-sourced: only store features of other types")
             if spec is None:
                 raise UnknownFeature(f"feature {name!r} is not registered for entity type {group.entity_type!r}")
-            specs.append(spec)
-        return specs
+            max_age_s = owner.max_age_of(spec) if spec.source is Source.STORE else None
+            resolved.append(
+                _Resolved(
+                    name,
+                    spec,
+                    owner.entity_type,
+                    owner is group,
+                    None if max_age_s is None else max_age_s * 1000.0,
+                )
+            )
+        return resolved
 
     def _check_entities(self, group: FeatureGroup, entities: Sequence[EntityRequest]) -> None:
         if not entities:
             raise BadEntities("entities must hold at least one entity")
         if len(entities) > self._limits.max_entities:
             raise BadEntities(f"too many entities: {len(entities)} > {self._limits.max_entities}")
+        max_length = self._limits.max_entity_id_length
         for index, entity in enumerate(entities):
             if not entity.entity_id:
                 raise BadEntities(f"entities[{index}].entity_id is empty")
-            if len(entity.entity_id) > self._limits.max_entity_id_length:
-                raise BadEntities(
-                    f"entities[{index}].entity_id is longer than {self._limits.max_entity_id_length} characters"
-                )
+            if len(entity.entity_id) > max_length:
+                raise BadEntities(f"entities[{index}].entity_id is longer than {max_length} characters")
+            for entity_type, entity_id in entity.related.items():
+                if entity_type not in self._registry.entity_types:
+                    raise BadEntities(f"entities[{index}].related: entity type {entity_type[:64]!r} is not registered")
+                if not entity_id or len(entity_id) > max_length:
+                    raise BadEntities(
+                        f"entities[{index}].related[{entity_type!r}] is empty or longer than {max_length} characters"
+                    )
             for key, value in entity.context.items():
                 spec = group.get(key)
                 if spec is None:
@@ -140,43 +218,69 @@ class FeatureAssembler:
                         f"{why_invalid(spec, value)}"
                     )
 
-    async def _read(
-        self, entity_type: str, entities: Sequence[EntityRequest], fields: list[str]
-    ) -> dict[str, StoredEntity]:
-        stored: dict[str, StoredEntity] = {}
-        to_fetch: list[str] = []
-        for entity_id in dict.fromkeys(e.entity_id for e in entities):
-            cached = self._cache.get(entity_type, entity_id, fields) if self._cache is not None else None
+    async def _read(self, keys: Sequence[_Key], fields: Mapping[str, list[str]]) -> dict[_Key, StoredEntity]:
+        """Stored entities by (type, id): from the cache when fresh, the rest in one round trip."""
+        stored: dict[_Key, StoredEntity] = {}
+        to_fetch: list[_Key] = []
+        for key in keys:
+            wanted = fields.get(key[0], [])
+            cached = self._cache.get(key[0], key[1], wanted) if self._cache is not None else None
             if cached is not None:
-                stored[entity_id] = cached
+                stored[key] = cached
             else:
-                to_fetch.append(entity_id)
+                to_fetch.append(key)
         if self._metrics is not None:
-            if len(stored):
-                self._metrics.entities.labels(entity_type, "cache").inc(len(stored))
-            if to_fetch:
-                self._metrics.entities.labels(entity_type, "redis").inc(len(to_fetch))
+            for key in stored:
+                self._metrics.entities.labels(key[0], "cache").inc()
+            for key in to_fetch:
+                self._metrics.entities.labels(key[0], "redis").inc()
         if to_fetch:
-            fetched = await self._store.fetch(entity_type, to_fetch, fields)
-            for entity_id, entity in zip(to_fetch, fetched, strict=True):
-                stored[entity_id] = entity
+            fetched = await self._store.fetch_keys([(t, i, fields.get(t, [])) for t, i in to_fetch])
+            for key, entity in zip(to_fetch, fetched, strict=True):
+                stored[key] = entity
                 if self._cache is not None:
-                    self._cache.put(entity_type, entity_id, entity)
+                    self._cache.put(key[0], key[1], entity)
         return stored
 
 
-def _assemble(specs: Sequence[FeatureSpec], entity: EntityRequest, stored: StoredEntity) -> FeatureVector:
+_NOTHING = StoredEntity(exists=False, fields={})
+
+
+def _assemble(
+    entity_type: str,
+    resolved: Sequence[_Resolved],
+    entity: EntityRequest,
+    stored: Mapping[_Key, StoredEntity],
+    now_ms: float,
+) -> FeatureVector:
     """One entity's vector; context values were validated by `_check_entities` already."""
     values: list[Scalar] = []
     missing: list[str] = []
     invalid: list[str] = []
     store_missing: list[str] = []
-    for spec in specs:
+    stale: list[str] = []
+    primary = stored[(entity_type, entity.entity_id)]
+    for r in resolved:
+        spec, name = r.spec, r.name
+        if r.primary:
+            source = primary
+        else:
+            related_id = entity.related.get(r.entity_type)
+            source = stored[(r.entity_type, related_id)] if related_id is not None else _NOTHING
+        raw = source.fields.get(spec.name) if spec.source is Source.STORE else None
         value: Scalar | None
-        if spec.name in entity.context:
-            value = coerce(spec, entity.context[spec.name])
+        if r.primary and name in entity.context:
+            value = coerce(spec, entity.context[name])
             bad = invalid
-        elif spec.source is Source.STORE and (raw := stored.fields.get(spec.name)) is not None:
+        elif (
+            raw is not None
+            and r.max_age_ms is not None
+            and source.event_time_ms is not None
+            and now_ms - source.event_time_ms > r.max_age_ms
+        ):
+            value = None
+            bad = stale
+        elif raw is not None:
             value = parse_stored(spec, raw)
             bad = invalid
         else:
@@ -184,16 +288,17 @@ def _assemble(specs: Sequence[FeatureSpec], entity: EntityRequest, stored: Store
             bad = missing
         if value is None:
             value = spec.default
-            if spec.name not in bad:
-                bad.append(spec.name)
+            if name not in bad:
+                bad.append(name)
                 if bad is missing and spec.source is Source.STORE:
-                    store_missing.append(spec.name)
+                    store_missing.append(name)
         values.append(value)
     return FeatureVector(
         entity_id=entity.entity_id,
         values=values,
         missing=missing,
         invalid=invalid,
-        entity_unknown=not stored.exists,
+        entity_unknown=not primary.exists,
         store_missing=store_missing,
+        stale=stale,
     )

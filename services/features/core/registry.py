@@ -4,9 +4,14 @@ File format (see predmesh/demo/features.yaml)::
 
     entities:
       user:
+        max_age_s: 86400          # optional: stored values older than this are served as defaults
         features:
           country: {dtype: category, source: store, default: other, categories: [US, other]}
           amount:  {dtype: float, source: request, default: 0.0, min: 0, max: 1000000}
+          spend:   {dtype: float, source: store, default: 0.0, min: 0, max_age_s: 3600, p5: 1, p95: 900}
+
+`max_age_s` (group or feature, seconds) is the freshness limit; `p5`/`p95` (numeric) and
+`common` (categories) are the distribution reference of the ingestion quality gates.
 
 The file is validated as a whole at load; any problem raises `RegistryError` naming
 the file and the offending entry. A `Registry` is immutable once built.
@@ -29,7 +34,10 @@ from services.features.errors import RegistryError, UnknownEntityType
 # Entity types and feature names become parts of Redis keys / hash fields: keep them plain.
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _ENTITY_TYPE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
-_FEATURE_KEYS = frozenset({"dtype", "source", "default", "min", "max", "categories"})
+_FEATURE_KEYS = frozenset(
+    {"dtype", "source", "default", "min", "max", "categories", "max_age_s", "p5", "p95", "common"}
+)
+_GROUP_KEYS = frozenset({"features", "max_age_s"})
 
 
 class Registry:
@@ -83,18 +91,47 @@ def parse_registry(data: Any, origin: str = "<registry>") -> Registry:
         where = f"{origin}: entities.{entity_type}"
         if not isinstance(entity_type, str) or not _ENTITY_TYPE.fullmatch(entity_type):
             raise RegistryError(f"{where}: entity type must match {_ENTITY_TYPE.pattern}")
-        if not isinstance(body, Mapping) or set(body) != {"features"}:
-            raise RegistryError(f"{where}: must be a mapping with exactly one key, 'features'")
+        if not isinstance(body, Mapping) or "features" not in body or set(body) - _GROUP_KEYS:
+            raise RegistryError(f"{where}: must be a mapping with key 'features' (and optionally 'max_age_s')")
+        group_max_age = _max_age(body.get("max_age_s"), where) if "max_age_s" in body else None
         features = body["features"]
         if not isinstance(features, Mapping) or not features:
             raise RegistryError(f"{where}.features: must be a non-empty mapping of name -> spec")
         specs = tuple(_parse_feature(name, raw, f"{where}.features.{name}") for name, raw in features.items())
-        groups[entity_type] = FeatureGroup(entity_type=entity_type, features=specs)
+        groups[entity_type] = FeatureGroup(entity_type=entity_type, features=specs, max_age_s=group_max_age)
     return Registry(groups)
 
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _max_age(raw: Any, where: str) -> float:
+    if not _is_number(raw) or not math.isfinite(raw) or raw <= 0:
+        raise RegistryError(f"{where}: 'max_age_s' must be a positive number of seconds, got {raw!r}")
+    return float(raw)
+
+
+def _parse_reference(raw: Any, dtype: DType, order: tuple[str, ...], where: str) -> dict[str, Any]:
+    """The distribution reference keys (p5, p95, common) of one feature, validated."""
+    ref: dict[str, Any] = {"p5": None, "p95": None, "common": frozenset()}
+    for key in ("p5", "p95"):
+        if key in raw:
+            if dtype not in (DType.FLOAT, DType.INT):
+                raise RegistryError(f"{where}: '{key}' applies to float/int features only")
+            if not _is_number(raw[key]) or not math.isfinite(raw[key]):
+                raise RegistryError(f"{where}: '{key}' must be a finite number, got {raw[key]!r}")
+            ref[key] = float(raw[key])
+    if ref["p5"] is not None and ref["p95"] is not None and ref["p5"] > ref["p95"]:
+        raise RegistryError(f"{where}: p5 {ref['p5']} is greater than p95 {ref['p95']}")
+    if "common" in raw:
+        common = raw["common"]
+        if dtype is not DType.CATEGORY:
+            raise RegistryError(f"{where}: 'common' applies to category features only")
+        if not isinstance(common, list) or not common or any(c not in order for c in common):
+            raise RegistryError(f"{where}: 'common' must be a non-empty list of registered categories")
+        ref["common"] = frozenset(common)
+    return ref
 
 
 def _parse_feature(name: Any, raw: Any, where: str) -> FeatureSpec:
@@ -155,6 +192,9 @@ def _parse_feature(name: Any, raw: Any, where: str) -> FeatureSpec:
         category_order=order,
     )
     default = _parse_default(draft, raw["default"], where)
+    max_age = _max_age(raw["max_age_s"], where) if "max_age_s" in raw else None
+    if max_age is not None and source is not Source.STORE:
+        raise RegistryError(f"{where}: 'max_age_s' applies to store features only")
     return FeatureSpec(
         name=name,
         dtype=dtype,
@@ -164,6 +204,8 @@ def _parse_feature(name: Any, raw: Any, where: str) -> FeatureSpec:
         max=high,
         categories=frozenset(order),
         category_order=order,
+        max_age_s=max_age,
+        **_parse_reference(raw, dtype, order, where),
     )
 
 

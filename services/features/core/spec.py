@@ -41,6 +41,14 @@ class FeatureSpec:
     categories: frozenset[str] = field(default_factory=frozenset)
     # Categories in registry order (for DescribeGroup); `categories` is for lookups.
     category_order: tuple[str, ...] = ()
+    # Freshness: a stored value whose entity event time is older than this is served as the
+    # default and listed `stale` (seconds; None = the group's `max_age_s`, or no limit).
+    max_age_s: float | None = None
+    # Distribution reference for the ingestion quality gates (warn and count, never reject):
+    # numeric values outside [p5, p95], categories outside `common`.
+    p5: float | None = None
+    p95: float | None = None
+    common: frozenset[str] = field(default_factory=frozenset)
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,8 @@ class FeatureGroup:
 
     entity_type: str
     features: tuple[FeatureSpec, ...]
+    # Default freshness limit of the group's store features (seconds; None = no limit).
+    max_age_s: float | None = None
     _by_name: dict[str, FeatureSpec] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -59,6 +69,10 @@ class FeatureGroup:
 
     def __contains__(self, name: object) -> bool:
         return name in self._by_name
+
+    def max_age_of(self, spec: FeatureSpec) -> float | None:
+        """The freshness limit of `spec` (its own, else the group's), in seconds; None = no limit."""
+        return spec.max_age_s if spec.max_age_s is not None else self.max_age_s
 
     @property
     def store_features(self) -> tuple[FeatureSpec, ...]:

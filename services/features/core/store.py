@@ -1,13 +1,22 @@
 """Reading stored features from Redis.
 
 Layout: one hash per entity, `features:{entity_type}:{entity_id}`, field = feature
-name, value = text (see `values.py`).
+name, value = text (see `values.py`), plus the reserved field `@event_time_ms` (not a
+valid feature name): the event time (Unix ms) of the newest write, set by the ingestion
+service and the loader. Keeping it inside the entity's hash keeps one key per entity, so
+the conditional write below is atomic on one Redis Cluster slot and the read needs no
+extra command.
 
-`RedisFeatureStore.fetch` reads any number of entities in ONE pipelined round trip
-(`pipeline(transaction=False)`, one HGETALL per entity), traced as one `redis.pipeline`
-span. Redis never keeps an empty hash, so an empty reply means the entity does not
-exist (what EXISTS said before); one command per entity instead of EXISTS + HMGET
-halves the commands Redis parses and the replies the client decodes.
+`WRITE_IF_NEWER_LUA` is the only way streaming writes reach a hash: it sets the values and
+the event time only when the event is strictly newer than the stored event time (an
+out-of-order or replayed event is ignored), in one atomic script call per entity.
+
+`RedisFeatureStore.fetch_keys` reads any number of entities, of any entity types, in ONE
+pipelined round trip (`pipeline(transaction=False)`, one HGETALL per entity), traced as one
+`redis.pipeline` span (`fetch` is the one-type shorthand). Redis never keeps an empty
+hash, so an empty reply means the entity does not exist (what EXISTS said before); one
+command per entity instead of EXISTS + HMGET halves the commands Redis parses and the
+replies the client decodes.
 Partial failure policy: any Redis error fails the whole batch with
 `StoreUnavailable` (UNAVAILABLE) so the caller can degrade; no partial vectors.
 
@@ -32,8 +41,40 @@ from services.features.errors import StoreUnavailable
 PIPELINE_SPAN = "redis.pipeline"
 
 
+EVENT_TIME_FIELD = "@event_time_ms"
+_EVENT_TIME_RAW = EVENT_TIME_FIELD.encode()
+
+# KEYS[1] = entity hash; ARGV[1] = event time (Unix ms, integer); ARGV[2..] = field, value, ...
+# Returns 1 when written, 0 when the stored event time is newer or equal (nothing written).
+WRITE_IF_NEWER_LUA = """
+local stored = redis.call('HGET', KEYS[1], '@event_time_ms')
+if stored and tonumber(stored) >= tonumber(ARGV[1]) then
+  return 0
+end
+redis.call('HSET', KEYS[1], '@event_time_ms', ARGV[1], unpack(ARGV, 2))
+return 1
+"""
+
+
 def entity_key(entity_type: str, entity_id: str) -> str:
     return f"features:{entity_type}:{entity_id}"
+
+
+def write_args(event_time_ms: int, values: Mapping[str, str]) -> list[str]:
+    """ARGV of `WRITE_IF_NEWER_LUA` for one entity: the event time, then field/value pairs."""
+    args = [str(int(event_time_ms))]
+    for name, text in values.items():
+        args.extend((name, text))
+    return args
+
+
+def _event_time(raw: bytes | None) -> int | None:
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +84,8 @@ class StoredEntity:
     exists: bool
     # Every field that was asked for; `None` when the hash has no such field.
     fields: Mapping[str, bytes | None]
+    # Event time (Unix ms) of the newest write; None when unknown (written before event times).
+    event_time_ms: int | None = None
 
 
 class FeatureStore(Protocol):
@@ -50,6 +93,10 @@ class FeatureStore(Protocol):
 
     async def fetch(self, entity_type: str, entity_ids: Sequence[str], fields: Sequence[str]) -> list[StoredEntity]:
         """Read `fields` of every entity, in one round trip; aligned with `entity_ids`."""
+        ...
+
+    async def fetch_keys(self, keys: Sequence[tuple[str, str, Sequence[str]]]) -> list[StoredEntity]:
+        """Read (entity_type, entity_id, fields) entities of any types, in one round trip; aligned with `keys`."""
         ...
 
     async def ping(self) -> None: ...
@@ -82,24 +129,36 @@ class RedisFeatureStore:
         return cls(aioredis.Redis(connection_pool=pool))
 
     async def fetch(self, entity_type: str, entity_ids: Sequence[str], fields: Sequence[str]) -> list[StoredEntity]:
-        if not entity_ids:
+        return await self.fetch_keys([(entity_type, entity_id, fields) for entity_id in entity_ids])
+
+    async def fetch_keys(self, keys: Sequence[tuple[str, str, Sequence[str]]]) -> list[StoredEntity]:
+        if not keys:
             return []
         with telemetry.span(
             PIPELINE_SPAN,
-            **{"db.system": "redis", "db.operation": "HGETALL", "predmesh.entities": len(entity_ids)},
+            **{"db.system": "redis", "db.operation": "HGETALL", "predmesh.entities": len(keys)},
         ):
             try:
                 async with self._client.pipeline(transaction=False) as pipe:
-                    for entity_id in entity_ids:
+                    for entity_type, entity_id, _fields in keys:
                         pipe.hgetall(entity_key(entity_type, entity_id))
                     replies = await pipe.execute()
             except (TimeoutError, RedisError, OSError) as err:
                 raise StoreUnavailable(f"feature store unavailable: {type(err).__name__}: {err}") from err
-        wanted = [(name, name.encode()) for name in fields]
-        return [
-            StoredEntity(exists=bool(hash_), fields={name: hash_.get(raw_name) for name, raw_name in wanted})
-            for hash_ in replies
-        ]
+        encoded: dict[int, list[tuple[str, bytes]]] = {}  # field names encoded once per distinct list
+        out = []
+        for (_type, _id, fields), hash_ in zip(keys, replies, strict=True):
+            wanted = encoded.get(id(fields))
+            if wanted is None:
+                wanted = encoded[id(fields)] = [(name, name.encode()) for name in fields]
+            out.append(
+                StoredEntity(
+                    exists=bool(hash_),
+                    fields={name: hash_.get(raw_name) for name, raw_name in wanted},
+                    event_time_ms=_event_time(hash_.get(_EVENT_TIME_RAW)),
+                )
+            )
+        return out
 
     async def ping(self) -> None:
         try:

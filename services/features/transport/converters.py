@@ -6,17 +6,22 @@ from predmesh.common.values import scalar_from_value, scalar_to_value
 from predmesh.v1 import features_pb2
 from services.features.core.assembler import EntityRequest, FeatureQuery, FeatureVector
 from services.features.core.spec import DType, FeatureGroup, FeatureSpec
+from services.features.errors import BadEntities
 
 
 def query_from_pb(request: features_pb2.GetFeaturesRequest) -> FeatureQuery:
+    related = request.related
+    if related and len(related) != len(request.entities):
+        raise BadEntities(f"related has {len(related)} rows for {len(request.entities)} entities (empty or aligned)")
     return FeatureQuery(
         entity_type=request.entity_type,
         entities=[
             EntityRequest(
                 entity_id=entity.entity_id,
                 context={name: scalar_from_value(value) for name, value in entity.context.items()},
+                related=dict(related[index].ids) if related else {},
             )
-            for entity in request.entities
+            for index, entity in enumerate(request.entities)
         ],
         features=list(request.features),
     )
@@ -32,6 +37,7 @@ def vectors_to_pb(vectors: list[FeatureVector]) -> features_pb2.GetFeaturesRespo
                 invalid=vector.invalid,
                 entity_unknown=vector.entity_unknown,
                 store_missing=vector.store_missing,
+                stale=vector.stale,
             )
             for vector in vectors
         ]

@@ -35,7 +35,11 @@ def check_context_value(name: str, value: Scalar) -> Scalar:
 
 
 def with_features_verdict(out: PredictOutput, row: FeatureRow, max_missing: int) -> PredictOutput:
-    """`out` with `missing_features` set and, beyond `max_missing` of them, degraded/features_missing."""
+    """`out` with `missing_features` (and `stale_features`) set and, beyond `max_missing` missing ones,
+    degraded/features_missing. Stale values (older than the registry's max_age_s) are scored with their
+    defaults and listed, but do not make the answer degraded."""
+    if row.stale:
+        out = dataclasses.replace(out, stale_features=row.stale)
     if not row.store_missing:
         return out
     degraded = out.degraded or len(row.store_missing) > max_missing

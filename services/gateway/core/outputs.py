@@ -42,6 +42,7 @@ def build_outputs(
             defaulted_features=names,
             degraded=bool(degraded_reason),
             degraded_reason=degraded_reason,
+            entities=item.entities,
         )
         for rid, item, score, names in zip(ids, items, scores, defaults, strict=True)
     ]
@@ -103,6 +104,8 @@ class PredictionLog:
                 trace_id=trace.trace_id,
                 traceparent=trace.traceparent,
                 features=tuple(zip(names, row, strict=True)) if names and self._with_features() else (),
+                stale_features=out.stale_features,
+                entities=out.entities,
             )
             if not self._sink.emit(record):
                 self._metrics.log_dropped.inc()

@@ -7,7 +7,7 @@ PredmeshError (Unavailable, DeadlineExceeded, NotFound, InvalidArgument...) on f
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from services.gateway.core.types import FeatureRow, InferenceResult, ModelDescriptor, PredictionRecord, Scalar
@@ -20,8 +20,10 @@ class FeatureSource(Protocol):
         entities: Sequence[tuple[str, dict[str, Scalar]]],
         features: Sequence[str],
         timeout_s: float,
+        related: Sequence[Mapping[str, str]] | None = None,
     ) -> list[FeatureRow]:
-        """Feature rows aligned with `entities`, values aligned with `features`."""
+        """Feature rows aligned with `entities`, values aligned with `features`; `related` (aligned with
+        `entities`, or None) gives each row's entities of other types for `type.feature` names."""
         ...
 
 

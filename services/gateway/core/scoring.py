@@ -129,11 +129,18 @@ class BatchScorer:
     ) -> tuple[Sequence[FeatureRow], float]:
         budget = _budget(deadline, self._d.limits.features_timeout(len(items)), "feature fetch")
         entities = [(it.entity_id, it.context) for it in items]
+        # Other entity types only when some item names them (one round trip for all groups either way).
+        related = [it.entities for it in items] if any(it.entities for it in items) else None
+        get = self._d.features.get
         t0 = self._d.clock()
         rows = await self._guarded(
             FEATURES,
             FEATURES,
-            lambda: self._d.features.get(desc.entity_type, entities, desc.features, budget),
+            lambda: (
+                get(desc.entity_type, entities, desc.features, budget, related=related)
+                if related is not None
+                else get(desc.entity_type, entities, desc.features, budget)
+            ),
             lambda got: expect_count(len(got), len(items), "features service returned {} rows for {} entities"),
         )
         return rows, (self._d.clock() - t0) * 1e3

@@ -157,12 +157,13 @@ class ShadowRunner:
         refetch = [it for job in jobs if job.primary_features != desc.features for it in job.items]
         fetched: list[FeatureRow] = []
         if refetch:
-            fetched = await self._d.features.get(
-                desc.entity_type,
-                [(it.entity_id, it.context) for it in refetch],
-                desc.features,
-                deadline.budget(self._d.limits.features_timeout(len(refetch)), "shadow features"),
-            )
+            entities = [(it.entity_id, it.context) for it in refetch]
+            budget = deadline.budget(self._d.limits.features_timeout(len(refetch)), "shadow features")
+            if any(it.entities for it in refetch):
+                related = [it.entities for it in refetch]
+                fetched = await self._d.features.get(desc.entity_type, entities, desc.features, budget, related=related)
+            else:
+                fetched = await self._d.features.get(desc.entity_type, entities, desc.features, budget)
             expect_count(len(fetched), len(refetch), "features service returned {} rows for {} entities")
         rows: list[FeatureRow] = []
         pos = 0

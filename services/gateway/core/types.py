@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -25,6 +26,8 @@ class PredictInput:
     version: str
     entity_id: str
     context: dict[str, Scalar]
+    # Entities of other types (entity type -> id) whose `type.feature` features the model reads.
+    entities: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,10 +49,11 @@ class FeatureRow:
     invalid: tuple[str, ...] = ()
     entity_unknown: bool = False
     store_missing: tuple[str, ...] = ()  # store-sourced subset of `missing` (see core/degradation.py)
+    stale: tuple[str, ...] = ()  # stored values older than their registry max_age_s (defaulted)
 
     @property
     def defaulted(self) -> tuple[str, ...]:
-        return self.missing + self.invalid
+        return self.missing + self.invalid + self.stale
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +89,8 @@ class PredictOutput:
     degraded: bool = False
     degraded_reason: str = ""
     missing_features: tuple[str, ...] = ()  # stored features absent for this entity (subset of defaulted)
+    stale_features: tuple[str, ...] = ()  # stored features older than max_age_s (subset of defaulted)
+    entities: Mapping[str, str] = field(default_factory=dict)  # the request's other entities (logged)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,3 +114,5 @@ class PredictionRecord:
     traceparent: str = ""
     # Feature values actually scored, for drift monitoring; only for a sample of records.
     features: tuple[tuple[str, Scalar], ...] = ()
+    stale_features: tuple[str, ...] = ()
+    entities: Mapping[str, str] = field(default_factory=dict)

@@ -11,6 +11,7 @@ from services.gateway.errors import InvalidArgument
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 _MAX_ID = 256
 _MAX_CONTEXT = 256
+_MAX_ENTITIES = 16  # other entity types per request
 
 
 def check_name(kind: str, value: str, required: bool = True) -> None:
@@ -33,6 +34,11 @@ def check_input(item: PredictInput) -> None:
         raise InvalidArgument(f"request_id longer than {_MAX_ID} characters")
     if len(item.context) > _MAX_CONTEXT:
         raise InvalidArgument(f"more than {_MAX_CONTEXT} context features")
+    if len(item.entities) > _MAX_ENTITIES:
+        raise InvalidArgument(f"more than {_MAX_ENTITIES} entities")
+    for entity_type, entity_id in item.entities.items():
+        if not entity_type or not entity_id or len(entity_id) > _MAX_ID or len(entity_type) > _MAX_ID:
+            raise InvalidArgument(f"entities[{entity_type[:64]!r}]: empty or longer than {_MAX_ID} characters")
 
 
 def check_batch(items: Sequence[PredictInput], max_items: int) -> None:

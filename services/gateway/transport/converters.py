@@ -47,6 +47,7 @@ def predict_input(req: prediction_pb2.PredictRequest) -> PredictInput:
         version=req.version,
         entity_id=req.entity_id,
         context=context_from_pb(req.context),
+        entities=dict(req.entities),
     )
 
 
@@ -61,6 +62,7 @@ def batch_inputs(req: prediction_pb2.PredictBatchRequest, max_items: int | None 
             version=req.version,
             entity_id=item.entity_id,
             context=context_from_pb(item.context),
+            entities=dict(item.entities),
         )
         for item in req.items
     ]
@@ -91,6 +93,7 @@ def predict_response(out: PredictOutput) -> prediction_pb2.PredictResponse:
         entity_id=out.entity_id,
         arm=out.arm,
         missing_features=list(out.missing_features),
+        stale_features=list(out.stale_features),
     )
 
 

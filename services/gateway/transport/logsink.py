@@ -32,6 +32,8 @@ def record_to_event(record: PredictionRecord) -> events_pb2.PredictionEvent:
         defaulted_features=list(record.defaulted_features),
         traceparent=record.traceparent,
         features={name: scalar_to_value(value) for name, value in record.features},
+        stale_features=list(record.stale_features),
+        entities=dict(record.entities),
     )
 
 

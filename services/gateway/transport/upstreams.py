@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import grpc
 
@@ -40,6 +40,7 @@ class FeaturesClient:
         entities: Sequence[tuple[str, dict[str, Scalar]]],
         features: Sequence[str],
         timeout_s: float,
+        related: Sequence[Mapping[str, str]] | None = None,
     ) -> list[FeatureRow]:
         request = features_pb2.GetFeaturesRequest(
             entity_type=entity_type,
@@ -48,6 +49,7 @@ class FeaturesClient:
                 for entity_id, context in entities
             ],
             features=list(features),
+            related=[features_pb2.RelatedEntities(ids=ids) for ids in related] if related else [],
         )
         try:
             response = await self._stub.GetFeatures(request, timeout=timeout_s)
@@ -62,6 +64,7 @@ class FeaturesClient:
                     invalid=tuple(vec.invalid),
                     entity_unknown=vec.entity_unknown,
                     store_missing=tuple(vec.store_missing),
+                    stale=tuple(vec.stale),
                 )
                 for vec in response.vectors
             ]

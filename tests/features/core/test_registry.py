@@ -57,7 +57,7 @@ def test_float_default_from_yaml_int_becomes_float() -> None:
     [
         ([], "top level must be a mapping"),
         ({"entities": {}}, "non-empty mapping"),
-        ({"entities": {"user": {}}}, "exactly one key, 'features'"),
+        ({"entities": {"user": {}}}, "must be a mapping with key 'features'"),
         ({"entities": {"us:er": {"features": {"f": {}}}}}, "entity type must match"),
         ({"groups": {}}, "unknown top-level keys"),
         (_registry(dtype="double", source="store", default=1.0), "dtype 'double'"),

@@ -1,0 +1,1 @@
+"""Streaming feature ingestion: `feature-events` (Kafka) -> quality gates -> Redis (newest event wins)."""

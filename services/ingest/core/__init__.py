@@ -1,0 +1,1 @@
+"""Domain logic of the ingestion service (no Kafka, no gRPC)."""

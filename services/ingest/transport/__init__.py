@@ -1,0 +1,1 @@
+"""Kafka side of the ingestion service: decoding records and the consumer loop."""
