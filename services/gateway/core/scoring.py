@@ -155,6 +155,7 @@ class BatchScorer:
         now = self._d.clock()
         answers: list[tuple[_Share, list[PredictOutput]]] = []
         entries: list[LogEntry] = []
+        per_arm: dict[tuple[str, Arm], int] = {}
         offset = 0
         for part in ready:
             job, n = part.job, len(part.rows)
@@ -174,12 +175,14 @@ class BatchScorer:
                 for out in outputs:
                     if out.degraded:  # scored by the requested model, but on defaults for missing stored features
                         metrics.degraded.labels(route.model, out.degraded_reason, served_by).inc()
-            metrics.predictions.labels(route.model, result.version, job.arm).inc(n)
+            per_arm[(route.model, job.arm)] = per_arm.get((route.model, job.arm), 0) + n
             for names in defaulted:
                 for name in names:
                     metrics.defaulted.labels(route.model, name).inc()
             entries.append(LogEntry(outputs, desc.features, [row.values for row in part.rows], job.trace_ids))
             answers.append((part, outputs))
+        for (model, arm), n in per_arm.items():
+            metrics.predictions.labels(model, result.version, arm).inc(n)
         self._d.log.emit_many(entries)
         for part, outputs in answers:
             job = part.job
