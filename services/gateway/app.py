@@ -107,6 +107,7 @@ class GatewayApp(ServiceApp[GatewaySettings]):
                 log_features_sample=s.log_features_sample,
                 coalesce_max_rows=s.coalesce_max_rows,
                 coalesce_max_wait_s=s.coalesce_max_wait_ms / 1e3,
+                coalesce_max_inflight=s.coalesce_max_inflight,
                 shadow_max_wait_s=s.shadow_max_wait_ms / 1e3,
             ),
             breakers=BreakerRegistry(s.breaker_failures, s.breaker_reset_ms / 1e3),

@@ -89,6 +89,12 @@ class GatewaySettings(ServerSettings):
         description="Longest a request waits to join a batch while another batch of its model is in flight; "
         "an idle path sends at once (milliseconds).",
     )
+    coalesce_max_inflight: int = Field(
+        2,
+        ge=0,
+        description="Most coalesced batches of one model and version in flight at once; while that many are "
+        "out, new requests wait for one to return and leave together, so batches grow with load (0: no bound).",
+    )
     shadow_max_wait_ms: float = Field(
         5.0, ge=0, description="How long shadow rows are gathered into one batch before scoring (milliseconds)."
     )

@@ -113,15 +113,18 @@ class FakeModels:
 
 
 class ListSink:
+    """Keeps records up to `capacity`; `batches` holds the size of every `emit_many` call."""
+
     def __init__(self, capacity: int = 1000) -> None:
         self.records: list[PredictionRecord] = []
+        self.batches: list[int] = []
         self.capacity = capacity
 
-    def emit(self, record: PredictionRecord) -> bool:
-        if len(self.records) >= self.capacity:
-            return False
-        self.records.append(record)
-        return True
+    def emit_many(self, records: Sequence[PredictionRecord]) -> int:
+        self.batches.append(len(records))
+        room = max(0, self.capacity - len(self.records))
+        self.records.extend(records[:room])
+        return min(room, len(records))
 
 
 class RecordingCallbacks:

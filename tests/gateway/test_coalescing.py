@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 import pytest
@@ -232,9 +232,10 @@ class TraceRecordingFeatures(FakeFeatures):
         entities: Sequence[tuple[str, dict[str, Scalar]]],
         features: Sequence[str],
         timeout_s: float,
+        related: Sequence[Mapping[str, str]] | None = None,
     ) -> list[FeatureRow]:
         self.spans.append(trace.get_current_span().get_span_context())
-        return await super().get(entity_type, entities, features, timeout_s)
+        return await super().get(entity_type, entities, features, timeout_s, related)
 
 
 async def test_each_member_keeps_its_trace() -> None:
@@ -258,3 +259,62 @@ async def test_each_member_keeps_its_trace() -> None:
     assert sorted(s.parent.span_id for s in waits if s.parent) == sorted(m.span_id for m in members)
     # Every prediction record carries its own request's trace, not the batch's.
     assert {r.trace_id for r in sink.records} == {format(c.trace_id, "032x") for c in [lone, *members]}
+
+
+class _Job:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.error: BaseException | None = None
+
+    @property
+    def rows(self) -> int:
+        return 1
+
+    def fail(self, err: BaseException) -> None:
+        self.error = self.error or err
+
+
+async def test_a_busy_lane_holds_arrivals_until_a_batch_returns_then_sends_them_together() -> None:
+    from services.gateway.core.coalescer import Coalescer, Window
+
+    sent: list[list[str]] = []
+    release: list[asyncio.Event] = []
+
+    async def run(key: str, jobs: list[_Job]) -> None:
+        sent.append([job.name for job in jobs])
+        gate = asyncio.Event()
+        release.append(gate)
+        await gate.wait()
+        for job in jobs:
+            job.fail(RuntimeError("answered"))  # `fail` marks the job answered here
+
+    batches = Coalescer(run, Window(max_rows=64, max_wait_s=0.0, flush_when_idle=True, max_inflight=2))
+    batches.submit("m", _Job("a"))
+    await settle()
+    batches.submit("m", _Job("b"))  # one batch out, a slot free: leaves after max_wait (0 s)
+    await settle()
+    assert sent == [["a"], ["b"]]
+    for name in "cdef":  # two batches out: no timer (a 0 s one would fire within settle(), see below)
+        batches.submit("m", _Job(name))
+    await settle()
+    assert sent == [["a"], ["b"]]
+    release[0].set()
+    await settle()
+    assert sent == [["a"], ["b"], ["c", "d", "e", "f"]]
+    release[1].set()
+    release[2].set()
+    await batches.drain(1.0)
+    assert batches.inflight == 0
+
+    unbounded: list[list[str]] = []
+
+    async def record(key: str, jobs: list[_Job]) -> None:
+        unbounded.append([job.name for job in jobs])
+        await asyncio.sleep(0.05)
+
+    free = Coalescer(record, Window(max_rows=64, max_wait_s=0.0, flush_when_idle=True, max_inflight=0))
+    for name in "abc":
+        free.submit("m", _Job(name))
+        await settle()
+    assert unbounded == [["a"], ["b"], ["c"]]  # no bound: each left on its own timer
+    await free.drain(1.0)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -131,9 +131,10 @@ class SlowFeatures(FakeFeatures):
         entities: Sequence[tuple[str, dict[str, Scalar]]],
         features: Sequence[str],
         timeout_s: float,
+        related: Sequence[Mapping[str, str]] | None = None,
     ) -> list[FeatureRow]:
         self.clock.now += 0.25
-        return await super().get(entity_type, entities, features, timeout_s)
+        return await super().get(entity_type, entities, features, timeout_s, related)
 
 
 async def test_features_ms_is_the_feature_fetch_only_not_the_model_lookup() -> None:

@@ -3,7 +3,7 @@ NaN/inf context values -> INVALID_ARGUMENT naming the field."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pytest
 
@@ -31,8 +31,9 @@ class StoreWithGhosts(FakeFeatures):
         entities: Sequence[tuple[str, dict[str, Scalar]]],
         features: Sequence[str],
         timeout_s: float,
+        related: Sequence[Mapping[str, str]] | None = None,
     ) -> list[FeatureRow]:
-        rows = await super().get(entity_type, entities, features, timeout_s)
+        rows = await super().get(entity_type, entities, features, timeout_s, related)
         return [
             FeatureRow(
                 entity_id=row.entity_id,

@@ -105,6 +105,7 @@ class BreakerRegistry:
         self._threshold = failure_threshold
         self._reset_timeout_s = reset_timeout_s
         self._breakers: dict[str, CircuitBreaker] = {}
+        self._reported: dict[str, bool] = {}  # last open/closed state given to on_state, per key
         self.on_state = on_state
 
     def get(self, key: str) -> CircuitBreaker:
@@ -142,5 +143,7 @@ class BreakerRegistry:
         return result
 
     def _report(self, key: str, is_open: bool) -> None:
-        if self.on_state is not None:
+        """Tell `on_state` about a change (and the first state of each key), not every call."""
+        if self.on_state is not None and self._reported.get(key) is not is_open:
+            self._reported[key] = is_open
             self.on_state(key, is_open)

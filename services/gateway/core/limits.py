@@ -22,6 +22,7 @@ class PredictorLimits:
     # Coalescing of concurrent requests into one features and one inference call.
     coalesce_max_rows: int = 64
     coalesce_max_wait_s: float = 0.001
+    coalesce_max_inflight: int = 2
     shadow_max_wait_s: float = 0.005
 
     def features_timeout(self, items: int) -> float:
@@ -34,9 +35,11 @@ class PredictorLimits:
 
     @property
     def primary_window(self) -> Window:
-        return Window(max(1, self.coalesce_max_rows), self.coalesce_max_wait_s, flush_when_idle=True)
+        return Window(
+            max(1, self.coalesce_max_rows), self.coalesce_max_wait_s, True, max(0, self.coalesce_max_inflight)
+        )
 
     @property
     def shadow_window(self) -> Window:
         # Nobody waits for a shadow: always gather for the whole window.
-        return Window(max(1, self.coalesce_max_rows), self.shadow_max_wait_s, flush_when_idle=False)
+        return Window(max(1, self.coalesce_max_rows), self.shadow_max_wait_s, False, max(0, self.coalesce_max_inflight))

@@ -65,10 +65,22 @@ class TraceIds:
 NO_TRACE = TraceIds()
 
 
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """Answers of one request (or one shadow job) and the feature values they were scored on."""
+
+    outputs: Sequence[PredictOutput]
+    names: Sequence[str]
+    values: Sequence[Sequence[Scalar]]
+    trace: TraceIds
+
+
 class PredictionLog:
     """Turns answers into prediction records for a non-blocking sink (None: logging off).
 
-    A full sink drops the record and counts it; the request is never failed for its log.
+    `emit_many` hands every record of a coalesced batch to the sink in one `emit_many` call
+    (the logger client frames each event once). A full sink drops records and counts them;
+    the request is never failed for its log.
     """
 
     def __init__(self, sink: PredictionSink | None, features_sample: float, metrics: GatewayMetrics) -> None:
@@ -76,40 +88,45 @@ class PredictionLog:
         self._sample = features_sample
         self._metrics = metrics
 
-    def emit(
-        self,
-        outputs: Sequence[PredictOutput],
-        names: Sequence[str],
-        values: Sequence[Sequence[Scalar]],
-        trace: TraceIds,
-    ) -> None:
-        """Log each output with the feature values it was scored on (`names` order)."""
-        if self._sink is None:
+    def emit_many(self, entries: Sequence[LogEntry]) -> None:
+        """Log the answers of several requests with one call to the sink."""
+        if self._sink is None or not entries:
             return
         now = time.time()
-        for out, row in zip(outputs, values, strict=True):
-            record = PredictionRecord(
-                request_id=out.request_id,
-                model=out.model,
-                model_version=out.model_version,
-                arm=out.arm,
-                entity_id=out.entity_id,
-                features_hash=features_hash(names, row),
-                score=out.score,
-                latency_ms=out.timings.total_ms,
-                degraded=out.degraded,
-                degraded_reason=out.degraded_reason,
-                timestamp_s=now,
-                defaulted_features=out.defaulted_features,
-                trace_id=trace.trace_id,
-                traceparent=trace.traceparent,
-                features=tuple(zip(names, row, strict=True)) if names and self._with_features() else (),
-                stale_features=out.stale_features,
-                entities=out.entities,
-            )
-            if not self._sink.emit(record):
-                self._metrics.log_dropped.inc()
-                log.warning("prediction log buffer full: record for %s dropped", out.request_id)
+        records = [
+            self._record(out, entry.names, row, entry.trace, now)
+            for entry in entries
+            for out, row in zip(entry.outputs, entry.values, strict=True)
+        ]
+        if not records:
+            return
+        dropped = len(records) - self._sink.emit_many(records)
+        if dropped > 0:
+            self._metrics.log_dropped.inc(dropped)
+            log.warning("prediction log buffer full: %d of %d records dropped", dropped, len(records))
+
+    def _record(
+        self, out: PredictOutput, names: Sequence[str], row: Sequence[Scalar], trace: TraceIds, now: float
+    ) -> PredictionRecord:
+        return PredictionRecord(
+            request_id=out.request_id,
+            model=out.model,
+            model_version=out.model_version,
+            arm=out.arm,
+            entity_id=out.entity_id,
+            features_hash=features_hash(names, row),
+            score=out.score,
+            latency_ms=out.timings.total_ms,
+            degraded=out.degraded,
+            degraded_reason=out.degraded_reason,
+            timestamp_s=now,
+            defaulted_features=out.defaulted_features,
+            trace_id=trace.trace_id,
+            traceparent=trace.traceparent,
+            features=tuple(zip(names, row, strict=True)) if names and self._with_features() else (),
+            stale_features=out.stale_features,
+            entities=out.entities,
+        )
 
     def _with_features(self) -> bool:
         return self._sample > 0 and (self._sample >= 1 or random.random() < self._sample)

@@ -42,6 +42,6 @@ class ModelRunner(Protocol):
 
 
 class PredictionSink(Protocol):
-    def emit(self, record: PredictionRecord) -> bool:
-        """Queue a record without blocking; False if it could not be queued."""
+    def emit_many(self, records: Sequence[PredictionRecord]) -> int:
+        """Queue records without blocking (one call per coalesced batch); how many were queued."""
         ...

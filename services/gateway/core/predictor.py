@@ -5,15 +5,18 @@ never blocks. A request is read top to bottom in `_score`:
 
 1. routing gives each entity a serving version and an arm (or the request pins a version);
 2. the rows join a coalesced batch for that model + version (`core/coalescer.py`): one
-   GetFeatures and one Infer serve all concurrent requests (`core/scoring.py`); the request
-   waits for its share only until its own deadline;
+   GetFeatures and one Infer serve all concurrent requests, and the batch builds every
+   member's answer (`core/scoring.py`); the request waits for its answer only until its own
+   deadline;
 3. a dependency failure (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED from features or
    inference, a malformed answer, an open circuit breaker, too little budget for inference)
-   is answered from the request's own fallback chain (`core/fallback.py`) with
-   `degraded=True` and a reason; without a fallback chain the error reaches the caller.
-   Caller errors (INVALID_ARGUMENT, NOT_FOUND) are never masked by fallbacks;
-4. the answer is logged to a non-blocking sink (`core/outputs.py`) and a sample of it is
-   handed to the shadow runner (`core/shadow.py`), which scores it later, in background.
+   is answered from the request's own fallback chain (`core/fallback.py`, one batched call
+   per step for all the failed members of a batch) with `degraded=True` and a reason;
+   without a fallback chain the error reaches the caller. Caller errors (INVALID_ARGUMENT,
+   NOT_FOUND) are never masked by fallbacks;
+4. the batch's answers are logged to a non-blocking sink in one call (`core/outputs.py`) and
+   a sample of them is handed to the shadow runner (`core/shadow.py`), which scores it
+   later, in background.
 
 `drain()` at shutdown flushes and waits for the batches and the shadow work it owns.
 """
@@ -27,21 +30,22 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import cast
 
+from prometheus_client import Histogram
+
 from predmesh.common import telemetry
 from predmesh.common.deadline import Deadline
 from services.gateway.core.breaker import BreakerRegistry
 from services.gateway.core.catalog import ModelCatalog
 from services.gateway.core.coalescer import Coalescer
-from services.gateway.core.degradation import with_features_verdict
 from services.gateway.core.deps import PathDeps
-from services.gateway.core.fallback import Degrade, FallbackChain
+from services.gateway.core.fallback import FallbackChain
 from services.gateway.core.limits import PredictorLimits
-from services.gateway.core.outputs import PredictionLog, TraceIds, build_outputs
+from services.gateway.core.outputs import PredictionLog, TraceIds
 from services.gateway.core.ports import FeatureSource, ModelRunner, PredictionSink
 from services.gateway.core.routing import EMPTY, ModelRoute, RoutingTable
-from services.gateway.core.scoring import BatchScorer, Scored, ScoreJob
+from services.gateway.core.scoring import BatchScorer, ScoreJob
 from services.gateway.core.shadow import ShadowRunner
-from services.gateway.core.types import Arm, PredictInput, PredictOutput, Timings
+from services.gateway.core.types import Arm, PredictInput, PredictOutput
 from services.gateway.core.validation import check_batch, check_input
 from services.gateway.errors import DeadlineExceeded
 from services.gateway.metrics import GatewayMetrics
@@ -69,13 +73,13 @@ class Predictor:
             breakers.on_state = lambda key, is_open: metrics.breaker_open.labels(key).set(1 if is_open else 0)
         prediction_log = PredictionLog(sink, limits.log_features_sample, metrics)
         deps = PathDeps(features, models, catalog, breakers, limits, metrics, prediction_log, clock)
-        self._batches: Coalescer[tuple[str, str], ScoreJob] = Coalescer(BatchScorer(deps).run, limits.primary_window)
-        self._fallback = FallbackChain(deps)
         self._shadow = ShadowRunner(deps, shadow_rng)
-        self._log = prediction_log
+        scorer = BatchScorer(deps, FallbackChain(deps), self._shadow)
+        self._batches: Coalescer[tuple[str, str], ScoreJob] = Coalescer(scorer.run, limits.primary_window)
         self._limits = limits
         self._routing = routing
         self._clock = clock
+        self._latency_children: dict[tuple[str, str], Histogram] = {}
 
     # -- configuration -----------------------------------------------------
     @property
@@ -91,7 +95,7 @@ class Predictor:
         check_input(item)
         started = self._clock()
         outs = await self._run(item.request_id, item.model, item.version, [item], deadline)
-        self.metrics.latency.labels(item.model, "Predict").observe(self._clock() - started)
+        self._latency(item.model, "Predict").observe(self._clock() - started)
         return outs[0]
 
     async def predict_batch(
@@ -100,8 +104,15 @@ class Predictor:
         check_batch(items, self._limits.max_batch_items)
         started = self._clock()
         outs = await self._run(request_id, model, version, items, deadline)
-        self.metrics.latency.labels(model, "PredictBatch").observe(self._clock() - started)
+        self._latency(model, "PredictBatch").observe(self._clock() - started)
         return outs
+
+    def _latency(self, model: str, method: str) -> Histogram:
+        """The latency histogram's child for a model that answered, bound once (not per request)."""
+        child = self._latency_children.get((model, method))
+        if child is None:
+            child = self._latency_children[(model, method)] = self.metrics.latency.labels(model, method)
+        return child
 
     async def drain(self, timeout_s: float) -> None:
         """Finish queued and running batches, then shadow work, within `timeout_s` each."""
@@ -146,47 +157,23 @@ class Predictor:
         deadline: Deadline,
         started: float,
     ) -> list[PredictOutput]:
-        try:
-            scored = await self._batched(route.model, version, items, ids[0], deadline)
-        except Degrade as degrade:
-            return await self._fallback.answer(route, items, ids, degrade, deadline, started, TraceIds.current())
-        timings = Timings(scored.features_ms, scored.inference_ms, (self._clock() - started) * 1e3)
-        defaulted = [row.defaulted for row in scored.rows]
-        outputs = [
-            with_features_verdict(out, row, route.max_missing_features)
-            for out, row in zip(
-                build_outputs(ids, items, route.model, scored.version, scored.scores, arm, timings, defaulted),
-                scored.rows,
-                strict=True,
-            )
-        ]
-        served_by = f"{route.model}:{scored.version}"
-        for out in outputs:
-            if out.degraded:  # scored by the requested model, but on defaults for missing stored features
-                self.metrics.degraded.labels(route.model, out.degraded_reason, served_by).inc()
-        self.metrics.predictions.labels(route.model, scored.version, arm).inc(len(outputs))
-        for names in defaulted:
-            for name in names:
-                self.metrics.defaulted.labels(route.model, name).inc()
-        trace = TraceIds.current()
-        self._log.emit(outputs, scored.desc.features, [row.values for row in scored.rows], trace)
-        self._shadow.offer(route, scored.desc, scored.version, items, scored.rows, outputs, trace)
-        return outputs
-
-    async def _batched(
-        self, model: str, version: str, items: list[PredictInput], request_id: str, deadline: Deadline
-    ) -> Scored:
-        """This request's share of a coalesced batch, or Degrade; waits until its own deadline at most."""
+        """This request's answers from a coalesced batch; waits until its own deadline at most."""
         remaining = deadline.remaining()
         if remaining <= 0:
-            raise Degrade("deadline_exceeded", DeadlineExceeded("deadline exceeded before scoring"))
+            raise DeadlineExceeded("deadline exceeded before scoring")
         queued = telemetry.enqueue_trace() if telemetry.tracing_enabled() else None
-        future: asyncio.Future[Scored] = asyncio.get_running_loop().create_future()
-        self._batches.submit((model, version), ScoreJob(items, request_id, deadline, future, self._clock(), queued))
+        future: asyncio.Future[list[PredictOutput]] = asyncio.get_running_loop().create_future()
+        job = ScoreJob(route, arm, items, ids, deadline, started, future, self._clock(), TraceIds.current(), queued)
+        self._batches.submit((route.model, version), job)
+        # The request's own deadline ends its wait (the batch goes on for the others); a timer
+        # on the future costs less per request than asyncio.wait_for's extra waiter.
+        timer = future.get_loop().call_later(
+            remaining, job.fail, DeadlineExceeded("deadline exceeded in a batched call")
+        )
         try:
-            return await asyncio.wait_for(future, remaining)
-        except TimeoutError as err:
-            raise Degrade("deadline_exceeded", DeadlineExceeded("deadline exceeded in a batched call")) from err
+            return await future
+        finally:
+            timer.cancel()
 
 
 def in_request_order(n: int, parts: Iterable[tuple[Sequence[int], Sequence[PredictOutput]]]) -> list[PredictOutput]:

@@ -1,12 +1,16 @@
 """The primary path's batched call: one model lookup, one GetFeatures, one Infer for many requests.
 
 `BatchScorer.run` is the `Coalescer`'s run function for the primary path. Every `ScoreJob`
-(one Predict, or one chunk of a PredictBatch group) is answered through its own future:
-with its slice of the rows and scores, or with a `Degrade` that sends that request to its
-own fallback chain. The batched call gets the latest deadline of its members (each member
-still waits only until its own deadline, see `Predictor`); a member with too little budget
-left for inference is answered `deadline_budget` alone. Dependency calls go through the
-circuit breakers; an answer with the wrong number of rows is a dependency failure.
+(one Predict, or one chunk of a PredictBatch group) is answered through its own future with
+its finished outputs, built here for the whole batch: the batch's prediction records go to
+the log in **one** `emit_many`, and the answered rows are offered to the shadow runner. The
+batched call gets the latest deadline of its members (each member still waits only until its
+own deadline, see `Predictor`); a member with too little budget left for inference goes to
+its fallback chain alone. When the batched call fails for a dependency reason, every member
+is answered through its own route's fallback chain, with one batched call per fallback step
+for all of them (`FallbackChain.answer_many`). Dependency calls go through the circuit
+breakers; an answer with the wrong number of rows is a dependency failure. Caller errors
+(NOT_FOUND) reach every member as such.
 
 Tracing: a batch of one request runs in that request's trace; a larger batch runs in one
 span linked to every member's trace, with a `queue_wait` span in each (`telemetry.batch_span`).
@@ -25,54 +29,67 @@ from opentelemetry import context as otel_context
 from predmesh.common import telemetry
 from predmesh.common.deadline import Deadline
 from services.gateway.core.breaker import DEPENDENCY_ERRORS, CircuitOpen, expect_count
+from services.gateway.core.degradation import with_features_verdict
 from services.gateway.core.deps import PathDeps
-from services.gateway.core.fallback import Degrade
-from services.gateway.core.types import FeatureRow, InferenceResult, ModelDescriptor, PredictInput, Score
+from services.gateway.core.fallback import Degrade, FallbackChain, Fallen, Rescued
+from services.gateway.core.outputs import NO_TRACE, LogEntry, TraceIds, build_outputs
+from services.gateway.core.routing import ModelRoute
+from services.gateway.core.shadow import ShadowRunner
+from services.gateway.core.types import (
+    Arm,
+    FeatureRow,
+    InferenceResult,
+    ModelDescriptor,
+    PredictInput,
+    PredictOutput,
+    Timings,
+)
 from services.gateway.errors import DeadlineExceeded, PredmeshError
 
 T = TypeVar("T")
 FEATURES = "features"
 
 
-@dataclass(frozen=True, slots=True)
-class Scored:
-    """A job's share of a batched call, aligned with its items."""
-
-    desc: ModelDescriptor
-    version: str
-    rows: Sequence[FeatureRow]
-    scores: Sequence[Score]
-    features_ms: float
-    inference_ms: float
-
-
 @dataclass(eq=False, slots=True)
 class ScoreJob:
-    """One request's items waiting for a batched call; answered once through `future`."""
+    """One request's items (all routed to one arm) waiting for a batched call; answered once
+    through `future` with its outputs in item order. `ids` are the items' request ids."""
 
+    route: ModelRoute
+    arm: Arm
     items: Sequence[PredictInput]
-    request_id: str
+    ids: Sequence[str]
     deadline: Deadline
-    future: asyncio.Future[Scored]
+    started: float
+    future: asyncio.Future[list[PredictOutput]]
     enqueued_s: float
+    trace_ids: TraceIds = NO_TRACE
     trace: telemetry.QueuedTrace | None = None
 
     @property
     def rows(self) -> int:
         return len(self.items)
 
-    def answer(self, scored: Scored) -> None:
+    def answer(self, outputs: list[PredictOutput]) -> None:
         if not self.future.done():
-            self.future.set_result(scored)
+            self.future.set_result(outputs)
 
     def fail(self, err: BaseException) -> None:
         if not self.future.done():
-            self.future.set_exception(err.copy() if isinstance(err, Degrade) else err)
+            self.future.set_exception(err)
+
+
+@dataclass(frozen=True, slots=True)
+class _Share:
+    job: ScoreJob
+    rows: Sequence[FeatureRow]
 
 
 class BatchScorer:
-    def __init__(self, deps: PathDeps) -> None:
+    def __init__(self, deps: PathDeps, fallback: FallbackChain, shadow: ShadowRunner) -> None:
         self._d = deps
+        self._fallback = fallback
+        self._shadow = shadow
 
     async def run(self, key: tuple[str, str], jobs: list[ScoreJob]) -> None:
         """Score `jobs` (all for model + version `key`) together and answer each one."""
@@ -80,18 +97,26 @@ class BatchScorer:
         jobs = [job for job in jobs if not job.future.done()]  # gone: deadline passed or cancelled
         if not jobs:
             return
+        metrics = self._d.metrics
         now = self._d.clock()
-        self._d.metrics.batch_rows.labels(model, "primary").observe(sum(job.rows for job in jobs))
+        metrics.batch_rows.labels(model, "primary").observe(sum(job.rows for job in jobs))
+        wait = metrics.window_wait.labels(model, "primary")
         for job in jobs:
-            self._d.metrics.window_wait.labels(model, "primary").observe(now - job.enqueued_s)
+            wait.observe(now - job.enqueued_s)
         with _traced(model, jobs):
             try:
-                await self._score(model, version, jobs)
-            except (Degrade, PredmeshError) as err:  # a dependency failure, or a caller error (NOT_FOUND)
+                fallen = await self._score(model, version, jobs)
+            except Degrade as degrade:  # the batched call failed: every member to its fallback chain
+                fallen = [(job, degrade) for job in jobs]
+            except PredmeshError as err:  # a caller error (NOT_FOUND) or no time left at all
                 for job in jobs:
                     job.fail(err)
+                return
+            if fallen:
+                await self._fall_back(fallen)
 
-    async def _score(self, model: str, version: str, jobs: list[ScoreJob]) -> None:
+    async def _score(self, model: str, version: str, jobs: list[ScoreJob]) -> list[tuple[ScoreJob, Degrade]]:
+        """Answer the members the primary path serves; the others are returned with their reason."""
         deadline = Deadline(max(job.deadline.at for job in jobs))
         try:
             desc = await self._d.catalog.describe(model, version, deadline.budget(what="model lookup"))
@@ -99,30 +124,87 @@ class BatchScorer:
             raise Degrade("model_unavailable", err) from err
         rows, features_ms = await self._fetch(desc, [it for job in jobs for it in job.items], deadline)
 
-        ready: list[tuple[ScoreJob, Sequence[FeatureRow]]] = []
+        ready: list[_Share] = []
+        fallen: list[tuple[ScoreJob, Degrade]] = []
         offset = 0
         for job in jobs:
             share, offset = rows[offset : offset + job.rows], offset + job.rows
             if job.deadline.remaining() < self._d.limits.min_inference_budget_s:
                 cause = DeadlineExceeded("too little time left for inference")
-                job.fail(Degrade("deadline_budget", cause, features_ms))
+                fallen.append((job, Degrade("deadline_budget", cause, features_ms)))
             else:
-                ready.append((job, share))
+                ready.append(_Share(job, share))
         if not ready:
-            return
-        infer_rows = [row for _, share in ready for row in share]
-        deadline = Deadline(max(job.deadline.at for job, _ in ready))
+            return fallen
+        infer_rows = [row for part in ready for row in part.rows]
+        deadline = Deadline(max(part.job.deadline.at for part in ready))
         t0 = self._d.clock()
         try:
-            result = await self._infer(model, desc, infer_rows, ready[0][0].request_id, deadline)
+            result = await self._infer(model, desc, infer_rows, ready[0].job.ids[0], deadline)
         except Degrade as degrade:
             degrade.features_ms = features_ms
-            raise
-        inference_ms = (self._d.clock() - t0) * 1e3
+            return fallen + [(part.job, degrade) for part in ready]
+        self._answer(desc, result, ready, features_ms, (self._d.clock() - t0) * 1e3)
+        return fallen
+
+    def _answer(
+        self, desc: ModelDescriptor, result: InferenceResult, ready: list[_Share], features_ms: float, infer_ms: float
+    ) -> None:
+        """Build every member's outputs, log them in one batch, answer, offer to the shadow."""
+        metrics = self._d.metrics
+        now = self._d.clock()
+        answers: list[tuple[_Share, list[PredictOutput]]] = []
+        entries: list[LogEntry] = []
+        per_arm: dict[tuple[str, Arm], int] = {}
         offset = 0
-        for job, share in ready:
-            scores, offset = result.scores[offset : offset + len(share)], offset + len(share)
-            job.answer(Scored(desc, result.version, share, scores, features_ms, inference_ms))
+        for part in ready:
+            job, n = part.job, len(part.rows)
+            route = job.route
+            scores, offset = result.scores[offset : offset + n], offset + n
+            timings = Timings(features_ms, infer_ms, (now - job.started) * 1e3)
+            defaulted = [row.defaulted for row in part.rows]
+            outputs = build_outputs(
+                job.ids, job.items, route.model, result.version, scores, job.arm, timings, defaulted
+            )
+            if any(row.store_missing or row.stale for row in part.rows):
+                outputs = [
+                    with_features_verdict(out, row, route.max_missing_features)
+                    for out, row in zip(outputs, part.rows, strict=True)
+                ]
+                served_by = f"{route.model}:{result.version}"
+                for out in outputs:
+                    if out.degraded:  # scored by the requested model, but on defaults for missing stored features
+                        metrics.degraded.labels(route.model, out.degraded_reason, served_by).inc()
+            per_arm[(route.model, job.arm)] = per_arm.get((route.model, job.arm), 0) + n
+            for names in defaulted:
+                for name in names:
+                    metrics.defaulted.labels(route.model, name).inc()
+            entries.append(LogEntry(outputs, desc.features, [row.values for row in part.rows], job.trace_ids))
+            answers.append((part, outputs))
+        for (model, arm), n in per_arm.items():
+            metrics.predictions.labels(model, result.version, arm).inc(n)
+        self._d.log.emit_many(entries)
+        for part, outputs in answers:
+            job = part.job
+            job.answer(outputs)
+            self._shadow.offer(job.route, desc, result.version, job.items, part.rows, outputs, job.trace_ids)
+
+    async def _fall_back(self, fallen: list[tuple[ScoreJob, Degrade]]) -> None:
+        """Answer failed members through their fallback chains (batched per step), one log batch."""
+        fallen = [(job, degrade) for job, degrade in fallen if not job.future.done()]
+        members = [Fallen(job.route, job.items, job.ids, degrade, job.deadline, job.started) for job, degrade in fallen]
+        outcomes = await self._fallback.answer_many(members)
+        entries: list[LogEntry] = []
+        answers: list[tuple[ScoreJob, list[PredictOutput]]] = []
+        for (job, _), outcome in zip(fallen, outcomes, strict=True):
+            if isinstance(outcome, Rescued):
+                entries.append(LogEntry(outcome.outputs, outcome.names, outcome.rows, job.trace_ids))
+                answers.append((job, outcome.outputs))
+            else:
+                job.fail(outcome)
+        self._d.log.emit_many(entries)
+        for job, outputs in answers:
+            job.answer(outputs)
 
     async def _fetch(
         self, desc: ModelDescriptor, items: Sequence[PredictInput], deadline: Deadline

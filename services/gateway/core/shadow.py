@@ -26,7 +26,7 @@ from predmesh.common.deadline import Deadline
 from services.gateway.core.breaker import expect_count
 from services.gateway.core.coalescer import Coalescer
 from services.gateway.core.deps import PathDeps
-from services.gateway.core.outputs import TraceIds, build_outputs
+from services.gateway.core.outputs import LogEntry, TraceIds, build_outputs
 from services.gateway.core.routing import ModelRoute
 from services.gateway.core.types import (
     Arm,
@@ -144,13 +144,16 @@ class ShadowRunner:
                 job.fail(err)
             return
         latency_ms = (time.monotonic() - started) * 1e3
+        entries: list[LogEntry] = []
         offset = 0
         for job in jobs:
             end = offset + job.rows
             scores = result.scores[offset:end]
-            self._compare_and_log(key, desc, result.version, job, rows[offset:end], scores, latency_ms)
-            job.finish()
+            entries.append(self._compare(key, desc, result.version, job, rows[offset:end], scores, latency_ms))
             offset = end
+        self._d.log.emit_many(entries)  # one log batch per shadow batch
+        for job in jobs:
+            job.finish()
 
     async def _rows(self, desc: ModelDescriptor, jobs: list[ShadowJob], deadline: Deadline) -> list[FeatureRow]:
         """The primary's rows where the shadow needs the same features; one fetch for the others."""
@@ -175,7 +178,7 @@ class ShadowRunner:
                 pos += job.rows
         return rows
 
-    def _compare_and_log(
+    def _compare(
         self,
         key: tuple[str, str],
         desc: ModelDescriptor,
@@ -184,7 +187,8 @@ class ShadowRunner:
         rows: Sequence[FeatureRow],
         scores: Sequence[Score],
         latency_ms: float,
-    ) -> None:
+    ) -> LogEntry:
+        """Count agreement with the primary; the job's log entry (arm `shadow`)."""
         model, version = key
         for primary, score in zip(job.primary, scores, strict=True):
             agree = score.label == primary.score.label
@@ -194,4 +198,4 @@ class ShadowRunner:
         timings = Timings(inference_ms=latency_ms, total_ms=latency_ms)
         defaulted = [row.defaulted for row in rows]
         outputs = build_outputs(ids, job.items, model, served_version, scores, Arm.SHADOW, timings, defaulted)
-        self._d.log.emit(outputs, desc.features, [row.values for row in rows], job.trace)
+        return LogEntry(outputs, desc.features, [row.values for row in rows], job.trace)
