@@ -10,6 +10,8 @@ predmesh features load --redis-url URL --entity-type user [--registry PATH] FILE
 predmesh features load --redis-url URL --demo 1000
 predmesh features push --entity-type user --entity-id u00042 avg_txn_amount_30d=120.5   (feature events to Kafka)
 predmesh logs tail ...           print prediction events from Kafka (when the logger runs)
+predmesh analytics query "SQL"   read-only SQL over the analytics store (when the sink runs)
+predmesh rollout status|pause|resume|abort MODEL   automated canary rollouts
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ COMMANDS = (
     "predmesh.cli.features",
     "predmesh.optimize",
     "predmesh.cli.logs",
+    "predmesh.cli.analytics",
+    "predmesh.cli.rollout",
 )
 
 

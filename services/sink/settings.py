@@ -18,6 +18,10 @@ class SinkSettings(ServerSettings):
 
     model_config = SettingsConfigDict(env_prefix="PREDMESH_SINK_")
 
+    allowed_clients: dict[str, list[str]] = Field(
+        default_factory=lambda: {"/predmesh.v1.AnalyticsService/*": ["operator"]},
+        description="mTLS (tls_* files, server_tls): who may call which method; operators (CLI, dashboards).",
+    )
     bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers (host:port list).")
     topics: list[str] = Field(
         default_factory=lambda: ["predictions", "shadow-predictions", "outcomes"],

@@ -18,7 +18,13 @@ ROUTE = {
 
 def test_valid_rollout_parses_with_defaults() -> None:
     spec = parse_rollout(ROUTE["rollout"], "r", ["1", "2"])
-    assert (spec.canary, spec.steps, spec.state, spec.step, spec.weight) == ("2", (10.0, 50.0, 100.0), "running", 0, 10.0)
+    assert (spec.canary, spec.steps, spec.state, spec.step, spec.weight) == (
+        "2",
+        (10.0, 50.0, 100.0),
+        "running",
+        0,
+        10.0,
+    )
     assert spec.max_p99_increase_pct == 10.0
     parse_routing({"models": {"fraud": ROUTE}})  # the gateway accepts the key
 
