@@ -137,6 +137,7 @@ class GatewayApp(ServiceApp[GatewaySettings]):
             policy=CallbackPolicy(s.callback_hosts, s.callback_ports, s.callback_blocked_networks),
         )
         stack.push_async_callback(dispatcher.drain, grace_s)
+        self.metrics.async_dead_letters.set_function(lambda: dispatcher.failed_deliveries)
         servicer = PredictionServicer(
             predictor, dispatcher, self.authorizer, s.default_deadline_ms / 1e3, s.max_batch_items
         )
