@@ -96,41 +96,50 @@ def bench_store(events: list[tuple[str, bytes]], batch: int) -> tuple[float, flo
 
 
 def bench_kafka(events: list[tuple[str, bytes]], batch: int) -> float:
+    from predmesh.local.kafka import TansuBroker
+
+    with tempfile.TemporaryDirectory() as tmp:
+        broker = TansuBroker(workdir=Path(tmp, "tansu"))
+        broker.start()
+        try:
+            return _drain(str(broker.bootstrap_servers), events, batch, Path(tmp))  # type: ignore[attr-defined]
+        finally:
+            broker.stop()
+
+
+def _drain(bootstrap: str, events: list[tuple[str, bytes]], batch: int, tmp: Path) -> float:
     from confluent_kafka import Producer
 
     from predmesh.common.kafka import consumer_config
-    from predmesh.local.kafka import DEV_CONSUMER_TIMEOUTS, TansuBroker, create_topics
+    from predmesh.local.kafka import DEV_CONSUMER_TIMEOUTS, create_topics
     from services.sink.backends.chdb_store import ChdbStore
     from services.sink.core.schema import create_statements
     from services.sink.transport.consumer import LogConsumer
 
-    with tempfile.TemporaryDirectory() as tmp, TansuBroker(workdir=Path(tmp, "tansu")) as broker:
-        create_topics(broker.bootstrap_servers, ["predictions", "shadow-predictions", "outcomes"])
-        producer = Producer({"bootstrap.servers": broker.bootstrap_servers, "linger.ms": 5})
-        for topic, payload in events:
-            while True:
-                try:
-                    producer.produce(topic, payload)
-                    break
-                except BufferError:
-                    producer.poll(0.05)
-        producer.flush(60)
-        store = ChdbStore(Path(tmp, "chdb"), "predmesh")
-        for statement in create_statements("predmesh"):
-            store.command(statement)
-        config = consumer_config(
-            broker.bootstrap_servers, "bench-sink", from_beginning=True, overrides=DEV_CONSUMER_TIMEOUTS
-        )
-        consumer = LogConsumer(config, ["predictions", "shadow-predictions", "outcomes"], store, batch, 0.2)
-        wall = time.perf_counter()
-        consumer.start()
-        deadline = time.monotonic() + 300
-        while consumer.stats.inserted < len(events) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        wall = time.perf_counter() - wall
-        consumer.stop()
-        store.close()
-        assert consumer.stats.inserted == len(events), consumer.stats
+    create_topics(bootstrap, ["predictions", "shadow-predictions", "outcomes"])
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    for topic, payload in events:
+        while True:
+            try:
+                producer.produce(topic, payload)
+                break
+            except BufferError:
+                producer.poll(0.05)
+    producer.flush(60)
+    store = ChdbStore(tmp / "chdb", "predmesh")
+    for statement in create_statements("predmesh"):
+        store.command(statement)
+    config = consumer_config(bootstrap, "bench-sink", from_beginning=True, overrides=DEV_CONSUMER_TIMEOUTS)
+    consumer = LogConsumer(config, ["predictions", "shadow-predictions", "outcomes"], store, batch, 0.2)
+    wall = time.perf_counter()
+    consumer.start()
+    deadline = time.monotonic() + 300
+    while consumer.stats.inserted < len(events) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    wall = time.perf_counter() - wall
+    consumer.stop()
+    store.close()
+    assert consumer.stats.inserted == len(events), consumer.stats
     return len(events) / wall
 
 

@@ -79,3 +79,11 @@ def test_read_only_queries_only(store: ChdbStore) -> None:
     assert check_read_only("  select 1; ") == "select 1"
     with pytest.raises(QueryFailed):
         store.query("SELECT no_such_column FROM predmesh.predictions")
+
+
+def test_non_finite_values_do_not_lose_the_batch(store: ChdbStore) -> None:
+    _insert(
+        store, [prediction("nan1", "nan", "1", "stable", float("nan")), prediction("ok1", "nan", "1", "stable", 0.5)]
+    )
+    stats = store.query(views.arm_stats("predmesh", "nan")).dicts()
+    assert stats[0]["n"] == 2

@@ -2,7 +2,7 @@
 
 One chdb session per process (chdb keeps global engine state); every call holds a lock, so
 the consumer thread, the rollout controller and the Query RPC take turns. Rows are inserted
-as JSONEachRow text (one statement per batch).
+as JSONCompactEachRow text (one statement per batch).
 """
 
 from __future__ import annotations
@@ -49,11 +49,12 @@ class ChdbStore:
     def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         if not rows:
             return
-        body = "\n".join(
-            json.dumps({c: _jsonable(v) for c, v in zip(columns, row, strict=True)}, separators=(",", ":"))
-            for row in rows
-        )
-        self._run(f"INSERT INTO {self.database}.{table} FORMAT JSONEachRow\n{body}")
+        dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+        try:
+            body = "\n".join(dumps(list(row)) for row in rows)
+        except ValueError:  # NaN / inf (not JSON): null, row by row
+            body = "\n".join(dumps([_jsonable(v) for v in row]) for row in rows)
+        self._run(f"INSERT INTO {self.database}.{table} ({', '.join(columns)}) FORMAT JSONCompactEachRow\n{body}")
 
     def query(self, sql: str) -> QueryResult:
         result = self._run(sql, "JSONCompact")
