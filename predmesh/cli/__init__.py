@@ -12,6 +12,7 @@ predmesh features push --entity-type user --entity-id u00042 avg_txn_amount_30d=
 predmesh logs tail ...           print prediction events from Kafka (when the logger runs)
 predmesh analytics query "SQL"   read-only SQL over the analytics store (when the sink runs)
 predmesh rollout status|pause|resume|abort MODEL   automated canary rollouts
+predmesh trace REQUEST_ID        span tree of one request (local traces in the sink)
 predmesh outcomes push FILE      record outcomes (CSV or JSON lines: request_id, model, label/value)
 """
 
@@ -36,6 +37,7 @@ COMMANDS = (
     "predmesh.cli.analytics",
     "predmesh.cli.rollout",
     "predmesh.cli.outcomes",
+    "predmesh.cli.trace",
 )
 
 

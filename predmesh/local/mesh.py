@@ -94,6 +94,8 @@ class LocalMesh:
         self.monitor_metrics_port = 0
         self.ingest: PythonService | None = None
         self.sink: PythonService | None = None
+        # with the sink, every service traces to its local OTLP receiver (`predmesh trace`)
+        self.sink_otlp_port = free_port() if self.options.with_sink and self.options.with_logger else 0
         self.features: PythonService | None = None
         self.inference: PythonService | None = None
         self.gateway: PythonService | None = None
@@ -389,6 +391,7 @@ class LocalMesh:
                 "PREDMESH_SINK_CHDB_PATH": str(self.state_dir / "analytics"),
                 "PREDMESH_SINK_ROUTING_PATH": str(self.routing_path),
                 "PREDMESH_SINK_KAFKA_EXTRA": json.dumps(DEV_CONSUMER_TIMEOUTS),
+                "PREDMESH_SINK_OTLP_PORT": str(self.sink_otlp_port),
             },
         )
         return self.sink
@@ -539,6 +542,8 @@ class LocalMesh:
         prefix = f"PREDMESH_{name.upper()}_"
         instance = instance or name
         tls_env = self._mtls_env(prefix, name, serve=name in MTLS_SERVERS) if name in MTLS_IDENTITIES else {}
+        if self.sink_otlp_port and name != "sink" and f"{prefix}OTLP_ENDPOINT" not in self.options.extra_env:
+            tls_env[f"{prefix}OTLP_ENDPOINT"] = f"127.0.0.1:{self.sink_otlp_port}"
         service = PythonService(
             instance,
             f"services.{name}.app",
@@ -601,6 +606,7 @@ class LocalMesh:
             out["drift monitor (Prometheus /metrics)"] = f"http://127.0.0.1:{self.monitor_metrics_port}/metrics"
         if self.sink:
             out["analytics sink (gRPC AnalyticsService)"] = self.sink.address
+            out["local traces (OTLP/gRPC into the sink)"] = f"127.0.0.1:{self.sink_otlp_port}"
         if self.controlplane:
             out["control plane (xDS ADS)"] = self.controlplane.address
             out["control plane admin API (operator cert)"] = f"127.0.0.1:{self.controlplane_admin_port}"

@@ -2,9 +2,10 @@
 
 `SinkApp(settings)`: `await start()` opens the store (embedded chdb under `chdb_path`, or a
 ClickHouse server) and creates the tables, starts the Kafka consumer thread (batched inserts),
-the rollout controller loop (when `routing_path` is set) and a gRPC server with
-AnalyticsService, health and `/metrics`; `await stop()` flips health, stops the controller,
-flushes and stops the consumer and closes the store (predmesh.common.app.ServiceApp).
+the rollout controller loop (when `routing_path` is set), a local OTLP trace receiver (when
+`otlp_port` is set) and a gRPC server with AnalyticsService, health and `/metrics`; `await stop()`
+flips health, stops the controller and the receiver, flushes and stops the consumer and closes the
+store (predmesh.common.app.ServiceApp).
 Run it with `python -m services.sink.app` (PREDMESH_SINK_* env vars).
 """
 
@@ -26,6 +27,7 @@ from services.sink.core.store import AnalyticsStore
 from services.sink.metrics import SinkMetrics
 from services.sink.settings import SinkSettings
 from services.sink.transport.consumer import LogConsumer
+from services.sink.transport.otlp import OtlpReceiver
 from services.sink.transport.servicer import AnalyticsServicer
 
 log = logging.getLogger(__name__)
@@ -76,6 +78,7 @@ class SinkApp(ServiceApp[SinkSettings]):
         self.store: AnalyticsStore | None = None
         self.consumer: LogConsumer | None = None
         self.controller: RolloutController | None = None
+        self.otlp: OtlpReceiver | None = None
 
     async def open(self, stack: AsyncExitStack) -> None:
         s = self.settings
@@ -88,6 +91,11 @@ class SinkApp(ServiceApp[SinkSettings]):
         stack.push_async_callback(asyncio.to_thread, consumer.stop)
         await asyncio.to_thread(consumer.start)
         self.consumer = consumer
+        if s.otlp_port is not None:
+            receiver = OtlpReceiver(store, s.host, s.otlp_port)
+            stack.push_async_callback(receiver.stop, s.grace_s)
+            await receiver.start()
+            self.otlp = receiver
         tasks = [asyncio.create_task(self._export_forever(), name="sink-metrics")]
         if s.routing_path is not None:
             self.controller = RolloutController(store, s.routing_path, self.metrics.decision)

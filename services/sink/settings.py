@@ -51,4 +51,9 @@ class SinkSettings(ServerSettings):
     routing_path: Path | None = Field(
         None, description="Routing file whose `rollout` blocks the controller runs; unset = no rollout controller."
     )
+    otlp_port: int | None = Field(
+        None,
+        description="Port of a local OTLP/gRPC trace receiver (plaintext, spans into the `spans` table); "
+        "unset = none, 0 = an ephemeral port. For `predmesh up`; clusters use their own collector.",
+    )
     rollout_interval_s: float = Field(5.0, gt=0, description="How often running rollouts are evaluated (seconds).")

@@ -23,6 +23,7 @@ import pytest
 import yaml
 from sklearn.metrics import roc_auc_score
 
+from predmesh.cli import main as cli
 from predmesh.cli.analytics import run_query
 from predmesh.common.rollout import rollouts
 from predmesh.demo import synth
@@ -71,6 +72,7 @@ def rollout_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMesh
             "PREDMESH_GATEWAY_DEFAULT_DEADLINE_MS": "5000",
             "PREDMESH_SINK_ROLLOUT_INTERVAL_S": "0.5",
             "PREDMESH_SINK_BATCH_MAX_WAIT_MS": "100",
+            "OTEL_BSP_SCHEDULE_DELAY": "100",  # export spans every 100 ms (SDK default: 5 s)
         },
     )
     mesh = LocalMesh(options)
@@ -209,11 +211,36 @@ def test_outcome_over_http_json_joins_its_prediction(rollout_mesh: LocalMesh) ->
     assert refused.value.code == 401
 
 
+def test_predmesh_trace_prints_the_span_tree(rollout_mesh: LocalMesh, capsys: pytest.CaptureFixture[str]) -> None:
+    mesh = rollout_mesh
+    assert mesh.sink is not None
+    with mesh.gateway_channel() as channel:
+        resp = prediction_pb2_grpc.PredictionServiceStub(channel).Predict(
+            prediction_pb2.PredictRequest(model="fraud", entity_id="u00007"), timeout=10
+        )
+    args = ["trace", resp.request_id, "--target", mesh.sink.address, "--state-dir", str(mesh.state_dir)]
+    deadline = time.monotonic() + 30
+    while True:
+        code = cli(args)
+        out = capsys.readouterr().out
+        services = {line.split(": ")[0].split()[-1] for line in out.splitlines()[1:]}
+        if code == 0 and {"predmesh-gateway", "predmesh-features", "predmesh-inference"} <= services:
+            break
+        assert time.monotonic() < deadline, out
+        time.sleep(0.3)
+    lines = out.splitlines()
+    assert lines[0].startswith("trace ") and f"(request {resp.request_id})" in lines[0]
+    root = lines[1]
+    assert "predmesh-gateway" in root and root.startswith("     0.00 ms")  # the root span starts the trace
+    assert any(line.index("predmesh-") > root.index("predmesh-") for line in lines[2:])  # children indented
+
+
 def test_worse_canary_rolled_back_good_one_promoted_and_auc_view_matches_sklearn(
     rollout_mesh: LocalMesh, transactions: pd.DataFrame
 ) -> None:
     mesh = rollout_mesh
     driver = Driver(mesh, transactions)
+    started_s = time.time()  # the AUC view below covers this test's predictions only
 
     # 1. the worse canary (scores inverted) is rolled back during its first step
     start_rollout(mesh, "4")
@@ -253,7 +280,10 @@ def test_worse_canary_rolled_back_good_one_promoted_and_auc_view_matches_sklearn
     while query(mesh, "SELECT count() AS n FROM predmesh.outcomes FINAL")[0]["n"] < sent:
         assert time.monotonic() < deadline, "outcomes missing from the store"
         time.sleep(0.3)
-    quality = {(r["model_version"], r["arm"]): r for r in query(mesh, views.outcome_quality("predmesh", "fraud"))}
+    quality = {
+        (r["model_version"], r["arm"]): r
+        for r in query(mesh, views.outcome_quality("predmesh", "fraud", since_s=started_s))
+    }
     row = quality[("1", "stable")]
     assert row["outcomes"] == len(stable)
     expected = roc_auc_score([s.label for s in stable], [s.score for s in stable])

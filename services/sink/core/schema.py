@@ -1,8 +1,9 @@
 """The analytics store's tables (ClickHouse SQL, identical on chdb and a ClickHouse server).
 
 `predictions` and `shadow_predictions` hold one row per logged PredictionEvent, `outcomes`
-one per recorded outcome, `rollout_decisions` one per rollout controller decision. The first
-three are ReplacingMergeTree tables keyed by request id: the Kafka consumer is at-least-once,
+one per recorded outcome, `spans` one per trace span received over OTLP (local traces),
+`rollout_decisions` one per rollout controller decision. All but the last are
+ReplacingMergeTree tables keyed by request (or span) id: the Kafka consumer is at-least-once,
 and a redelivered event has the same key, so reads with `FINAL` see it once (the row with the
 newest `inserted` wins; duplicates are merged away in the background).
 """
@@ -26,6 +27,19 @@ PREDICTION_COLUMNS = (
     "inserted",
 )
 OUTCOME_COLUMNS = ("request_id", "model", "label", "value", "event_time", "ts", "inserted")
+SPAN_COLUMNS = (
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "service",
+    "name",
+    "kind",
+    "start",
+    "duration_ms",
+    "status_code",
+    "attributes",
+    "inserted",
+)
 DECISION_COLUMNS = (
     "ts",
     "model",
@@ -73,6 +87,22 @@ CREATE TABLE IF NOT EXISTS {db}.{table} (
     inserted DateTime64(6, 'UTC')
 ) ENGINE = ReplacingMergeTree(inserted)
 ORDER BY (model, request_id)
+""",
+    "spans": """
+CREATE TABLE IF NOT EXISTS {db}.{table} (
+    trace_id String,
+    span_id String,
+    parent_span_id String,
+    service LowCardinality(String),
+    name String,
+    kind UInt8,
+    start DateTime64(6, 'UTC'),
+    duration_ms Float64,
+    status_code UInt8,
+    attributes String,
+    inserted DateTime64(6, 'UTC')
+) ENGINE = ReplacingMergeTree(inserted)
+ORDER BY (trace_id, span_id)
 """,
     "rollout_decisions": """
 CREATE TABLE IF NOT EXISTS {db}.{table} (
