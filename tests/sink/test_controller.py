@@ -86,3 +86,41 @@ def test_controller_starts_then_rolls_back_a_worse_canary(store: ChdbStore, tmp_
     evidence = json.loads(rows[1][1])
     assert evidence["criteria"]["auc"] == {"value": 0.0, "threshold": 0.95, "ok": False}
     assert controller.evaluate_once() == []  # finished rollouts are left alone
+
+
+def test_trace_tree_nests_children_under_parents() -> None:
+    from predmesh.cli.trace import span_tree
+
+    spans = [
+        {
+            "span_id": "a",
+            "parent_span_id": "",
+            "service": "gw",
+            "name": "Predict",
+            "start_us": 1000,
+            "duration_ms": 5.0,
+        },
+        {
+            "span_id": "c",
+            "parent_span_id": "a",
+            "service": "inf",
+            "name": "Infer",
+            "start_us": 3000,
+            "duration_ms": 2.0,
+        },
+        {"span_id": "b", "parent_span_id": "a", "service": "ft", "name": "Get", "start_us": 1500, "duration_ms": 1.0},
+        {
+            "span_id": "d",
+            "parent_span_id": "b",
+            "service": "redis",
+            "name": "mget",
+            "start_us": 1600,
+            "duration_ms": 0.5,
+        },
+    ]
+    assert span_tree(spans) == [
+        "     0.00 ms      5.00 ms  gw: Predict",
+        "     0.50 ms      1.00 ms    ft: Get",
+        "     0.60 ms      0.50 ms      redis: mget",
+        "     2.00 ms      2.00 ms    inf: Infer",
+    ]
