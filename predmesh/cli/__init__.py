@@ -10,6 +10,10 @@ predmesh features load --redis-url URL --entity-type user [--registry PATH] FILE
 predmesh features load --redis-url URL --demo 1000
 predmesh features push --entity-type user --entity-id u00042 avg_txn_amount_30d=120.5   (feature events to Kafka)
 predmesh logs tail ...           print prediction events from Kafka (when the logger runs)
+predmesh analytics query "SQL"   read-only SQL over the analytics store (when the sink runs)
+predmesh rollout status|pause|resume|abort MODEL   automated canary rollouts
+predmesh trace REQUEST_ID        span tree of one request (local traces in the sink)
+predmesh outcomes push FILE      record outcomes (CSV or JSON lines: request_id, model, label/value)
 """
 
 from __future__ import annotations
@@ -30,6 +34,10 @@ COMMANDS = (
     "predmesh.cli.features",
     "predmesh.optimize",
     "predmesh.cli.logs",
+    "predmesh.cli.analytics",
+    "predmesh.cli.rollout",
+    "predmesh.cli.outcomes",
+    "predmesh.cli.trace",
 )
 
 

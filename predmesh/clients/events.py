@@ -15,8 +15,10 @@ class InvalidEvent(InvalidArgument):
     """An event in a batch is malformed; the whole batch is rejected, nothing of it is journaled."""
 
 
-ARMS = frozenset({"stable", "canary", "pinned", "shadow", "fallback"})
+# "outcome": not a prediction but what one turned out to be (`outcome` set; topic `outcomes`).
+ARMS = frozenset({"stable", "canary", "pinned", "shadow", "fallback", "outcome"})
 SHADOW_ARM = "shadow"
+OUTCOME_ARM = "outcome"
 _MAX_ID_CHARS = 256
 
 
@@ -32,5 +34,7 @@ def validate_event(event: PredictionEvent, index: int = 0) -> None:
     for name in ("request_id", "model", "entity_id", "trace_id"):
         if len(getattr(event, name)) > _MAX_ID_CHARS:
             raise InvalidEvent(f"{where}: {name} longer than {_MAX_ID_CHARS} characters")
+    if (event.arm == OUTCOME_ARM) != event.HasField("outcome"):
+        raise InvalidEvent(f"{where}: an outcome record has arm {OUTCOME_ARM!r} and an outcome, nothing else does")
     if event.latency_ms < 0:
         raise InvalidEvent(f"{where}: latency_ms must not be negative")

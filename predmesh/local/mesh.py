@@ -34,7 +34,7 @@ from predmesh.local.supervisor import STATUS_FILE, Supervisor
 
 log = logging.getLogger(__name__)
 
-TOPICS = ("predictions", "shadow-predictions")
+TOPICS = ("predictions", "shadow-predictions", "outcomes")
 # Certificates of the local mesh (pki/<identity>.crt): each service's identity, plus "operator"
 # for people and tools (health probes, ReloadModels, tests).
 MTLS_IDENTITIES = (
@@ -46,11 +46,12 @@ MTLS_IDENTITIES = (
     "controlplane",
     "envoy",
     "triton",
+    "sink",
     "operator",
 )
 # Envoy calls the gateway with the "envoy" certificate (served to it over SDS); the control plane
 # serves mTLS on its admin port only (ADS stays plaintext: Envoy's bootstrap has no client certificate).
-MTLS_SERVERS = ("gateway", "features", "inference", "logger", "ortworker", "controlplane")
+MTLS_SERVERS = ("gateway", "features", "inference", "logger", "ortworker", "controlplane", "sink")
 
 
 @dataclass
@@ -66,6 +67,8 @@ class MeshOptions:
     with_logger: bool = True
     with_monitor: bool = True  # drift monitor on the prediction log (needs the logger)
     with_ingest: bool = False  # streaming feature ingestion from `feature-events` (needs the broker: with_logger)
+    # analytics sink (embedded ClickHouse under <state>/analytics) + rollout controller (needs the logger)
+    with_sink: bool = False
     with_edge: bool = True
     with_triton: bool = True  # GPU-placed models (fraud_nn) go to tritonserver (CPU python backend here)
     ort_workers: int = 1  # CPU models go to this many ONNX Runtime worker processes (0 = in-process)
@@ -90,6 +93,9 @@ class LocalMesh:
         self.monitor: PythonService | None = None
         self.monitor_metrics_port = 0
         self.ingest: PythonService | None = None
+        self.sink: PythonService | None = None
+        # with the sink, every service traces to its local OTLP receiver (`predmesh trace`)
+        self.sink_otlp_port = free_port() if self.options.with_sink and self.options.with_logger else 0
         self.features: PythonService | None = None
         self.inference: PythonService | None = None
         self.gateway: PythonService | None = None
@@ -263,6 +269,8 @@ class LocalMesh:
                 },
             )
             services.append(self.monitor)
+        if opts.with_logger and opts.with_sink:
+            services.append(self._start_sink())
         backends: dict[str, str] = {}
         if opts.with_triton:
             from predmesh.local.triton import TritonServer
@@ -372,6 +380,21 @@ class LocalMesh:
             },
         )
         return [self.ingest]
+
+    def _start_sink(self) -> PythonService:
+        """The analytics sink (prediction log, shadow predictions, outcomes -> embedded ClickHouse under
+        <state>/analytics) running the rollout controller on the routing file; launched with the others."""
+        self.sink = self._service(
+            "sink",
+            {
+                "PREDMESH_SINK_BOOTSTRAP_SERVERS": self.bootstrap_servers,
+                "PREDMESH_SINK_CHDB_PATH": str(self.state_dir / "analytics"),
+                "PREDMESH_SINK_ROUTING_PATH": str(self.routing_path),
+                "PREDMESH_SINK_KAFKA_EXTRA": json.dumps(DEV_CONSUMER_TIMEOUTS),
+                "PREDMESH_SINK_OTLP_PORT": str(self.sink_otlp_port),
+            },
+        )
+        return self.sink
 
     def _supervise(self) -> None:
         self.supervisor = Supervisor(self.state_dir / STATUS_FILE)
@@ -519,6 +542,8 @@ class LocalMesh:
         prefix = f"PREDMESH_{name.upper()}_"
         instance = instance or name
         tls_env = self._mtls_env(prefix, name, serve=name in MTLS_SERVERS) if name in MTLS_IDENTITIES else {}
+        if self.sink_otlp_port and name != "sink" and f"{prefix}OTLP_ENDPOINT" not in self.options.extra_env:
+            tls_env[f"{prefix}OTLP_ENDPOINT"] = f"127.0.0.1:{self.sink_otlp_port}"
         service = PythonService(
             instance,
             f"services.{name}.app",
@@ -579,6 +604,9 @@ class LocalMesh:
             out["feature ingestion (topic feature-events)"] = self.ingest.address
         if self.monitor:
             out["drift monitor (Prometheus /metrics)"] = f"http://127.0.0.1:{self.monitor_metrics_port}/metrics"
+        if self.sink:
+            out["analytics sink (gRPC AnalyticsService)"] = self.sink.address
+            out["local traces (OTLP/gRPC into the sink)"] = f"127.0.0.1:{self.sink_otlp_port}"
         if self.controlplane:
             out["control plane (xDS ADS)"] = self.controlplane.address
             out["control plane admin API (operator cert)"] = f"127.0.0.1:{self.controlplane_admin_port}"

@@ -12,19 +12,21 @@ from predmesh.common.app import ServiceApp, run_app
 from predmesh.common.filewatch import FileWatcher
 from predmesh.common.grpcclient import channel, client_tls
 from predmesh.common.grpcserver import GrpcServer
-from predmesh.v1 import prediction_pb2_grpc
+from predmesh.v1 import outcomes_pb2_grpc, prediction_pb2_grpc
 from services.gateway.core.async_jobs import AsyncDispatcher
 from services.gateway.core.auth import ApiKeyAuthorizer, KeyTable, load_key_file, merge_tables, parse_key_table
 from services.gateway.core.breaker import BreakerRegistry
 from services.gateway.core.callback_policy import CallbackPolicy
 from services.gateway.core.catalog import ModelCatalog
 from services.gateway.core.limits import PredictorLimits
+from services.gateway.core.outcomes import OutcomeRecorder, OutcomeSink
 from services.gateway.core.ports import PredictionSink
 from services.gateway.core.predictor import Predictor
 from services.gateway.core.routing_source import RoutingFileWatcher
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.settings import GatewaySettings
 from services.gateway.transport.logsink import LoggerSink
+from services.gateway.transport.outcomes_servicer import OutcomeServicer
 from services.gateway.transport.servicer import PredictionServicer
 from services.gateway.transport.upstreams import CallbackClient, FeaturesClient, InferenceClient
 
@@ -46,6 +48,7 @@ class GatewayApp(ServiceApp[GatewaySettings]):
         self._sink = sink
         self.metrics = GatewayMetrics()
         self.predictor: Predictor | None = None
+        self.outcomes = OutcomeRecorder(None)
         self.authorizer = ApiKeyAuthorizer(allow_anonymous=settings.allow_anonymous)
 
     async def _open_auth(self, stack: AsyncExitStack) -> None:
@@ -134,6 +137,7 @@ class GatewayApp(ServiceApp[GatewaySettings]):
             policy=CallbackPolicy(s.callback_hosts, s.callback_ports, s.callback_blocked_networks),
         )
         stack.push_async_callback(dispatcher.drain, grace_s)
+        self.metrics.async_dead_letters.set_function(lambda: dispatcher.failed_deliveries)
         servicer = PredictionServicer(
             predictor, dispatcher, self.authorizer, s.default_deadline_ms / 1e3, s.max_batch_items
         )
@@ -142,6 +146,13 @@ class GatewayApp(ServiceApp[GatewaySettings]):
             prediction_pb2_grpc.add_PredictionServiceServicer_to_server,
             servicer,
             "predmesh.v1.PredictionService",
+        )
+        outcome_sink: OutcomeSink | None = sink if hasattr(sink, "emit_outcome") else None  # type: ignore[assignment]
+        self.outcomes = OutcomeRecorder(outcome_sink)
+        server.add_servicer(
+            outcomes_pb2_grpc.add_OutcomeServiceServicer_to_server,
+            OutcomeServicer(self.outcomes, self.authorizer),
+            "predmesh.v1.OutcomeService",
         )
         await self.serve(stack, server)
         log.info("gateway serving on %s", server.address)

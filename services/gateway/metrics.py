@@ -95,6 +95,11 @@ class GatewayMetrics:
             ["dependency"],
             registry=r,
         )
+        self.async_dead_letters = Gauge(
+            "predmesh_gateway_async_dead_letters",
+            "Async predictions whose callback failed every attempt since start (dead letters).",
+            registry=r,
+        )
 
     def agreement_rate(self, model: str, shadow_version: str) -> float | None:
         """Fraction of shadow comparisons that agreed with the primary (None before any)."""

@@ -14,7 +14,10 @@ class GatewaySettings(ServerSettings):
     model_config = SettingsConfigDict(env_prefix="PREDMESH_GATEWAY_")
 
     allowed_clients: dict[str, list[str]] = Field(
-        default_factory=lambda: {"/predmesh.v1.PredictionService/*": ["envoy", "operator"]},
+        default_factory=lambda: {
+            "/predmesh.v1.PredictionService/*": ["envoy", "operator"],
+            "/predmesh.v1.OutcomeService/*": ["envoy", "operator"],
+        },
         description="mTLS (tls_* files, server_tls): who may call which method; the edge Envoy and operators.",
     )
 

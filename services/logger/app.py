@@ -59,6 +59,7 @@ class LoggerApp(ServiceApp[LoggerSettings]):
             self.metrics,
             topic=settings.topic,
             shadow_topic=settings.shadow_topic,
+            outcome_topic=settings.outcome_topic,
             max_in_flight=settings.max_in_flight,
             delivery_timeout_s=settings.delivery_timeout_ms / 1000,
             checkpoint_interval_s=settings.checkpoint_interval_ms / 1000,

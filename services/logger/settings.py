@@ -29,6 +29,7 @@ class LoggerSettings(ServerSettings):
     )
     topic: str = Field("predictions", description="Topic for every event whose arm is not `shadow`.")
     shadow_topic: str = Field("shadow-predictions", description="Topic for events with arm == `shadow`.")
+    outcome_topic: str = Field("outcomes", description="Topic for outcome records (arm == `outcome`, RecordOutcome).")
     compression: Literal["lz4", "zstd", "snappy", "gzip", "none"] = Field(
         "lz4", description="Producer compression codec (compression.type)."
     )

@@ -19,3 +19,24 @@ def test_extra_adds_security_settings() -> None:
     extra = {"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512", "ssl.ca.location": "/etc/ca.crt"}
     config = producer_config("b:9092", extra=extra, **BASE)  # type: ignore[arg-type]
     assert config["security.protocol"] == "SASL_SSL" and config["acks"] == "all" and config["enable.idempotence"]
+
+
+def test_outcome_records_go_to_the_outcomes_topic_keyed_by_request_id() -> None:
+    from predmesh.clients.events import InvalidEvent, validate_event
+    from predmesh.v1 import events_pb2, outcomes_pb2
+    from services.logger.core.events import route
+
+    outcome = events_pb2.PredictionEvent(
+        request_id="r9", model="fraud", arm="outcome", outcome=outcomes_pb2.Outcome(value=1.0)
+    )
+    validate_event(outcome)
+    r = route(outcome.SerializeToString(), "predictions", "shadow-predictions", "outcomes")
+    assert (r.topic, r.key) == ("outcomes", b"r9")
+    prediction = events_pb2.PredictionEvent(request_id="r9", model="fraud", arm="stable", entity_id="u1")
+    assert route(prediction.SerializeToString(), "predictions", "shadow-predictions", "outcomes").topic == "predictions"
+    for bad in (
+        events_pb2.PredictionEvent(request_id="r", model="m", arm="outcome"),  # no outcome
+        events_pb2.PredictionEvent(request_id="r", model="m", arm="stable", outcome=outcomes_pb2.Outcome(value=1)),
+    ):
+        with pytest.raises(InvalidEvent):
+            validate_event(bad)

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from services.controlplane.errors import InvalidConfig
 
 PREDICTION_SERVICE = "predmesh.v1.PredictionService"
+OUTCOME_SERVICE = "predmesh.v1.OutcomeService"  # RecordOutcome, served by the gateway too
 
 
 class _Model(BaseModel):
@@ -139,10 +140,11 @@ class Tracing(_Model):
 
 
 class Transcoder(_Model):
-    """HTTP/JSON -> gRPC transcoding of PredictionService (POST /v1/predict, /v1/predict:batch...)."""
+    """HTTP/JSON -> gRPC transcoding of PredictionService (POST /v1/predict, /v1/predict:batch...)
+    and OutcomeService (POST /v1/outcomes)."""
 
     enabled: bool = True
-    services: tuple[str, ...] = (PREDICTION_SERVICE,)
+    services: tuple[str, ...] = (PREDICTION_SERVICE, OUTCOME_SERVICE)
 
 
 class EdgeTls(_Model):
@@ -225,9 +227,12 @@ def _merge(target: Any, patch: Any) -> Any:
 
 
 def default_config(gateway_endpoints: list[Endpoint], listener_port: int = 10000) -> MeshConfig:
-    """One `gateway` cluster and one route for PredictionService; the local/default setup."""
+    """One `gateway` cluster and routes for PredictionService and OutcomeService; the local/default setup."""
     return MeshConfig(
         listener_port=listener_port,
         clusters={"gateway": Cluster(endpoints=tuple(gateway_endpoints))},
-        routes=(Route(name="prediction", prefix=f"/{PREDICTION_SERVICE}/", cluster="gateway"),),
+        routes=(
+            Route(name="prediction", prefix=f"/{PREDICTION_SERVICE}/", cluster="gateway"),
+            Route(name="outcomes", prefix=f"/{OUTCOME_SERVICE}/", cluster="gateway"),
+        ),
     )

@@ -23,6 +23,7 @@ HTTP_RULES: dict[str, tuple[str, str]] = {
     "predmesh.v1.PredictionService.Predict": ("post", "/v1/predict"),
     "predmesh.v1.PredictionService.PredictBatch": ("post", "/v1/predict:batch"),
     "predmesh.v1.PredictionService.PredictAsync": ("post", "/v1/predict:async"),
+    "predmesh.v1.OutcomeService.RecordOutcome": ("post", "/v1/outcomes"),
 }
 
 
@@ -86,7 +87,8 @@ def file_descriptor_set(*roots: Any, http_rules: dict[str, tuple[str, str]] | No
 
 
 def prediction_descriptor_set() -> bytes:
-    """Descriptor set for predmesh.v1.PredictionService (imports the generated module lazily)."""
-    from predmesh.v1 import prediction_pb2
+    """Descriptor set for predmesh.v1.PredictionService and OutcomeService (imports the generated
+    modules lazily)."""
+    from predmesh.v1 import outcomes_pb2, prediction_pb2
 
-    return file_descriptor_set(prediction_pb2.DESCRIPTOR)
+    return file_descriptor_set(prediction_pb2.DESCRIPTOR, outcomes_pb2.DESCRIPTOR)

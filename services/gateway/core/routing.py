@@ -22,6 +22,8 @@ File format (YAML or the same as a dict):
                                       # loaded (default: the versions above); ignored here
         max_missing_features: 0       # stored features that may be missing (defaulted) before the
                                       # answer is degraded/features_missing (core/degradation.py)
+        rollout: {canary: "2", steps: [10, 50, 100], ...}  # automated canary analysis: checked here,
+                                      # run by the rollout controller (predmesh/common/rollout.py)
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from predmesh.common.rollout import RolloutError, parse_rollout
 from services.gateway.core.types import Arm, Score
 
 BUCKETS = 10_000
@@ -185,9 +188,12 @@ def parse_routing(data: Any, revision: str = "") -> RoutingTable:
             raise _fail(where, "model names must be non-empty strings")
         if raw is None:
             raw = {}
-        allowed = {"versions", "shadow", "shadow_ratio", "fallback", "eager", "max_missing_features"}
+        allowed = {"versions", "shadow", "shadow_ratio", "fallback", "eager", "max_missing_features", "rollout"}
         if not isinstance(raw, dict) or set(raw) - allowed:
-            raise _fail(where, "expected {versions?, shadow?, shadow_ratio?, fallback?, eager?, max_missing_features?}")
+            raise _fail(
+                where,
+                "expected {versions?, shadow?, shadow_ratio?, fallback?, eager?, max_missing_features?, rollout?}",
+            )
         eager_raw = raw.get("eager") or []  # read by the inference orchestrator's model pools
         if not isinstance(eager_raw, list):
             raise _fail(f"{where}.eager", "expected a list of versions")
@@ -207,5 +213,10 @@ def parse_routing(data: Any, revision: str = "") -> RoutingTable:
         if any(step.kind == "model" and step.model == name for step in fallback):
             raise _fail(f"{where}.fallback", "a model cannot fall back to itself")
         versions = _parse_versions(raw.get("versions"), f"{where}.versions")
+        if raw.get("rollout") is not None:
+            try:
+                parse_rollout(raw["rollout"], f"{where}.rollout", [wv.version for wv in versions])
+            except RolloutError as err:
+                raise RoutingError(str(err)) from err
         routes[name] = ModelRoute(name, versions, shadow, fallback, float(ratio), max_missing_features=tolerance)
     return RoutingTable(routes, revision or "inline")

@@ -8,7 +8,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from predmesh.clients.logger import LoggerClient
 from predmesh.common.values import scalar_to_value
-from predmesh.v1 import events_pb2
+from predmesh.v1 import events_pb2, outcomes_pb2
+from services.gateway.core.outcomes import OutcomeRecord
 from services.gateway.core.types import PredictionRecord
 from services.gateway.transport.converters import score_to_pb
 
@@ -37,6 +38,25 @@ def record_to_event(record: PredictionRecord) -> events_pb2.PredictionEvent:
     )
 
 
+def _timestamp(seconds: float) -> Timestamp:
+    ts = Timestamp()
+    ts.FromNanoseconds(int(seconds * 1e9))
+    return ts
+
+
+def outcome_to_event(outcome: OutcomeRecord) -> events_pb2.PredictionEvent:
+    """An outcome as the log carries it: arm "outcome", the outcome in field 20 (topic `outcomes`)."""
+    return events_pb2.PredictionEvent(
+        request_id=outcome.request_id,
+        model=outcome.model,
+        arm="outcome",
+        timestamp=_timestamp(outcome.received_s),
+        outcome=outcomes_pb2.Outcome(
+            label=outcome.label, value=outcome.value, event_time=_timestamp(outcome.event_time_s)
+        ),
+    )
+
+
 class LoggerSink:
     """Non-blocking: `emit` / `emit_many` convert and hand the events to the LoggerClient's
     bounded buffer, which serializes each one once into its wire form."""
@@ -50,3 +70,7 @@ class LoggerSink:
     def emit_many(self, records: Iterable[PredictionRecord]) -> int:
         """Emit a batch of records (a coalesced batch's); returns how many were accepted."""
         return self._client.emit_many(record_to_event(record) for record in records)
+
+    def emit_outcome(self, outcome: OutcomeRecord) -> bool:
+        """Queue an outcome record for the `outcomes` topic (OutcomeSink)."""
+        return self._client.emit(outcome_to_event(outcome))

@@ -11,7 +11,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from predmesh.clients.events import SHADOW_ARM
+from predmesh.clients.events import OUTCOME_ARM, SHADOW_ARM
 from predmesh.v1.events_pb2 import PredictionEvent
 
 CONTENT_TYPE = b"application/x-protobuf; messageType=predmesh.v1.PredictionEvent"
@@ -46,8 +46,9 @@ def _valid_traceparent(value: str) -> bool:
     return bool(value) and _TRACEPARENT.fullmatch(value) is not None and value[3:35] != "0" * 32
 
 
-def route(payload: bytes, topic: str, shadow_topic: str) -> Route:
-    """Topic (shadow arm -> `shadow_topic`), key (entity_id) and headers for a serialized event."""
+def route(payload: bytes, topic: str, shadow_topic: str, outcome_topic: str = "outcomes") -> Route:
+    """Topic (shadow arm -> `shadow_topic`, outcome arm -> `outcome_topic`), key (entity_id, or the
+    request id for outcomes) and headers for a serialized event."""
     event = PredictionEvent.FromString(payload)
     headers: list[tuple[str, str | bytes | None]] = [
         ("content-type", CONTENT_TYPE),
@@ -62,6 +63,8 @@ def route(payload: bytes, topic: str, shadow_topic: str) -> Route:
         parent = traceparent(event.trace_id, event.request_id)
     if parent is not None:
         headers.append(("traceparent", parent.encode()))
+    if event.arm == OUTCOME_ARM:
+        return Route(topic=outcome_topic, key=event.request_id.encode(), headers=headers)
     return Route(
         topic=shadow_topic if event.arm == SHADOW_ARM else topic,
         key=event.entity_id.encode() if event.entity_id else None,

@@ -91,6 +91,7 @@ class LogPipeline:
         *,
         topic: str,
         shadow_topic: str,
+        outcome_topic: str = "outcomes",
         max_in_flight: int,
         delivery_timeout_s: float,
         checkpoint_interval_s: float = 0.2,
@@ -102,6 +103,7 @@ class LogPipeline:
         self._metrics = metrics
         self._topic = topic
         self._shadow_topic = shadow_topic
+        self._outcome_topic = outcome_topic
         self._max_in_flight = max_in_flight
         self._delivery_timeout_s = delivery_timeout_s
         self._checkpoint_interval_s = checkpoint_interval_s
@@ -325,7 +327,7 @@ class LogPipeline:
             offset = start + i
             self._order.append(offset)
             try:
-                r = route(payload, self._topic, self._shadow_topic)
+                r = route(payload, self._topic, self._shadow_topic, self._outcome_topic)
             except DecodeError:
                 self._dead_letter(offset, payload, "undecodable")
                 continue

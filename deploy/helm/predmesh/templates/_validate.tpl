@@ -44,14 +44,14 @@ names the offending value so `helm install/upgrade/template` stops with a clear 
 {{- if and (eq $mr.type "objectStorage") (not $mr.objectStorage.uri) }}
 {{- fail "modelRepository.objectStorage.uri is required when modelRepository.type=objectStorage" }}
 {{- end }}
-{{- range $name := list "envoy" "controlplane" "gateway" "features" "inference" "ortWorker" "logger" "monitor" "triton" }}
+{{- range $name := list "envoy" "controlplane" "gateway" "features" "inference" "ortWorker" "logger" "monitor" "sink" "triton" }}
 {{- $as := (index $.Values $name).autoscaling | default dict }}
 {{- if and $as.enabled (gt (int $as.minReplicas) (int $as.maxReplicas)) }}
 {{- fail (printf "%s.autoscaling.minReplicas (%d) must not exceed maxReplicas (%d)" $name (int $as.minReplicas) (int $as.maxReplicas)) }}
 {{- end }}
 {{- end }}
 {{- if .Values.metrics.enabled }}
-{{- range $name := list "controlplane" "gateway" "features" "inference" "ortWorker" "logger" "monitor" }}
+{{- range $name := list "controlplane" "gateway" "features" "inference" "ortWorker" "logger" "monitor" "sink" }}
 {{- if eq (int (index $.Values $name).port) (int $.Values.metrics.port) }}
 {{- fail (printf "metrics.port (%d) must differ from %s.port (its gRPC port)" (int $.Values.metrics.port) $name) }}
 {{- end }}
