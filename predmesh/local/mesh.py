@@ -48,8 +48,9 @@ MTLS_IDENTITIES = (
     "triton",
     "operator",
 )
-# Envoy calls the gateway with the "envoy" certificate (served to it over SDS); the control plane
-# serves mTLS on its admin port only (ADS stays plaintext: Envoy's bootstrap has no client certificate).
+# Envoy calls the gateway with the "envoy" certificate (served to it over SDS) and fetches its
+# config over ADS with the same certificate (from its bootstrap); the control plane serves mTLS on
+# both its ports (ADS: envoy only; admin API: operator only).
 MTLS_SERVERS = ("gateway", "features", "inference", "logger", "ortworker", "controlplane")
 
 
@@ -414,9 +415,11 @@ class LocalMesh:
                 **self._upstream_tls_env(),
             },
         )
-        self.controlplane.probe_tls = None  # its health is on the (plaintext) ADS port
         self._launch(self.controlplane)
-        self.envoy = EnvoyProcess(self.controlplane.address, workdir=self._logs("envoy"))
+        # With mTLS Envoy fetches its config over mutual TLS with the "envoy" certificate.
+        self.envoy = EnvoyProcess(
+            self.controlplane.address, workdir=self._logs("envoy"), xds_tls=self.identity_files("envoy")
+        )
         self._launch(self.envoy)
         # Ready means Envoy got its listener from the control plane and accepts connections.
         wait_until(lambda: port_open("127.0.0.1", self.edge_port), 20.0, "envoy edge listener")

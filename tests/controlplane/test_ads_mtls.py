@@ -1,0 +1,107 @@
+"""Envoy -> control plane (ADS) over mutual TLS with a real Envoy.
+
+The control plane serves ADS with its `controlplane` certificate and allows only the `envoy`
+identity to open the config stream; Envoy's bootstrap presents the `envoy` certificate and
+accepts only a server whose SAN is `controlplane`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+from envoy.config.core.v3 import base_pb2
+from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+
+from predmesh.common.grpcclient import channel
+from predmesh.common.tls import TlsFiles
+from predmesh.local.envoy import EnvoyProcess
+from predmesh.local.pki import LocalCA
+from predmesh.local.procs import free_port
+from services.controlplane.app import ControlPlaneApp
+from services.controlplane.settings import ControlPlaneSettings
+from tests.controlplane.backend import Backend
+from tests.controlplane.conftest import Mesh, mesh_config_for
+from tests.controlplane.test_envoy_integration import predict
+
+pytestmark = pytest.mark.timeout(60)
+
+LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
+
+
+def identity(ca: LocalCA, name: str) -> TlsFiles:
+    paths = ca.issue(name, [name, "localhost", "127.0.0.1"])
+    return TlsFiles(paths.cert, paths.key, ca.cert_path)
+
+
+@pytest.fixture
+async def ads_mtls(backends: list[Backend], tmp_path: Path) -> AsyncIterator[tuple[Mesh, LocalCA]]:
+    ca = LocalCA(tmp_path / "pki")
+    own = identity(ca, "controlplane")
+    listener_port = free_port()
+    settings = ControlPlaneSettings(
+        port=0, admin_port=0, grace_s=0.1, tls_cert_path=own.cert, tls_key_path=own.key, tls_ca_path=own.ca
+    )
+    app = ControlPlaneApp(settings, config=mesh_config_for(backends, listener_port))
+    await app.start()
+    envoy = EnvoyProcess(app.address, workdir=tmp_path / "envoy", xds_tls=identity(ca, "envoy"))
+    try:
+        await asyncio.to_thread(envoy.start)
+        yield Mesh(app, envoy, listener_port, backends), ca
+    finally:
+        await asyncio.to_thread(envoy.stop)
+        await app.stop()
+
+
+async def first_listeners(target: str, tls: TlsFiles | None) -> discovery_pb2.DiscoveryResponse:
+    """Open an ADS stream as node cluster predmesh-edge and read the first LDS answer."""
+    async with channel(target, tls) if tls else grpc.aio.insecure_channel(target) as ch:
+        stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(ch)
+        request = discovery_pb2.DiscoveryRequest(
+            node=base_pb2.Node(id="probe", cluster="predmesh-edge"), type_url=LISTENER
+        )
+
+        async def requests() -> AsyncIterator[discovery_pb2.DiscoveryRequest]:
+            yield request
+            await asyncio.Event().wait()  # keep the stream open until cancelled
+
+        call = stub.StreamAggregatedResources(requests(), timeout=3)
+        response = await call.read()
+        call.cancel()
+        assert isinstance(response, discovery_pb2.DiscoveryResponse)
+        return response
+
+
+async def test_envoy_gets_its_config_over_mtls(ads_mtls: tuple[Mesh, LocalCA]) -> None:
+    mesh, _ = ads_mtls
+    assert await predict(mesh.edge) in (["a"], ["b"])  # listener, routes and clusters all came over ADS
+    nodes = mesh.app.status.all()
+    assert [n.node_id for n in nodes] == [mesh.envoy.node_id]
+    # The xDS cluster Envoy runs is the TLS one of its bootstrap (not a plaintext fallback).
+    bootstrap = next(c for c in mesh.envoy.config_dump()["configs"] if c["@type"].endswith("BootstrapConfigDump"))
+    xds = bootstrap["bootstrap"]["static_resources"]["clusters"][0]
+    tls = xds["transport_socket"]["typed_config"]["common_tls_context"]
+    assert tls["tls_certificates"][0]["certificate_chain"]["filename"].endswith("envoy.crt")
+    assert tls["validation_context"]["match_typed_subject_alt_names"][0]["matcher"] == {"exact": "controlplane"}
+    assert mesh.envoy.stats("control_plane.connected_state")["control_plane.connected_state"] == 1
+
+
+async def test_ads_without_certificate_or_with_another_identity_is_refused(ads_mtls: tuple[Mesh, LocalCA]) -> None:
+    mesh, ca = ads_mtls
+    with pytest.raises(grpc.aio.AioRpcError) as info:  # plaintext: the TLS handshake never completes
+        await first_listeners(mesh.app.address, None)
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    with pytest.raises(grpc.aio.AioRpcError) as info:  # a mesh certificate, but not Envoy's identity
+        await first_listeners(mesh.app.address, identity(ca, "gateway"))
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    other_ca = LocalCA(ca.dir.parent / "other")
+    with pytest.raises(grpc.aio.AioRpcError) as info:  # "envoy" signed by another CA
+        await first_listeners(mesh.app.address, identity(other_ca, "envoy"))
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert [n.node_id for n in mesh.app.status.all()] == [mesh.envoy.node_id]  # no probe was ever served
+    # The envoy identity itself is served (the refusals above are about the caller, not the stream).
+    response = await first_listeners(mesh.app.address, identity(ca, "envoy"))
+    assert response.type_url == LISTENER and len(response.resources) == 1
