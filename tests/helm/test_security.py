@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from predmesh.local.envoy import envoy_binary
+from predmesh.local.pki import LocalCA
 from tests.helm.chart import HelmRun, env_of, main_container, one, pod_spec
 
 
@@ -74,3 +82,74 @@ def pod_spec_metadata(docs: list[dict], component: str) -> dict:  # type: ignore
     from tests.helm.chart import workload
 
     return dict(workload(docs, component)["spec"]["template"]["metadata"])
+
+
+def envoy_bootstrap(docs: list[dict]) -> dict:  # type: ignore[type-arg]
+    return dict(yaml.safe_load(one(docs, "ConfigMap", "envoy-bootstrap")["data"]["bootstrap.yaml"]))
+
+
+def envoy_validates(bootstrap: dict, tmp_path: Path) -> subprocess.CompletedProcess[str]:  # type: ignore[type-arg]
+    """`envoy --mode validate` on the chart's bootstrap, with its certificate files and admin socket
+    pointed at real local ones (a local CA's "envoy" certificate)."""
+    ca = LocalCA(tmp_path / "pki")
+    paths = ca.issue("envoy", ["envoy"])
+    files = {"tls.crt": paths.cert, "tls.key": paths.key, "ca.crt": ca.cert_path}
+    text = json.dumps(bootstrap).replace("/var/run/envoy/admin.sock", str(tmp_path / "admin.sock"))
+    for name, path in files.items():
+        text = text.replace(f"/etc/envoy-tls/{name}", str(path))
+    config = tmp_path / "bootstrap.json"
+    config.write_text(text)
+    return subprocess.run(
+        [envoy_binary(), "--mode", "validate", "-c", str(config), "--disable-hot-restart", "--service-node", "pod-0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_envoy_bootstrap_has_the_overload_manager(helm_run: HelmRun, tmp_path: Path) -> None:
+    docs = helm_run.template(extra=["--set", "envoy.overload.maxDownstreamConnections=1234"])
+    bootstrap = envoy_bootstrap(docs)
+    monitors = {m["name"]: m["typed_config"] for m in bootstrap["overload_manager"]["resource_monitors"]}
+    assert monitors["envoy.resource_monitors.fixed_heap"]["max_heap_size_bytes"] == 402653184
+    caps = monitors["envoy.resource_monitors.global_downstream_max_connections"]
+    assert caps["max_active_downstream_connections"] == 1234
+    assert bootstrap["static_resources"]["listeners"][0]["ignore_global_conn_limit"] is True  # probes still answer
+    xds = bootstrap["static_resources"]["clusters"][0]
+    assert "transport_socket" not in xds  # chart mTLS off: plaintext ADS (NetworkPolicy only)
+    proc = envoy_validates(bootstrap, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_mtls_envoy_fetches_its_config_over_mtls(helm_run: HelmRun, tmp_path: Path) -> None:
+    docs = helm_run.template(extra=MTLS)
+    xds = envoy_bootstrap(docs)["static_resources"]["clusters"][0]
+    tls = xds["transport_socket"]["typed_config"]["common_tls_context"]
+    assert tls["tls_certificates"][0]["certificate_chain"]["filename"] == "/etc/envoy-tls/tls.crt"
+    assert tls["validation_context"]["match_typed_subject_alt_names"][0]["matcher"] == {"exact": "controlplane"}
+    envoy = pod_spec(docs, "envoy")
+    volumes = {v["name"]: v for v in envoy["volumes"]}
+    assert volumes["xds-tls"]["secret"]["secretName"] == "pm-predmesh-envoy-tls"
+    mounts = {m["name"]: m["mountPath"] for m in envoy["containers"][0]["volumeMounts"]}
+    assert mounts["xds-tls"] == "/etc/envoy-tls"
+    # The control plane serves ADS with its own certificate (mTLS) and allows only "envoy" there (default).
+    cp = env_of(main_container(docs, "controlplane"))
+    assert cp["PREDMESH_CONTROLPLANE_TLS_CERT_PATH"] == "/etc/predmesh/tls/tls.crt"
+    certs = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Certificate"}
+    assert certs["pm-predmesh-controlplane-tls"]["spec"]["dnsNames"][0] == "controlplane"
+    assert certs["pm-predmesh-envoy-tls"]["spec"]["dnsNames"][0] == "envoy"
+    proc = envoy_validates(envoy_bootstrap(docs), tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_gateway_drain_delay_is_set_and_fits_the_grace_period(helm_run: HelmRun) -> None:
+    docs = helm_run.template()
+    env = env_of(main_container(docs, "gateway"))
+    assert env["PREDMESH_GATEWAY_DRAIN_DELAY_S"] == "3"
+    # preStop 3 + drain 3 + grace 10 + margin 5: the drain never eats into the in-flight grace.
+    assert pod_spec(docs, "gateway")["terminationGracePeriodSeconds"] == 21
+    assert "PREDMESH_FEATURES_DRAIN_DELAY_S" not in env_of(main_container(docs, "features"))
+    off = helm_run.template(extra=["--set", "gateway.drainDelayS=0"])
+    assert "PREDMESH_GATEWAY_DRAIN_DELAY_S" not in env_of(main_container(off, "gateway"))
+    assert pod_spec(off, "gateway")["terminationGracePeriodSeconds"] == 18
