@@ -271,12 +271,15 @@ class LocalMesh:
             # Explicit model control: the orchestrator tells Triton when to load a new version and when
             # a removed one has drained (hot swap), instead of Triton polling the repository on its own.
             # With a model pool Triton starts empty: the orchestrator's pool loads versions on demand.
+            # With mTLS, model control is also restricted to the orchestrator (admin-key header).
+            admin_key = secrets.token_urlsafe(24) if self.mesh_ca is not None else ""
             self.triton = TritonServer(
                 self.model_repository,
                 workdir=self._logs("triton"),
                 extra_args=["--model-control-mode=explicit", *([] if opts.pool_max_models else ["--load-model=*"])],
                 tls=self.identity_files("triton"),
                 probe_tls=self.identity_files("operator"),
+                admin_key=admin_key,
             )
             services.append(self.triton)
             backends["PREDMESH_INFERENCE_TRITON_TARGET"] = self.triton.grpc_address  # type: ignore[attr-defined]
@@ -284,6 +287,7 @@ class LocalMesh:
             backends["PREDMESH_INFERENCE_TRITON_CONFIG_NAME"] = "cpu_local"
             if self.mesh_ca is not None:
                 backends["PREDMESH_INFERENCE_TRITON_TLS"] = "true"
+                backends["PREDMESH_INFERENCE_TRITON_ADMIN_KEY"] = admin_key
         if opts.ort_workers:
             from predmesh.local.triton import OrtWorker
 

@@ -153,3 +153,43 @@ def test_gateway_drain_delay_is_set_and_fits_the_grace_period(helm_run: HelmRun)
     off = helm_run.template(extra=["--set", "gateway.drainDelayS=0"])
     assert "PREDMESH_GATEWAY_DRAIN_DELAY_S" not in env_of(main_container(off, "gateway"))
     assert pod_spec(off, "gateway")["terminationGracePeriodSeconds"] == 18
+
+
+TRITON_MTLS = [*MTLS, "--set", "triton.enabled=true", "--set", "triton.adminKey.existingSecret=triton-admin"]
+
+
+def test_triton_with_mtls_needs_an_admin_key(helm_run: HelmRun) -> None:
+    proc = helm_run.run(*helm_run.template_args(extra=[*MTLS, "--set", "triton.enabled=true"]))
+    assert proc.returncode != 0
+    assert "triton.adminKey.existingSecret" in proc.stderr
+
+
+def test_triton_gets_mutual_tls_and_restricted_protocols(helm_run: HelmRun) -> None:
+    docs = helm_run.template(extra=TRITON_MTLS)
+    triton = main_container(docs, "triton")
+    args = triton["args"]
+    restricted = "model-repository,model-config,shared-memory,trace,logging:admin-key=$(TRITON_ADMIN_KEY)"
+    assert f"--grpc-restricted-protocol={restricted}" in args
+    http = next(a for a in args if a.startswith("--http-restricted-api="))
+    assert "inference" in http and "model-repository" in http and "health" not in http  # probes stay open
+    for flag in ("--grpc-use-ssl=true", "--grpc-use-ssl-mutual=true", "--grpc-root-cert=/etc/predmesh/tls/ca.crt"):
+        assert flag in args
+    assert env_of(triton)["TRITON_ADMIN_KEY"] == {"secretKeyRef": {"name": "triton-admin", "key": "admin-key"}}
+    volumes = {v["name"]: v for v in pod_spec(docs, "triton")["volumes"]}
+    assert volumes["mesh-tls"]["secret"]["secretName"] == "pm-predmesh-triton-tls"
+    certs = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Certificate"}
+    assert certs["pm-predmesh-triton-tls"]["spec"]["dnsNames"][0] == "triton"
+    inference = env_of(main_container(docs, "inference"))
+    assert inference["PREDMESH_INFERENCE_TRITON_TLS"] == "true"
+    assert inference["PREDMESH_INFERENCE_TRITON_ADMIN_KEY"] == {
+        "secretKeyRef": {"name": "triton-admin", "key": "admin-key"}
+    }
+    # The restricted-protocol flag the chart renders is the one the local mesh runs (tested for real there).
+    from services.inference.backends.kserve_grpc import triton_restricted_flag
+
+    assert triton_restricted_flag("$(TRITON_ADMIN_KEY)") in args
+
+
+def test_triton_without_mtls_or_key_is_unchanged(helm_run: HelmRun) -> None:
+    args = main_container(helm_run.template(extra=["--set", "triton.enabled=true"]), "triton")["args"]
+    assert not [a for a in args if "restricted" in a or "ssl" in a]

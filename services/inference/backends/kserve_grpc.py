@@ -72,6 +72,21 @@ from services.inference.errors import ModelExecutionError, ModelLoadError, Model
 
 log = logging.getLogger(__name__)
 
+# Triton's restricted gRPC protocols (--grpc-restricted-protocol): model control, config, shared
+# memory, tracing and logging need this header with the admin key; health, metadata, inference and
+# statistics stay open to any mesh certificate (mutual TLS). Only the orchestrator holds the key.
+# The flag names a key ("admin-key"); gRPC clients send it as the header "triton-grpc-protocol-<key>".
+TRITON_ADMIN_KEY_NAME = "admin-key"
+TRITON_ADMIN_HEADER = f"triton-grpc-protocol-{TRITON_ADMIN_KEY_NAME}"
+TRITON_RESTRICTED_PROTOCOLS = ("model-repository", "model-config", "shared-memory", "trace", "logging")
+
+
+def triton_restricted_flag(admin_key: str) -> str:
+    """The tritonserver flag restricting TRITON_RESTRICTED_PROTOCOLS to callers sending the admin key."""
+    protocols = ",".join(TRITON_RESTRICTED_PROTOCOLS)
+    return f"--grpc-restricted-protocol={protocols}:{TRITON_ADMIN_KEY_NAME}={admin_key}"
+
+
 Balance = Literal["least_outstanding", "round_robin"]
 
 CHANNEL_ARGS: list[tuple[str, Any]] = [
@@ -115,6 +130,7 @@ class KServeGrpcBackend:
         model_config: Callable[[str], dict[str, Any]] | None = None,
         owners: Callable[[str, str], Sequence[str]] | None = None,
         tls: TlsFiles | None = None,
+        admin_key: str = "",
     ) -> None:
         if not targets:
             raise ValueError("KServeGrpcBackend needs at least one target")
@@ -128,6 +144,8 @@ class KServeGrpcBackend:
         self._model_config = model_config or (lambda name: {})
         self._owners = owners  # version control: which targets host (model, version); None = all
         self._tls = tls
+        # Sent on model-control calls when the server restricts them (Triton's restricted protocols).
+        self._admin_headers = {TRITON_ADMIN_HEADER: admin_key} if admin_key else None
         self._targets: list[_Target] = []
         self._rr = itertools.count()
         self._loaded: set[VersionKey] = set()
@@ -256,9 +274,13 @@ class KServeGrpcBackend:
         for target in self._targets if targets is None else targets:
             try:
                 if load:
-                    await target.client.load_model(name, config=config, client_timeout=self._load_timeout_s)
+                    await target.client.load_model(
+                        name, config=config, headers=self._admin_headers, client_timeout=self._load_timeout_s
+                    )
                 else:
-                    await target.client.unload_model(name, client_timeout=self._load_timeout_s)
+                    await target.client.unload_model(
+                        name, headers=self._admin_headers, client_timeout=self._load_timeout_s
+                    )
                 log.info("%s: %s did %s model %s", self.name, target.address, action, name)
             except InferenceServerException as err:
                 log.warning("%s: %s could not %s model %s: %s", self.name, target.address, action, name, err.message())

@@ -180,6 +180,7 @@ def _make_backend(
             version_control=version_control,
             model_config=partial(read_model_config, settings.model_repository, config_name=settings.triton_config_name),
             tls=client_tls(settings) if settings.triton_tls else None,
+            admin_key=settings.triton_admin_key.get_secret_value(),
         )
         return triton if settings.triton_batches else BatchingBackend(triton, batcher_config(settings), metrics)
     raise ValueError(f"unknown backend kind {kind!r}")
