@@ -193,3 +193,39 @@ def test_triton_gets_mutual_tls_and_restricted_protocols(helm_run: HelmRun) -> N
 def test_triton_without_mtls_or_key_is_unchanged(helm_run: HelmRun) -> None:
     args = main_container(helm_run.template(extra=["--set", "triton.enabled=true"]), "triton")["args"]
     assert not [a for a in args if "restricted" in a or "ssl" in a]
+
+
+def test_external_client_tls_from_secrets(helm_run: HelmRun) -> None:
+    docs = helm_run.template(
+        extra=[
+            "--set", "redis.url=rediss://redis:6380/0",
+            "--set", "redis.tls.secretName=redis-ca",
+            "--set", "redis.tls.clientCertificate=true",
+            "--set", "kafka.clientConfigSecret.name=kafka-sasl",
+            "--set", "kafka.caSecret=kafka-ca",
+            "--set", "tracing.otlpEndpoint=otel:4317",
+            "--set", "tracing.tls.caSecret=otel-ca",
+        ]
+    )  # fmt: skip
+    features = env_of(main_container(docs, "features"))
+    assert features["PREDMESH_FEATURES_REDIS_TLS_CA_PATH"] == "/etc/predmesh/redis-tls/ca.crt"
+    assert features["PREDMESH_FEATURES_REDIS_TLS_CERT_PATH"] == "/etc/predmesh/redis-tls/tls.crt"
+    volumes = {v["name"]: v for v in pod_spec(docs, "features")["volumes"]}
+    assert volumes["redis-tls"]["secret"]["secretName"] == "redis-ca"
+    for component, prefix in (("logger", "PREDMESH_LOGGER_"), ("monitor", "PREDMESH_MONITOR_")):
+        if component == "monitor" and not [d for d in docs if d["metadata"]["name"] == "pm-predmesh-monitor"]:
+            continue  # the monitor is off in the test values
+        env = env_of(main_container(docs, component))
+        assert env[f"{prefix}KAFKA_EXTRA"] == {"secretKeyRef": {"name": "kafka-sasl", "key": "kafka-extra"}}
+        mounts = {m["name"]: m["mountPath"] for m in pod_spec(docs, component)["containers"][0]["volumeMounts"]}
+        assert mounts["kafka-tls"] == "/etc/predmesh/kafka-tls"
+    assert "PREDMESH_FEATURES_KAFKA_EXTRA" not in features
+    for component in ("gateway", "features", "inference"):
+        prefix = f"PREDMESH_{component.upper()}_"
+        assert env_of(main_container(docs, component))[f"{prefix}OTLP_TLS_CA_PATH"] == "/etc/predmesh/otlp-tls/ca.crt"
+        assert {v["name"] for v in pod_spec(docs, component)["volumes"]} >= {"otlp-tls"}
+
+
+def test_redis_tls_without_rediss_url_fails(helm_run: HelmRun) -> None:
+    proc = helm_run.run(*helm_run.template_args(extra=["--set", "redis.tls.secretName=redis-ca"]))
+    assert proc.returncode != 0 and "rediss://" in proc.stderr

@@ -192,6 +192,9 @@ containers:
       - name: PYTHONDONTWRITEBYTECODE
         value: "1"
       {{- include "predmesh.commonEnv" . | trim | nindent 6 }}
+      {{- with include "predmesh.clientTlsEnv" . | trim }}
+      {{- . | nindent 6 }}
+      {{- end }}
       {{- with .env | default "" | trim }}
       {{- . | nindent 6 }}
       {{- end }}
@@ -218,6 +221,9 @@ containers:
         mountPath: /etc/predmesh/tls
         readOnly: true
       {{- end }}
+      {{- with include "predmesh.clientTlsMounts" . | trim }}
+      {{- . | nindent 6 }}
+      {{- end }}
       {{- with .volumeMounts | default "" | trim }}
       {{- . | nindent 6 }}
       {{- end }}
@@ -230,6 +236,9 @@ volumes:
     secret:
       secretName: {{ include "predmesh.componentName" . }}-tls
       defaultMode: 0400
+  {{- end }}
+  {{- with include "predmesh.clientTlsVolumes" . | trim }}
+  {{- . | nindent 2 }}
   {{- end }}
   {{- with .volumes | default "" | trim }}
   {{- . | nindent 2 }}
