@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 Credentials = tuple[bytes, bytes, bytes]  # certificate chain, key, CA
 
 
-def _check(contents: list[bytes]) -> Credentials:
+def check_credentials(contents: list[bytes]) -> Credentials:
     """The PEM triple after checking that it parses and that the key matches the certificate (blocking)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
@@ -86,12 +86,16 @@ class ReloadingChannel(grpc.aio.Channel):
         self._make = make
         self._close_grace_s = close_grace_s
         self._name = name
-        self._creds = _check(list(files.read()))
+        self._creds = check_credentials(list(files.read()))
         self.current: grpc.aio.Channel = make(self._credentials(self._creds))
         self.generation = 0
         self._retired: dict[grpc.aio.Channel, asyncio.Task[None]] = {}
         self._watcher: FileWatcher[Credentials] = FileWatcher(
-            [files.cert, files.key, files.ca], _check, self._swap, poll_s, name=f"client certificate {files.cert}"
+            [files.cert, files.key, files.ca],
+            check_credentials,
+            self._swap,
+            poll_s,
+            name=f"client certificate {files.cert}",
         )
         self._watch_task: asyncio.Task[None] | None = None
         try:

@@ -44,13 +44,17 @@ owner, eager versions on every target); calls for it go to those targets only.
 
 Ownership: one long-lived `tritonclient.grpc.aio.InferenceServerClient` (one grpc.aio
 channel) per target, opened on the first `load` (on the running loop) and closed by
-`close()`. Every call carries a deadline: the request's when it has one, else
-`timeout_s`. Threading: one event loop; nothing blocks it.
+`close()`. With mutual TLS (`tls`), the certificate files are re-read every `tls_poll_s`
+(FileWatcher); new content replaces every target's client (new calls use it at once, the old
+one closes after `load_timeout_s`), so a rotated certificate or CA needs no restart. Every
+call carries a deadline: the request's when it has one, else `timeout_s`. Threading: one
+event loop; nothing blocks it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
@@ -66,7 +70,9 @@ from tritonclient.utils import InferenceServerException
 from predmesh.common import telemetry
 from predmesh.common.deadline import Deadline
 from predmesh.common.errors import DeadlineExceeded, PredmeshError, ResourceExhausted, Unavailable
+from predmesh.common.filewatch import FileWatcher
 from predmesh.common.tls import TlsFiles
+from predmesh.common.tlschannel import Credentials, check_credentials
 from services.inference.core.registry import ModelVersion, VersionKey
 from services.inference.errors import ModelExecutionError, ModelLoadError, ModelNotReady
 
@@ -131,6 +137,7 @@ class KServeGrpcBackend:
         owners: Callable[[str, str], Sequence[str]] | None = None,
         tls: TlsFiles | None = None,
         admin_key: str = "",
+        tls_poll_s: float = 5.0,
     ) -> None:
         if not targets:
             raise ValueError("KServeGrpcBackend needs at least one target")
@@ -144,6 +151,11 @@ class KServeGrpcBackend:
         self._model_config = model_config or (lambda name: {})
         self._owners = owners  # version control: which targets host (model, version); None = all
         self._tls = tls
+        self._tls_poll_s = tls_poll_s
+        self._creds: Credentials | None = None  # the PEM triple the current clients were built with
+        self._watcher: FileWatcher[Credentials] | None = None
+        self._watch_start: asyncio.Task[None] | None = None
+        self._retired: dict[InferenceServerClient, asyncio.Task[None]] = {}
         # Sent on model-control calls when the server restricts them (Triton's restricted protocols).
         self._admin_headers = {TRITON_ADMIN_HEADER: admin_key} if admin_key else None
         self._targets: list[_Target] = []
@@ -157,7 +169,48 @@ class KServeGrpcBackend:
         if self._closed:
             raise RuntimeError(f"{self.name} backend is closed")
         if not self._targets:
+            if self._tls is not None:
+                self._creds = check_credentials(list(self._tls.read()))
             self._targets = [_Target(addr, self._client(addr)) for addr in self.addresses]
+            if self._tls is not None:
+                self._watch_certificates(self._tls)
+
+    def _watch_certificates(self, tls: TlsFiles) -> None:
+        """Re-read the client certificate files; new content -> new clients (rotation without restart)."""
+        self._watcher = FileWatcher(
+            [tls.cert, tls.key, tls.ca],
+            check_credentials,
+            self._renew_clients,
+            self._tls_poll_s,
+            name=f"{self.name} client certificate {tls.cert}",
+        )
+        self._watch_start = asyncio.get_running_loop().create_task(self._watcher.start())
+
+    def _renew_clients(self, creds: Credentials) -> None:
+        if creds == self._creds or self._closed:
+            return
+        self._creds = creds
+        for target in self._targets:
+            old, target.client = target.client, self._client(target.address)
+            task = asyncio.get_running_loop().create_task(self._close_later(old))
+            self._retired[old] = task
+        log.info("%s: client certificate changed; new calls use the new one", self.name)
+
+    async def _close_later(self, client: InferenceServerClient) -> None:
+        """Calls already on a replaced client get `load_timeout_s` to finish before it closes."""
+        try:
+            await asyncio.sleep(self._load_timeout_s)
+            await client.close()
+        finally:
+            self._retired.pop(client, None)
+
+    async def check_certificates(self) -> bool:
+        """Re-read the certificate files now; True when the clients were replaced."""
+        if self._watcher is None:
+            return False
+        before = self._creds
+        await self._watcher.check_now()
+        return self._creds != before
 
     def _client(self, addr: str) -> InferenceServerClient:
         if self._tls is None:
@@ -300,6 +353,17 @@ class KServeGrpcBackend:
         if self._closed:
             return
         self._closed = True
+        if self._watch_start is not None:
+            self._watch_start.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch_start
+        if self._watcher is not None:
+            await self._watcher.stop()
+        for client, task in list(self._retired.items()):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await client.close()
         targets, self._targets = self._targets, []
         for target in targets:
             await target.client.close()
