@@ -1,11 +1,13 @@
 """A real Envoy whose whole configuration comes from the predmesh control plane (ADS).
 
 The bootstrap holds only: the node (id + cluster), the admin listener on a loopback
-port, one static cluster pointing at the control plane's ADS address (mutual TLS with the
-`envoy` certificate when `xds_tls` is given, verifying that the control plane presents the
-`controlplane` identity), and the process-wide limits of Envoy's edge guidance (overload
-manager: a fixed heap budget and a cap on downstream connections). Listeners, routes,
-clusters and endpoints all arrive over ADS. Envoy runs with
+port, one static cluster pointing at the control plane's ADS address, and the
+process-wide limits of Envoy's edge guidance (overload manager: a fixed heap budget and
+a cap on downstream connections). With `xds_tls` the ADS cluster uses mutual TLS: Envoy
+presents the `envoy` certificate and accepts only the `controlplane` identity; the
+certificate and CA files are named in file-based SDS documents next to the bootstrap, so
+Envoy re-reads them when they change. Listeners, routes, clusters and endpoints all
+arrive over ADS. Envoy runs with
 `--disable-hot-restart` so several can run side by side, and is ready when its admin
 `/ready` answers 200 (which needs the initial LDS/CDS from the control plane).
 
@@ -93,9 +95,57 @@ def overload_manager(limits: EdgeLimits) -> dict[str, Any]:
     }
 
 
-def xds_transport_socket(files: TlsFiles, server_identity: str = "controlplane") -> dict[str, Any]:
-    """mTLS to the control plane: present `files` (the envoy identity), trust only the mesh CA and
-    only a server certificate whose DNS SAN is `server_identity`."""
+XDS_CERT_SECRET = "xds-client-cert"
+XDS_CA_SECRET = "xds-ca"
+_SECRET_TYPE = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
+
+
+def xds_sds_files(files: TlsFiles) -> dict[str, dict[str, Any]]:
+    """File-based SDS documents (`<name>.json` -> content) naming Envoy's certificate files for ADS.
+
+    Delivered through SDS (not inline in the bootstrap), Envoy watches the referenced files and
+    reloads a rotated certificate or CA (a Secret swap, a renewal) without a restart."""
+    return {
+        f"{XDS_CERT_SECRET}.json": {
+            "resources": [
+                {
+                    "@type": _SECRET_TYPE,
+                    "name": XDS_CERT_SECRET,
+                    "tls_certificate": {
+                        "certificate_chain": {"filename": str(files.cert)},
+                        "private_key": {"filename": str(files.key)},
+                        # A move in the directory (kubelet's ..data swap, a rename) triggers the reload.
+                        "watched_directory": {"path": str(files.cert.parent)},
+                    },
+                }
+            ]
+        },
+        f"{XDS_CA_SECRET}.json": {
+            "resources": [
+                {
+                    "@type": _SECRET_TYPE,
+                    "name": XDS_CA_SECRET,
+                    "validation_context": {
+                        "trusted_ca": {"filename": str(files.ca)},
+                        "watched_directory": {"path": str(files.ca.parent)},
+                    },
+                }
+            ]
+        },
+    }
+
+
+def xds_transport_socket(sds_dir: str, server_identity: str = "controlplane") -> dict[str, Any]:
+    """mTLS to the control plane: present the envoy identity, trust only the mesh CA and only a
+    server certificate whose DNS SAN is `server_identity`; both from the SDS files in `sds_dir`
+    (`xds_sds_files`), re-read when they change."""
+
+    def sds(name: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "sds_config": {"path_config_source": {"path": f"{sds_dir}/{name}.json"}, "resource_api_version": "V3"},
+        }
+
     return {
         "name": "envoy.transport_sockets.tls",
         "typed_config": {
@@ -104,12 +154,12 @@ def xds_transport_socket(files: TlsFiles, server_identity: str = "controlplane")
             "common_tls_context": {
                 "alpn_protocols": ["h2"],
                 "tls_params": {"tls_minimum_protocol_version": "TLSv1_2"},
-                "tls_certificates": [
-                    {"certificate_chain": {"filename": str(files.cert)}, "private_key": {"filename": str(files.key)}}
-                ],
-                "validation_context": {
-                    "trusted_ca": {"filename": str(files.ca)},
-                    "match_typed_subject_alt_names": [{"san_type": "DNS", "matcher": {"exact": server_identity}}],
+                "tls_certificate_sds_secret_configs": [sds(XDS_CERT_SECRET)],
+                "combined_validation_context": {
+                    "default_validation_context": {
+                        "match_typed_subject_alt_names": [{"san_type": "DNS", "matcher": {"exact": server_identity}}]
+                    },
+                    "validation_context_sds_secret_config": sds(XDS_CA_SECRET),
                 },
             },
         },
@@ -122,11 +172,11 @@ def ads_bootstrap(
     node_cluster: str,
     admin_port: int,
     admin_host: str = "127.0.0.1",
-    xds_tls: TlsFiles | None = None,
+    xds_sds_dir: str | None = None,
     limits: EdgeLimits | None = None,
 ) -> dict[str, Any]:
-    """Envoy bootstrap that knows nothing but the control plane's address (and, with `xds_tls`,
-    how to reach it over mutual TLS)."""
+    """Envoy bootstrap that knows nothing but the control plane's address (and, with `xds_sds_dir`
+    holding `xds_sds_files`, how to reach it over mutual TLS)."""
     host, _, port = xds_address.rpartition(":")
     xds_cluster: dict[str, Any] = {
         "name": "xds_cluster",
@@ -149,8 +199,8 @@ def ads_bootstrap(
             ],
         },
     }
-    if xds_tls is not None:
-        xds_cluster["transport_socket"] = xds_transport_socket(xds_tls)
+    if xds_sds_dir is not None:
+        xds_cluster["transport_socket"] = xds_transport_socket(xds_sds_dir)
     return {
         "node": {"id": node_id, "cluster": node_cluster},
         "overload_manager": overload_manager(limits or EdgeLimits()),
@@ -207,12 +257,17 @@ class EnvoyProcess(ManagedProcess):
         return f"http://127.0.0.1:{self.admin_port}"
 
     def command(self) -> Sequence[str]:
+        sds_dir: str | None = None
+        if self.xds_tls is not None:
+            sds_dir = str(self.workdir)
+            for name, doc in xds_sds_files(self.xds_tls).items():
+                (self.workdir / name).write_text(json.dumps(doc, indent=2))
         bootstrap = ads_bootstrap(
             self.xds_address,
             self.node_id,
             self.node_cluster,
             self.admin_port,
-            xds_tls=self.xds_tls,
+            xds_sds_dir=sds_dir,
             limits=self.limits,
         )
         self.bootstrap_path.write_text(json.dumps(bootstrap, indent=2))

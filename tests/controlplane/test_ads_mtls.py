@@ -23,8 +23,9 @@ from predmesh.local.pki import LocalCA
 from predmesh.local.procs import free_port
 from services.controlplane.app import ControlPlaneApp
 from services.controlplane.settings import ControlPlaneSettings
+from tests.common.test_tlschannel import install
 from tests.controlplane.backend import Backend
-from tests.controlplane.conftest import Mesh, mesh_config_for
+from tests.controlplane.conftest import Mesh, eventually, mesh_config_for
 from tests.controlplane.test_envoy_integration import predict
 
 pytestmark = pytest.mark.timeout(60)
@@ -80,12 +81,17 @@ async def test_envoy_gets_its_config_over_mtls(ads_mtls: tuple[Mesh, LocalCA]) -
     assert await predict(mesh.edge) in (["a"], ["b"])  # listener, routes and clusters all came over ADS
     nodes = mesh.app.status.all()
     assert [n.node_id for n in nodes] == [mesh.envoy.node_id]
-    # The xDS cluster Envoy runs is the TLS one of its bootstrap (not a plaintext fallback).
+    # The xDS cluster Envoy runs is the TLS one of its bootstrap (not a plaintext fallback), its
+    # certificate and CA come from file-based SDS.
     bootstrap = next(c for c in mesh.envoy.config_dump()["configs"] if c["@type"].endswith("BootstrapConfigDump"))
     xds = bootstrap["bootstrap"]["static_resources"]["clusters"][0]
     tls = xds["transport_socket"]["typed_config"]["common_tls_context"]
-    assert tls["tls_certificates"][0]["certificate_chain"]["filename"].endswith("envoy.crt")
-    assert tls["validation_context"]["match_typed_subject_alt_names"][0]["matcher"] == {"exact": "controlplane"}
+    assert tls["tls_certificate_sds_secret_configs"][0]["name"] == "xds-client-cert"
+    validation = tls["combined_validation_context"]["default_validation_context"]
+    assert validation["match_typed_subject_alt_names"][0]["matcher"] == {"exact": "controlplane"}
+    secrets = next(c for c in mesh.envoy.config_dump()["configs"] if c["@type"].endswith("SecretsConfigDump"))
+    names = {s["name"] for s in secrets.get("dynamic_active_secrets", [])}
+    assert names == {"xds-client-cert", "xds-ca"}
     assert mesh.envoy.stats("control_plane.connected_state")["control_plane.connected_state"] == 1
 
 
@@ -105,3 +111,38 @@ async def test_ads_without_certificate_or_with_another_identity_is_refused(ads_m
     # The envoy identity itself is served (the refusals above are about the caller, not the stream).
     response = await first_listeners(mesh.app.address, identity(ca, "envoy"))
     assert response.type_url == LISTENER and len(response.resources) == 1
+
+
+async def test_envoy_rereads_a_rotated_xds_certificate(backends: list[Backend], tmp_path: Path) -> None:
+    """The mesh moves to a new CA: the control plane comes back trusting only it; Envoy, unrestarted,
+    reconnects once its certificate files (a mounted Secret) are replaced."""
+    old_ca, new_ca = LocalCA(tmp_path / "old"), LocalCA(tmp_path / "new")
+    listener_port = free_port()
+    config = mesh_config_for(backends, listener_port)
+
+    async def control_plane(ca: LocalCA, port: int = 0) -> ControlPlaneApp:
+        own = identity(ca, "controlplane")
+        settings = ControlPlaneSettings(
+            port=port, admin_port=0, grace_s=0.1, tls_cert_path=own.cert, tls_key_path=own.key, tls_ca_path=own.ca
+        )
+        app = ControlPlaneApp(settings, config=config)
+        await app.start()
+        return app
+
+    app = await control_plane(old_ca)
+    envoy = EnvoyProcess(
+        app.address, workdir=tmp_path / "envoy", xds_tls=install(identity(old_ca, "envoy"), tmp_path / "mounted")
+    )
+    try:
+        await asyncio.to_thread(envoy.start)
+        pid = envoy.pid
+        await app.stop()
+        app = await control_plane(new_ca, port=int(envoy.xds_address.rsplit(":", 1)[1]))
+        install(identity(new_ca, "envoy"), tmp_path / "mounted")
+        await eventually(lambda: app.status.all(), within_s=30, what="Envoy reconnected with the new certificate")
+        assert [n.node_id for n in app.status.all()] == [envoy.node_id]
+        assert envoy.pid == pid  # no restart
+        assert await predict(f"127.0.0.1:{listener_port}") in (["a"], ["b"])
+    finally:
+        await asyncio.to_thread(envoy.stop)
+        await app.stop()

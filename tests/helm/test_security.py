@@ -88,15 +88,27 @@ def envoy_bootstrap(docs: list[dict]) -> dict:  # type: ignore[type-arg]
     return dict(yaml.safe_load(one(docs, "ConfigMap", "envoy-bootstrap")["data"]["bootstrap.yaml"]))
 
 
-def envoy_validates(bootstrap: dict, tmp_path: Path) -> subprocess.CompletedProcess[str]:  # type: ignore[type-arg]
+def envoy_validates(
+    bootstrap: dict,  # type: ignore[type-arg]
+    tmp_path: Path,
+    sds: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     """`envoy --mode validate` on the chart's bootstrap, with its certificate files and admin socket
     pointed at real local ones (a local CA's "envoy" certificate)."""
+    sds = sds or {}
     ca = LocalCA(tmp_path / "pki")
     paths = ca.issue("envoy", ["envoy"])
     files = {"tls.crt": paths.cert, "tls.key": paths.key, "ca.crt": ca.cert_path}
-    text = json.dumps(bootstrap).replace("/var/run/envoy/admin.sock", str(tmp_path / "admin.sock"))
-    for name, path in files.items():
-        text = text.replace(f"/etc/envoy-tls/{name}", str(path))
+
+    def local(text: str) -> str:
+        text = text.replace("/var/run/envoy/admin.sock", str(tmp_path / "admin.sock"))
+        for name, path in files.items():
+            text = text.replace(f"/etc/envoy-tls/{name}", str(path))
+        return text.replace("/etc/envoy-tls", str(ca.dir)).replace("/etc/envoy/", f"{tmp_path}/")
+
+    for name, content in sds.items():  # the SDS documents of the bootstrap ConfigMap
+        (tmp_path / name).write_text(local(content))
+    text = local(json.dumps(bootstrap))
     config = tmp_path / "bootstrap.json"
     config.write_text(text)
     return subprocess.run(
@@ -126,8 +138,14 @@ def test_mtls_envoy_fetches_its_config_over_mtls(helm_run: HelmRun, tmp_path: Pa
     docs = helm_run.template(extra=MTLS)
     xds = envoy_bootstrap(docs)["static_resources"]["clusters"][0]
     tls = xds["transport_socket"]["typed_config"]["common_tls_context"]
-    assert tls["tls_certificates"][0]["certificate_chain"]["filename"] == "/etc/envoy-tls/tls.crt"
-    assert tls["validation_context"]["match_typed_subject_alt_names"][0]["matcher"] == {"exact": "controlplane"}
+    sds_config = tls["tls_certificate_sds_secret_configs"][0]["sds_config"]
+    assert sds_config["path_config_source"]["path"] == "/etc/envoy/xds-client-cert.yaml"
+    validation = tls["combined_validation_context"]["default_validation_context"]
+    assert validation["match_typed_subject_alt_names"][0]["matcher"] == {"exact": "controlplane"}
+    data = one(docs, "ConfigMap", "envoy-bootstrap")["data"]
+    cert = yaml.safe_load(data["xds-client-cert.yaml"])["resources"][0]["tls_certificate"]
+    assert cert["certificate_chain"] == {"filename": "/etc/envoy-tls/tls.crt"}
+    assert cert["watched_directory"] == {"path": "/etc/envoy-tls"}  # kubelet's Secret swap triggers a reload
     envoy = pod_spec(docs, "envoy")
     volumes = {v["name"]: v for v in envoy["volumes"]}
     assert volumes["xds-tls"]["secret"]["secretName"] == "pm-predmesh-envoy-tls"
@@ -139,7 +157,8 @@ def test_mtls_envoy_fetches_its_config_over_mtls(helm_run: HelmRun, tmp_path: Pa
     certs = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Certificate"}
     assert certs["pm-predmesh-controlplane-tls"]["spec"]["dnsNames"][0] == "controlplane"
     assert certs["pm-predmesh-envoy-tls"]["spec"]["dnsNames"][0] == "envoy"
-    proc = envoy_validates(envoy_bootstrap(docs), tmp_path)
+    sds = {k: v for k, v in data.items() if k != "bootstrap.yaml"}
+    proc = envoy_validates(envoy_bootstrap(docs), tmp_path, sds)
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 

@@ -74,14 +74,23 @@ static_resources:
           common_tls_context:
             alpn_protocols: [h2]
             tls_params: {tls_minimum_protocol_version: TLSv1_2}
-            tls_certificates:
-              - certificate_chain: {filename: /etc/envoy-tls/tls.crt}
-                private_key: {filename: /etc/envoy-tls/tls.key}
-            validation_context:
-              trusted_ca: {filename: /etc/envoy-tls/ca.crt}
-              match_typed_subject_alt_names:
-                - san_type: DNS
-                  matcher: {exact: controlplane}
+            # Certificate and CA through file-based SDS (predmesh.envoyXdsSds): Envoy re-reads the
+            # mounted Secret when kubelet swaps it, so a renewed certificate needs no restart.
+            tls_certificate_sds_secret_configs:
+              - name: xds-client-cert
+                sds_config:
+                  path_config_source: {path: /etc/envoy/xds-client-cert.yaml}
+                  resource_api_version: V3
+            combined_validation_context:
+              default_validation_context:
+                match_typed_subject_alt_names:
+                  - san_type: DNS
+                    matcher: {exact: controlplane}
+              validation_context_sds_secret_config:
+                name: xds-ca
+                sds_config:
+                  path_config_source: {path: /etc/envoy/xds-ca.yaml}
+                  resource_api_version: V3
       {{- end }}
       load_assignment:
         cluster_name: xds
@@ -135,6 +144,25 @@ static_resources:
                   - name: envoy.filters.http.router
                     typed_config:
                       "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+{{- end -}}
+
+{{/* File-based SDS documents for Envoy's ADS client certificate (keys of the bootstrap ConfigMap). */}}
+{{- define "predmesh.envoyXdsSds" -}}
+xds-client-cert.yaml: |
+  resources:
+    - "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret
+      name: xds-client-cert
+      tls_certificate:
+        certificate_chain: {filename: /etc/envoy-tls/tls.crt}
+        private_key: {filename: /etc/envoy-tls/tls.key}
+        watched_directory: {path: /etc/envoy-tls}
+xds-ca.yaml: |
+  resources:
+    - "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret
+      name: xds-ca
+      validation_context:
+        trusted_ca: {filename: /etc/envoy-tls/ca.crt}
+        watched_directory: {path: /etc/envoy-tls}
 {{- end -}}
 
 {{/* node.cluster of the edge Envoys; the control plane serves its snapshot to this cluster. */}}
