@@ -103,7 +103,13 @@ class ReloadingChannel(grpc.aio.Channel):
         except RuntimeError:
             log.warning("%s created outside an event loop: its client certificate is not re-read", name)
         else:
-            self._watch_task = loop.create_task(self._watcher.start())
+            self._watch_task = loop.create_task(self._start_watching())
+
+    async def _start_watching(self) -> None:
+        try:
+            await self._watcher.start()
+        except Exception:  # unreadable now: keep the credentials the channel was opened with
+            log.exception("%s: cannot watch its client certificate; it will not be re-read", self._name)
 
     @staticmethod
     def _credentials(creds: Credentials) -> grpc.ChannelCredentials:

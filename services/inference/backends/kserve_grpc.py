@@ -184,7 +184,13 @@ class KServeGrpcBackend:
             self._tls_poll_s,
             name=f"{self.name} client certificate {tls.cert}",
         )
-        self._watch_start = asyncio.get_running_loop().create_task(self._watcher.start())
+        self._watch_start = asyncio.get_running_loop().create_task(self._start_watching(self._watcher))
+
+    async def _start_watching(self, watcher: FileWatcher[Credentials]) -> None:
+        try:
+            await watcher.start()
+        except Exception:  # unreadable now: keep the clients opened with the current files
+            log.exception("%s: cannot watch its client certificate; it will not be re-read", self.name)
 
     def _renew_clients(self, creds: Credentials) -> None:
         if creds == self._creds or self._closed:
