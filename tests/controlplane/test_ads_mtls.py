@@ -146,3 +146,53 @@ async def test_envoy_rereads_a_rotated_xds_certificate(backends: list[Backend], 
     finally:
         await asyncio.to_thread(envoy.stop)
         await app.stop()
+
+
+async def test_envoy_calls_only_an_upstream_with_the_gateway_identity(tmp_path: Path) -> None:
+    """Envoy -> gateway over mTLS: a replica presenting another mesh identity gets no traffic."""
+    ca = LocalCA(tmp_path / "pki")
+    gateway = await Backend("gateway", tls=identity(ca, "gateway")).start()
+    impostor = await Backend("impostor", tls=identity(ca, "features")).start()
+    listener_port = free_port()
+    config = mesh_config_for([gateway, impostor], listener_port)
+    config = config.model_copy(
+        update={"clusters": {n: c.model_copy(update={"mtls": True}) for n, c in config.clusters.items()}}
+    )
+    own, envoy_files = identity(ca, "controlplane"), identity(ca, "envoy")
+    settings = ControlPlaneSettings(
+        port=0,
+        admin_port=0,
+        grace_s=0.1,
+        tls_cert_path=own.cert,
+        tls_key_path=own.key,
+        tls_ca_path=own.ca,
+        upstream_tls_cert_path=envoy_files.cert,
+        upstream_tls_key_path=envoy_files.key,
+        upstream_tls_ca_path=envoy_files.ca,
+    )
+    app = ControlPlaneApp(settings, config=config)
+    await app.start()
+    envoy = EnvoyProcess(app.address, workdir=tmp_path / "envoy", xds_tls=envoy_files)
+    try:
+        await asyncio.to_thread(envoy.start)
+        edge = f"127.0.0.1:{listener_port}"
+        served: list[str] = []
+
+        async def some_served() -> None:
+            served.extend(await predict(edge, n=10))
+
+        deadline = asyncio.get_running_loop().time() + 15
+        while not served:
+            try:
+                await some_served()
+            except grpc.aio.AioRpcError:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                await asyncio.sleep(0.1)
+        assert set(served) == {"gateway"}
+        assert impostor.calls == 0 and gateway.calls >= 10
+    finally:
+        await asyncio.to_thread(envoy.stop)
+        await app.stop()
+        await gateway.stop()
+        await impostor.stop()
