@@ -20,7 +20,7 @@ from predmesh.common.redact import redact_url
 from services.features.core.assembler import FeatureAssembler, Limits
 from services.features.core.cache import EntityCache
 from services.features.core.registry import Registry, load_registry
-from services.features.core.store import RedisFeatureStore, RedisTls
+from services.features.core.store import RedisFeatureStore
 from services.features.errors import StoreUnavailable
 from services.features.metrics import FeaturesMetrics
 from services.features.settings import FeaturesSettings
@@ -53,7 +53,7 @@ class FeaturesApp(ServiceApp[FeaturesSettings]):
             timeout_s=settings.redis_timeout_ms / 1000.0,
             max_connections=settings.redis_max_connections,
             retries=settings.redis_retries,
-            tls=RedisTls(settings.redis_tls_ca_path, settings.redis_tls_cert_path, settings.redis_tls_key_path),
+            tls=settings.redis_tls,
         )
         stack.push_async_callback(store.close)
         try:

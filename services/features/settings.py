@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from predmesh.common.redistls import RedisTlsSettings
 from predmesh.common.settings import ServerSettings
 
 
-class FeaturesSettings(ServerSettings):
+class FeaturesSettings(ServerSettings, RedisTlsSettings):
     """Features service settings; every field can be set as PREDMESH_FEATURES_<FIELD>."""
 
     model_config = SettingsConfigDict(env_prefix="PREDMESH_FEATURES_")
@@ -24,13 +25,6 @@ class FeaturesSettings(ServerSettings):
         description="Redis URL holding the feature hashes; rediss:// = TLS (see redis_tls_*). A password in the "
         "URL is redacted from every log line.",
     )
-    redis_tls_ca_path: Path | None = Field(
-        None, description="PEM CA that signs the Redis server certificate (rediss:// only; unset = system CAs)."
-    )
-    redis_tls_cert_path: Path | None = Field(
-        None, description="PEM client certificate for Redis (`tls-auth-clients yes`; rediss:// only)."
-    )
-    redis_tls_key_path: Path | None = Field(None, description="PEM private key of `redis_tls_cert_path`.")
     registry_path: Path = Field(
         description="Feature registry YAML file (required: a pod without one must not serve some default registry; "
         "the local mesh passes predmesh/demo/features.yaml).",
@@ -48,15 +42,6 @@ class FeaturesSettings(ServerSettings):
         " about (retries + 1) * redis_timeout_ms.",
     )
     redis_max_connections: int = Field(64, gt=0, description="Size of the Redis connection pool (connections).")
-
-    @model_validator(mode="after")
-    def _redis_tls_needs_rediss(self) -> FeaturesSettings:
-        tls = [self.redis_tls_ca_path, self.redis_tls_cert_path, self.redis_tls_key_path]
-        if any(tls) and not self.redis_url.startswith("rediss://"):
-            raise ValueError("redis_tls_* are set but redis_url is not rediss:// (the connection would be plaintext)")
-        if bool(self.redis_tls_cert_path) != bool(self.redis_tls_key_path):
-            raise ValueError("redis_tls_cert_path and redis_tls_key_path go together")
-        return self
 
     cache_ttl_ms: float = Field(
         200.0,

@@ -14,12 +14,13 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
+from predmesh.common.redistls import RedisTls
 from predmesh.common.tls import TlsFiles
 from predmesh.demo import FEATURE_REGISTRY
 from predmesh.local.pki import LocalCA
 from predmesh.local.procs import RedisServer
 from services.features.app import FeaturesApp
-from services.features.core.store import RedisFeatureStore, RedisTls, entity_key
+from services.features.core.store import RedisFeatureStore, entity_key
 from services.features.errors import StoreUnavailable
 from services.features.settings import FeaturesSettings
 

@@ -239,6 +239,9 @@ def test_external_client_tls_from_secrets(helm_run: HelmRun) -> None:
         mounts = {m["name"]: m["mountPath"] for m in pod_spec(docs, component)["containers"][0]["volumeMounts"]}
         assert mounts["kafka-tls"] == "/etc/predmesh/kafka-tls"
     assert "PREDMESH_FEATURES_KAFKA_EXTRA" not in features
+    rediss = ["--set", "redis.url=rediss://redis:6380/0", "--set", "redis.tls.secretName=redis-ca"]
+    ingest = env_of(main_container(helm_run.template(files=["ingest.yaml"], extra=rediss), "ingest"))
+    assert ingest["PREDMESH_INGEST_REDIS_TLS_CA_PATH"] == "/etc/predmesh/redis-tls/ca.crt"
     for component in ("gateway", "features", "inference"):
         prefix = f"PREDMESH_{component.upper()}_"
         assert env_of(main_container(docs, component))[f"{prefix}OTLP_TLS_CA_PATH"] == "/etc/predmesh/otlp-tls/ca.crt"

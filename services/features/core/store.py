@@ -26,11 +26,9 @@ at start by the composition root and closed with `close()`. Use from one event l
 
 from __future__ import annotations
 
-import ssl as _ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -38,9 +36,8 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from predmesh.common import telemetry
+from predmesh.common.redistls import RedisTls, ssl_options
 from services.features.errors import StoreUnavailable
-
-_TLS_1_2 = _ssl.TLSVersion.TLSv1_2
 
 PIPELINE_SPAN = "redis.pipeline"
 
@@ -108,16 +105,6 @@ class FeatureStore(Protocol):
     async def close(self) -> None: ...
 
 
-@dataclass(frozen=True)
-class RedisTls:
-    """PEM files for a rediss:// connection: the CA of the server certificate (None = system CAs) and
-    an optional client certificate and key."""
-
-    ca: Path | None = None
-    cert: Path | None = None
-    key: Path | None = None
-
-
 class RedisFeatureStore:
     """`FeatureStore` over redis.asyncio with a bounded, long-lived connection pool."""
 
@@ -141,17 +128,9 @@ class RedisFeatureStore:
         over TLS, verifying the server's certificate (and host name) against `tls.ca` (or the
         system CAs) and presenting `tls.cert`/`tls.key` when the server asks for a client certificate.
         """
-        ssl: dict[str, Any] = {}
-        if url.startswith("rediss://"):
-            tls = tls or RedisTls()
-            ssl = {"ssl_cert_reqs": "required", "ssl_check_hostname": True, "ssl_min_version": _TLS_1_2}
-            if tls.ca is not None:
-                ssl["ssl_ca_certs"] = str(tls.ca)
-            if tls.cert is not None and tls.key is not None:
-                ssl |= {"ssl_certfile": str(tls.cert), "ssl_keyfile": str(tls.key)}
         pool = aioredis.BlockingConnectionPool.from_url(
             url,
-            **ssl,
+            **ssl_options(url, tls),
             max_connections=max_connections,
             timeout=timeout_s,
             socket_timeout=timeout_s,

@@ -1,8 +1,8 @@
 {{/*
 TLS of the Python services as clients of external systems, from Secrets (docs/SECURITY.md):
 - every service: the OTLP collector's CA (tracing.tls.caSecret) -> <PREFIX>OTLP_TLS_CA_PATH;
-- features: Redis TLS (redis.tls.secretName: ca.crt, and tls.crt/tls.key with
-  redis.tls.clientCertificate) for a rediss:// URL -> PREDMESH_FEATURES_REDIS_TLS_*;
+- features and ingest: Redis TLS (redis.tls.secretName: ca.crt, and tls.crt/tls.key with
+  redis.tls.clientCertificate) for a rediss:// URL -> <PREFIX>REDIS_TLS_*;
 - logger and monitor: librdkafka properties for SASL_SSL (kafka.clientConfigSecret, a JSON object
   with sasl.username/sasl.password...) -> <PREFIX>KAFKA_EXTRA, and the brokers' CA
   (kafka.caSecret) mounted at /etc/predmesh/kafka-tls/ca.crt (set "ssl.ca.location" to it).
@@ -14,13 +14,13 @@ Each define takes the pod spec's dict (root, component, prefix).
 - name: {{ .prefix }}OTLP_TLS_CA_PATH
   value: /etc/predmesh/otlp-tls/ca.crt
 {{- end }}
-{{- if and (eq .component "features") $v.redis.tls.secretName }}
-- name: PREDMESH_FEATURES_REDIS_TLS_CA_PATH
+{{- if and (has .component (list "features" "ingest")) $v.redis.tls.secretName }}
+- name: {{ .prefix }}REDIS_TLS_CA_PATH
   value: /etc/predmesh/redis-tls/ca.crt
 {{- if $v.redis.tls.clientCertificate }}
-- name: PREDMESH_FEATURES_REDIS_TLS_CERT_PATH
+- name: {{ .prefix }}REDIS_TLS_CERT_PATH
   value: /etc/predmesh/redis-tls/tls.crt
-- name: PREDMESH_FEATURES_REDIS_TLS_KEY_PATH
+- name: {{ .prefix }}REDIS_TLS_KEY_PATH
   value: /etc/predmesh/redis-tls/tls.key
 {{- end }}
 {{- end }}
@@ -40,7 +40,7 @@ Each define takes the pod spec's dict (root, component, prefix).
   mountPath: /etc/predmesh/otlp-tls
   readOnly: true
 {{- end }}
-{{- if and (eq .component "features") $v.redis.tls.secretName }}
+{{- if and (has .component (list "features" "ingest")) $v.redis.tls.secretName }}
 - name: redis-tls
   mountPath: /etc/predmesh/redis-tls
   readOnly: true
@@ -60,7 +60,7 @@ Each define takes the pod spec's dict (root, component, prefix).
     secretName: {{ $v.tracing.tls.caSecret }}
     defaultMode: 0440
 {{- end }}
-{{- if and (eq .component "features") $v.redis.tls.secretName }}
+{{- if and (has .component (list "features" "ingest")) $v.redis.tls.secretName }}
 - name: redis-tls
   secret:
     secretName: {{ $v.redis.tls.secretName }}
