@@ -24,6 +24,9 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from predmesh.common import grpcclient
+from predmesh.common.tls import TlsFiles
+
 N = 3000
 IN_FLIGHT = 16
 ROUNDS = 3
@@ -45,8 +48,11 @@ async def _serve() -> None:
     await asyncio.Event().wait()
 
 
-async def _drive(address: str, creds: grpc.ChannelCredentials | None) -> None:
-    channel = grpc.aio.secure_channel(address, creds) if creds else grpc.aio.insecure_channel(address)
+async def _drive(address: str, creds: grpc.ChannelCredentials | None, reloading: TlsFiles | None = None) -> None:
+    if reloading is not None:  # what the services use: predmesh.common.tlschannel.ReloadingChannel
+        channel = grpcclient.channel(address, reloading)
+    else:
+        channel = grpc.aio.secure_channel(address, creds) if creds else grpc.aio.insecure_channel(address)
     async with channel:
         stub = health_pb2_grpc.HealthStub(channel)
         await stub.Check(health_pb2.HealthCheckRequest(), timeout=5)  # connect (and handshake) first
@@ -59,10 +65,12 @@ async def _drive(address: str, creds: grpc.ChannelCredentials | None) -> None:
         await asyncio.gather(*(worker() for _ in range(IN_FLIGHT)))
 
 
-def measure(tls: bool, pki: Path) -> tuple[float, float, float]:
-    """(server CPU us/request, client CPU us/request, requests/s)."""
+def measure(tls: bool, pki: Path, reload: bool = False) -> tuple[float, float, float]:
+    """(server CPU us/request, client CPU us/request, requests/s); `reload`: the client is the
+    services' certificate-reloading channel instead of a plain secure channel."""
     env = {**os.environ, "PREDMESH_BENCH_MODE": "serve"}
     creds = None
+    files = TlsFiles(pki / "gateway.crt", pki / "gateway.key", pki / "ca.crt") if reload else None
     if tls:
         env |= {
             "TLS_CERT_PATH": str(pki / "features.crt"),
@@ -78,9 +86,9 @@ def measure(tls: bool, pki: Path) -> tuple[float, float, float]:
         assert proc.stdout is not None
         port = int(proc.stdout.readline())
         address = f"127.0.0.1:{port}"
-        asyncio.run(_drive(address, creds))  # warm-up run, not measured
+        asyncio.run(_drive(address, creds, files))  # warm-up run, not measured
         server0, client0, wall0 = _cpu_s(proc.pid), time.process_time(), time.perf_counter()
-        asyncio.run(_drive(address, creds))
+        asyncio.run(_drive(address, creds, files))
         server1, client1, wall1 = _cpu_s(proc.pid), time.process_time(), time.perf_counter()
     finally:
         proc.terminate()
@@ -105,16 +113,17 @@ def main() -> None:
         for identity in ("features", "gateway"):
             ca.issue(identity, [identity, "localhost", "127.0.0.1"])
         print(f"{N} health Check calls, {IN_FLIGHT} in flight, one channel; CPU per request")
-        runs: dict[str, list[tuple[float, float, float]]] = {"plaintext": [], "mTLS": []}
-        for _ in range(ROUNDS):  # alternate the modes: a busy machine affects both alike
-            for label, tls in (("plaintext", False), ("mTLS", True)):
-                runs[label].append(measure(tls, Path(tmp)))
+        modes = (("plaintext", False, False), ("mTLS", True, False), ("mTLS-reload", True, True))
+        runs: dict[str, list[tuple[float, float, float]]] = {label: [] for label, _, _ in modes}
+        for _ in range(ROUNDS):  # alternate the modes: a busy machine affects all alike
+            for label, tls, reload in modes:
+                runs[label].append(measure(tls, Path(tmp), reload))
                 server, client, rate = runs[label][-1]
-                print(f"  {label:9s}  server {server:6.0f} us  client {client:6.0f} us  ({rate:,.0f} req/s)")
+                print(f"  {label:11s}  server {server:6.0f} us  client {client:6.0f} us  ({rate:,.0f} req/s)")
         print("median:")
         for label, results in runs.items():
             server, client, rate = (statistics.median(r[i] for r in results) for i in range(3))
-            print(f"  {label:9s}  server {server:6.0f} us  client {client:6.0f} us  ({rate:,.0f} req/s)", flush=True)
+            print(f"  {label:11s}  server {server:6.0f} us  client {client:6.0f} us  ({rate:,.0f} req/s)", flush=True)
 
 
 if __name__ == "__main__":

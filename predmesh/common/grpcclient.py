@@ -16,7 +16,8 @@ from predmesh.common.errors import (
     Unavailable,
 )
 from predmesh.common.telemetry import client_interceptors, tracing_enabled
-from predmesh.common.tls import TlsFiles, channel_credentials
+from predmesh.common.tls import TlsFiles
+from predmesh.common.tlschannel import ReloadingChannel
 
 log = logging.getLogger(__name__)
 
@@ -78,12 +79,19 @@ def insecure_channel(target: str) -> grpc.aio.Channel:
     return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS, interceptors=interceptors)
 
 
-def channel(target: str, tls: TlsFiles | None = None) -> grpc.aio.Channel:
-    """`insecure_channel` or, with `tls`, the same channel over mutual TLS (this service's certificate)."""
+def channel(target: str, tls: TlsFiles | None = None, poll_s: float = 5.0) -> grpc.aio.Channel:
+    """`insecure_channel` or, with `tls`, the same channel over mutual TLS (this service's certificate).
+
+    An mTLS channel made on a running event loop re-reads the certificate files every `poll_s`
+    and switches to new ones without a restart (`tlschannel.ReloadingChannel`)."""
     if tls is None:
         return insecure_channel(target)
     interceptors = client_interceptors() if tracing_enabled() else None
-    return grpc.aio.secure_channel(target, channel_credentials(tls), options=CHANNEL_OPTIONS, interceptors=interceptors)
+
+    def make(creds: grpc.ChannelCredentials) -> grpc.aio.Channel:
+        return grpc.aio.secure_channel(target, creds, options=CHANNEL_OPTIONS, interceptors=interceptors)
+
+    return ReloadingChannel(tls, make, poll_s=poll_s, name=f"channel to {target}")
 
 
 def client_tls(settings: Any) -> TlsFiles | None:

@@ -37,9 +37,17 @@ class ServerSettings(BaseSettings):
     metrics_host: str = Field("", description="Interface of the /metrics endpoint; empty = the gRPC `host`.")
     otlp_endpoint: str = Field(
         "",
-        description="host:port of an OTLP/gRPC trace collector (plaintext); empty = tracing off (no-op).",
+        description="host:port of an OTLP/gRPC trace collector (plaintext unless `otlp_tls_ca_path` is set); "
+        "empty = tracing off (no-op).",
         examples=["otel-collector.observability:4317"],
     )
+    otlp_tls_ca_path: Path | None = Field(
+        None, description="PEM CA of the OTLP collector's certificate: export over TLS, verified with it."
+    )
+    otlp_tls_cert_path: Path | None = Field(
+        None, description="PEM client certificate presented to the collector (mutual TLS; needs otlp_tls_ca_path)."
+    )
+    otlp_tls_key_path: Path | None = Field(None, description="PEM private key of `otlp_tls_cert_path`.")
     trace_sample_ratio: float = Field(
         1.0,
         ge=0.0,

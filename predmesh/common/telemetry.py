@@ -85,11 +85,32 @@ def configure_tracing(settings: ServerSettings) -> bool:
         sampler=ParentBased(TraceIdRatioBased(settings.trace_sample_ratio)),
     )
     endpoint = settings.otlp_endpoint
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint, insecure=True)))
+    provider.add_span_processor(BatchSpanProcessor(otlp_exporter(settings, OTLPSpanExporter)))
     trace.set_tracer_provider(provider)
     _configured = provider
     log.info("tracing to OTLP collector %s as %s", endpoint, service_name_for(settings))
     return True
+
+
+def otlp_exporter(settings: ServerSettings, exporter_class: Any = None) -> Any:
+    """The OTLP/gRPC span exporter for `settings.otlp_endpoint`: TLS verified with `otlp_tls_ca_path`
+    (and a client certificate with `otlp_tls_cert_path`/`_key_path`), plaintext without a CA.
+    Reads the PEM files (blocking; called once at start)."""
+    if exporter_class is None:
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as exporter_class
+    endpoint = settings.otlp_endpoint
+    if settings.otlp_tls_ca_path is None:
+        if settings.otlp_tls_cert_path or settings.otlp_tls_key_path:
+            raise ValueError("otlp_tls_cert_path/otlp_tls_key_path need otlp_tls_ca_path (TLS to the collector)")
+        return exporter_class(endpoint=endpoint, insecure=True)
+    if bool(settings.otlp_tls_cert_path) != bool(settings.otlp_tls_key_path):
+        raise ValueError("otlp_tls_cert_path and otlp_tls_key_path go together")
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=settings.otlp_tls_ca_path.read_bytes(),
+        private_key=settings.otlp_tls_key_path.read_bytes() if settings.otlp_tls_key_path else None,
+        certificate_chain=settings.otlp_tls_cert_path.read_bytes() if settings.otlp_tls_cert_path else None,
+    )
+    return exporter_class(endpoint=endpoint, insecure=False, credentials=credentials)
 
 
 def tracing_enabled() -> bool:

@@ -9,7 +9,8 @@ first DNS name in its certificate's subject alternative names ("gateway", "infer
   re-read when they change (checked at most every `poll_s` on a new handshake), so a renewed
   certificate (cert-manager, a rotated Secret) is served without a restart.
 - `channel_credentials(files)`: presents the service's certificate and trusts only the mesh CA.
-  Channels are long-lived and keep the credentials they were opened with.
+  A grpc channel keeps the credentials it was opened with; `predmesh.common.grpcclient.channel`
+  wraps it in a `tlschannel.ReloadingChannel`, which opens a new one when the files change.
 - `IdentityInterceptor(rules)`: `rules` maps a method pattern ("/predmesh.v1.FeatureService/*",
   "/predmesh.v1.InferenceService/ReloadModels", "*") to the identities allowed to call it. The
   first matching pattern decides; a method no pattern matches is refused, except the gRPC health

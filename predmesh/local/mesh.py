@@ -49,8 +49,9 @@ MTLS_IDENTITIES = (
     "sink",
     "operator",
 )
-# Envoy calls the gateway with the "envoy" certificate (served to it over SDS); the control plane
-# serves mTLS on its admin port only (ADS stays plaintext: Envoy's bootstrap has no client certificate).
+# Envoy calls the gateway with the "envoy" certificate (served to it over SDS) and fetches its
+# config over ADS with the same certificate (from its bootstrap); the control plane serves mTLS on
+# both its ports (ADS: envoy only; admin API: operator only).
 MTLS_SERVERS = ("gateway", "features", "inference", "logger", "ortworker", "controlplane", "sink")
 
 
@@ -278,12 +279,15 @@ class LocalMesh:
             # Explicit model control: the orchestrator tells Triton when to load a new version and when
             # a removed one has drained (hot swap), instead of Triton polling the repository on its own.
             # With a model pool Triton starts empty: the orchestrator's pool loads versions on demand.
+            # With mTLS, model control is also restricted to the orchestrator (admin-key header).
+            admin_key = secrets.token_urlsafe(24) if self.mesh_ca is not None else ""
             self.triton = TritonServer(
                 self.model_repository,
                 workdir=self._logs("triton"),
                 extra_args=["--model-control-mode=explicit", *([] if opts.pool_max_models else ["--load-model=*"])],
                 tls=self.identity_files("triton"),
                 probe_tls=self.identity_files("operator"),
+                admin_key=admin_key,
             )
             services.append(self.triton)
             backends["PREDMESH_INFERENCE_TRITON_TARGET"] = self.triton.grpc_address  # type: ignore[attr-defined]
@@ -291,6 +295,7 @@ class LocalMesh:
             backends["PREDMESH_INFERENCE_TRITON_CONFIG_NAME"] = "cpu_local"
             if self.mesh_ca is not None:
                 backends["PREDMESH_INFERENCE_TRITON_TLS"] = "true"
+                backends["PREDMESH_INFERENCE_TRITON_ADMIN_KEY"] = admin_key
         if opts.ort_workers:
             from predmesh.local.triton import OrtWorker
 
@@ -437,9 +442,11 @@ class LocalMesh:
                 **self._upstream_tls_env(),
             },
         )
-        self.controlplane.probe_tls = None  # its health is on the (plaintext) ADS port
         self._launch(self.controlplane)
-        self.envoy = EnvoyProcess(self.controlplane.address, workdir=self._logs("envoy"))
+        # With mTLS Envoy fetches its config over mutual TLS with the "envoy" certificate.
+        self.envoy = EnvoyProcess(
+            self.controlplane.address, workdir=self._logs("envoy"), xds_tls=self.identity_files("envoy")
+        )
         self._launch(self.envoy)
         # Ready means Envoy got its listener from the control plane and accepts connections.
         wait_until(lambda: port_open("127.0.0.1", self.edge_port), 20.0, "envoy edge listener")

@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -206,27 +207,47 @@ class RedisServer(ManagedProcess):
 
     `persist=True` turns on the append-only file in `workdir` (fsync every second), so a
     restarted server comes back with its data; the default keeps nothing on disk (tests).
+    `tls` (TlsFiles: certificate, key, CA) serves TLS only (no plaintext port) and requires
+    client certificates of that CA (`tls-auth-clients yes`); `url` is then rediss://.
     """
 
     name = "redis"
     ready_timeout_s = 15.0
 
-    def __init__(self, port: int | None = None, workdir: Path | None = None, persist: bool = False) -> None:
+    def __init__(
+        self, port: int | None = None, workdir: Path | None = None, persist: bool = False, tls: Any = None
+    ) -> None:
         super().__init__(workdir)
         self.host = "127.0.0.1"
         self.port = port or free_port()
         self.persist = persist
+        self.tls = tls
 
     @property
     def url(self) -> str:
-        return f"redis://{self.host}:{self.port}/0"
+        return f"{'rediss' if self.tls else 'redis'}://{self.host}:{self.port}/0"
 
     def command(self) -> Sequence[str]:
         binary = find_binary("redis-server", [Path("/usr/bin"), Path("/usr/local/bin")])
+        tls: list[str] = []
+        if self.tls is not None:
+            tls = [
+                "--tls-port",
+                str(self.port),
+                "--tls-cert-file",
+                str(self.tls.cert),
+                "--tls-key-file",
+                str(self.tls.key),
+                "--tls-ca-cert-file",
+                str(self.tls.ca),
+                "--tls-auth-clients",
+                "yes",
+            ]
         return [
             binary,
+            *tls,
             "--port",
-            str(self.port),
+            "0" if self.tls is not None else str(self.port),
             "--bind",
             self.host,
             "--save",
@@ -242,7 +263,12 @@ class RedisServer(ManagedProcess):
         ]
 
     def ready(self) -> bool:
-        with socket.create_connection((self.host, self.port), timeout=0.5) as sock:
+        with socket.create_connection((self.host, self.port), timeout=0.5) as raw:
+            sock = raw
+            if self.tls is not None:
+                ctx = ssl.create_default_context(cafile=str(self.tls.ca))
+                ctx.load_cert_chain(str(self.tls.cert), str(self.tls.key))
+                sock = ctx.wrap_socket(raw, server_hostname=self.host)
             sock.sendall(b"PING\r\n")
             return sock.recv(16).startswith(b"+PONG")
 

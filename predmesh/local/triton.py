@@ -66,10 +66,14 @@ class TritonServer(ManagedProcess):
         extra_args: Sequence[str] = (),
         tls: Any = None,
         probe_tls: Any = None,
+        admin_key: str = "",
     ) -> None:
         """`tls`: TlsFiles of Triton's own certificate (gRPC mutual TLS, HTTP endpoint off);
-        `probe_tls`: the client certificate the readiness check presents."""
+        `probe_tls`: the client certificate the readiness check presents; `admin_key`: restrict model
+        control, config, shared memory, trace and logging RPCs to callers sending it
+        (--grpc-restricted-protocol, header `triton-grpc-protocol-admin-key`)."""
         super().__init__(workdir, env)
+        self.admin_key = admin_key
         self.tls = tls
         self.probe_tls = probe_tls
         self.host = "127.0.0.1"
@@ -127,6 +131,10 @@ class TritonServer(ManagedProcess):
                 f"--grpc-root-cert={self.tls.ca}",
                 "--allow-http=false",  # the HTTP endpoint would bypass mutual TLS (model control included)
             ]
+        if self.admin_key:
+            from services.inference.backends.kserve_grpc import triton_restricted_flag
+
+            cmd.append(triton_restricted_flag(self.admin_key))
         return cmd + self.extra_args
 
     def environment(self) -> dict[str, str]:

@@ -159,9 +159,10 @@ class ControlPlaneApp(ServiceApp[ControlPlaneSettings]):
         s = self.settings
         if s.config_path is not None and s.config_poll_s > 0:
             self._spawn(self._watch_config_file(s.config_path))
-        # ADS stays plaintext for now (Envoy's bootstrap has no client certificate); the admin API
-        # listens on its own port and, with the tls_* files, only operators may call it.
-        server = GrpcServer(s.model_copy(update={"server_tls": False}))
+        # With the tls_* files both ports serve mutual TLS: ADS only to Envoy's identity
+        # (`ads_allowed_clients`), the admin API on its own port only to operators.
+        ads_rules = {f"/{ADS_SERVICE}/*": list(s.ads_allowed_clients)}
+        server = GrpcServer(s.model_copy(update={"allowed_clients": ads_rules}))
         server.add_servicer(ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server, self.ads, ADS_SERVICE)
         admin_rules = {f"/{ADMIN_SERVICE}/*": list(s.admin_allowed_clients)}
         admin = GrpcServer(

@@ -30,6 +30,11 @@ class ControlPlaneSettings(ServerSettings):
         default_factory=lambda: ["operator"],
         description="With mTLS (tls_* files): certificate identities allowed to call the admin API.",
     )
+    ads_allowed_clients: list[str] = Field(
+        default_factory=lambda: ["envoy"],
+        description="With mTLS (tls_* files): certificate identities allowed to open the ADS config stream "
+        "(the edge Envoys' client certificate).",
+    )
     grace_s: float = Field(1.0, description="Seconds open ADS streams get on shutdown (seconds).")
     node_cluster: str = Field(
         "predmesh-edge",

@@ -53,6 +53,7 @@ class FeaturesApp(ServiceApp[FeaturesSettings]):
             timeout_s=settings.redis_timeout_ms / 1000.0,
             max_connections=settings.redis_max_connections,
             retries=settings.redis_retries,
+            tls=settings.redis_tls,
         )
         stack.push_async_callback(store.close)
         try:

@@ -7,10 +7,11 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from predmesh.common.redistls import RedisTlsSettings
 from predmesh.common.settings import ServerSettings
 
 
-class FeaturesSettings(ServerSettings):
+class FeaturesSettings(ServerSettings, RedisTlsSettings):
     """Features service settings; every field can be set as PREDMESH_FEATURES_<FIELD>."""
 
     model_config = SettingsConfigDict(env_prefix="PREDMESH_FEATURES_")
@@ -19,7 +20,11 @@ class FeaturesSettings(ServerSettings):
         description="mTLS: who may call which method (see ServerSettings); only the gateway reads features.",
     )
 
-    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL holding the feature hashes.")
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        description="Redis URL holding the feature hashes; rediss:// = TLS (see redis_tls_*). A password in the "
+        "URL is redacted from every log line.",
+    )
     registry_path: Path = Field(
         description="Feature registry YAML file (required: a pod without one must not serve some default registry; "
         "the local mesh passes predmesh/demo/features.yaml).",
@@ -37,6 +42,7 @@ class FeaturesSettings(ServerSettings):
         " about (retries + 1) * redis_timeout_ms.",
     )
     redis_max_connections: int = Field(64, gt=0, description="Size of the Redis connection pool (connections).")
+
     cache_ttl_ms: float = Field(
         200.0,
         ge=0,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from predmesh.common.settings import ServerSettings
@@ -24,6 +24,12 @@ class InferenceSettings(ServerSettings):
     )
     triton_tls: bool = Field(
         False, description="Call Triton over mutual TLS with this service's certificate (--grpc-use-ssl-mutual)."
+    )
+    triton_admin_key: SecretStr = Field(
+        SecretStr(""),
+        description="Value of the `triton-grpc-protocol-admin-key` header Triton requires on its restricted protocols "
+        "(--grpc-restricted-protocol: model repository/config, shared memory, trace, logging); sent on the "
+        "orchestrator's model-control calls. Empty = no header (Triton without restrictions).",
     )
 
     model_repository: Path = Field(

@@ -23,6 +23,7 @@ from predmesh.common.app import ServiceApp, run_app
 from predmesh.common.grpcserver import GrpcServer
 from predmesh.common.kafka import consumer_config
 from predmesh.common.redact import redact_url
+from predmesh.common.redistls import ssl_options
 from services.features.core.registry import Registry, load_registry
 from services.ingest.core.gates import QualityGates
 from services.ingest.core.writer import RedisWriter
@@ -71,7 +72,12 @@ class IngestApp(ServiceApp[IngestSettings]):
         if registry is None:
             registry = await asyncio.to_thread(load_registry, settings.registry_path)
         timeout_s = settings.redis_timeout_ms / 1000.0
-        client = redis.Redis.from_url(settings.redis_url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+        client = redis.Redis.from_url(
+            settings.redis_url,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            **ssl_options(settings.redis_url, settings.redis_tls),
+        )
         stack.push_async_callback(asyncio.to_thread, client.close)
         loop = IngestLoop(
             ingest_consumer_config(settings),

@@ -7,10 +7,11 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from predmesh.common.redistls import RedisTlsSettings
 from predmesh.common.settings import ServerSettings
 
 
-class IngestSettings(ServerSettings):
+class IngestSettings(ServerSettings, RedisTlsSettings):
     """Streaming ingestion: every field can be set as PREDMESH_INGEST_<FIELD>.
 
     The gRPC port serves only gRPC health; the numbers are on `/metrics` (`metrics_port`).
@@ -33,7 +34,9 @@ class IngestSettings(ServerSettings):
     producer_extra: dict[str, str] = Field(
         default_factory=dict, description="Extra librdkafka properties of the dead-letter producer (SASL/TLS...)."
     )
-    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL holding the feature hashes.")
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0", description="Redis URL holding the feature hashes; rediss:// = TLS (redis_tls_*)."
+    )
     redis_timeout_ms: float = Field(
         2000.0, gt=0, description="Timeout of connecting to Redis and of each batch write (milliseconds)."
     )

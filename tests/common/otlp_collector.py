@@ -71,10 +71,14 @@ class OtlpCollector(trace_service_pb2_grpc.TraceServiceServicer):
         with self._lock:
             return list(self._spans)
 
-    def start(self) -> int:
+    def start(self, credentials: grpc.ServerCredentials | None = None) -> int:
+        """Serve on a free loopback port (TLS with `credentials`); returns the port."""
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(self, self._server)
-        self.port = self._server.add_insecure_port("127.0.0.1:0")
+        if credentials is None:
+            self.port = self._server.add_insecure_port("127.0.0.1:0")
+        else:
+            self.port = self._server.add_secure_port("127.0.0.1:0", credentials)
         self._server.start()
         return self.port
 

@@ -52,7 +52,12 @@ async def test_empty_file_at_start_goes_to_load(tmp_path: Path) -> None:
     path = tmp_path / "f"
     path.write_text("")
     seen: list[list[bytes]] = []
-    watcher = FileWatcher([path], lambda c: seen.append(c) or 0, lambda _: None, interval_s=0)
+
+    def record(contents: list[bytes]) -> int:
+        seen.append(contents)
+        return 0
+
+    watcher = FileWatcher([path], record, lambda _: None, interval_s=0)
     await watcher.start()
     assert seen == [[b""]]
 

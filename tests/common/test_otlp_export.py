@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import importlib.metadata
+from pathlib import Path
 
+import grpc
+import pytest
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+from predmesh.common.settings import ServerSettings
+from predmesh.common.telemetry import otlp_exporter
+from predmesh.local.pki import LocalCA
 from tests.common.otlp_collector import OtlpCollector
 
 
@@ -41,3 +47,46 @@ def test_spans_reach_an_otlp_grpc_collector() -> None:
     finally:
         provider.shutdown()
         collector.stop()
+
+
+def _export_one(settings: ServerSettings) -> None:
+    provider = TracerProvider(resource=Resource.create({"service.name": "otlp-tls-check"}))
+    provider.add_span_processor(BatchSpanProcessor(otlp_exporter(settings)))
+    try:
+        with provider.get_tracer("test").start_as_current_span("over-tls"):
+            pass
+        provider.force_flush(10_000)
+    finally:
+        provider.shutdown()
+
+
+@pytest.mark.parametrize("mutual", [False, True])
+def test_spans_reach_a_tls_collector_with_the_configured_ca(tmp_path: Path, mutual: bool) -> None:
+    ca = LocalCA(tmp_path / "pki")
+    server = ca.issue("collector", ["collector", "localhost", "127.0.0.1"])
+    client = ca.issue("gateway", ["gateway"])
+    collector = OtlpCollector()
+    port = collector.start(
+        grpc.ssl_server_credentials(
+            [(server.key.read_bytes(), server.cert.read_bytes())],
+            root_certificates=ca.cert_path.read_bytes() if mutual else None,
+            require_client_auth=mutual,
+        )
+    )
+    try:
+        endpoint = f"127.0.0.1:{port}"
+        settings = ServerSettings(
+            otlp_endpoint=endpoint,
+            otlp_tls_ca_path=ca.cert_path,
+            otlp_tls_cert_path=client.cert if mutual else None,
+            otlp_tls_key_path=client.key if mutual else None,
+        )
+        _export_one(settings)
+        assert [s.name for s in collector.spans()] == ["over-tls"]
+    finally:
+        collector.stop()
+
+
+def test_otlp_client_certificate_needs_a_ca(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="otlp_tls_ca_path"):
+        otlp_exporter(ServerSettings(otlp_endpoint="127.0.0.1:1", otlp_tls_cert_path=tmp_path / "c.crt"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -10,7 +11,7 @@ import yaml
 from predmesh.common.rollout import RolloutError, parse_rollout, rewrite_routing, rollouts
 from services.gateway.core.routing import RoutingError, parse_routing
 
-ROUTE = {
+ROUTE: dict[str, Any] = {
     "versions": [{"version": "1", "weight": 90}, {"version": "2", "weight": 10}],
     "rollout": {"canary": "2", "steps": [10, 50, 100], "min_duration_s": 1, "min_requests": 5},
 }

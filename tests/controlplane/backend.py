@@ -12,6 +12,7 @@ from typing import Any
 
 from predmesh.common.grpcserver import GrpcServer
 from predmesh.common.settings import ServerSettings
+from predmesh.common.tls import TlsFiles
 from predmesh.v1 import prediction_pb2, prediction_pb2_grpc
 from services.controlplane.core.config import Endpoint
 
@@ -48,10 +49,16 @@ class _Servicer(prediction_pb2_grpc.PredictionServiceServicer):
 class Backend:
     """One replica; `start()` binds a free loopback port, `stop()` closes it at once."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, tls: TlsFiles | None = None) -> None:
+        """`tls`: serve mutual TLS with these files (any client certificate of their CA)."""
         self.name = name
         self.calls = 0
-        self._server = GrpcServer(ServerSettings(host="127.0.0.1", port=0, grace_s=0.0))
+        settings = ServerSettings(host="127.0.0.1", port=0, grace_s=0.0)
+        if tls is not None:
+            settings = settings.model_copy(
+                update={"tls_cert_path": tls.cert, "tls_key_path": tls.key, "tls_ca_path": tls.ca}
+            )
+        self._server = GrpcServer(settings)
         self._server.add_servicer(prediction_pb2_grpc.add_PredictionServiceServicer_to_server, _Servicer(self), SERVICE)
 
     async def start(self) -> Backend:

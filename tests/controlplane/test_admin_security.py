@@ -35,7 +35,8 @@ async def test_admin_is_not_on_the_ads_port_and_needs_an_operator_certificate(tm
     await app.start()
     try:
         assert app.admin_address != app.address
-        async with AdminClient(app.address) as on_ads_port:  # whoever reaches ADS cannot change the config
+        # Whoever reaches ADS (even with a mesh certificate) cannot change the config there.
+        async with AdminClient(app.address, tls=identity(ca, "operator")) as on_ads_port:
             with pytest.raises(grpc.aio.AioRpcError) as info:
                 await on_ads_port.patch_config({"rate_limit": {"max_tokens": 1}})
             assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED

@@ -165,6 +165,32 @@ def _get_features(channel: grpc.Channel) -> grpc.StatusCode:
     return grpc.StatusCode.OK
 
 
+def _open_ads(channel: grpc.Channel) -> grpc.StatusCode:
+    """Open an ADS stream as an edge node and read the first listener answer."""
+    from envoy.config.core.v3 import base_pb2
+    from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+
+    done = threading.Event()
+
+    def requests() -> Iterator[discovery_pb2.DiscoveryRequest]:
+        yield discovery_pb2.DiscoveryRequest(
+            node=base_pb2.Node(id="e2e-probe", cluster="predmesh-edge"),
+            type_url="type.googleapis.com/envoy.config.listener.v3.Listener",
+        )
+        done.wait(5)
+
+    try:
+        responses = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel).StreamAggregatedResources(
+            requests(), timeout=5
+        )
+        next(responses)
+    except grpc.RpcError as err:
+        return err.code()  # type: ignore[attr-defined, no-any-return]
+    finally:
+        done.set()
+    return grpc.StatusCode.OK
+
+
 def test_internal_rpcs_need_a_mesh_certificate_of_an_allowed_identity(mesh: LocalMesh, tmp_path: Path) -> None:
     assert mesh.features is not None and mesh.inference is not None and mesh.logger is not None
     with grpc.insecure_channel(mesh.features.address) as plain:  # no certificate at all
@@ -201,6 +227,15 @@ def test_internal_rpcs_need_a_mesh_certificate_of_an_allowed_identity(mesh: Loca
         with pytest.raises(grpc.RpcError):
             grpc_server_ready(triton, timeout=3)  # no client certificate
         assert grpc_server_ready(triton, timeout=3, tls=mesh.identity_files("operator"))
+
+    # Envoy's config stream (ADS) is mTLS too: only the envoy identity may open it.
+    assert mesh.controlplane is not None
+    with grpc.insecure_channel(mesh.controlplane.address) as plain:
+        assert _open_ads(plain) == grpc.StatusCode.UNAVAILABLE
+    with mesh.internal_channel(mesh.controlplane.address, identity="gateway") as wrong:
+        assert _open_ads(wrong) == grpc.StatusCode.PERMISSION_DENIED
+    with mesh.internal_channel(mesh.controlplane.address, identity="envoy") as envoy:
+        assert _open_ads(envoy) == grpc.StatusCode.OK
 
     with mesh.internal_channel(mesh.logger.address, identity="features") as wrong:
         logger_stub = events_pb2_grpc.LoggerServiceStub(wrong)

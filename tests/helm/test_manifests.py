@@ -172,8 +172,10 @@ def test_termination_grace_follows_service_grace(render: Render, value_set: str)
     pre_stop = 0 if value_set == "minimal" else 3
     for component in PYTHON_SERVICES:
         spec = pod_spec(docs, component)
-        grace = float(env_of(spec["containers"][0])[f"{PYTHON_SERVICES[component]}GRACE_S"])
-        assert spec["terminationGracePeriodSeconds"] == pre_stop + math.ceil(grace) + 5, component
+        env = env_of(spec["containers"][0])
+        grace = float(env[f"{PYTHON_SERVICES[component]}GRACE_S"])
+        drain = float(env.get(f"{PYTHON_SERVICES[component]}DRAIN_DELAY_S", 0))
+        assert spec["terminationGracePeriodSeconds"] == pre_stop + math.ceil(drain) + math.ceil(grace) + 5, component
         lifecycle = spec["containers"][0].get("lifecycle")
         if pre_stop:
             assert lifecycle == {"preStop": {"sleep": {"seconds": pre_stop}}}

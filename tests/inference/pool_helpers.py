@@ -55,9 +55,10 @@ class Sampler:
     samples: int = 0
     seen: set[str] = field(default_factory=set)
     last: set[str] = field(default_factory=set)
+    metadata: tuple[tuple[str, str], ...] = ()  # e.g. Triton's admin-key header (restricted protocols)
 
     async def once(self, stub: pb_grpc.GRPCInferenceServiceStub) -> set[str]:
-        reply = await stub.RepositoryIndex(pb.RepositoryIndexRequest(ready=True), timeout=5)
+        reply = await stub.RepositoryIndex(pb.RepositoryIndexRequest(ready=True), timeout=5, metadata=self.metadata)
         ready = {f"{m.name}:{m.version or '1'}" for m in reply.models if m.state == "READY"}
         self.max_models = max(self.max_models, len(ready))
         self.max_bytes = max(self.max_bytes, sum(self.sizes[r.split(":")[0]] for r in ready))

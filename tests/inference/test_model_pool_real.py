@@ -20,6 +20,7 @@ import pytest
 
 from predmesh.local.triton import OrtWorker, TritonServer
 from services.inference.app import InferenceApp
+from services.inference.backends.kserve_grpc import TRITON_ADMIN_HEADER
 from services.inference.backends.pool import PooledBackend
 from services.inference.triton.layout import write_triton_layout
 
@@ -28,6 +29,7 @@ from .remote_helpers import started_app
 
 NAMES = ["hot", *(f"seg{i}" for i in range(7))]
 MAX_MODELS = 3
+ADMIN_KEY = "pool-test-admin-key"
 
 
 async def score(app: InferenceApp, name: str, amount: float = 1.0) -> float:
@@ -121,7 +123,10 @@ async def test_pool_on_real_ort_worker(repo: tuple[Path, dict[str, int], Path], 
 def triton(repo: tuple[Path, dict[str, int], Path], tmp_path: Path) -> Iterator[TritonServer]:
     models = repo[0]
     write_triton_layout(models)
-    server = TritonServer(models, workdir=tmp_path / "triton", extra_args=["--model-control-mode=explicit"])
+    # Model control restricted to the orchestrator's admin key, as the local mesh and the chart run it.
+    server = TritonServer(
+        models, workdir=tmp_path / "triton", extra_args=["--model-control-mode=explicit"], admin_key=ADMIN_KEY
+    )
     server.start()
     try:
         yield server
@@ -131,7 +136,7 @@ def triton(repo: tuple[Path, dict[str, int], Path], tmp_path: Path) -> Iterator[
 
 async def test_pool_on_real_tritonserver(repo: tuple[Path, dict[str, int], Path], triton: TritonServer) -> None:
     models, sizes, routing = repo
-    sampler = Sampler(triton.grpc_address, sizes)
+    sampler = Sampler(triton.grpc_address, sizes, metadata=((TRITON_ADMIN_HEADER, ADMIN_KEY),))
     async with sampler.running(period_s=0.02):
         await asyncio.sleep(0.05)
         assert sampler.last == set()
@@ -140,6 +145,7 @@ async def test_pool_on_real_tritonserver(repo: tuple[Path, dict[str, int], Path]
             triton_target=triton.grpc_address,
             cpu_backend="triton",
             triton_model_control=True,
+            triton_admin_key=ADMIN_KEY,  # without it Triton refuses every load (restricted protocol)
             triton_config_name="cpu_local",
             backend_load_timeout_ms=60000,
             pool_load_timeout_ms=60000,

@@ -87,6 +87,12 @@ class Cluster(_Model):
         description="Call this cluster over mutual TLS: Envoy presents the SDS secret `upstream_cert_secret` "
         "and verifies the upstream against `upstream_ca_secret` (MeshConfig).",
     )
+    mtls_identity: str = Field(
+        "gateway",
+        min_length=1,
+        description="With mtls: the DNS SAN the upstream's certificate must carry (its mesh identity); another "
+        "mesh certificate at a cluster address is refused.",
+    )
 
 
 class WeightedTarget(_Model):

@@ -108,16 +108,24 @@ def _secret(name: str, cert: bytes, key: bytes) -> Any:
     return secret
 
 
-def _upstream_tls(config: MeshConfig) -> dict[str, Any]:
+def _upstream_tls(config: MeshConfig, identity: str) -> dict[str, Any]:
+    """Envoy's client side of mutual TLS to a cluster: its certificate and the mesh CA over SDS,
+    and only an upstream whose certificate carries the DNS SAN `identity`."""
     return {
         "name": "envoy.transport_sockets.tls",
         "typed_config": {
             "@type": _T + "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            "sni": identity,
             "common_tls_context": {
                 "tls_params": {"tls_minimum_protocol_version": "TLSv1_2"},
                 "alpn_protocols": ["h2"],
                 "tls_certificate_sds_secret_configs": [{"name": config.upstream_cert_secret, "sds_config": _ADS}],
-                "validation_context_sds_secret_config": {"name": config.upstream_ca_secret, "sds_config": _ADS},
+                "combined_validation_context": {
+                    "default_validation_context": {
+                        "match_typed_subject_alt_names": [{"san_type": "DNS", "matcher": {"exact": identity}}]
+                    },
+                    "validation_context_sds_secret_config": {"name": config.upstream_ca_secret, "sds_config": _ADS},
+                },
             },
         },
     }
@@ -334,7 +342,7 @@ def _cluster(name: str, cluster: Cluster, config: MeshConfig) -> Any:
         },
     }
     if cluster.mtls:
-        spec["transport_socket"] = _upstream_tls(config)
+        spec["transport_socket"] = _upstream_tls(config, cluster.mtls_identity)
     if cluster.health_check:
         hc = cluster.health_check
         spec["health_checks"] = [

@@ -36,6 +36,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from predmesh.common import telemetry
+from predmesh.common.redistls import RedisTls, ssl_options
 from services.features.errors import StoreUnavailable
 
 PIPELINE_SPAN = "redis.pipeline"
@@ -111,15 +112,25 @@ class RedisFeatureStore:
         self._client = client
 
     @classmethod
-    def from_url(cls, url: str, timeout_s: float, max_connections: int = 64, retries: int = 1) -> RedisFeatureStore:
+    def from_url(
+        cls,
+        url: str,
+        timeout_s: float,
+        max_connections: int = 64,
+        retries: int = 1,
+        tls: RedisTls | None = None,
+    ) -> RedisFeatureStore:
         """Build the pool; nothing connects until the first command.
 
         `timeout_s` bounds connecting, each socket read/write and the wait for a free
         pooled connection; `retries` re-sends after a connection error or timeout, so a
-        failing call takes at most about (retries + 1) * timeout_s.
+        failing call takes at most about (retries + 1) * timeout_s. A rediss:// URL connects
+        over TLS, verifying the server's certificate (and host name) against `tls.ca` (or the
+        system CAs) and presenting `tls.cert`/`tls.key` when the server asks for a client certificate.
         """
         pool = aioredis.BlockingConnectionPool.from_url(
             url,
+            **ssl_options(url, tls),
             max_connections=max_connections,
             timeout=timeout_s,
             socket_timeout=timeout_s,

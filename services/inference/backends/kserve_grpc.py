@@ -44,13 +44,17 @@ owner, eager versions on every target); calls for it go to those targets only.
 
 Ownership: one long-lived `tritonclient.grpc.aio.InferenceServerClient` (one grpc.aio
 channel) per target, opened on the first `load` (on the running loop) and closed by
-`close()`. Every call carries a deadline: the request's when it has one, else
-`timeout_s`. Threading: one event loop; nothing blocks it.
+`close()`. With mutual TLS (`tls`), the certificate files are re-read every `tls_poll_s`
+(FileWatcher); new content replaces every target's client (new calls use it at once, the old
+one closes after `load_timeout_s`), so a rotated certificate or CA needs no restart. Every
+call carries a deadline: the request's when it has one, else `timeout_s`. Threading: one
+event loop; nothing blocks it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
@@ -66,11 +70,28 @@ from tritonclient.utils import InferenceServerException
 from predmesh.common import telemetry
 from predmesh.common.deadline import Deadline
 from predmesh.common.errors import DeadlineExceeded, PredmeshError, ResourceExhausted, Unavailable
+from predmesh.common.filewatch import FileWatcher
 from predmesh.common.tls import TlsFiles
+from predmesh.common.tlschannel import Credentials, check_credentials
 from services.inference.core.registry import ModelVersion, VersionKey
 from services.inference.errors import ModelExecutionError, ModelLoadError, ModelNotReady
 
 log = logging.getLogger(__name__)
+
+# Triton's restricted gRPC protocols (--grpc-restricted-protocol): model control, config, shared
+# memory, tracing and logging need this header with the admin key; health, metadata, inference and
+# statistics stay open to any mesh certificate (mutual TLS). Only the orchestrator holds the key.
+# The flag names a key ("admin-key"); gRPC clients send it as the header "triton-grpc-protocol-<key>".
+TRITON_ADMIN_KEY_NAME = "admin-key"
+TRITON_ADMIN_HEADER = f"triton-grpc-protocol-{TRITON_ADMIN_KEY_NAME}"
+TRITON_RESTRICTED_PROTOCOLS = ("model-repository", "model-config", "shared-memory", "trace", "logging")
+
+
+def triton_restricted_flag(admin_key: str) -> str:
+    """The tritonserver flag restricting TRITON_RESTRICTED_PROTOCOLS to callers sending the admin key."""
+    protocols = ",".join(TRITON_RESTRICTED_PROTOCOLS)
+    return f"--grpc-restricted-protocol={protocols}:{TRITON_ADMIN_KEY_NAME}={admin_key}"
+
 
 Balance = Literal["least_outstanding", "round_robin"]
 
@@ -115,6 +136,8 @@ class KServeGrpcBackend:
         model_config: Callable[[str], dict[str, Any]] | None = None,
         owners: Callable[[str, str], Sequence[str]] | None = None,
         tls: TlsFiles | None = None,
+        admin_key: str = "",
+        tls_poll_s: float = 5.0,
     ) -> None:
         if not targets:
             raise ValueError("KServeGrpcBackend needs at least one target")
@@ -128,6 +151,13 @@ class KServeGrpcBackend:
         self._model_config = model_config or (lambda name: {})
         self._owners = owners  # version control: which targets host (model, version); None = all
         self._tls = tls
+        self._tls_poll_s = tls_poll_s
+        self._creds: Credentials | None = None  # the PEM triple the current clients were built with
+        self._watcher: FileWatcher[Credentials] | None = None
+        self._watch_start: asyncio.Task[None] | None = None
+        self._retired: dict[InferenceServerClient, asyncio.Task[None]] = {}
+        # Sent on model-control calls when the server restricts them (Triton's restricted protocols).
+        self._admin_headers = {TRITON_ADMIN_HEADER: admin_key} if admin_key else None
         self._targets: list[_Target] = []
         self._rr = itertools.count()
         self._loaded: set[VersionKey] = set()
@@ -139,7 +169,54 @@ class KServeGrpcBackend:
         if self._closed:
             raise RuntimeError(f"{self.name} backend is closed")
         if not self._targets:
+            if self._tls is not None:
+                self._creds = check_credentials(list(self._tls.read()))
             self._targets = [_Target(addr, self._client(addr)) for addr in self.addresses]
+            if self._tls is not None:
+                self._watch_certificates(self._tls)
+
+    def _watch_certificates(self, tls: TlsFiles) -> None:
+        """Re-read the client certificate files; new content -> new clients (rotation without restart)."""
+        self._watcher = FileWatcher(
+            [tls.cert, tls.key, tls.ca],
+            check_credentials,
+            self._renew_clients,
+            self._tls_poll_s,
+            name=f"{self.name} client certificate {tls.cert}",
+        )
+        self._watch_start = asyncio.get_running_loop().create_task(self._start_watching(self._watcher))
+
+    async def _start_watching(self, watcher: FileWatcher[Credentials]) -> None:
+        try:
+            await watcher.start()
+        except Exception:  # unreadable now: keep the clients opened with the current files
+            log.exception("%s: cannot watch its client certificate; it will not be re-read", self.name)
+
+    def _renew_clients(self, creds: Credentials) -> None:
+        if creds == self._creds or self._closed:
+            return
+        self._creds = creds
+        for target in self._targets:
+            old, target.client = target.client, self._client(target.address)
+            task = asyncio.get_running_loop().create_task(self._close_later(old))
+            self._retired[old] = task
+        log.info("%s: client certificate changed; new calls use the new one", self.name)
+
+    async def _close_later(self, client: InferenceServerClient) -> None:
+        """Calls already on a replaced client get `load_timeout_s` to finish before it closes."""
+        try:
+            await asyncio.sleep(self._load_timeout_s)
+            await client.close()
+        finally:
+            self._retired.pop(client, None)
+
+    async def check_certificates(self) -> bool:
+        """Re-read the certificate files now; True when the clients were replaced."""
+        if self._watcher is None:
+            return False
+        before = self._creds
+        await self._watcher.check_now()
+        return self._creds != before
 
     def _client(self, addr: str) -> InferenceServerClient:
         if self._tls is None:
@@ -256,9 +333,13 @@ class KServeGrpcBackend:
         for target in self._targets if targets is None else targets:
             try:
                 if load:
-                    await target.client.load_model(name, config=config, client_timeout=self._load_timeout_s)
+                    await target.client.load_model(
+                        name, config=config, headers=self._admin_headers, client_timeout=self._load_timeout_s
+                    )
                 else:
-                    await target.client.unload_model(name, client_timeout=self._load_timeout_s)
+                    await target.client.unload_model(
+                        name, headers=self._admin_headers, client_timeout=self._load_timeout_s
+                    )
                 log.info("%s: %s did %s model %s", self.name, target.address, action, name)
             except InferenceServerException as err:
                 log.warning("%s: %s could not %s model %s: %s", self.name, target.address, action, name, err.message())
@@ -278,6 +359,17 @@ class KServeGrpcBackend:
         if self._closed:
             return
         self._closed = True
+        if self._watch_start is not None:
+            self._watch_start.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch_start
+        if self._watcher is not None:
+            await self._watcher.stop()
+        for client, task in list(self._retired.items()):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await client.close()
         targets, self._targets = self._targets, []
         for target in targets:
             await target.client.close()

@@ -167,6 +167,7 @@ def _make_backend(
             if eager is not None and settings.worker_placement == "hash"
             else None,
             tls=client_tls(settings),
+            tls_poll_s=settings.tls_poll_s,
         )
         return BatchingBackend(workers, batcher_config(settings), metrics) if settings.batch_ort_workers else workers
     if kind == TRITON:
@@ -180,6 +181,8 @@ def _make_backend(
             version_control=version_control,
             model_config=partial(read_model_config, settings.model_repository, config_name=settings.triton_config_name),
             tls=client_tls(settings) if settings.triton_tls else None,
+            admin_key=settings.triton_admin_key.get_secret_value(),
+            tls_poll_s=settings.tls_poll_s,
         )
         return triton if settings.triton_batches else BatchingBackend(triton, batcher_config(settings), metrics)
     raise ValueError(f"unknown backend kind {kind!r}")

@@ -11,9 +11,9 @@ env, probes, scheduling, pod metadata, the pod spec and its Deployment.
 {{- toYaml (mergeOverwrite (deepCopy .root.Values.securityContext) (deepCopy (.values.securityContext | default dict))) -}}
 {{- end -}}
 
-{{/* preStop sleep + ceil(grace seconds) + margin; dict(root, graceS). */}}
+{{/* preStop sleep + ceil(drain delay) + ceil(grace seconds) + margin; dict(root, graceS, drainDelayS). */}}
 {{- define "predmesh.terminationGrace" -}}
-{{- add (int .root.Values.preStopSleepSeconds) (int (ceil .graceS)) (int .root.Values.terminationMarginSeconds) -}}
+{{- add (int .root.Values.preStopSleepSeconds) (int (ceil (.drainDelayS | default 0))) (int (ceil .graceS)) (int .root.Values.terminationMarginSeconds) -}}
 {{- end -}}
 
 {{- define "predmesh.preStop" -}}
@@ -38,6 +38,10 @@ Observability comes from the chart-wide `metrics` and `tracing` values.
   value: {{ .values.graceS | toString | quote }}
 - name: {{ .prefix }}LOG_LEVEL
   value: {{ .values.logLevel | toString | quote }}
+{{- if .values.drainDelayS }}
+- name: {{ .prefix }}DRAIN_DELAY_S
+  value: {{ .values.drainDelayS | toString | quote }}
+{{- end }}
 {{- if not (kindIs "invalid" .values.maxConcurrentRpcs) }}
 - name: {{ .prefix }}MAX_CONCURRENT_RPCS
   value: {{ .values.maxConcurrentRpcs | toString | quote }}
@@ -156,7 +160,7 @@ strings), serviceAccountName, automountToken, initContainers (YAML list string).
 serviceAccountName: {{ .serviceAccountName | default (include "predmesh.serviceAccountName" $root) }}
 automountServiceAccountToken: {{ .automountToken | default false }}
 enableServiceLinks: false
-terminationGracePeriodSeconds: {{ include "predmesh.terminationGrace" (dict "root" $root "graceS" $v.graceS) }}
+terminationGracePeriodSeconds: {{ include "predmesh.terminationGrace" (dict "root" $root "graceS" $v.graceS "drainDelayS" $v.drainDelayS) }}
 securityContext:
   {{- include "predmesh.podSecurityContext" . | nindent 2 }}
 {{- with $root.Values.imagePullSecrets }}
@@ -188,6 +192,9 @@ containers:
       - name: PYTHONDONTWRITEBYTECODE
         value: "1"
       {{- include "predmesh.commonEnv" . | trim | nindent 6 }}
+      {{- with include "predmesh.clientTlsEnv" . | trim }}
+      {{- . | nindent 6 }}
+      {{- end }}
       {{- with .env | default "" | trim }}
       {{- . | nindent 6 }}
       {{- end }}
@@ -214,6 +221,9 @@ containers:
         mountPath: /etc/predmesh/tls
         readOnly: true
       {{- end }}
+      {{- with include "predmesh.clientTlsMounts" . | trim }}
+      {{- . | nindent 6 }}
+      {{- end }}
       {{- with .volumeMounts | default "" | trim }}
       {{- . | nindent 6 }}
       {{- end }}
@@ -226,6 +236,9 @@ volumes:
     secret:
       secretName: {{ include "predmesh.componentName" . }}-tls
       defaultMode: 0400
+  {{- end }}
+  {{- with include "predmesh.clientTlsVolumes" . | trim }}
+  {{- . | nindent 2 }}
   {{- end }}
   {{- with .volumes | default "" | trim }}
   {{- . | nindent 2 }}

@@ -1,0 +1,75 @@
+{{/*
+TLS of the Python services as clients of external systems, from Secrets (docs/SECURITY.md):
+- every service: the OTLP collector's CA (tracing.tls.caSecret) -> <PREFIX>OTLP_TLS_CA_PATH;
+- features and ingest: Redis TLS (redis.tls.secretName: ca.crt, and tls.crt/tls.key with
+  redis.tls.clientCertificate) for a rediss:// URL -> <PREFIX>REDIS_TLS_*;
+- logger and monitor: librdkafka properties for SASL_SSL (kafka.clientConfigSecret, a JSON object
+  with sasl.username/sasl.password...) -> <PREFIX>KAFKA_EXTRA, and the brokers' CA
+  (kafka.caSecret) mounted at /etc/predmesh/kafka-tls/ca.crt (set "ssl.ca.location" to it).
+Each define takes the pod spec's dict (root, component, prefix).
+*/}}
+{{- define "predmesh.clientTlsEnv" -}}
+{{- $v := .root.Values }}
+{{- if $v.tracing.tls.caSecret }}
+- name: {{ .prefix }}OTLP_TLS_CA_PATH
+  value: /etc/predmesh/otlp-tls/ca.crt
+{{- end }}
+{{- if and (has .component (list "features" "ingest")) $v.redis.tls.secretName }}
+- name: {{ .prefix }}REDIS_TLS_CA_PATH
+  value: /etc/predmesh/redis-tls/ca.crt
+{{- if $v.redis.tls.clientCertificate }}
+- name: {{ .prefix }}REDIS_TLS_CERT_PATH
+  value: /etc/predmesh/redis-tls/tls.crt
+- name: {{ .prefix }}REDIS_TLS_KEY_PATH
+  value: /etc/predmesh/redis-tls/tls.key
+{{- end }}
+{{- end }}
+{{- if and (has .component (list "logger" "monitor")) $v.kafka.clientConfigSecret.name }}
+- name: {{ .prefix }}KAFKA_EXTRA
+  valueFrom:
+    secretKeyRef:
+      name: {{ $v.kafka.clientConfigSecret.name }}
+      key: {{ $v.kafka.clientConfigSecret.key }}
+{{- end }}
+{{- end -}}
+
+{{- define "predmesh.clientTlsMounts" -}}
+{{- $v := .root.Values }}
+{{- if $v.tracing.tls.caSecret }}
+- name: otlp-tls
+  mountPath: /etc/predmesh/otlp-tls
+  readOnly: true
+{{- end }}
+{{- if and (has .component (list "features" "ingest")) $v.redis.tls.secretName }}
+- name: redis-tls
+  mountPath: /etc/predmesh/redis-tls
+  readOnly: true
+{{- end }}
+{{- if and (has .component (list "logger" "monitor")) $v.kafka.caSecret }}
+- name: kafka-tls
+  mountPath: /etc/predmesh/kafka-tls
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{- define "predmesh.clientTlsVolumes" -}}
+{{- $v := .root.Values }}
+{{- if $v.tracing.tls.caSecret }}
+- name: otlp-tls
+  secret:
+    secretName: {{ $v.tracing.tls.caSecret }}
+    defaultMode: 0440
+{{- end }}
+{{- if and (has .component (list "features" "ingest")) $v.redis.tls.secretName }}
+- name: redis-tls
+  secret:
+    secretName: {{ $v.redis.tls.secretName }}
+    defaultMode: 0440
+{{- end }}
+{{- if and (has .component (list "logger" "monitor")) $v.kafka.caSecret }}
+- name: kafka-tls
+  secret:
+    secretName: {{ $v.kafka.caSecret }}
+    defaultMode: 0440
+{{- end }}
+{{- end -}}
