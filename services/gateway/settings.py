@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -170,10 +172,11 @@ class GatewaySettings(ServerSettings):
         "for feature drift monitoring (services/monitor).",
     )
     logger_buffer: int = Field(10000, description="Prediction records buffered for the logger before drops.")
-    api_keys: dict[str, list[str]] = Field(
+    api_keys: dict[str, list[str] | dict[str, Any]] = Field(
         default_factory=dict,
         description=(
-            "API key (or 'sha256:<hex digest>') -> models it may call ('*' = all); merged with `api_keys_path`. "
+            "API key (or 'sha256:<hex digest>') -> models it may call ('*' = all), or -> {models, rate_per_s, "
+            "burst, callback_hosts, priority, name} (`api_keys_path` format); merged with `api_keys_path`. "
             'As env: PREDMESH_GATEWAY_API_KEYS=\'{"key1": ["fraud"], "admin": ["*"]}\'. '
             "With no keys at all the gateway refuses to start unless `allow_anonymous`."
         ),

@@ -32,6 +32,10 @@ return ids
 """
 
 
+def _ms(seconds: float) -> int:
+    return max(int(seconds * 1000), 1)
+
+
 class RedisResultStore:
     def __init__(self, url: str, timeout_s: float = 1.0) -> None:
         self._redis = aioredis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
@@ -56,7 +60,7 @@ class RedisResultStore:
             pipe = self._redis.pipeline(transaction=True)
             pipe.hsetnx(key, "state", State.PENDING.value)
             pipe.hsetnx(key, "owner", job.owner)
-            pipe.expire(key, int(ttl_s), nx=True)
+            pipe.pexpire(key, _ms(ttl_s), nx=True)
             pipe.zadd(self._pending, {job.item.request_id: job.accepted_ms}, nx=True)
             return await pipe.execute()
 
@@ -81,11 +85,11 @@ class RedisResultStore:
         async def op() -> Any:
             pipe = self._redis.pipeline(transaction=True)
             pipe.hset(key, mapping={"state": result.state.value, "owner": job.owner, "result": encode_result(result)})
-            pipe.expire(key, int(ttl_s))
+            pipe.pexpire(key, _ms(ttl_s))
             if job.target is not None:
                 cb = PREFIX + "cb:" + request_id
                 pipe.hset(cb, mapping={"target": target_to_text(job.target), "attempts": 0, "first_ms": first_due_ms})
-                pipe.expire(cb, int(ttl_s))
+                pipe.pexpire(cb, _ms(ttl_s))
                 pipe.zadd(self._due, {request_id: first_due_ms}, nx=True)
                 pipe.zadd(self._pending, {request_id: job.accepted_ms or first_due_ms}, nx=True)
             else:
