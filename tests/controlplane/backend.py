@@ -47,7 +47,6 @@ class _Servicer(prediction_pb2_grpc.PredictionServiceServicer):
             ],
         )
 
-
     async def GetPrediction(self, request: Any, context: Any) -> Any:
         self._replica.calls += 1
         if request.request_id == "missing":

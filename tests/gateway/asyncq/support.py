@@ -120,7 +120,8 @@ def read_topic(bootstrap: str, topic: str, count: int, timeout_s: float = 20.0) 
             msg = consumer.poll(0.2)
             if msg is None or msg.error():
                 continue
-            headers = {k: v for k, v in msg.headers() or []}
+            raw = msg.headers() or []
+            headers = dict(raw.items() if isinstance(raw, dict) else raw)
             out.append((msg.key() or b"", msg.value() or b"", headers))
     finally:
         consumer.close()

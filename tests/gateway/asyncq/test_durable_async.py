@@ -173,43 +173,46 @@ async def test_callback_target_down_past_the_horizon_is_dead_lettered(
 async def test_gateway_killed_mid_flight_the_request_is_still_answered(
     fields: dict[str, Any], upstreams: HoldingUpstreams
 ) -> None:
-    port = free_port()
-    env = {**os.environ, **environment({**fields, "port": port}), "PYTHONPATH": ROOT}
-    upstreams.hold.clear()  # inference hangs: the first gateway dies while scoring
-    first = subprocess.Popen(
-        [sys.executable, "-m", "services.gateway.app"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    second: GatewayApp | None = None
-    try:
-        await serving(f"127.0.0.1:{port}")
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            stub = prediction_pb2_grpc.PredictionServiceStub(channel)
-            accepted = await stub.PredictAsync(
-                prediction_pb2.PredictAsyncRequest(request=request("kill-1"), callback_target=upstreams.address),
-                metadata=AUTH,
-                timeout=10,
-            )
-            assert (await poll(stub, "kill-1")).state == jobs_pb2.PREDICTION_STATE_PENDING
-        await asyncio.wait_for(upstreams.infer_started.wait(), 20)  # scoring in flight in the first gateway
-        first.send_signal(signal.SIGKILL)
-        first.wait(10)
-        upstreams.hold.set()
-        assert upstreams.deliveries == []
-        second = await open_gateway(fields)  # same group: takes the uncommitted request over
-        await asyncio.wait_for(upstreams.delivered.wait(), 40)
-        assert [d.request_id for d in upstreams.deliveries] == [accepted.request_id]
-        assert upstreams.deliveries[0].response.prediction.score == pytest.approx(0.42)
-        async with grpc.aio.insecure_channel(second.address) as channel:
-            polled = await poll(prediction_pb2_grpc.PredictionServiceStub(channel), "kill-1")
-        assert polled.state == jobs_pb2.PREDICTION_STATE_DONE
-        assert polled.response.prediction.score == pytest.approx(0.42)
-    finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait(10)
-        if second is not None:
-            await second.stop()
+    async with asyncio.timeout(120):  # a hang fails with the await it hung in
+        port = free_port()
+        env = {**os.environ, **environment({**fields, "port": port}), "PYTHONPATH": ROOT}
+        upstreams.hold.clear()  # inference hangs: the first gateway dies while scoring
+        first = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "services.gateway.app",
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        second: GatewayApp | None = None
+        try:
+            await serving(f"127.0.0.1:{port}")
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                stub = prediction_pb2_grpc.PredictionServiceStub(channel)
+                accepted = await stub.PredictAsync(
+                    prediction_pb2.PredictAsyncRequest(request=request("kill-1"), callback_target=upstreams.address),
+                    metadata=AUTH,
+                    timeout=10,
+                )
+                assert (await poll(stub, "kill-1")).state == jobs_pb2.PREDICTION_STATE_PENDING
+            await asyncio.wait_for(upstreams.infer_started.wait(), 20)  # scoring in flight in the first gateway
+            first.send_signal(signal.SIGKILL)  # kill -9 while it is scoring the accepted request
+            await asyncio.wait_for(first.wait(), 10)
+            upstreams.hold.set()
+            assert upstreams.deliveries == []
+            second = await open_gateway(fields)  # same group: takes the uncommitted request over
+            await asyncio.wait_for(upstreams.delivered.wait(), 40)
+            assert [d.request_id for d in upstreams.deliveries] == [accepted.request_id]
+            assert upstreams.deliveries[0].response.prediction.score == pytest.approx(0.42)
+            async with grpc.aio.insecure_channel(second.address) as channel:
+                polled = await poll(prediction_pb2_grpc.PredictionServiceStub(channel), "kill-1")
+            assert polled.state == jobs_pb2.PREDICTION_STATE_DONE
+            assert polled.response.prediction.score == pytest.approx(0.42)
+        finally:
+            if first.returncode is None:
+                first.kill()
+                await asyncio.wait_for(first.wait(), 10)
+            if second is not None:
+                await second.stop()

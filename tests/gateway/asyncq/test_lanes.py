@@ -49,7 +49,10 @@ async def stub(upstreams: HoldingUpstreams) -> AsyncIterator[prediction_pb2_grpc
 
 def call(entity: str, priority: int = 0) -> prediction_pb2.PredictRequest:
     return prediction_pb2.PredictRequest(
-        model="fraud", entity_id=entity, context={"amount": scalar_to_value(100.0)}, priority=priority  # type: ignore[arg-type]
+        model="fraud",
+        entity_id=entity,
+        context={"amount": scalar_to_value(100.0)},
+        priority=priority,  # type: ignore[arg-type]
     )
 
 
