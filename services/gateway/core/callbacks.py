@@ -69,6 +69,7 @@ class CallbackSender:
         self._rand = rand
         self._clock_ms = clock_ms
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def backoff_s(self, attempt: int) -> float:
         """Pause after failed attempt number `attempt` (1-based), jittered within [cap/2, cap]."""
@@ -118,7 +119,7 @@ class CallbackSender:
         self._metrics.async_oldest_pending.set(max(age, 0.0))
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 if await self.run_once():
                     continue
@@ -132,7 +133,10 @@ class CallbackSender:
         self._task = asyncio.get_running_loop().create_task(self._loop())
 
     async def stop(self) -> None:
+        """End the loop. A cancellation swallowed by a client library (redis-py may turn one into
+        its own timeout error) cannot keep it alive: the loop also checks a stop flag each round."""
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await asyncio.wait({self._task}, timeout=self._limits.attempt_timeout_s + 5.0)
             self._task = None

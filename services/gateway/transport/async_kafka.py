@@ -144,6 +144,11 @@ class AsyncJobConsumer:
         self._consumer: Consumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._lock = threading.Lock()
+
+    def _locked(self, call: Callable[..., Any], *args: Any) -> Any:
+        with self._lock:  # a consume left running by a cancelled task finishes before close
+            return call(*args)
 
     async def start(self) -> None:
         self._consumer = Consumer(self._config)
@@ -154,7 +159,7 @@ class AsyncJobConsumer:
         consumer = self._consumer
         assert consumer is not None
         while not self._stopping:
-            messages = await asyncio.to_thread(consumer.consume, self._batch, self._poll_s)
+            messages = await asyncio.to_thread(self._locked, consumer.consume, self._batch, self._poll_s)
             records = [m for m in messages if m.error() is None]
             for m in messages:
                 error = m.error()
@@ -188,11 +193,10 @@ class AsyncJobConsumer:
         """Stop after the batch in progress (a cancelled batch is simply not committed), leave the group."""
         self._stopping = True
         if self._task is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(self._task), self._poll_s + 5.0)
-            except (TimeoutError, Exception):
+            _, pending = await asyncio.wait({self._task}, timeout=self._poll_s + 5.0)
+            if pending:  # a batch still in progress: cancelled, not committed (redelivered later)
                 self._task.cancel()
-                await asyncio.gather(self._task, return_exceptions=True)
+                await asyncio.wait({self._task}, timeout=5.0)
         if self._consumer is not None:
-            await asyncio.to_thread(self._consumer.close)
+            await asyncio.to_thread(self._locked, self._consumer.close)  # never during a consume
             self._consumer = None
