@@ -40,7 +40,8 @@ def context_from_pb(context: Mapping[str, common_pb2.Value]) -> dict[str, Scalar
     return out
 
 
-def predict_input(req: prediction_pb2.PredictRequest) -> PredictInput:
+def predict_input(req: prediction_pb2.PredictRequest, priority: int = 0) -> PredictInput:
+    """The domain input; `priority` is the resolved class (0: the request's own field)."""
     return PredictInput(
         request_id=req.request_id,
         model=req.model,
@@ -48,10 +49,13 @@ def predict_input(req: prediction_pb2.PredictRequest) -> PredictInput:
         entity_id=req.entity_id,
         context=context_from_pb(req.context),
         entities=dict(req.entities),
+        priority=priority or req.priority,
     )
 
 
-def batch_inputs(req: prediction_pb2.PredictBatchRequest, max_items: int | None = None) -> list[PredictInput]:
+def batch_inputs(
+    req: prediction_pb2.PredictBatchRequest, max_items: int | None = None, priority: int = 0
+) -> list[PredictInput]:
     """The batch's items; more than `max_items` is refused before any item is converted."""
     if max_items is not None and len(req.items) > max_items:
         raise InvalidArgument(f"PredictBatch takes at most {max_items} items, got {len(req.items)}")
@@ -63,6 +67,7 @@ def batch_inputs(req: prediction_pb2.PredictBatchRequest, max_items: int | None 
             entity_id=item.entity_id,
             context=context_from_pb(item.context),
             entities=dict(item.entities),
+            priority=priority,
         )
         for item in req.items
     ]

@@ -62,20 +62,22 @@ class PredictionServicer(prediction_pb2_grpc.PredictionServiceServicer):
         self, request: prediction_pb2.PredictRequest, context: grpc.aio.ServicerContext
     ) -> prediction_pb2.PredictResponse:
         grant = self._auth.check(api_key(context), request.model)
-        with self._admission.admit(resolve(request.priority, grant.priority)):
-            out = await self._predictor.predict(converters.predict_input(request), self._deadline(context))
+        priority = resolve(request.priority, grant.priority)
+        with self._admission.admit(priority):
+            out = await self._predictor.predict(converters.predict_input(request, priority), self._deadline(context))
         return converters.predict_response(out)
 
     async def PredictBatch(
         self, request: prediction_pb2.PredictBatchRequest, context: grpc.aio.ServicerContext
     ) -> prediction_pb2.PredictBatchResponse:
         grant = self._auth.check(api_key(context), request.model)
-        with self._admission.admit(resolve(request.priority, grant.priority)):
+        priority = resolve(request.priority, grant.priority)
+        with self._admission.admit(priority):
             outs = await self._predictor.predict_batch(
                 request.request_id,
                 request.model,
                 request.version,
-                converters.batch_inputs(request, self._max_batch_items),  # counted before any conversion
+                converters.batch_inputs(request, self._max_batch_items, priority),  # counted before any conversion
                 self._deadline(context),
             )
         return converters.batch_response(request.request_id, outs)
@@ -87,7 +89,7 @@ class PredictionServicer(prediction_pb2_grpc.PredictionServiceServicer):
             raise InvalidArgument("request is required")
         grant = self._auth.check(api_key(context), request.request.model)
         priority = resolve(request.request.priority, grant.priority, floor=Priority.ASYNC)
-        item = converters.predict_input(request.request)
+        item = converters.predict_input(request.request, priority)
         with self._admission.admit(priority):
             if self._durable is not None:
                 request_id = await self._durable.submit(

@@ -35,6 +35,7 @@ async def stub(upstreams: HoldingUpstreams) -> AsyncIterator[prediction_pb2_grpc
         grace_s=0.2,
         features_target=upstreams.address,
         inference_target=upstreams.address,
+        logger_target=upstreams.address,
         api_keys=KEYS,
         max_inflight=2,  # batch lane: 1 in flight, async: 1, real-time: 2
         coalesce_max_rows=1,
@@ -94,3 +95,25 @@ async def test_polling_without_the_durable_queue_is_a_failed_precondition(
             jobs_pb2.GetPredictionRequest(request_id="x"), metadata=(("x-api-key", "rt-key"),), timeout=5
         )
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def test_the_prediction_log_records_the_class_served(
+    stub: prediction_pb2_grpc.PredictionServiceStub, upstreams: HoldingUpstreams
+) -> None:
+    await stub.Predict(call("u1"), metadata=(("x-api-key", "bulk-key"),), timeout=5)  # key default: batch
+    await stub.Predict(call("u2"), metadata=(("x-api-key", "rt-key"),), timeout=5)
+    await stub.PredictBatch(
+        prediction_pb2.PredictBatchRequest(
+            model="fraud",
+            items=[prediction_pb2.BatchItem(entity_id="u3", context={"amount": scalar_to_value(1.0)})],
+            priority=jobs_pb2.PRIORITY_ASYNC,
+        ),
+        metadata=(("x-api-key", "rt-key"),),
+        timeout=5,
+    )
+    for _ in range(100):
+        if len(upstreams.events) >= 3:
+            break
+        await asyncio.sleep(0.05)
+    by_entity = {e.entity_id: e.priority for e in upstreams.events}
+    assert by_entity == {"u1": jobs_pb2.PRIORITY_BATCH, "u2": jobs_pb2.PRIORITY_REALTIME, "u3": jobs_pb2.PRIORITY_ASYNC}
