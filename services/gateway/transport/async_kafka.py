@@ -31,6 +31,17 @@ log = logging.getLogger(__name__)
 _rdkafka_log = logging.getLogger("services.gateway.rdkafka")
 
 
+_REBUILD_CODES = frozenset(
+    {
+        KafkaError._MSG_TIMED_OUT,
+        KafkaError._TIMED_OUT,
+        KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER,
+        KafkaError.UNKNOWN_PRODUCER_ID,
+        KafkaError.INVALID_PRODUCER_EPOCH,
+    }
+)
+
+
 def _headers(message: Message) -> Headers:
     raw = message.headers() or []
     pairs = raw.items() if isinstance(raw, dict) else raw
@@ -56,8 +67,19 @@ class KafkaAsyncLog:
         self._topics = (requests_topic, results_topic, dead_letter_topic)
         self._timeout_s = timeout_s
         self._producer: Producer | None = None
+        self._suspect = False  # set by a delivery error that leaves the producer unusable
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+
+    async def _rebuild(self) -> None:
+        """A new producer after a fatal/timed-out delivery (tansu forgets producer ids on restart, so an
+        idempotent producer never recovers by itself); the old one's records are purged (their callers
+        got or get Unavailable and may retry: the request id keys make that safe)."""
+        old, self._producer, self._suspect = self._producer, Producer(self._config), False
+        log.warning("async queue producer rebuilt after a delivery failure")
+        if old is not None:
+            old.purge()
+            await asyncio.to_thread(old.flush, 0)
 
     async def start(self) -> None:
         self._producer = Producer(self._config)
@@ -65,8 +87,11 @@ class KafkaAsyncLog:
         self._thread.start()
 
     def _serve_reports(self) -> None:
-        while not self._stopping.is_set() and self._producer is not None:
-            self._producer.poll(0.05)
+        while not self._stopping.is_set():
+            producer = self._producer  # swapped by _rebuild
+            if producer is None:
+                return
+            producer.poll(0.05)
 
     async def stop(self, grace_s: float) -> None:
         self._stopping.set()
@@ -79,10 +104,16 @@ class KafkaAsyncLog:
     async def _produce(self, topic: str, key: str, value: bytes, headers: Headers) -> None:
         if self._producer is None:
             raise Unavailable("async queue not started")
+        if self._suspect:
+            await self._rebuild()
+        assert self._producer is not None
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
 
         def report(err: KafkaError | None, _msg: Message) -> None:  # on the report thread
+            if err is not None and (err.fatal() or err.code() in _REBUILD_CODES):
+                self._suspect = True
+
             def settle() -> None:
                 if done.done():
                     return

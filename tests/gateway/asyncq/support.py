@@ -38,8 +38,12 @@ class Names:
     def fresh(cls, bootstrap: str) -> Names:
         tag = uuid.uuid4().hex[:8]
         names = cls(f"async-requests-{tag}", f"async-results-{tag}", f"async-dead-letters-{tag}", f"gw-{tag}")
-        create_topics(bootstrap, [names.requests, names.results, names.dead])
+        cls.recreate(bootstrap, names)
         return names
+
+    @staticmethod
+    def recreate(bootstrap: str, names: Names) -> None:
+        create_topics(bootstrap, [names.requests, names.results, names.dead])
 
 
 def gateway_settings(bootstrap: str, redis_url: str, upstream: str, names: Names, **overrides: Any) -> dict[str, Any]:

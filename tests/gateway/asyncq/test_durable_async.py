@@ -216,3 +216,46 @@ async def test_gateway_killed_mid_flight_the_request_is_still_answered(
                 await asyncio.wait_for(first.wait(), 10)
             if second is not None:
                 await second.stop()
+
+
+async def test_accepting_resumes_after_a_broker_restart(
+    redis_url: str, upstreams: HoldingUpstreams, tmp_path: Any
+) -> None:
+    broker = TansuBroker(workdir=tmp_path / "tansu")
+    broker.start()
+    try:
+        names = Names.fresh(broker.bootstrap_servers)
+        fields = gateway_settings(
+            broker.bootstrap_servers, redis_url, upstreams.address, names, async_enqueue_timeout_ms=1500.0
+        )
+        app = await open_gateway(fields)
+        try:
+            async with grpc.aio.insecure_channel(app.address) as channel:
+                stub = prediction_pb2_grpc.PredictionServiceStub(channel)
+                await stub.PredictAsync(
+                    prediction_pb2.PredictAsyncRequest(request=request("b-1")), metadata=AUTH, timeout=10
+                )
+                await asyncio.to_thread(broker.stop)
+                await asyncio.to_thread(broker.start)  # memory storage: empty, forgets producer ids
+                await asyncio.to_thread(Names.recreate, broker.bootstrap_servers, names)
+                accepted = refused = 0
+                for _ in range(20):  # until a producer that works again accepts it
+                    try:
+                        await stub.PredictAsync(
+                            prediction_pb2.PredictAsyncRequest(request=request("b-2")), metadata=AUTH, timeout=10
+                        )
+                        accepted += 1
+                        break
+                    except grpc.aio.AioRpcError as err:
+                        assert err.code() == grpc.StatusCode.UNAVAILABLE
+                        refused += 1
+                assert accepted == 1, f"still refused after {refused} tries"
+
+                async def done() -> bool:
+                    return (await poll(stub, "b-2")).state == jobs_pb2.PREDICTION_STATE_DONE
+
+                await until(done, timeout_s=30)
+        finally:
+            await app.stop()
+    finally:
+        broker.stop()
