@@ -61,8 +61,9 @@ class RedisResultStore:
             pipe.hsetnx(key, "state", State.PENDING.value)
             pipe.hsetnx(key, "owner", job.owner)
             pipe.pexpire(key, _ms(ttl_s), nx=True)
-            pipe.zadd(self._pending, {job.item.request_id: job.accepted_ms}, nx=True)
-            return await pipe.execute()
+            created = (await pipe.execute())[0]
+            if created:  # a known request (a duplicate, maybe answered already) is not pending again
+                await self._redis.zadd(self._pending, {job.item.request_id: job.accepted_ms}, nx=True)
 
         await self._call(op)
 

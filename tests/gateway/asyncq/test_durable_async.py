@@ -14,6 +14,7 @@ from typing import Any
 
 import grpc
 import pytest
+import redis
 
 from predmesh.common.values import scalar_to_value
 from predmesh.local.kafka import TansuBroker
@@ -138,6 +139,12 @@ async def test_duplicate_submission_is_scored_once(fields: dict[str, Any], upstr
         assert len(upstreams.infer_requests) == 1  # scored once
         assert app.metrics.async_count("scored") == 1
         assert len(upstreams.deliveries) == 1 and app.metrics.async_count("delivered") == 1
+        # A duplicate of an answered request is not pending again (its mark was written before the ack).
+        client = redis.Redis.from_url(fields["async_redis_url"])
+        try:
+            assert client.zcard("predmesh:async:pending") == 0
+        finally:
+            client.close()
     finally:
         await app.stop()
 
