@@ -71,3 +71,17 @@ def test_callback_backoff_doubles_with_jitter_and_is_capped() -> None:
     low, high = sender(0.0), sender(1.0)
     assert [low.backoff_s(a) for a in (1, 2, 3, 4, 5, 6)] == [0.5, 1.0, 2.0, 4.0, 5.0, 5.0]
     assert [high.backoff_s(a) for a in (1, 2, 3, 4, 5, 6)] == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
+
+
+def test_polling_identifies_the_key_and_counts_against_its_rate_limit() -> None:
+    from services.gateway.core.auth import ApiKeyAuthorizer
+    from services.gateway.errors import Unauthenticated
+
+    table = parse_key_table({"k": {"models": ["fraud"], "rate_per_s": 1, "burst": 2, "name": "team-a"}})
+    auth = ApiKeyAuthorizer(table, clock=lambda: 0.0)
+    assert auth.identify("k").name == "team-a"  # no model needed
+    auth.check("k", "fraud")
+    with pytest.raises(ResourceExhausted):
+        auth.identify("k")
+    with pytest.raises(Unauthenticated):
+        auth.identify("nope")

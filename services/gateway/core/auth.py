@@ -182,6 +182,7 @@ class ApiKeyAuthorizer:
         grant = self._lookup(api_key) if api_key and len(api_key) <= MAX_KEY_LENGTH else None
         if grant is None:
             raise Unauthenticated("missing or unknown API key")
+        self._take_token(grant)  # polling counts against the key's rate limit like any call
         return grant
 
     def check(self, api_key: str | None, model: str) -> KeyGrant:
@@ -197,13 +198,16 @@ class ApiKeyAuthorizer:
             raise Unauthenticated("unknown API key")
         if not grant.may_call(model):
             raise PermissionDenied(f"API key may not call model {model!r}")
+        self._take_token(grant)
+        return grant
+
+    def _take_token(self, grant: KeyGrant) -> None:
         if grant.rate_per_s > 0:
             bucket = self._buckets.get(grant.digest)
             if bucket is None or bucket.rate_per_s != grant.rate_per_s or bucket.burst != grant.burst:
                 bucket = self._buckets[grant.digest] = TokenBucket(grant.rate_per_s, grant.burst)
             if not bucket.take(self._clock()):
                 raise ResourceExhausted("rate limit of this API key exceeded")
-        return grant
 
 
 def load_key_file(contents: list[bytes], defaults: Mapping[str, float] | None = None) -> KeyTable:
