@@ -55,6 +55,7 @@ class GatewayApp(ServiceApp[GatewaySettings]):
         self.predictor: Predictor | None = None
         self.outcomes = OutcomeRecorder(None)
         self.authorizer = ApiKeyAuthorizer(allow_anonymous=settings.allow_anonymous)
+        self._sender: CallbackSender | None = None  # durable async callback sender (when on)
 
     async def _open_auth(self, stack: AsyncExitStack) -> None:
         """Load the key table (settings + key file, watched); no keys and no allow_anonymous = refuse to start."""
@@ -142,6 +143,7 @@ class GatewayApp(ServiceApp[GatewaySettings]):
             )
             stack.push_async_callback(sender.stop)
             sender.start()
+            self._sender = sender
         return durable
 
     async def open(self, stack: AsyncExitStack) -> None:
@@ -216,7 +218,7 @@ class GatewayApp(ServiceApp[GatewaySettings]):
         durable = await self._open_durable_async(stack, predictor, callbacks, admission)
         # In-memory failed deliveries plus durable dead letters (both count against the alert).
         self.metrics.async_dead_letters.set_function(
-            lambda: dispatcher.failed_deliveries + self.metrics.async_count("dead_lettered")
+            lambda: dispatcher.failed_deliveries + (self._sender.dead_lettered if self._sender else 0)
         )
         servicer = PredictionServicer(
             predictor,

@@ -70,6 +70,7 @@ class CallbackSender:
         self._clock_ms = clock_ms
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self.dead_lettered = 0  # by this replica since start (the dead-letter gauge reads it)
 
     def backoff_s(self, attempt: int) -> float:
         """Pause after failed attempt number `attempt` (1-based), jittered within [cap/2, cap]."""
@@ -104,6 +105,7 @@ class CallbackSender:
                 await self._results.dead_letter(due, f"{attempts} attempts failed within {lim.horizon_s:g}s: {err}")
                 await self._store.finish_callback(request_id)
                 self._metrics.async_events.labels("dead_lettered").inc()
+                self.dead_lettered += 1
                 return
             next_ms = min(now + int(self.backoff_s(attempts) * 1000), end)
             await self._store.reschedule(request_id, next_ms, attempts)

@@ -165,6 +165,7 @@ async def test_callback_target_down_past_the_horizon_is_dead_lettered(
             await until(lambda: app.metrics.async_count("dead_lettered") == 1)
             assert app.metrics.async_count("retried") >= 2  # back-off retries before the horizon
             assert app.metrics.async_count("delivered") == 0
+            assert app.metrics.registry.get_sample_value("predmesh_gateway_async_dead_letters") == 1  # the alert's
             assert (await poll(stub, "dl-1")).state == jobs_pb2.PREDICTION_STATE_DONE  # still pollable
         records = await asyncio.to_thread(read_topic, tansu.bootstrap_servers, names.dead, 1)
         assert [key for key, _, _ in records] == [b"dl-1"]
