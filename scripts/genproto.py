@@ -35,9 +35,7 @@ def generate(out_root: Path) -> None:
     ]
     if protoc.main(args) != 0:
         raise SystemExit("protoc failed")
-    (out_root / "predmesh" / "v1" / "__init__.py").write_text(
-        '"""Generated from protos/predmesh/v1. Do not edit."""\n'
-    )
+    (out_root / "predmesh" / "v1" / "__init__.py").write_text('"""Generated from protos/predmesh/v1. Do not edit."""\n')
 
 
 def main() -> int:
@@ -50,12 +48,8 @@ def main() -> int:
         fresh = tmp_root / "predmesh" / "v1"
         if args.check:
             names = sorted(p.name for p in fresh.iterdir())
-            current = (
-                sorted(p.name for p in OUT_PACKAGE.iterdir() if p.is_file()) if OUT_PACKAGE.exists() else []
-            )
-            stale = names != current or any(
-                not filecmp.cmp(fresh / n, OUT_PACKAGE / n, shallow=False) for n in names
-            )
+            current = sorted(p.name for p in OUT_PACKAGE.iterdir() if p.is_file()) if OUT_PACKAGE.exists() else []
+            stale = names != current or any(not filecmp.cmp(fresh / n, OUT_PACKAGE / n, shallow=False) for n in names)
             if stale:
                 print("generated protobuf code is stale: run `python scripts/genproto.py`", file=sys.stderr)
                 return 1

@@ -102,8 +102,16 @@ def bootstrap_base() -> None:
         partial = CACHE / f"rootfs-{os.getpid()}"
         shutil.rmtree(partial, ignore_errors=True)
         say(f"debootstrap bookworm into {rootfs} (a few minutes, once)")
-        run(["debootstrap", "--variant=minbase", "--include=python3,python3-venv,ca-certificates",
-             "bookworm", str(partial), MIRROR])
+        run(
+            [
+                "debootstrap",
+                "--variant=minbase",
+                "--include=python3,python3-venv,ca-certificates",
+                "bookworm",
+                str(partial),
+                MIRROR,
+            ]
+        )
         for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
             for item in (partial / junk).glob("*"):
                 if item.is_file():
@@ -114,9 +122,21 @@ def bootstrap_base() -> None:
     try:
         mnt = run(["buildah", "mount", ctr], capture=True).strip()
         run(["cp", "-a", f"{rootfs}/.", mnt])
-        run(["buildah", "config", "--env", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-             "--env", "LANG=C.UTF-8", "--cmd", "python3",
-             "--label", "org.opencontainers.image.base.name=debian:bookworm", ctr])
+        run(
+            [
+                "buildah",
+                "config",
+                "--env",
+                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "--env",
+                "LANG=C.UTF-8",
+                "--cmd",
+                "python3",
+                "--label",
+                "org.opencontainers.image.base.name=debian:bookworm",
+                ctr,
+            ]
+        )
         run(["buildah", "commit", "--quiet", ctr, LOCAL_BASE], capture=True)
     finally:
         subprocess.run(["buildah", "rm", ctr], capture_output=True)
@@ -144,10 +164,26 @@ def train_models(repo: Path) -> None:
 def build(base: str, tag: str) -> None:
     models = (BUILD_DIR / "models").relative_to(ROOT)
     cmd = [
-        "buildah", "bud", "--isolation", "chroot", "--network", "host", "--layers", "--pull-never",
-        "--file", "Containerfile", "--tag", tag,
-        "--build-arg", f"BASE={base}", "--build-arg", f"VERSION={project_version()}",
-        "--build-arg", f"REVISION={git_revision()}", "--build-arg", f"MODELS={models}",
+        "buildah",
+        "bud",
+        "--isolation",
+        "chroot",
+        "--network",
+        "host",
+        "--layers",
+        "--pull-never",
+        "--file",
+        "Containerfile",
+        "--tag",
+        tag,
+        "--build-arg",
+        f"BASE={base}",
+        "--build-arg",
+        f"VERSION={project_version()}",
+        "--build-arg",
+        f"REVISION={git_revision()}",
+        "--build-arg",
+        f"MODELS={models}",
     ]
     if CA_BUNDLE.is_file():
         cmd += ["--secret", f"id=cacert,src={CA_BUNDLE}"]
@@ -157,8 +193,20 @@ def build(base: str, tag: str) -> None:
 def write_sbom(out: Path) -> None:
     """CycloneDX (JSON) of the runtime lock: exactly what the image's virtualenv was installed from."""
     exe = shutil.which("cyclonedx-py") or str(Path(sys.executable).parent / "cyclonedx-py")
-    run([exe, "requirements", str(ROOT / "requirements" / "runtime.txt"), "--pyproject", str(ROOT / "pyproject.toml"),
-         "--output-reproducible", "--of", "JSON", "-o", str(out)])
+    run(
+        [
+            exe,
+            "requirements",
+            str(ROOT / "requirements" / "runtime.txt"),
+            "--pyproject",
+            str(ROOT / "pyproject.toml"),
+            "--output-reproducible",
+            "--of",
+            "JSON",
+            "-o",
+            str(out),
+        ]
+    )
 
 
 def describe(tag: str) -> dict[str, object]:
@@ -207,8 +255,10 @@ def main(argv: list[str] | None = None) -> int:
     write_sbom(BUILD_DIR / "sbom.cdx.json")
     info = describe(args.tag)
     (BUILD_DIR / "image.json").write_text(json.dumps(info, indent=2) + "\n")
-    say(f"built {args.tag} in {time.monotonic() - started:.0f}s: size {info['size']}, user {info['user']}, "
-        f"digest {info['digest']}, SBOM build/image/sbom.cdx.json")
+    say(
+        f"built {args.tag} in {time.monotonic() - started:.0f}s: size {info['size']}, user {info['user']}, "
+        f"digest {info['digest']}, SBOM build/image/sbom.cdx.json"
+    )
     if args.no_smoke:
         return 0
     sys.path.insert(0, str(ROOT / "scripts"))

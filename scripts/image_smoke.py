@@ -66,7 +66,9 @@ def render(values: Mapping[str, Any], workdir: Path) -> list[dict[str, Any]]:
     values_file.write_text(yaml.safe_dump(dict(values)))
     out = subprocess.run(
         [str(helm_path()), "template", RELEASE, str(CHART), "-f", str(values_file)],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     return [doc for doc in yaml.safe_load_all(out) if doc]
 
@@ -150,7 +152,12 @@ class ImageService(PythonService):
     ready_timeout_s = 90.0
 
     def __init__(
-        self, pod: PodContainer, rootfs: Path, config: Mapping[str, Any], port: int, env: Mapping[str, str],
+        self,
+        pod: PodContainer,
+        rootfs: Path,
+        config: Mapping[str, Any],
+        port: int,
+        env: Mapping[str, str],
         workdir: Path,
     ) -> None:
         self.pod = pod
@@ -178,8 +185,17 @@ class ImageService(PythonService):
         workdir = self.config.get("WorkingDir") or "/"
         argv = ["/usr/bin/env", "-i", "-C", workdir, *env, *self.pod.command]
         steps.append(f"exec chroot --userspec={UID} {root} " + " ".join(shlex.quote(a) for a in argv))
-        return ["unshare", "--mount", "--propagation", "private", "--fork", "--kill-child=SIGTERM",
-                "sh", "-c", "\n".join(steps)]
+        return [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "--fork",
+            "--kill-child=SIGTERM",
+            "sh",
+            "-c",
+            "\n".join(steps),
+        ]
 
 
 def _buildah(*args: str) -> str:
@@ -307,17 +323,21 @@ def smoke(image: str) -> int:
                     started.append(svc.start())
                     print(f"smoke: {name} serving from the image ({' '.join(pods[name].command)})", flush=True)
                 cluster = pods["controlplane"].env.get(f"{pods['controlplane'].prefix}NODE_CLUSTER", "predmesh-edge")
-                envoy = EnvoyProcess(f"127.0.0.1:{ports['controlplane']}", node_cluster=cluster,
-                                     workdir=workdir / "logs" / "envoy").start()
+                envoy = EnvoyProcess(
+                    f"127.0.0.1:{ports['controlplane']}", node_cluster=cluster, workdir=workdir / "logs" / "envoy"
+                ).start()
                 started.append(envoy)
                 wait_until(lambda: port_open("127.0.0.1", edge_port), 30.0, "envoy edge listener")
                 answer = predict(f"127.0.0.1:{edge_port}")
                 no_key = rejected_without_key(f"127.0.0.1:{edge_port}")
                 print(f"smoke: Predict without an API key: {no_key}", flush=True)
                 users = _uids_under(mnt)
-                print(f"smoke: Predict via Envoy 127.0.0.1:{edge_port}: model={answer.model} "
-                      f"version={answer.model_version} score={answer.prediction.score:.6f} "
-                      f"degraded={answer.degraded} arm={answer.arm}", flush=True)
+                print(
+                    f"smoke: Predict via Envoy 127.0.0.1:{edge_port}: model={answer.model} "
+                    f"version={answer.model_version} score={answer.prediction.score:.6f} "
+                    f"degraded={answer.degraded} arm={answer.arm}",
+                    flush=True,
+                )
                 print(f"smoke: service processes run as uid {sorted(users)} on a read-only root filesystem")
                 if answer.degraded or users != {10001} or no_key != "UNAUTHENTICATED":
                     return 1

@@ -14,6 +14,7 @@ predmesh analytics query "SQL"   read-only SQL over the analytics store (when th
 predmesh rollout status|pause|resume|abort MODEL   automated canary rollouts
 predmesh trace REQUEST_ID        span tree of one request (local traces in the sink)
 predmesh outcomes push FILE      record outcomes (CSV or JSON lines: request_id, model, label/value)
+predmesh batch score in.parquet --model fraud --out out.parquet   resumable batch scoring (PredictBatch, batch lane)
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ COMMANDS = (
     "predmesh.cli.rollout",
     "predmesh.cli.outcomes",
     "predmesh.cli.trace",
+    "predmesh.cli.batch",
 )
 
 

@@ -37,3 +37,29 @@ def consumer_config(
         "auto.offset.reset": "earliest" if from_beginning else "latest",
         **(overrides or {}),
     }
+
+
+def durable_producer_config(
+    bootstrap_servers: str,
+    client_id: str,
+    *,
+    delivery_timeout_ms: int = 30000,
+    linger_ms: int = 1,
+    overrides: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Producer properties for records that must not be lost: acks=all, idempotence (no duplicates
+    from retries, per-key order kept). `overrides` may tune anything but those two."""
+    locked = sorted(k for k in (overrides or {}) if k in ("acks", "enable.idempotence"))
+    if locked:
+        raise ValueError(f"producer overrides may not weaken durability: {locked}")
+    return {
+        "bootstrap.servers": bootstrap_servers,
+        "client.id": client_id,
+        "acks": "all",
+        "enable.idempotence": True,
+        "linger.ms": linger_ms,
+        "message.timeout.ms": delivery_timeout_ms,
+        "reconnect.backoff.ms": 50,
+        "reconnect.backoff.max.ms": 1000,
+        **(overrides or {}),
+    }

@@ -35,6 +35,7 @@ from predmesh.local.supervisor import STATUS_FILE, Supervisor
 log = logging.getLogger(__name__)
 
 TOPICS = ("predictions", "shadow-predictions", "outcomes")
+ASYNC_TOPICS = ("async-requests", "async-results", "async-dead-letters")  # with_async_queue
 # Certificates of the local mesh (pki/<identity>.crt): each service's identity, plus "operator"
 # for people and tools (health probes, ReloadModels, tests).
 MTLS_IDENTITIES = (
@@ -80,6 +81,7 @@ class MeshOptions:
     gateway_replicas: int = 1  # gateway processes behind Envoy (the control plane's `gateway` endpoints)
     supervise: bool = True  # restart dead processes and write <state_dir>/status.json
     extra_env: dict[str, str] = field(default_factory=dict)
+    with_async_queue: bool = False  # durable PredictAsync + GetPrediction (Kafka async topics, Redis; needs the broker)
 
 
 class LocalMesh:
@@ -346,6 +348,7 @@ class LocalMesh:
             "PREDMESH_GATEWAY_LOGGER_TARGET": self.logger.address if self.logger else "",
             "PREDMESH_GATEWAY_ROUTING_PATH": str(self.routing_path),
             **self._gateway_auth_env(),
+            **self._start_async_queue(),
         }
         if opts.gateway_replicas > 1 and "PREDMESH_GATEWAY_DRAIN_DELAY_S" not in opts.extra_env:
             # Behind Envoy: on SIGTERM keep serving until its health checks (1 s x 2) took the replica out.
@@ -408,11 +411,24 @@ class LocalMesh:
             self.supervisor.watch(proc, after_restart=hook)
         self.supervisor.start()
 
+    def _start_async_queue(self) -> dict[str, str]:
+        """Topics of the durable async path and the gateway env that turns it on ({} when off)."""
+        if not (self.options.with_async_queue and self.broker is not None and self.redis is not None):
+            return {}
+        from predmesh.local.kafka import DEV_CONSUMER_TIMEOUTS, create_topics
+
+        create_topics(self.bootstrap_servers, list(ASYNC_TOPICS))
+        return {
+            "PREDMESH_GATEWAY_ASYNC_KAFKA_BOOTSTRAP": self.bootstrap_servers,
+            "PREDMESH_GATEWAY_ASYNC_REDIS_URL": self.redis.url,
+            "PREDMESH_GATEWAY_ASYNC_KAFKA_EXTRA": json.dumps(DEV_CONSUMER_TIMEOUTS),
+        }
+
     def _recreate_topics(self) -> None:
         """A restarted broker (memory storage) has no topics: create them before the logger replays."""
         from predmesh.local.kafka import create_topics
 
-        create_topics(self.bootstrap_servers, list(TOPICS))
+        create_topics(self.bootstrap_servers, [*TOPICS, *(ASYNC_TOPICS if self.options.with_async_queue else ())])
         if self.ingest is not None:
             from predmesh.clients.featureevents import FEATURE_EVENTS_DLQ_TOPIC, FEATURE_EVENTS_TOPIC
 

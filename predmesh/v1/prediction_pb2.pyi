@@ -1,4 +1,5 @@
 from predmesh.v1 import common_pb2 as _common_pb2
+from predmesh.v1 import jobs_pb2 as _jobs_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -8,7 +9,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class PredictRequest(_message.Message):
-    __slots__ = ("request_id", "model", "version", "entity_id", "context", "entities")
+    __slots__ = ("request_id", "model", "version", "entity_id", "context", "entities", "priority")
     class ContextEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -29,13 +30,15 @@ class PredictRequest(_message.Message):
     ENTITY_ID_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
     ENTITIES_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     model: str
     version: str
     entity_id: str
     context: _containers.MessageMap[str, _common_pb2.Value]
     entities: _containers.ScalarMap[str, str]
-    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., version: _Optional[str] = ..., entity_id: _Optional[str] = ..., context: _Optional[_Mapping[str, _common_pb2.Value]] = ..., entities: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    priority: _jobs_pb2.Priority
+    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., version: _Optional[str] = ..., entity_id: _Optional[str] = ..., context: _Optional[_Mapping[str, _common_pb2.Value]] = ..., entities: _Optional[_Mapping[str, str]] = ..., priority: _Optional[_Union[_jobs_pb2.Priority, str]] = ...) -> None: ...
 
 class PredictResponse(_message.Message):
     __slots__ = ("request_id", "model", "model_version", "prediction", "degraded", "degraded_reason", "defaulted_features", "timings", "entity_id", "arm", "missing_features", "stale_features")
@@ -66,16 +69,18 @@ class PredictResponse(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., model_version: _Optional[str] = ..., prediction: _Optional[_Union[_common_pb2.Prediction, _Mapping]] = ..., degraded: _Optional[bool] = ..., degraded_reason: _Optional[str] = ..., defaulted_features: _Optional[_Iterable[str]] = ..., timings: _Optional[_Union[_common_pb2.Timings, _Mapping]] = ..., entity_id: _Optional[str] = ..., arm: _Optional[str] = ..., missing_features: _Optional[_Iterable[str]] = ..., stale_features: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PredictBatchRequest(_message.Message):
-    __slots__ = ("request_id", "model", "version", "items")
+    __slots__ = ("request_id", "model", "version", "items", "priority")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     ITEMS_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     model: str
     version: str
     items: _containers.RepeatedCompositeFieldContainer[BatchItem]
-    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., version: _Optional[str] = ..., items: _Optional[_Iterable[_Union[BatchItem, _Mapping]]] = ...) -> None: ...
+    priority: _jobs_pb2.Priority
+    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., version: _Optional[str] = ..., items: _Optional[_Iterable[_Union[BatchItem, _Mapping]]] = ..., priority: _Optional[_Union[_jobs_pb2.Priority, str]] = ...) -> None: ...
 
 class BatchItem(_message.Message):
     __slots__ = ("entity_id", "context", "entities")
@@ -140,3 +145,17 @@ class CallbackDelivery(_message.Message):
 class CallbackAck(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class GetPredictionResponse(_message.Message):
+    __slots__ = ("request_id", "state", "response", "error_code", "error_message")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    state: _jobs_pb2.PredictionState
+    response: PredictResponse
+    error_code: str
+    error_message: str
+    def __init__(self, request_id: _Optional[str] = ..., state: _Optional[_Union[_jobs_pb2.PredictionState, str]] = ..., response: _Optional[_Union[PredictResponse, _Mapping]] = ..., error_code: _Optional[str] = ..., error_message: _Optional[str] = ...) -> None: ...

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from predmesh.v1 import jobs_pb2 as predmesh_dot_v1_dot_jobs__pb2
 from predmesh.v1 import prediction_pb2 as predmesh_dot_v1_dot_prediction__pb2
 
 GRPC_GENERATED_VERSION = '1.81.1'
@@ -50,6 +51,11 @@ class PredictionServiceStub:
                 request_serializer=predmesh_dot_v1_dot_prediction__pb2.PredictAsyncRequest.SerializeToString,
                 response_deserializer=predmesh_dot_v1_dot_prediction__pb2.PredictAsyncResponse.FromString,
                 _registered_method=True)
+        self.GetPrediction = channel.unary_unary(
+                '/predmesh.v1.PredictionService/GetPrediction',
+                request_serializer=predmesh_dot_v1_dot_jobs__pb2.GetPredictionRequest.SerializeToString,
+                response_deserializer=predmesh_dot_v1_dot_prediction__pb2.GetPredictionResponse.FromString,
+                _registered_method=True)
 
 
 class PredictionServiceServicer:
@@ -78,6 +84,15 @@ class PredictionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetPrediction(self, request, context):
+        """State of an accepted PredictAsync request: PENDING, DONE (with the response) or FAILED
+        (with the status), for the gateway's async result TTL; NOT_FOUND after it, or for an id
+        this API key did not submit. JSON: GET /v1/predictions/{request_id}.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PredictionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -95,6 +110,11 @@ def add_PredictionServiceServicer_to_server(servicer, server):
                     servicer.PredictAsync,
                     request_deserializer=predmesh_dot_v1_dot_prediction__pb2.PredictAsyncRequest.FromString,
                     response_serializer=predmesh_dot_v1_dot_prediction__pb2.PredictAsyncResponse.SerializeToString,
+            ),
+            'GetPrediction': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPrediction,
+                    request_deserializer=predmesh_dot_v1_dot_jobs__pb2.GetPredictionRequest.FromString,
+                    response_serializer=predmesh_dot_v1_dot_prediction__pb2.GetPredictionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -179,6 +199,33 @@ class PredictionService:
             '/predmesh.v1.PredictionService/PredictAsync',
             predmesh_dot_v1_dot_prediction__pb2.PredictAsyncRequest.SerializeToString,
             predmesh_dot_v1_dot_prediction__pb2.PredictAsyncResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPrediction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/predmesh.v1.PredictionService/GetPrediction',
+            predmesh_dot_v1_dot_jobs__pb2.GetPredictionRequest.SerializeToString,
+            predmesh_dot_v1_dot_prediction__pb2.GetPredictionResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -17,14 +17,19 @@ from services.gateway.core.async_jobs import AsyncDispatcher
 from services.gateway.core.auth import ApiKeyAuthorizer, KeyTable, load_key_file, merge_tables, parse_key_table
 from services.gateway.core.breaker import BreakerRegistry
 from services.gateway.core.callback_policy import CallbackPolicy
+from services.gateway.core.callbacks import CallbackLimits, CallbackSender
 from services.gateway.core.catalog import ModelCatalog
+from services.gateway.core.durable_async import DurableAsync, DurableAsyncLimits
 from services.gateway.core.limits import PredictorLimits
 from services.gateway.core.outcomes import OutcomeRecorder, OutcomeSink
 from services.gateway.core.ports import PredictionSink
 from services.gateway.core.predictor import Predictor
+from services.gateway.core.priority import LaneAdmission
 from services.gateway.core.routing_source import RoutingFileWatcher
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.settings import GatewaySettings
+from services.gateway.transport.async_kafka import AsyncJobConsumer, KafkaAsyncLog
+from services.gateway.transport.async_store import RedisResultStore
 from services.gateway.transport.logsink import LoggerSink
 from services.gateway.transport.outcomes_servicer import OutcomeServicer
 from services.gateway.transport.servicer import PredictionServicer
@@ -50,6 +55,7 @@ class GatewayApp(ServiceApp[GatewaySettings]):
         self.predictor: Predictor | None = None
         self.outcomes = OutcomeRecorder(None)
         self.authorizer = ApiKeyAuthorizer(allow_anonymous=settings.allow_anonymous)
+        self._sender: CallbackSender | None = None  # durable async callback sender (when on)
 
     async def _open_auth(self, stack: AsyncExitStack) -> None:
         """Load the key table (settings + key file, watched); no keys and no allow_anonymous = refuse to start."""
@@ -74,6 +80,71 @@ class GatewayApp(ServiceApp[GatewaySettings]):
             )
         if not len(self.authorizer.table):
             log.warning("gateway serving WITHOUT authentication (allow_anonymous=true)")
+
+    async def _open_durable_async(
+        self, stack: AsyncExitStack, predictor: Predictor, callbacks: CallbackClient, admission: LaneAdmission
+    ) -> DurableAsync | None:
+        """The durable async path (Kafka queue + Redis results), its worker and callback sender;
+        None when `async_kafka_bootstrap` is not set (PredictAsync then stays in memory)."""
+        s = self.settings
+        if not s.async_kafka_bootstrap:
+            return None
+        if not s.async_redis_url:
+            raise RuntimeError("PREDMESH_GATEWAY_ASYNC_KAFKA_BOOTSTRAP needs PREDMESH_GATEWAY_ASYNC_REDIS_URL too")
+        store = RedisResultStore(s.async_redis_url)
+        stack.push_async_callback(store.close)
+        kafka = KafkaAsyncLog(
+            s.async_kafka_bootstrap,
+            s.async_requests_topic,
+            s.async_results_topic,
+            s.async_dead_letter_topic,
+            timeout_s=s.async_enqueue_timeout_ms / 1e3,
+        )
+        stack.push_async_callback(kafka.stop, s.grace_s)
+        await kafka.start()
+        durable = DurableAsync(
+            predictor,
+            kafka,
+            store,
+            kafka,
+            CallbackPolicy(s.callback_hosts, s.callback_ports, s.callback_blocked_networks),
+            DurableAsyncLimits(
+                result_ttl_s=s.async_result_ttl_s,
+                deadline_s=s.default_deadline_ms / 1e3,
+                claim_lease_s=s.async_claim_lease_ms / 1e3,
+            ),
+            self.metrics,
+            admission,
+        )
+        if s.async_worker:
+            consumer = AsyncJobConsumer(
+                s.async_kafka_bootstrap,
+                s.async_requests_topic,
+                s.async_consumer_group,
+                durable.process,
+                batch=s.async_consume_batch,
+                overrides=s.async_kafka_extra,
+            )
+            stack.push_async_callback(consumer.stop)  # before the producer and store close (LIFO)
+            await consumer.start()
+            sender = CallbackSender(
+                store,
+                kafka,
+                callbacks,
+                CallbackLimits(
+                    backoff_base_s=s.callback_backoff_base_ms / 1e3,
+                    backoff_max_s=s.callback_backoff_max_ms / 1e3,
+                    horizon_s=s.callback_horizon_s,
+                    attempt_timeout_s=s.callback_timeout_ms / 1e3,
+                    lease_s=s.callback_lease_ms / 1e3,
+                    poll_s=s.callback_poll_ms / 1e3,
+                ),
+                self.metrics,
+            )
+            stack.push_async_callback(sender.stop)
+            sender.start()
+            self._sender = sender
+        return durable
 
     async def open(self, stack: AsyncExitStack) -> None:
         s = self.settings
@@ -137,9 +208,26 @@ class GatewayApp(ServiceApp[GatewaySettings]):
             policy=CallbackPolicy(s.callback_hosts, s.callback_ports, s.callback_blocked_networks),
         )
         stack.push_async_callback(dispatcher.drain, grace_s)
-        self.metrics.async_dead_letters.set_function(lambda: dispatcher.failed_deliveries)
+        admission = LaneAdmission(
+            s.max_inflight,
+            s.async_lane_share,
+            s.batch_lane_share,
+            s.overload_retry_after_ms,
+            on_refused=lambda lane: self.metrics.lane_refused.labels(lane).inc(),
+        )
+        durable = await self._open_durable_async(stack, predictor, callbacks, admission)
+        # In-memory failed deliveries plus durable dead letters (both count against the alert).
+        self.metrics.async_dead_letters.set_function(
+            lambda: dispatcher.failed_deliveries + (self._sender.dead_lettered if self._sender else 0)
+        )
         servicer = PredictionServicer(
-            predictor, dispatcher, self.authorizer, s.default_deadline_ms / 1e3, s.max_batch_items
+            predictor,
+            dispatcher,
+            self.authorizer,
+            s.default_deadline_ms / 1e3,
+            s.max_batch_items,
+            durable=durable,
+            admission=admission,
         )
         server = GrpcServer(s, registry=self.metrics.registry)
         server.add_servicer(

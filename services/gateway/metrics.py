@@ -97,9 +97,39 @@ class GatewayMetrics:
         )
         self.async_dead_letters = Gauge(
             "predmesh_gateway_async_dead_letters",
-            "Async predictions whose callback failed every attempt since start (dead letters).",
+            "Async predictions whose callback failed every attempt since start (dead letters): in-memory "
+            "PredictAsync, plus results this replica sent to `async-dead-letters` (durable async).",
             registry=r,
         )
+
+        self.async_events = Counter(
+            "predmesh_gateway_async",
+            "Durable async predictions, by event: accepted, scored, duplicate (a request id scored "
+            "already), delivered, retried (a failed callback attempt rescheduled), dead_lettered.",
+            ["event"],
+            registry=r,
+        )
+        self.async_pending = Gauge(
+            "predmesh_gateway_async_pending",
+            "Async requests accepted and not yet answered (scored without callback, delivered or dead-lettered), "
+            "cluster-wide (from the shared store).",
+            registry=r,
+        )
+        self.async_oldest_pending = Gauge(
+            "predmesh_gateway_async_oldest_pending_seconds",
+            "Age of the oldest async request not yet answered (seconds; 0 when none).",
+            registry=r,
+        )
+        self.lane_refused = Counter(
+            "predmesh_gateway_lane_refused",
+            "Requests refused with RESOURCE_EXHAUSTED by priority-lane admission, by lane.",
+            ["lane"],
+            registry=r,
+        )
+
+    def async_count(self, event: str) -> float:
+        """Value of the async event counter (tests, reports)."""
+        return self.registry.get_sample_value("predmesh_gateway_async_total", {"event": event}) or 0.0
 
     def agreement_rate(self, model: str, shadow_version: str) -> float | None:
         """Fraction of shadow comparisons that agreed with the primary (None before any)."""

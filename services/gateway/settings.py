@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -56,6 +58,67 @@ class GatewaySettings(ServerSettings):
         "(patterns: 'hooks.example.com', '*.example.com', an IP or CIDR; an internal address is only reachable "
         "through an IP/CIDR entry). Empty, and no per-key list = callbacks refused.",
     )
+    async_kafka_bootstrap: str = Field(
+        "",
+        description="Kafka bootstrap servers of the durable async queue; empty = PredictAsync runs in memory "
+        "(lost on restart, no polling). Needs `async_redis_url` too.",
+        examples=["kafka-0.kafka:9092"],
+    )
+    async_redis_url: str = Field("", description="Redis of async results and callback schedules (shared by replicas).")
+    async_requests_topic: str = Field("async-requests", description="Topic of accepted PredictAsync requests.")
+    async_results_topic: str = Field("async-results", description="Topic every async result is published to.")
+    async_dead_letter_topic: str = Field(
+        "async-dead-letters", description="Topic of results whose callback failed until the retry horizon."
+    )
+    async_consumer_group: str = Field(
+        "predmesh-gateway-async", description="Consumer group of the async workers (every gateway replica)."
+    )
+    async_kafka_extra: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra librdkafka consumer properties of the async worker (dev: short session timeouts).",
+    )
+    async_worker: bool = Field(
+        True, description="Run the async-worker consumer and the callback sender in this replica."
+    )
+    async_consume_batch: int = Field(64, ge=1, description="Most async requests scored per consumed batch.")
+    async_result_ttl_s: float = Field(
+        86400.0, gt=0, description="How long async results can be polled (seconds); NOT_FOUND after."
+    )
+    async_claim_lease_ms: float = Field(
+        10000.0,
+        gt=0,
+        description="A scorer's exclusive claim on a request id; after it lapses (the scorer died) another "
+        "replica scores it (milliseconds).",
+    )
+    async_enqueue_timeout_ms: float = Field(
+        10000.0, gt=0, description="Longest PredictAsync waits for its request to be durable (milliseconds)."
+    )
+    callback_backoff_base_ms: float = Field(
+        500.0, gt=0, description="First retry pause of a failed callback, doubled per attempt (milliseconds)."
+    )
+    callback_backoff_max_ms: float = Field(
+        300000.0, gt=0, description="Cap of the callback retry pause before jitter (milliseconds)."
+    )
+    callback_horizon_s: float = Field(
+        3600.0, gt=0, description="Callbacks are retried this long after the first attempt, then dead-lettered (s)."
+    )
+    callback_lease_ms: float = Field(
+        10000.0,
+        gt=0,
+        description="A claimed callback returns to the schedule after this if its sender died (milliseconds).",
+    )
+    callback_poll_ms: float = Field(50.0, gt=0, description="Idle wait between looks at the callback schedule (ms).")
+    max_inflight: int = Field(
+        0,
+        ge=0,
+        description="Priority-lane admission: most requests in flight; batch work is refused above "
+        "`batch_lane_share` of it, async above `async_lane_share`, real-time only above it. 0 = no limit.",
+    )
+    async_lane_share: float = Field(0.75, gt=0, le=1, description="Share of max_inflight open to async work.")
+    batch_lane_share: float = Field(0.5, gt=0, le=1, description="Share of max_inflight open to batch work.")
+    overload_retry_after_ms: int = Field(
+        200, ge=0, description="Retry hint given with lane refusals (RESOURCE_EXHAUSTED) (milliseconds)."
+    )
     callback_ports: str = Field("443,1024-65535", description="Ports a callback target may use (ranges).")
     callback_blocked_networks: list[str] = Field(
         default_factory=list,
@@ -109,10 +172,11 @@ class GatewaySettings(ServerSettings):
         "for feature drift monitoring (services/monitor).",
     )
     logger_buffer: int = Field(10000, description="Prediction records buffered for the logger before drops.")
-    api_keys: dict[str, list[str]] = Field(
+    api_keys: dict[str, list[str] | dict[str, Any]] = Field(
         default_factory=dict,
         description=(
-            "API key (or 'sha256:<hex digest>') -> models it may call ('*' = all); merged with `api_keys_path`. "
+            "API key (or 'sha256:<hex digest>') -> models it may call ('*' = all), or -> {models, rate_per_s, "
+            "burst, callback_hosts, priority, name} (`api_keys_path` format); merged with `api_keys_path`. "
             'As env: PREDMESH_GATEWAY_API_KEYS=\'{"key1": ["fraud"], "admin": ["*"]}\'. '
             "With no keys at all the gateway refuses to start unless `allow_anonymous`."
         ),
@@ -120,7 +184,8 @@ class GatewaySettings(ServerSettings):
     api_keys_path: str = Field(
         "",
         description="Key table file (YAML/JSON, e.g. a mounted Secret), re-read when it changes: rotation "
-        "without restart. Maps key or 'sha256:<hex>' -> models, or -> {models, rate_per_s, burst, callback_hosts}.",
+        "without restart. Maps key or 'sha256:<hex>' -> models, or -> {models, rate_per_s, burst, callback_hosts, "
+        "priority}.",
         examples=["/etc/predmesh/api-keys/keys.json"],
     )
     api_keys_poll_ms: float = Field(1000.0, description="How often the key file is checked (milliseconds).")

@@ -10,10 +10,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import grpc
+
 from predmesh.common.grpcserver import GrpcServer
 from predmesh.common.settings import ServerSettings
 from predmesh.common.tls import TlsFiles
-from predmesh.v1 import prediction_pb2, prediction_pb2_grpc
+from predmesh.v1 import jobs_pb2, prediction_pb2, prediction_pb2_grpc
 from services.controlplane.core.config import Endpoint
 
 SERVICE = "predmesh.v1.PredictionService"
@@ -43,6 +45,16 @@ class _Servicer(prediction_pb2_grpc.PredictionServiceServicer):
                 )
                 for i in request.items
             ],
+        )
+
+    async def GetPrediction(self, request: Any, context: Any) -> Any:
+        self._replica.calls += 1
+        if request.request_id == "missing":
+            await context.abort(grpc.StatusCode.NOT_FOUND, "no async prediction with this request id")
+        return prediction_pb2.GetPredictionResponse(
+            request_id=request.request_id,
+            state=jobs_pb2.PREDICTION_STATE_DONE,
+            response=prediction_pb2.PredictResponse(request_id=request.request_id, model_version=self._replica.name),
         )
 
 

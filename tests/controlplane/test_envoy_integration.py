@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import urllib.error
 import urllib.request
 from typing import Any
 
@@ -182,6 +183,24 @@ async def test_json_transcoding_over_http1(mesh: Mesh) -> None:
     )
     assert status == 200
     assert [r["entity_id"] for r in body["results"]] == ["x", "y"]
+
+
+def _get_json(url: str) -> tuple[int, dict[str, Any]]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, {}
+
+
+async def test_polling_is_a_get_through_json_transcoding(mesh: Mesh) -> None:
+    await eventually(lambda: acked_everything(mesh), what="initial ACK")
+    status, body = await asyncio.to_thread(_get_json, f"http://{mesh.edge}/v1/predictions/r-77")
+    assert status == 200
+    assert body["request_id"] == "r-77" and body["state"] == "PREDICTION_STATE_DONE"
+    assert body["response"]["request_id"] == "r-77"
+    status, _ = await asyncio.to_thread(_get_json, f"http://{mesh.edge}/v1/predictions/missing")
+    assert status == 404
 
 
 async def test_killed_replica_traffic_moves_to_the_other(mesh: Mesh) -> None:

@@ -82,8 +82,13 @@ def _copied_top_levels() -> set[str]:
 
 def test_every_chart_entrypoint_is_a_module_of_this_repository(our_containers: list[tuple[str, Manifest]]) -> None:
     modules = _python_modules(our_containers)
-    assert {"services.gateway.app", "services.features.app", "services.inference.app", "services.logger.app",
-            "services.controlplane.app"} <= modules
+    assert {
+        "services.gateway.app",
+        "services.features.app",
+        "services.inference.app",
+        "services.logger.app",
+        "services.controlplane.app",
+    } <= modules
     copied = _copied_top_levels()
     for module in sorted(modules):
         path = ROOT.joinpath(*module.split("."))
@@ -167,10 +172,14 @@ def image() -> Iterator[tuple[str, Path, dict[str, Any]]]:
         if os.environ.get("PREDMESH_REQUIRE_IMAGE") == "1":
             pytest.fail(f"PREDMESH_REQUIRE_IMAGE=1 but {reason}")
         pytest.skip(reason)
-    config = json.loads(subprocess.run(["buildah", "inspect", "--type", "image", ref], capture_output=True,
-                                       text=True, check=True).stdout)["OCIv1"]["config"]
-    ctr = subprocess.run(["buildah", "from", "--pull-never", "--quiet", ref], capture_output=True, text=True,
-                         check=True).stdout.strip()
+    config = json.loads(
+        subprocess.run(
+            ["buildah", "inspect", "--type", "image", ref], capture_output=True, text=True, check=True
+        ).stdout
+    )["OCIv1"]["config"]
+    ctr = subprocess.run(
+        ["buildah", "from", "--pull-never", "--quiet", ref], capture_output=True, text=True, check=True
+    ).stdout.strip()
     try:
         mnt = Path(subprocess.run(["buildah", "mount", ctr], capture_output=True, text=True, check=True).stdout.strip())
         yield ctr, mnt, config
@@ -182,7 +191,9 @@ def image() -> Iterator[tuple[str, Path, dict[str, Any]]]:
 def _in_image(ctr: str, *cmd: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["buildah", "run", "--isolation", "chroot", "--network", "host", "--user", "10001:10001", ctr, "--", *cmd],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -261,7 +272,11 @@ def test_every_chart_entrypoint_imports_without_the_optional_extras(
     for module in sorted(_python_modules(our_containers)):
         code = _BLOCK_EXTRAS.format(blocked=set(NOT_IN_IMAGE), module=module)
         proc = subprocess.run(
-            [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+            [sys.executable, "-c", code],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
         assert proc.returncode == 0, f"{module}: {proc.stderr.strip().splitlines()[-1:]}"

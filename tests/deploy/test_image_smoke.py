@@ -46,8 +46,10 @@ def pods(tmp_path_factory: pytest.TempPathFactory, helm: Path) -> dict[str, Any]
         "ortWorker": {"enabled": True},
         "monitor": {"enabled": False},
         "features": {"registry": yaml.safe_load(FEATURE_REGISTRY.read_text())},
-        "gateway": {"targets": {"features": "127.0.0.1:1", "inference": "127.0.0.1:2", "logger": "127.0.0.1:3"},
-                    "apiKeys": {"k": ["fraud"]}},
+        "gateway": {
+            "targets": {"features": "127.0.0.1:1", "inference": "127.0.0.1:2", "logger": "127.0.0.1:3"},
+            "apiKeys": {"k": ["fraud"]},
+        },
     }
     return dict(smoke.pod_containers(smoke.render(values, workdir), REPO, workdir))
 

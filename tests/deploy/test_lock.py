@@ -84,5 +84,6 @@ def test_installers_use_the_locks_with_hashes() -> None:
     assert "--require-hashes --no-deps --force-reinstall -r requirements/otel-proto.txt" in dev
     containerfile = (ROOT / "Containerfile").read_text()
     assert re.search(r"--require-hashes[^\n]*\\\n\s+-r /tmp/requirements/runtime\.txt", containerfile)
-    assert re.search(r"--require-hashes[^\n]*--force-reinstall[^\n]*\\\n\s+-r /tmp/requirements/otel-proto\.txt",
-                     containerfile)
+    assert re.search(
+        r"--require-hashes[^\n]*--force-reinstall[^\n]*\\\n\s+-r /tmp/requirements/otel-proto\.txt", containerfile
+    )

@@ -18,12 +18,14 @@ from google.protobuf import descriptor_pb2
 
 log = logging.getLogger(__name__)
 
-# Extra HTTP rules per fully-qualified method: (verb, path); body is always "*".
+# Extra HTTP rules per fully-qualified method: (verb, path); body "*" except for GET (none).
 HTTP_RULES: dict[str, tuple[str, str]] = {
     "predmesh.v1.PredictionService.Predict": ("post", "/v1/predict"),
     "predmesh.v1.PredictionService.PredictBatch": ("post", "/v1/predict:batch"),
     "predmesh.v1.PredictionService.PredictAsync": ("post", "/v1/predict:async"),
     "predmesh.v1.OutcomeService.RecordOutcome": ("post", "/v1/outcomes"),
+    # GET: the path variable fills the request, there is no body.
+    "predmesh.v1.PredictionService.GetPrediction": ("get", "/v1/predictions/{request_id}"),
 }
 
 
@@ -74,7 +76,7 @@ def file_descriptor_set(*roots: Any, http_rules: dict[str, tuple[str, str]] | No
                 if rule is None:
                     continue
                 verb, path = rule
-                http_rule = http_pb2.HttpRule(body="*")
+                http_rule = http_pb2.HttpRule(body="" if verb == "get" else "*")
                 setattr(http_rule, verb, path)
                 # auto_mapping skips annotated methods, so keep the gRPC-style path as a binding too.
                 grpc_path = f"/{proto.package}.{service.name}/{method.name}"

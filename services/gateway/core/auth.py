@@ -9,7 +9,8 @@ A key table maps a key spec to what the key may do:
     {"<plaintext key>": ["fraud"],                      # hashed when loaded
      "sha256:<64 hex digits>": ["*"],                   # already hashed (what the chart renders)
      "sha256:<...>": {"models": ["fraud"], "rate_per_s": 50, "burst": 100,
-                      "callback_hosts": ["*.hooks.example.com"], "name": "team-a"}}
+                      "callback_hosts": ["*.hooks.example.com"], "name": "team-a",
+                      "priority": "batch"}}               # default class (realtime, async, batch)
 
 `ApiKeyAuthorizer` holds the current table (swapped atomically on rotation) and one token
 bucket per key. With no keys it refuses every call unless built with `allow_anonymous`.
@@ -26,6 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.gateway.core.priority import Priority
 from services.gateway.errors import PermissionDenied, ResourceExhausted, Unauthenticated
 
 _HASHED = re.compile(r"sha256:([0-9a-f]{64})")
@@ -55,6 +57,7 @@ class KeyGrant:
     rate_per_s: float = 0.0  # 0 = unlimited
     burst: float = 0.0
     callback_hosts: tuple[str, ...] = ()
+    priority: Priority = Priority.REALTIME  # default class; requests may ask only for this one or lower
 
     def may_call(self, model: str) -> bool:
         return "*" in self.models or model in self.models
@@ -80,8 +83,10 @@ def _grant(spec: str, value: Any, defaults: Mapping[str, float]) -> KeyGrant:
     if isinstance(value, list | tuple):
         value = {"models": value}
     if not isinstance(value, dict):
-        raise KeyTableError("each key maps to a list of models or to {models, rate_per_s, burst, callback_hosts}")
-    unknown = set(value) - {"models", "rate_per_s", "burst", "callback_hosts", "name"}
+        raise KeyTableError(
+            "each key maps to a list of models or to {models, rate_per_s, burst, callback_hosts, priority}"
+        )
+    unknown = set(value) - {"models", "rate_per_s", "burst", "callback_hosts", "name", "priority"}
     if unknown:
         raise KeyTableError(f"unknown key fields {sorted(unknown)}")
     models = value.get("models", [])
@@ -97,8 +102,12 @@ def _grant(spec: str, value: Any, defaults: Mapping[str, float]) -> KeyGrant:
         raise KeyTableError("rate_per_s and burst must be numbers") from err
     if rate < 0 or burst < 0:
         raise KeyTableError("rate_per_s and burst must not be negative")
+    try:
+        priority = Priority.parse(str(value.get("priority", "realtime")))
+    except ValueError as err:
+        raise KeyTableError(str(err)) from None
     name = str(value.get("name") or "key-" + digest.hex()[:8])
-    return KeyGrant(digest, name, frozenset(models), rate, burst, tuple(h.lower() for h in hosts))
+    return KeyGrant(digest, name, frozenset(models), rate, burst, tuple(h.lower() for h in hosts), priority)
 
 
 def parse_key_table(data: Any, defaults: Mapping[str, float] | None = None) -> KeyTable:
@@ -166,6 +175,16 @@ class ApiKeyAuthorizer:
                 found = grant
         return found
 
+    def identify(self, api_key: str | None) -> KeyGrant:
+        """The caller's grant without a model check (GetPrediction); raises Unauthenticated."""
+        if not self._table.grants and self._allow_anonymous:
+            return ANONYMOUS
+        grant = self._lookup(api_key) if api_key and len(api_key) <= MAX_KEY_LENGTH else None
+        if grant is None:
+            raise Unauthenticated("missing or unknown API key")
+        self._take_token(grant)  # polling counts against the key's rate limit like any call
+        return grant
+
     def check(self, api_key: str | None, model: str) -> KeyGrant:
         """The caller's grant for calling `model`; raises Unauthenticated/PermissionDenied/ResourceExhausted."""
         if not self._table.grants and self._allow_anonymous:
@@ -179,13 +198,16 @@ class ApiKeyAuthorizer:
             raise Unauthenticated("unknown API key")
         if not grant.may_call(model):
             raise PermissionDenied(f"API key may not call model {model!r}")
+        self._take_token(grant)
+        return grant
+
+    def _take_token(self, grant: KeyGrant) -> None:
         if grant.rate_per_s > 0:
             bucket = self._buckets.get(grant.digest)
             if bucket is None or bucket.rate_per_s != grant.rate_per_s or bucket.burst != grant.burst:
                 bucket = self._buckets[grant.digest] = TokenBucket(grant.rate_per_s, grant.burst)
             if not bucket.take(self._clock()):
                 raise ResourceExhausted("rate limit of this API key exceeded")
-        return grant
 
 
 def load_key_file(contents: list[bytes], defaults: Mapping[str, float] | None = None) -> KeyTable:

@@ -43,6 +43,7 @@ def build_outputs(
             degraded=bool(degraded_reason),
             degraded_reason=degraded_reason,
             entities=item.entities,
+            priority=item.priority,
         )
         for rid, item, score, names in zip(ids, items, scores, defaults, strict=True)
     ]
@@ -126,6 +127,7 @@ class PredictionLog:
             features=tuple(zip(names, row, strict=True)) if names and self._with_features() else (),
             stale_features=out.stale_features,
             entities=out.entities,
+            priority=out.priority,
         )
 
     def _with_features(self) -> bool:

@@ -28,6 +28,7 @@ class PredictInput:
     context: dict[str, Scalar]
     # Entities of other types (entity type -> id) whose `type.feature` features the model reads.
     entities: Mapping[str, str] = field(default_factory=dict)
+    priority: int = 0  # resolved priority class (core/priority.py Priority), logged with the prediction
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +92,7 @@ class PredictOutput:
     missing_features: tuple[str, ...] = ()  # stored features absent for this entity (subset of defaulted)
     stale_features: tuple[str, ...] = ()  # stored features older than max_age_s (subset of defaulted)
     entities: Mapping[str, str] = field(default_factory=dict)  # the request's other entities (logged)
+    priority: int = 0  # the request's priority class (logged, not returned)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,3 +118,4 @@ class PredictionRecord:
     features: tuple[tuple[str, Scalar], ...] = ()
     stale_features: tuple[str, ...] = ()
     entities: Mapping[str, str] = field(default_factory=dict)
+    priority: int = 0  # priority class the request was served in (PredictionEvent.priority)

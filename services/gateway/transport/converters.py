@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from predmesh.common.values import scalar_from_value
+from predmesh.common.values import scalar_from_value, scalar_to_value
 from predmesh.v1 import common_pb2, prediction_pb2
 from services.gateway.core.degradation import check_context_value
-from services.gateway.core.types import PredictInput, PredictOutput, Scalar, Score, Timings
+from services.gateway.core.types import Arm, PredictInput, PredictOutput, Scalar, Score, Timings
 from services.gateway.errors import InvalidArgument
 
 
@@ -40,7 +40,8 @@ def context_from_pb(context: Mapping[str, common_pb2.Value]) -> dict[str, Scalar
     return out
 
 
-def predict_input(req: prediction_pb2.PredictRequest) -> PredictInput:
+def predict_input(req: prediction_pb2.PredictRequest, priority: int = 0) -> PredictInput:
+    """The domain input; `priority` is the resolved class (0: the request's own field)."""
     return PredictInput(
         request_id=req.request_id,
         model=req.model,
@@ -48,10 +49,13 @@ def predict_input(req: prediction_pb2.PredictRequest) -> PredictInput:
         entity_id=req.entity_id,
         context=context_from_pb(req.context),
         entities=dict(req.entities),
+        priority=priority or req.priority,
     )
 
 
-def batch_inputs(req: prediction_pb2.PredictBatchRequest, max_items: int | None = None) -> list[PredictInput]:
+def batch_inputs(
+    req: prediction_pb2.PredictBatchRequest, max_items: int | None = None, priority: int = 0
+) -> list[PredictInput]:
     """The batch's items; more than `max_items` is refused before any item is converted."""
     if max_items is not None and len(req.items) > max_items:
         raise InvalidArgument(f"PredictBatch takes at most {max_items} items, got {len(req.items)}")
@@ -63,6 +67,7 @@ def batch_inputs(req: prediction_pb2.PredictBatchRequest, max_items: int | None 
             entity_id=item.entity_id,
             context=context_from_pb(item.context),
             entities=dict(item.entities),
+            priority=priority,
         )
         for item in req.items
     ]
@@ -103,4 +108,34 @@ def batch_response(request_id: str, outs: Sequence[PredictOutput]) -> prediction
         request_id=request_id or (outs[0].request_id.rsplit("/", 1)[0] if outs else ""),
         results=[predict_response(o) for o in outs],
         timings=timings_to_pb(timings),
+    )
+
+
+def predict_request(item: PredictInput, priority: int = 0) -> prediction_pb2.PredictRequest:
+    """The request of a domain input (the durable async queue stores requests as protobuf)."""
+    return prediction_pb2.PredictRequest(
+        request_id=item.request_id,
+        model=item.model,
+        version=item.version,
+        entity_id=item.entity_id,
+        context={k: scalar_to_value(v) for k, v in item.context.items()},
+        priority=priority,  # type: ignore[arg-type]
+    )
+
+
+def predict_output(resp: prediction_pb2.PredictResponse) -> PredictOutput:
+    """The domain output of a stored response (async results read back from the store)."""
+    t = resp.timings
+    return PredictOutput(
+        request_id=resp.request_id,
+        model=resp.model,
+        model_version=resp.model_version,
+        entity_id=resp.entity_id,
+        score=score_from_pb(resp.prediction),
+        arm=Arm(resp.arm) if resp.arm in Arm._value2member_map_ else Arm.STABLE,
+        timings=Timings(features_ms=t.features_ms, inference_ms=t.inference_ms, total_ms=t.total_ms),
+        defaulted_features=tuple(resp.defaulted_features),
+        degraded=resp.degraded,
+        degraded_reason=resp.degraded_reason,
+        missing_features=tuple(resp.missing_features),
     )

@@ -35,6 +35,7 @@ def record_to_event(record: PredictionRecord) -> events_pb2.PredictionEvent:
         features={name: scalar_to_value(value) for name, value in record.features},
         stale_features=list(record.stale_features),
         entities=dict(record.entities),
+        priority=record.priority,  # type: ignore[arg-type]
     )
 
 

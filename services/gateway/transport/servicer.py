@@ -5,12 +5,22 @@ from __future__ import annotations
 import grpc
 
 from predmesh.common.deadline import Deadline
-from predmesh.v1 import prediction_pb2, prediction_pb2_grpc
+from predmesh.common.errors import FailedPrecondition
+from predmesh.v1 import jobs_pb2, prediction_pb2, prediction_pb2_grpc
 from services.gateway.core.async_jobs import AsyncDispatcher
+from services.gateway.core.async_ports import State
 from services.gateway.core.auth import ApiKeyAuthorizer
+from services.gateway.core.durable_async import DurableAsync
 from services.gateway.core.predictor import Predictor
+from services.gateway.core.priority import LaneAdmission, Priority, resolve
 from services.gateway.errors import InvalidArgument
 from services.gateway.transport import converters
+
+_STATES = {
+    State.PENDING: jobs_pb2.PREDICTION_STATE_PENDING,
+    State.DONE: jobs_pb2.PREDICTION_STATE_DONE,
+    State.FAILED: jobs_pb2.PREDICTION_STATE_FAILED,
+}
 
 
 def api_key(context: grpc.aio.ServicerContext) -> str | None:
@@ -23,6 +33,9 @@ def api_key(context: grpc.aio.ServicerContext) -> str | None:
 
 
 class PredictionServicer(prediction_pb2_grpc.PredictionServiceServicer):
+    """`dispatcher` serves PredictAsync in memory; with `durable` set, PredictAsync goes through the
+    durable queue instead and GetPrediction answers. `admission` = priority-lane admission."""
+
     def __init__(
         self,
         predictor: Predictor,
@@ -30,12 +43,16 @@ class PredictionServicer(prediction_pb2_grpc.PredictionServiceServicer):
         authorizer: ApiKeyAuthorizer,
         default_deadline_s: float,
         max_batch_items: int | None = None,
+        durable: DurableAsync | None = None,
+        admission: LaneAdmission | None = None,
     ) -> None:
         self._predictor = predictor
         self._dispatcher = dispatcher
         self._auth = authorizer
         self._default_deadline_s = default_deadline_s
         self._max_batch_items = max_batch_items
+        self._durable = durable
+        self._admission = admission or LaneAdmission(0)
 
     def _deadline(self, context: grpc.aio.ServicerContext) -> Deadline:
         remaining = context.time_remaining()
@@ -44,21 +61,25 @@ class PredictionServicer(prediction_pb2_grpc.PredictionServiceServicer):
     async def Predict(
         self, request: prediction_pb2.PredictRequest, context: grpc.aio.ServicerContext
     ) -> prediction_pb2.PredictResponse:
-        self._auth.check(api_key(context), request.model)
-        out = await self._predictor.predict(converters.predict_input(request), self._deadline(context))
+        grant = self._auth.check(api_key(context), request.model)
+        priority = resolve(request.priority, grant.priority)
+        with self._admission.admit(priority):
+            out = await self._predictor.predict(converters.predict_input(request, priority), self._deadline(context))
         return converters.predict_response(out)
 
     async def PredictBatch(
         self, request: prediction_pb2.PredictBatchRequest, context: grpc.aio.ServicerContext
     ) -> prediction_pb2.PredictBatchResponse:
-        self._auth.check(api_key(context), request.model)
-        outs = await self._predictor.predict_batch(
-            request.request_id,
-            request.model,
-            request.version,
-            converters.batch_inputs(request, self._max_batch_items),  # counted before any conversion
-            self._deadline(context),
-        )
+        grant = self._auth.check(api_key(context), request.model)
+        priority = resolve(request.priority, grant.priority)
+        with self._admission.admit(priority):
+            outs = await self._predictor.predict_batch(
+                request.request_id,
+                request.model,
+                request.version,
+                converters.batch_inputs(request, self._max_batch_items, priority),  # counted before any conversion
+                self._deadline(context),
+            )
         return converters.batch_response(request.request_id, outs)
 
     async def PredictAsync(
@@ -67,6 +88,28 @@ class PredictionServicer(prediction_pb2_grpc.PredictionServiceServicer):
         if not request.HasField("request"):
             raise InvalidArgument("request is required")
         grant = self._auth.check(api_key(context), request.request.model)
-        item = converters.predict_input(request.request)
-        request_id = await self._dispatcher.submit(item, request.callback_target, grant.callback_hosts)
+        priority = resolve(request.request.priority, grant.priority, floor=Priority.ASYNC)
+        item = converters.predict_input(request.request, priority)
+        with self._admission.admit(priority):
+            if self._durable is not None:
+                request_id = await self._durable.submit(
+                    item, request.callback_target, grant.callback_hosts, grant.name, priority
+                )
+            else:
+                request_id = await self._dispatcher.submit(item, request.callback_target, grant.callback_hosts)
         return prediction_pb2.PredictAsyncResponse(request_id=request_id)
+
+    async def GetPrediction(
+        self, request: jobs_pb2.GetPredictionRequest, context: grpc.aio.ServicerContext
+    ) -> prediction_pb2.GetPredictionResponse:
+        grant = self._auth.identify(api_key(context))
+        if self._durable is None:
+            raise FailedPrecondition("polling needs the durable async queue (gateway async_kafka_bootstrap)")
+        found = await self._durable.get(request.request_id, grant.name)
+        response = prediction_pb2.GetPredictionResponse(request_id=request.request_id, state=_STATES[found.state])
+        if found.result is not None:
+            if found.result.output is not None:
+                response.response.CopyFrom(converters.predict_response(found.result.output))
+            response.error_code = found.result.error_code
+            response.error_message = found.result.error_message
+        return response

@@ -123,6 +123,9 @@ def test_descriptor_set_has_rest_rules_and_every_dependency() -> None:
     rule = predict.options.Extensions[annotations_pb2.http]
     assert rule.post == "/v1/predict" and rule.body == "*"
     assert rule.additional_bindings[0].post == "/predmesh.v1.PredictionService/Predict"
+    polling = next(m for m in service.method if m.name == "GetPrediction")
+    rule = polling.options.Extensions[annotations_pb2.http]
+    assert rule.get == "/v1/predictions/{request_id}" and rule.body == ""  # a GET has no body
 
 
 def test_endpoint_parse() -> None:

@@ -1,0 +1,120 @@
+"""Priority lanes: which class a request runs in, and admission that protects real-time traffic.
+
+Classes, most urgent first: `realtime` < `async` < `batch`. An API key has a default class
+(`priority` in the key table, default realtime); a request may ask for its key's class or a
+less urgent one, never a more urgent one (PermissionDenied).
+
+`LaneAdmission` counts the requests the gateway is working on. With `max_inflight` = L it
+admits batch work while fewer than `batch_share * L` are in flight, async work below
+`async_share * L` and real-time work below L: under overload batch is refused first, then
+async, and real-time only when the gateway is full. A refusal is ResourceExhausted whose
+message carries a retry hint ("retry after N ms"). `max_inflight` 0 = no admission limit.
+One event loop; not thread-safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections.abc import Callable
+from types import TracebackType
+
+from services.gateway.errors import PermissionDenied, ResourceExhausted
+
+
+class Priority(enum.IntEnum):
+    """Lower value = more urgent (same numbers as predmesh.v1.Priority)."""
+
+    REALTIME = 1
+    ASYNC = 2
+    BATCH = 3
+
+    @property
+    def lane(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def parse(cls, name: str) -> Priority:
+        try:
+            return cls[name.strip().upper()]
+        except KeyError:
+            raise ValueError(f"unknown priority {name!r} (realtime, async, batch)") from None
+
+
+def resolve(requested: int, key_default: Priority, floor: Priority = Priority.REALTIME) -> Priority:
+    """The class a request runs in: `requested` (0 = key default), never more urgent than the key
+    allows; `floor` is the least urgent class the method itself implies (PredictAsync: async)."""
+    if requested == 0:
+        chosen = key_default
+    else:
+        try:
+            chosen = Priority(requested)
+        except ValueError:
+            raise PermissionDenied(f"unknown priority {requested}") from None
+        if chosen < key_default:
+            raise PermissionDenied(
+                f"this API key may not ask for priority {chosen.lane} (its class: {key_default.lane})"
+            )
+    return max(chosen, floor)
+
+
+class LaneAdmission:
+    """In-flight counter with per-lane thresholds (see the module docstring)."""
+
+    def __init__(
+        self,
+        max_inflight: int,
+        async_share: float = 0.75,
+        batch_share: float = 0.5,
+        retry_after_ms: int = 200,
+        on_refused: Callable[[str], None] = lambda lane: None,
+    ) -> None:
+        self._max = max_inflight
+        self._limits = {
+            Priority.REALTIME: max_inflight,
+            Priority.ASYNC: max(1, int(max_inflight * async_share)),
+            Priority.BATCH: max(1, int(max_inflight * batch_share)),
+        }
+        self.retry_after_ms = retry_after_ms
+        self.inflight = 0
+        self._on_refused = on_refused
+        self._freed: asyncio.Event | None = None  # set (and replaced) whenever a slot is released
+
+    def has_room(self, priority: Priority) -> bool:
+        return self._max <= 0 or self.inflight < self._limits[priority]
+
+    async def wait_for_room(self, priority: Priority) -> None:
+        """Wait until `priority` would be admitted (deferred work: accepted already, never refused)."""
+        while not self.has_room(priority):
+            if self._freed is None:
+                self._freed = asyncio.Event()
+            await self._freed.wait()
+
+    def release(self) -> None:
+        self.inflight -= 1
+        freed, self._freed = self._freed, None
+        if freed is not None:
+            freed.set()
+
+    def admit(self, priority: Priority) -> _Admitted:
+        """A context manager holding one in-flight slot; ResourceExhausted when the lane is full."""
+        if not self.has_room(priority):
+            self._on_refused(priority.lane)
+            raise ResourceExhausted(
+                f"gateway overloaded: {priority.lane} requests refused, retry after {self.retry_after_ms} ms"
+            )
+        self.inflight += 1
+        return _Admitted(self)
+
+
+class _Admitted:
+    def __init__(self, admission: LaneAdmission) -> None:
+        self._admission = admission
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, _type: type[BaseException] | None, _err: BaseException | None, _tb: TracebackType | None
+    ) -> None:
+        self._admission.release()
