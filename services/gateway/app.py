@@ -154,6 +154,8 @@ class GatewayApp(ServiceApp[GatewaySettings]):
             OutcomeServicer(self.outcomes, self.authorizer),
             "predmesh.v1.OutcomeService",
         )
+        if s.reflection:
+            server.enable_reflection()
         await self.serve(stack, server)
         log.info("gateway serving on %s", server.address)
 

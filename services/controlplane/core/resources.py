@@ -190,6 +190,8 @@ def _listener(config: MeshConfig, descriptor_set: bytes | None) -> Any:
         "generate_request_id": True,
         **_hcm_hardening(config.hardening),
     }
+    if config.transcoder.enabled and descriptor_set:
+        hcm["local_reply_config"] = _json_local_replies()
     if config.tracing.collector:
         hcm["tracing"] = {
             "random_sampling": {"value": config.tracing.sampling_percent},
@@ -214,6 +216,58 @@ def _listener(config: MeshConfig, descriptor_set: bytes | None) -> Any:
         "filter_chains": [chain],
     }
     return json_format.ParseDict(listener, listener_pb2.Listener())
+
+
+# Envoy's own replies to HTTP (non-gRPC) callers, as the JSON body the transcoder gives upstream errors:
+# {"code": <gRPC status code>, "message": ...}. HTTP status -> gRPC code as in gRPC's HTTP mapping.
+LOCAL_REPLY_CODES = {400: 3, 401: 16, 403: 7, 404: 12, 408: 4, 413: 3, 429: 8, 503: 14, 504: 4}
+UNKNOWN_CODE = 2
+
+
+def _json_local_replies() -> dict[str, Any]:
+    def mapper(code: int, status: int | None, message: str = "%LOCAL_REPLY_BODY%") -> dict[str, Any]:
+        # An HTTP caller: its content type is not gRPC, or the transcoder rewrote it (and kept the original path).
+        http_caller = {
+            "or_filter": {
+                "filters": [
+                    {
+                        "header_filter": {
+                            "header": {
+                                "name": "content-type",
+                                "string_match": {"prefix": "application/grpc"},
+                                "invert_match": True,
+                                "treat_missing_header_as_empty": True,
+                            }
+                        }
+                    },
+                    {"header_filter": {"header": {"name": "x-envoy-original-path", "present_match": True}}},
+                ]
+            }
+        }
+        filters: list[dict[str, Any]] = [http_caller]
+        if status is not None:
+            filters.append(
+                {
+                    "status_code_filter": {
+                        "comparison": {
+                            "op": "EQ",
+                            "value": {"default_value": status, "runtime_key": "predmesh_local_reply_status"},
+                        }
+                    }
+                }
+            )
+        return {
+            "filter": {"and_filter": {"filters": filters}} if len(filters) > 1 else filters[0],
+            "body_format_override": {
+                "json_format": {"code": code, "message": message},
+                "content_type": "application/json",
+            },
+        }
+
+    mappers = [mapper(code, status) for status, code in LOCAL_REPLY_CODES.items() if status != 404]
+    # Envoy's 404 (no route) has an empty body: say what was not found.
+    mappers.append(mapper(LOCAL_REPLY_CODES[404], 404, "no such path: %REQ(:METHOD)% %REQ(:PATH)%"))
+    return {"mappers": [*mappers, mapper(UNKNOWN_CODE, None)]}
 
 
 def _hcm_hardening(h: Hardening) -> dict[str, Any]:

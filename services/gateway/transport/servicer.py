@@ -22,6 +22,29 @@ def api_key(context: grpc.aio.ServicerContext) -> str | None:
     return None
 
 
+DEGRADED_HEADER = "x-prediction-degraded"
+DEGRADED_REASON_HEADER = "x-prediction-degraded-reason"
+_MAX_REASON_CHARS = 256
+
+
+def degraded_metadata(reasons: list[str]) -> tuple[tuple[str, str], ...]:
+    """Initial metadata for an answer with these degraded reasons (empty list = not degraded: no metadata).
+
+    `x-prediction-degraded: true` and `x-prediction-degraded-reason` (distinct reasons joined by "; ",
+    printable ASCII only, bounded); the edge's JSON transcoder passes both on as HTTP response headers."""
+    if not reasons:
+        return ()
+    joined = "; ".join(dict.fromkeys(r or "unspecified" for r in reasons))
+    reason = "".join(c if " " <= c <= "~" else "?" for c in joined)[:_MAX_REASON_CHARS]
+    return ((DEGRADED_HEADER, "true"), (DEGRADED_REASON_HEADER, reason))
+
+
+async def _send_degraded(context: grpc.aio.ServicerContext, reasons: list[str]) -> None:
+    metadata = degraded_metadata(reasons)
+    if metadata:
+        await context.send_initial_metadata(metadata)
+
+
 class PredictionServicer(prediction_pb2_grpc.PredictionServiceServicer):
     def __init__(
         self,
@@ -46,6 +69,7 @@ class PredictionServicer(prediction_pb2_grpc.PredictionServiceServicer):
     ) -> prediction_pb2.PredictResponse:
         self._auth.check(api_key(context), request.model)
         out = await self._predictor.predict(converters.predict_input(request), self._deadline(context))
+        await _send_degraded(context, [out.degraded_reason] if out.degraded else [])
         return converters.predict_response(out)
 
     async def PredictBatch(
@@ -59,6 +83,7 @@ class PredictionServicer(prediction_pb2_grpc.PredictionServiceServicer):
             converters.batch_inputs(request, self._max_batch_items),  # counted before any conversion
             self._deadline(context),
         )
+        await _send_degraded(context, [o.degraded_reason for o in outs if o.degraded])
         return converters.batch_response(request.request_id, outs)
 
     async def PredictAsync(

