@@ -20,11 +20,11 @@ from predmesh.v1 import common_pb2, prediction_pb2, prediction_pb2_grpc
 UNKNOWN_ENTITY = "nobody-at-all"  # no stored features: scored on defaults, degraded "features_missing"
 
 
-def grpcurl(mesh: LocalMesh, *args: str) -> subprocess.CompletedProcess[str]:
-    """The real grpcurl binary against the TLS edge (trusting the mesh CA)."""
+def grpcurl(mesh: LocalMesh, *command: str, flags: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    """The real grpcurl binary against the TLS edge (trusting the mesh CA): `grpcurl FLAGS EDGE COMMAND...`."""
     assert mesh.ca_path is not None
     tls = ["-cacert", str(mesh.ca_path), "-authority", "localhost"]
-    cmd = [GRPCURL_EXECUTABLE, *tls, *args[:-1], mesh.edge_address, args[-1]] if args else []
+    cmd = [GRPCURL_EXECUTABLE, *tls, *flags, mesh.edge_address, *command]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
 
 
@@ -68,7 +68,7 @@ def test_grpcurl_lists_and_describes_the_api_through_the_edge(mesh: LocalMesh) -
 def test_grpcurl_predicts_through_the_tls_edge_with_the_api_key(mesh: LocalMesh) -> None:
     body = {"model": "fraud", "version": "1", "entity_id": "u00011", "plain_context": {"amount": 75.25}}
     method = "predmesh.v1.PredictionService/Predict"
-    answer = grpcurl(mesh, "-H", f"x-api-key: {mesh.api_key}", "-d", json.dumps(body), method)
+    answer = grpcurl(mesh, method, flags=("-H", f"x-api-key: {mesh.api_key}", "-d", json.dumps(body)))
     assert answer.returncode == 0, answer.stderr
     reply = json.loads(answer.stdout)
     expected = direct(
@@ -80,7 +80,7 @@ def test_grpcurl_predicts_through_the_tls_edge_with_the_api_key(mesh: LocalMesh)
     assert reply["model_version"] == "1"
     assert reply["prediction"]["score"] == pytest.approx(expected.prediction.score, abs=1e-12)
 
-    refused = grpcurl(mesh, "-d", json.dumps(body), method)  # no key: the edge does not open the API
+    refused = grpcurl(mesh, method, flags=("-d", json.dumps(body)))  # no key: the edge does not open the API
     assert refused.returncode != 0 and "Unauthenticated" in refused.stderr
 
 
@@ -160,3 +160,43 @@ def test_degraded_header_on_http_exactly_when_degraded(mesh: LocalMesh) -> None:
     assert headers["x-prediction-degraded"] == "true"
     status, reply, headers = post(mesh, "/v1/predict:batch", {"model": "fraud", "version": "1", "items": items[:1]})
     assert status == 200 and headers.get("x-prediction-degraded") is None
+
+
+# -- JSON errors ----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        ({"model": "fraud", "entity_id": "u00001", "entitiy": "typo"}, '"entitiy" in predmesh.v1.PredictRequest'),
+        ({"model": "fraud", "items": [{"entity_id": "u1", "contxt": {}}]}, '"contxt" in predmesh.v1.BatchItem'),
+    ],
+)
+def test_unknown_json_fields_are_rejected_with_a_json_body(mesh: LocalMesh, body: Any, where: str) -> None:
+    path = "/v1/predict:batch" if "items" in body else "/v1/predict"
+    status, reply, _ = post(mesh, path, body)
+    assert status == 400 and reply == {
+        "code": grpc.StatusCode.INVALID_ARGUMENT.value[0],
+        "message": f"unknown field {where}",
+    }
+
+
+def test_every_http_error_is_a_json_code_and_message(mesh: LocalMesh) -> None:
+    codes = {name: code.value[0] for name, code in grpc.StatusCode.__members__.items()}
+    status, reply, _ = post(mesh, "/v1/predict", b'{"model": ')  # not JSON: the transcoder's own error
+    assert status == 400 and reply["code"] == codes["INVALID_ARGUMENT"] and reply["message"]
+    status, reply, _ = post(mesh, "/v1/no-such-thing", {})
+    assert status == 404 and reply == {
+        "code": codes["UNIMPLEMENTED"],
+        "message": "no such path: POST /v1/no-such-thing",
+    }
+    status, reply, _ = post(mesh, "/v1/predict", {"model": "no_such_model", "entity_id": "u1"})
+    assert status == 404 and reply["code"] == codes["NOT_FOUND"] and "no_such_model" in reply["message"]
+    status, reply, _ = post(
+        mesh, "/v1/predict", {"model": "fraud", "entity_id": "u1"}, {"content-type": "application/json"}
+    )
+    assert status == 401 and reply["code"] == codes["UNAUTHENTICATED"]
+
+
+def test_a_large_json_batch_still_passes_the_field_check(mesh: LocalMesh) -> None:
+    items = [{"entity_id": f"u{i % 200:05d}", "context": {"amount": float(i), "channel": "web"}} for i in range(600)]
+    status, reply, _ = post(mesh, "/v1/predict:batch", {"model": "fraud", "items": items})  # ~45 KiB > 32 KiB buffer
+    assert status == 200 and len(reply["results"]) == 600

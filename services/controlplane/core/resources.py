@@ -28,8 +28,10 @@ from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
 from envoy.config.trace.v3 import opentelemetry_pb2  # noqa: F401 - typed_config
 from envoy.extensions.access_loggers.stream.v3 import stream_pb2  # noqa: F401 - typed_config
+from envoy.extensions.filters.http.buffer.v3 import buffer_pb2  # noqa: F401 - typed_config
 from envoy.extensions.filters.http.grpc_json_transcoder.v3 import transcoder_pb2  # noqa: F401
 from envoy.extensions.filters.http.local_ratelimit.v3 import local_rate_limit_pb2  # noqa: F401
+from envoy.extensions.filters.http.lua.v3 import lua_pb2  # noqa: F401 - typed_config
 from envoy.extensions.filters.http.router.v3 import router_pb2  # noqa: F401
 from envoy.extensions.filters.network.http_connection_manager.v3 import (  # noqa: F401
     http_connection_manager_pb2,
@@ -40,12 +42,15 @@ from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2  # noqa
 from google.protobuf import json_format
 
 from services.controlplane.core.config import Cluster, Endpoint, Hardening, MeshConfig, Route
+from services.controlplane.core.descriptors import HTTP_RULES
+from services.controlplane.core.jsonfields import lua_for
 from services.controlplane.core.snapshot import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET
 
 LISTENER_NAME = "edge"
 ROUTE_CONFIG_NAME = "edge"
 TRACING_CLUSTER = "otel_collector"
 RATE_LIMIT_FILTER = "envoy.filters.http.local_ratelimit"
+BUFFER_FILTER = "envoy.filters.http.buffer"
 _T = "type.googleapis.com/"
 _ADS = {"ads": {}, "resource_api_version": "V3"}
 _HTTP2_OPTIONS = {
@@ -158,6 +163,24 @@ def _listener(config: MeshConfig, descriptor_set: bytes | None) -> Any:
         }
     ]
     if config.transcoder.enabled and descriptor_set:
+        filters += [
+            {
+                # Whole JSON bodies (up to the transcoder's limit) for the unknown-field check below; every
+                # configured route (gRPC paths) turns it off, so only the REST paths are buffered.
+                "name": BUFFER_FILTER,
+                "typed_config": {
+                    "@type": _T + "envoy.extensions.filters.http.buffer.v3.Buffer",
+                    "max_request_bytes": config.hardening.max_request_bytes,
+                },
+            },
+            {
+                "name": "envoy.filters.http.lua",
+                "typed_config": {
+                    "@type": _T + "envoy.extensions.filters.http.lua.v3.Lua",
+                    "default_source_code": {"inline_string": lua_for(descriptor_set, HTTP_RULES)},
+                },
+            },
+        ]
         filters.append(
             {
                 "name": "envoy.filters.http.grpc_json_transcoder",
@@ -332,7 +355,15 @@ def _route(route: Route, hardening: Hardening) -> dict[str, Any]:
         if route.retry.per_try_timeout_ms:
             retry["per_try_timeout"] = _dur(route.retry.per_try_timeout_ms)
         action["retry_policy"] = retry
-    return {"name": route.name, "match": {"prefix": route.prefix}, "route": action}
+    unbuffered = {
+        BUFFER_FILTER: {"@type": _T + "envoy.extensions.filters.http.buffer.v3.BufferPerRoute", "disabled": True}
+    }
+    return {
+        "name": route.name,
+        "match": {"prefix": route.prefix},
+        "route": action,
+        "typed_per_filter_config": unbuffered,
+    }
 
 
 def _route_config(config: MeshConfig) -> Any:
