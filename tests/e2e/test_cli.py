@@ -45,7 +45,7 @@ def test_several_entities_are_one_predict_batch(mesh: LocalMesh, capsys: pytest.
 def test_table_output_prints_every_field(mesh: LocalMesh, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["predict", *via_edge(mesh), "--model", "fraud", "--version", "1", "--entity", "nobody-here"]
     assert main([*argv, "--output", "table"]) == 0
-    rows = dict(line.split(None, 1) if " " in line else (line, "") for line in capsys.readouterr().out.splitlines())
+    rows = {line.split(" ", 1)[0]: line.partition(" ")[2] for line in capsys.readouterr().out.splitlines()}
     assert rows["model"].strip() == "fraud" and rows["model_version"].strip() == "1"
     assert rows["degraded"].strip() == "true" and rows["degraded_reason"].strip() == "features_missing"
     assert 0.0 <= float(rows["prediction.score"]) <= 1.0 and "timings.total_ms" in rows
