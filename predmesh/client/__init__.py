@@ -24,7 +24,7 @@ from predmesh.client.errors import (
 )
 from predmesh.client.retry import NO_RETRY, RetryPolicy
 from predmesh.client.sync import Client
-from predmesh.client.types import BatchItem, BatchPrediction, Prediction, Score, Timings
+from predmesh.client.types import BatchItem, BatchPrediction, ModelHealth, Prediction, Score, Timings, VersionHealth
 
 __all__ = [
     "NO_RETRY",
@@ -37,6 +37,7 @@ __all__ = [
     "Connection",
     "DeadlineExceededError",
     "InvalidRequestError",
+    "ModelHealth",
     "NotFoundError",
     "PermissionDeniedError",
     "Prediction",
@@ -47,4 +48,5 @@ __all__ = [
     "ServerError",
     "Timings",
     "UnavailableError",
+    "VersionHealth",
 ]

@@ -18,8 +18,8 @@ import grpc
 from predmesh.client import convert
 from predmesh.client.connection import Connection
 from predmesh.client.retry import Attempts
-from predmesh.client.types import BatchItem, BatchPrediction, Context, Prediction
-from predmesh.v1 import prediction_pb2, prediction_pb2_grpc
+from predmesh.client.types import BatchItem, BatchPrediction, Context, ModelHealth, Prediction
+from predmesh.v1 import health_pb2, prediction_pb2, prediction_pb2_grpc
 
 T = TypeVar("T")
 
@@ -100,3 +100,8 @@ class AsyncClient:
             callback_target=callback_target,
         )
         return (await self._call(self._stub.PredictAsync, request, timeout_s)).request_id
+
+    async def get_model_health(self, model: str, *, timeout_s: float | None = None) -> ModelHealth:
+        """How `model` is served: versions, weights, loaded state, feature store, latency, breakers, degraded ratio."""
+        request = health_pb2.GetModelHealthRequest(model=model)
+        return convert.health_from_pb(await self._call(self._stub.GetModelHealth, request, timeout_s))

@@ -9,9 +9,18 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 
-from predmesh.client.types import BatchItem, BatchPrediction, Context, Prediction, Score, Timings
+from predmesh.client.types import (
+    BatchItem,
+    BatchPrediction,
+    Context,
+    ModelHealth,
+    Prediction,
+    Score,
+    Timings,
+    VersionHealth,
+)
 from predmesh.common.values import scalar_to_value
-from predmesh.v1 import common_pb2, prediction_pb2
+from predmesh.v1 import common_pb2, health_pb2, prediction_pb2
 
 
 def new_request_id() -> str:
@@ -78,5 +87,26 @@ def batch_from_pb(r: prediction_pb2.PredictBatchResponse) -> BatchPrediction:
         request_id=r.request_id,
         results=tuple(prediction_from_pb(x) for x in r.results),
         timings=timings_from_pb(r.timings),
+        raw=r,
+    )
+
+
+def health_from_pb(r: health_pb2.ModelHealthResponse) -> ModelHealth:
+    return ModelHealth(
+        model=r.model,
+        healthy=r.healthy,
+        versions=tuple(
+            VersionHealth(v.version, v.weight_percent, tuple(v.roles), v.loaded, v.kind, v.breaker, v.error)
+            for v in r.versions
+        ),
+        feature_store_reachable=r.feature_store_reachable,
+        feature_store_error=r.feature_store_error,
+        last_inference_ms=r.last_inference_ms,
+        p99_inference_ms=r.p99_inference_ms,
+        requests_in_window=r.requests_in_window,
+        degraded_ratio=r.degraded_ratio,
+        window_s=r.window_s,
+        breakers={b.dependency: b.state for b in r.breakers},
+        fallback=tuple(r.fallback),
         raw=r,
     )

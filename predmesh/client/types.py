@@ -76,3 +76,33 @@ class BatchItem:
 
     entity_id: str
     context: Context = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class VersionHealth:
+    version: str
+    weight_percent: float
+    roles: tuple[str, ...]
+    loaded: bool
+    kind: str
+    breaker: str
+    error: str
+
+
+@dataclass(frozen=True)
+class ModelHealth:
+    """GetModelHealth's answer (see protos/predmesh/v1/health.proto); figures are the answering gateway's."""
+
+    model: str
+    healthy: bool
+    versions: tuple[VersionHealth, ...]
+    feature_store_reachable: bool
+    feature_store_error: str
+    last_inference_ms: float
+    p99_inference_ms: float
+    requests_in_window: int
+    degraded_ratio: float
+    window_s: float
+    breakers: Mapping[str, str]
+    fallback: tuple[str, ...]
+    raw: Any = field(default=None, repr=False, compare=False)

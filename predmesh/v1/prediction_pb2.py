@@ -24,9 +24,10 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from predmesh.v1 import common_pb2 as predmesh_dot_v1_dot_common__pb2
+from predmesh.v1 import health_pb2 as predmesh_dot_v1_dot_health__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cpredmesh/v1/prediction.proto\x12\x0bpredmesh.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x18predmesh/v1/common.proto\"\xf4\x02\n\x0ePredictRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x11\n\tentity_id\x18\x04 \x01(\t\x12\x39\n\x07\x63ontext\x18\x05 \x03(\x0b\x32(.predmesh.v1.PredictRequest.ContextEntry\x12;\n\x08\x65ntities\x18\x07 \x03(\x0b\x32).predmesh.v1.PredictRequest.EntitiesEntry\x12.\n\rplain_context\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x1a\x42\n\x0c\x43ontextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12!\n\x05value\x18\x02 \x01(\x0b\x32\x12.predmesh.v1.Value:\x02\x38\x01\x1a/\n\rEntitiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xb8\x02\n\x0fPredictResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12+\n\nprediction\x18\x04 \x01(\x0b\x32\x17.predmesh.v1.Prediction\x12\x10\n\x08\x64\x65graded\x18\x05 \x01(\x08\x12\x17\n\x0f\x64\x65graded_reason\x18\x06 \x01(\t\x12\x1a\n\x12\x64\x65\x66\x61ulted_features\x18\x07 \x03(\t\x12%\n\x07timings\x18\x08 \x01(\x0b\x32\x14.predmesh.v1.Timings\x12\x11\n\tentity_id\x18\t \x01(\t\x12\x0b\n\x03\x61rm\x18\n \x01(\t\x12\x18\n\x10missing_features\x18\x0b \x03(\t\x12\x16\n\x0estale_features\x18\r \x03(\t\"p\n\x13PredictBatchRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12%\n\x05items\x18\x04 \x03(\x0b\x32\x16.predmesh.v1.BatchItem\"\xb1\x02\n\tBatchItem\x12\x11\n\tentity_id\x18\x01 \x01(\t\x12\x34\n\x07\x63ontext\x18\x02 \x03(\x0b\x32#.predmesh.v1.BatchItem.ContextEntry\x12\x36\n\x08\x65ntities\x18\x03 \x03(\x0b\x32$.predmesh.v1.BatchItem.EntitiesEntry\x12.\n\rplain_context\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x1a\x42\n\x0c\x43ontextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12!\n\x05value\x18\x02 \x01(\x0b\x32\x12.predmesh.v1.Value:\x02\x38\x01\x1a/\n\rEntitiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x80\x01\n\x14PredictBatchResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12-\n\x07results\x18\x02 \x03(\x0b\x32\x1c.predmesh.v1.PredictResponse\x12%\n\x07timings\x18\x03 \x01(\x0b\x32\x14.predmesh.v1.Timings\"\\\n\x13PredictAsyncRequest\x12,\n\x07request\x18\x01 \x01(\x0b\x32\x1b.predmesh.v1.PredictRequest\x12\x17\n\x0f\x63\x61llback_target\x18\x02 \x01(\t\"*\n\x14PredictAsyncResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"\x81\x01\n\x10\x43\x61llbackDelivery\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12.\n\x08response\x18\x02 \x01(\x0b\x32\x1c.predmesh.v1.PredictResponse\x12\x12\n\nerror_code\x18\x03 \x01(\t\x12\x15\n\rerror_message\x18\x04 \x01(\t\"\r\n\x0b\x43\x61llbackAck2\x83\x02\n\x11PredictionService\x12\x44\n\x07Predict\x12\x1b.predmesh.v1.PredictRequest\x1a\x1c.predmesh.v1.PredictResponse\x12S\n\x0cPredictBatch\x12 .predmesh.v1.PredictBatchRequest\x1a!.predmesh.v1.PredictBatchResponse\x12S\n\x0cPredictAsync\x12 .predmesh.v1.PredictAsyncRequest\x1a!.predmesh.v1.PredictAsyncResponse2]\n\x12PredictionCallback\x12G\n\x0cOnPrediction\x12\x1d.predmesh.v1.CallbackDelivery\x1a\x18.predmesh.v1.CallbackAckb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cpredmesh/v1/prediction.proto\x12\x0bpredmesh.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x18predmesh/v1/common.proto\x1a\x18predmesh/v1/health.proto\"\xf4\x02\n\x0ePredictRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x11\n\tentity_id\x18\x04 \x01(\t\x12\x39\n\x07\x63ontext\x18\x05 \x03(\x0b\x32(.predmesh.v1.PredictRequest.ContextEntry\x12;\n\x08\x65ntities\x18\x07 \x03(\x0b\x32).predmesh.v1.PredictRequest.EntitiesEntry\x12.\n\rplain_context\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x1a\x42\n\x0c\x43ontextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12!\n\x05value\x18\x02 \x01(\x0b\x32\x12.predmesh.v1.Value:\x02\x38\x01\x1a/\n\rEntitiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xb8\x02\n\x0fPredictResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12+\n\nprediction\x18\x04 \x01(\x0b\x32\x17.predmesh.v1.Prediction\x12\x10\n\x08\x64\x65graded\x18\x05 \x01(\x08\x12\x17\n\x0f\x64\x65graded_reason\x18\x06 \x01(\t\x12\x1a\n\x12\x64\x65\x66\x61ulted_features\x18\x07 \x03(\t\x12%\n\x07timings\x18\x08 \x01(\x0b\x32\x14.predmesh.v1.Timings\x12\x11\n\tentity_id\x18\t \x01(\t\x12\x0b\n\x03\x61rm\x18\n \x01(\t\x12\x18\n\x10missing_features\x18\x0b \x03(\t\x12\x16\n\x0estale_features\x18\r \x03(\t\"p\n\x13PredictBatchRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12%\n\x05items\x18\x04 \x03(\x0b\x32\x16.predmesh.v1.BatchItem\"\xb1\x02\n\tBatchItem\x12\x11\n\tentity_id\x18\x01 \x01(\t\x12\x34\n\x07\x63ontext\x18\x02 \x03(\x0b\x32#.predmesh.v1.BatchItem.ContextEntry\x12\x36\n\x08\x65ntities\x18\x03 \x03(\x0b\x32$.predmesh.v1.BatchItem.EntitiesEntry\x12.\n\rplain_context\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x1a\x42\n\x0c\x43ontextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12!\n\x05value\x18\x02 \x01(\x0b\x32\x12.predmesh.v1.Value:\x02\x38\x01\x1a/\n\rEntitiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x80\x01\n\x14PredictBatchResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12-\n\x07results\x18\x02 \x03(\x0b\x32\x1c.predmesh.v1.PredictResponse\x12%\n\x07timings\x18\x03 \x01(\x0b\x32\x14.predmesh.v1.Timings\"\\\n\x13PredictAsyncRequest\x12,\n\x07request\x18\x01 \x01(\x0b\x32\x1b.predmesh.v1.PredictRequest\x12\x17\n\x0f\x63\x61llback_target\x18\x02 \x01(\t\"*\n\x14PredictAsyncResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"\x81\x01\n\x10\x43\x61llbackDelivery\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12.\n\x08response\x18\x02 \x01(\x0b\x32\x1c.predmesh.v1.PredictResponse\x12\x12\n\nerror_code\x18\x03 \x01(\t\x12\x15\n\rerror_message\x18\x04 \x01(\t\"\r\n\x0b\x43\x61llbackAck2\xdb\x02\n\x11PredictionService\x12\x44\n\x07Predict\x12\x1b.predmesh.v1.PredictRequest\x1a\x1c.predmesh.v1.PredictResponse\x12S\n\x0cPredictBatch\x12 .predmesh.v1.PredictBatchRequest\x1a!.predmesh.v1.PredictBatchResponse\x12S\n\x0cPredictAsync\x12 .predmesh.v1.PredictAsyncRequest\x1a!.predmesh.v1.PredictAsyncResponse\x12V\n\x0eGetModelHealth\x12\".predmesh.v1.GetModelHealthRequest\x1a .predmesh.v1.ModelHealthResponse2]\n\x12PredictionCallback\x12G\n\x0cOnPrediction\x12\x1d.predmesh.v1.CallbackDelivery\x1a\x18.predmesh.v1.CallbackAckb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,34 +42,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_BATCHITEM_CONTEXTENTRY']._serialized_options = b'8\001'
   _globals['_BATCHITEM_ENTITIESENTRY']._loaded_options = None
   _globals['_BATCHITEM_ENTITIESENTRY']._serialized_options = b'8\001'
-  _globals['_PREDICTREQUEST']._serialized_start=102
-  _globals['_PREDICTREQUEST']._serialized_end=474
-  _globals['_PREDICTREQUEST_CONTEXTENTRY']._serialized_start=359
-  _globals['_PREDICTREQUEST_CONTEXTENTRY']._serialized_end=425
-  _globals['_PREDICTREQUEST_ENTITIESENTRY']._serialized_start=427
-  _globals['_PREDICTREQUEST_ENTITIESENTRY']._serialized_end=474
-  _globals['_PREDICTRESPONSE']._serialized_start=477
-  _globals['_PREDICTRESPONSE']._serialized_end=789
-  _globals['_PREDICTBATCHREQUEST']._serialized_start=791
-  _globals['_PREDICTBATCHREQUEST']._serialized_end=903
-  _globals['_BATCHITEM']._serialized_start=906
-  _globals['_BATCHITEM']._serialized_end=1211
-  _globals['_BATCHITEM_CONTEXTENTRY']._serialized_start=359
-  _globals['_BATCHITEM_CONTEXTENTRY']._serialized_end=425
-  _globals['_BATCHITEM_ENTITIESENTRY']._serialized_start=427
-  _globals['_BATCHITEM_ENTITIESENTRY']._serialized_end=474
-  _globals['_PREDICTBATCHRESPONSE']._serialized_start=1214
-  _globals['_PREDICTBATCHRESPONSE']._serialized_end=1342
-  _globals['_PREDICTASYNCREQUEST']._serialized_start=1344
-  _globals['_PREDICTASYNCREQUEST']._serialized_end=1436
-  _globals['_PREDICTASYNCRESPONSE']._serialized_start=1438
-  _globals['_PREDICTASYNCRESPONSE']._serialized_end=1480
-  _globals['_CALLBACKDELIVERY']._serialized_start=1483
-  _globals['_CALLBACKDELIVERY']._serialized_end=1612
-  _globals['_CALLBACKACK']._serialized_start=1614
-  _globals['_CALLBACKACK']._serialized_end=1627
-  _globals['_PREDICTIONSERVICE']._serialized_start=1630
-  _globals['_PREDICTIONSERVICE']._serialized_end=1889
-  _globals['_PREDICTIONCALLBACK']._serialized_start=1891
-  _globals['_PREDICTIONCALLBACK']._serialized_end=1984
+  _globals['_PREDICTREQUEST']._serialized_start=128
+  _globals['_PREDICTREQUEST']._serialized_end=500
+  _globals['_PREDICTREQUEST_CONTEXTENTRY']._serialized_start=385
+  _globals['_PREDICTREQUEST_CONTEXTENTRY']._serialized_end=451
+  _globals['_PREDICTREQUEST_ENTITIESENTRY']._serialized_start=453
+  _globals['_PREDICTREQUEST_ENTITIESENTRY']._serialized_end=500
+  _globals['_PREDICTRESPONSE']._serialized_start=503
+  _globals['_PREDICTRESPONSE']._serialized_end=815
+  _globals['_PREDICTBATCHREQUEST']._serialized_start=817
+  _globals['_PREDICTBATCHREQUEST']._serialized_end=929
+  _globals['_BATCHITEM']._serialized_start=932
+  _globals['_BATCHITEM']._serialized_end=1237
+  _globals['_BATCHITEM_CONTEXTENTRY']._serialized_start=385
+  _globals['_BATCHITEM_CONTEXTENTRY']._serialized_end=451
+  _globals['_BATCHITEM_ENTITIESENTRY']._serialized_start=453
+  _globals['_BATCHITEM_ENTITIESENTRY']._serialized_end=500
+  _globals['_PREDICTBATCHRESPONSE']._serialized_start=1240
+  _globals['_PREDICTBATCHRESPONSE']._serialized_end=1368
+  _globals['_PREDICTASYNCREQUEST']._serialized_start=1370
+  _globals['_PREDICTASYNCREQUEST']._serialized_end=1462
+  _globals['_PREDICTASYNCRESPONSE']._serialized_start=1464
+  _globals['_PREDICTASYNCRESPONSE']._serialized_end=1506
+  _globals['_CALLBACKDELIVERY']._serialized_start=1509
+  _globals['_CALLBACKDELIVERY']._serialized_end=1638
+  _globals['_CALLBACKACK']._serialized_start=1640
+  _globals['_CALLBACKACK']._serialized_end=1653
+  _globals['_PREDICTIONSERVICE']._serialized_start=1656
+  _globals['_PREDICTIONSERVICE']._serialized_end=2003
+  _globals['_PREDICTIONCALLBACK']._serialized_start=2005
+  _globals['_PREDICTIONCALLBACK']._serialized_end=2098
 # @@protoc_insertion_point(module_scope)

@@ -19,12 +19,15 @@ from services.gateway.core.breaker import BreakerRegistry
 from services.gateway.core.callback_policy import CallbackPolicy
 from services.gateway.core.catalog import ModelCatalog
 from services.gateway.core.limits import PredictorLimits
+from services.gateway.core.model_health import ModelHealthReporter
+from services.gateway.core.model_stats import ModelStats
 from services.gateway.core.outcomes import OutcomeRecorder, OutcomeSink
 from services.gateway.core.ports import PredictionSink
 from services.gateway.core.predictor import Predictor
 from services.gateway.core.routing_source import RoutingFileWatcher
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.settings import GatewaySettings
+from services.gateway.transport.health import OrchestratorInventory
 from services.gateway.transport.logsink import LoggerSink
 from services.gateway.transport.outcomes_servicer import OutcomeServicer
 from services.gateway.transport.servicer import PredictionServicer
@@ -94,8 +97,10 @@ class GatewayApp(ServiceApp[GatewaySettings]):
         inference_channel = channel(s.inference_target, tls)
         stack.push_async_callback(inference_channel.close)
         models = InferenceClient(inference_channel)
+        features = FeaturesClient(features_channel)
+        breakers = BreakerRegistry(s.breaker_failures, s.breaker_reset_ms / 1e3)
         predictor = Predictor(
-            features=FeaturesClient(features_channel),
+            features=features,
             models=models,
             catalog=ModelCatalog(models, s.model_cache_ttl_ms / 1e3),
             sink=sink,
@@ -113,7 +118,7 @@ class GatewayApp(ServiceApp[GatewaySettings]):
                 coalesce_max_inflight=s.coalesce_max_inflight,
                 shadow_max_wait_s=s.shadow_max_wait_ms / 1e3,
             ),
-            breakers=BreakerRegistry(s.breaker_failures, s.breaker_reset_ms / 1e3),
+            breakers=breakers,
             metrics=self.metrics,
         )
         stack.push_async_callback(predictor.drain, grace_s)  # shadows, before the channels close
@@ -138,8 +143,12 @@ class GatewayApp(ServiceApp[GatewaySettings]):
         )
         stack.push_async_callback(dispatcher.drain, grace_s)
         self.metrics.async_dead_letters.set_function(lambda: dispatcher.failed_deliveries)
+        stats = ModelStats(window_s=s.health_window_s)
+        health = ModelHealthReporter(
+            OrchestratorInventory(inference_channel), features, breakers, stats, lambda: predictor.routing
+        )
         servicer = PredictionServicer(
-            predictor, dispatcher, self.authorizer, s.default_deadline_ms / 1e3, s.max_batch_items
+            predictor, dispatcher, self.authorizer, s.default_deadline_ms / 1e3, s.max_batch_items, stats, health
         )
         server = GrpcServer(s, registry=self.metrics.registry)
         server.add_servicer(

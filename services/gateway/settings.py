@@ -25,6 +25,9 @@ class GatewaySettings(ServerSettings):
     reflection: bool = Field(
         True, description="Serve gRPC server reflection (the public API's schema, for grpcurl and other tools)."
     )
+    health_window_s: float = Field(
+        60.0, gt=0, description="Window of GetModelHealth's latency and degraded-ratio figures (seconds)."
+    )
     features_target: str = Field("127.0.0.1:50052", description="host:port of the features service.")
     inference_target: str = Field("127.0.0.1:50053", description="host:port of the inference orchestrator.")
     logger_target: str = Field("", description="host:port of the logger service; empty disables prediction logging.")

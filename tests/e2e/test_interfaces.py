@@ -200,3 +200,42 @@ def test_a_large_json_batch_still_passes_the_field_check(mesh: LocalMesh) -> Non
     items = [{"entity_id": f"u{i % 200:05d}", "context": {"amount": float(i), "channel": "web"}} for i in range(600)]
     status, reply, _ = post(mesh, "/v1/predict:batch", {"model": "fraud", "items": items})  # ~45 KiB > 32 KiB buffer
     assert status == 200 and len(reply["results"]) == 600
+
+
+# -- model health -------------------------------------------------------------------------------
+def test_model_health_over_grpc_and_http_through_the_edge(mesh: LocalMesh) -> None:
+    from predmesh.v1 import health_pb2
+
+    with mesh.edge_channel() as channel:
+        stub = prediction_pb2_grpc.PredictionServiceStub(channel)
+        for i in range(5):
+            stub.Predict(prediction_pb2.PredictRequest(model="fraud", entity_id=f"u{i:05d}"), timeout=10)
+        stub.Predict(prediction_pb2.PredictRequest(model="fraud", entity_id=UNKNOWN_ENTITY), timeout=10)
+        h = stub.GetModelHealth(health_pb2.GetModelHealthRequest(model="fraud"), timeout=10)
+    assert h.model == "fraud" and h.healthy and h.feature_store_reachable and h.window_s == 60
+    by_version = {v.version: v for v in h.versions}
+    assert by_version["1"].weight_percent == 90 and list(by_version["1"].roles) == ["stable"]
+    assert by_version["2"].weight_percent == 10 and set(by_version["2"].roles) == {"canary", "shadow"}
+    assert all(v.loaded and v.breaker == "closed" for v in h.versions)
+    assert h.requests_in_window >= 6 and 0 < h.degraded_ratio < 1  # the unknown entity was degraded
+    assert h.last_inference_ms > 0 and h.p99_inference_ms > 0
+    assert list(h.fallback) == ["fraud_ctx:default", "constant"]
+    assert {b.dependency: b.state for b in h.breakers}["features"] == "closed"
+
+    url = f"{mesh.edge_scheme}://localhost:{mesh.edge_port}/v1/models/fraud/health"
+    req = urllib.request.Request(url, headers=dict(mesh.call_metadata()))
+    with urllib.request.urlopen(req, timeout=10, context=mesh.ssl_context()) as resp:
+        body = json.loads(resp.read())
+    assert body["model"] == "fraud" and body["healthy"] is True and body["feature_store_reachable"] is True
+    assert {v["version"] for v in body["versions"]} >= {"1", "2"}
+
+    with pytest.raises(urllib.error.HTTPError) as info:  # health needs the API key like every RPC
+        urllib.request.urlopen(urllib.request.Request(url), timeout=10, context=mesh.ssl_context())
+    assert info.value.code == 401 and json.loads(info.value.read())["code"] == 16
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(
+            urllib.request.Request(url.replace("/fraud/", "/no_such_model/"), headers=dict(mesh.call_metadata())),
+            timeout=10,
+            context=mesh.ssl_context(),
+        )
+    assert info.value.code == 404

@@ -2,7 +2,7 @@
 
 Our protos carry no `google.api.http` annotations, so we add REST-style rules to the
 *copy* of the file descriptor we hand to Envoy: `POST /v1/predict`,
-`POST /v1/predict:batch`, `POST /v1/predict:async`, each with the gRPC-style path
+`POST /v1/predict:batch`, `POST /v1/predict:async`, `GET /v1/models/{model}/health`, each with the gRPC-style path
 (`POST /predmesh.v1.PredictionService/Predict`, JSON body) as an additional binding,
 because the transcoder's `auto_mapping` only covers methods without annotations
 (it stays on for any other method). The protos
@@ -29,6 +29,7 @@ HTTP_RULES: dict[str, tuple[str, str]] = {
     "predmesh.v1.PredictionService.PredictBatch": ("post", "/v1/predict:batch"),
     "predmesh.v1.PredictionService.PredictAsync": ("post", "/v1/predict:async"),
     "predmesh.v1.OutcomeService.RecordOutcome": ("post", "/v1/outcomes"),
+    "predmesh.v1.PredictionService.GetModelHealth": ("get", "/v1/models/{model}/health"),
 }
 
 # JSON field renames in Envoy's copy, per message: {JSON name: field it means}; the field that had
@@ -102,7 +103,7 @@ def file_descriptor_set(*roots: Any, http_rules: dict[str, tuple[str, str]] | No
                 if rule is None:
                     continue
                 verb, path = rule
-                http_rule = http_pb2.HttpRule(body="*")
+                http_rule = http_pb2.HttpRule(body="" if verb == "get" else "*")  # a GET carries no body
                 setattr(http_rule, verb, path)
                 # auto_mapping skips annotated methods, so keep the gRPC-style path as a binding too.
                 grpc_path = f"/{proto.package}.{service.name}/{method.name}"

@@ -5,12 +5,16 @@ from __future__ import annotations
 import grpc
 
 from predmesh.common.deadline import Deadline
-from predmesh.v1 import prediction_pb2, prediction_pb2_grpc
+from predmesh.common.errors import FailedPrecondition
+from predmesh.v1 import health_pb2, prediction_pb2, prediction_pb2_grpc
 from services.gateway.core.async_jobs import AsyncDispatcher
 from services.gateway.core.auth import ApiKeyAuthorizer
+from services.gateway.core.model_health import ModelHealthReporter
+from services.gateway.core.model_stats import ModelStats
 from services.gateway.core.predictor import Predictor
 from services.gateway.errors import InvalidArgument
 from services.gateway.transport import converters
+from services.gateway.transport.health import model_health_to_pb
 
 
 def api_key(context: grpc.aio.ServicerContext) -> str | None:
@@ -53,12 +57,16 @@ class PredictionServicer(prediction_pb2_grpc.PredictionServiceServicer):
         authorizer: ApiKeyAuthorizer,
         default_deadline_s: float,
         max_batch_items: int | None = None,
+        stats: ModelStats | None = None,
+        health: ModelHealthReporter | None = None,
     ) -> None:
         self._predictor = predictor
         self._dispatcher = dispatcher
         self._auth = authorizer
         self._default_deadline_s = default_deadline_s
         self._max_batch_items = max_batch_items
+        self._stats = stats or ModelStats()
+        self._health = health
 
     def _deadline(self, context: grpc.aio.ServicerContext) -> Deadline:
         remaining = context.time_remaining()
@@ -69,6 +77,7 @@ class PredictionServicer(prediction_pb2_grpc.PredictionServiceServicer):
     ) -> prediction_pb2.PredictResponse:
         self._auth.check(api_key(context), request.model)
         out = await self._predictor.predict(converters.predict_input(request), self._deadline(context))
+        self._stats.record(request.model, out.timings.inference_ms, out.degraded)
         await _send_degraded(context, [out.degraded_reason] if out.degraded else [])
         return converters.predict_response(out)
 
@@ -83,6 +92,8 @@ class PredictionServicer(prediction_pb2_grpc.PredictionServiceServicer):
             converters.batch_inputs(request, self._max_batch_items),  # counted before any conversion
             self._deadline(context),
         )
+        for o in outs:
+            self._stats.record(request.model, o.timings.inference_ms, o.degraded)
         await _send_degraded(context, [o.degraded_reason for o in outs if o.degraded])
         return converters.batch_response(request.request_id, outs)
 
@@ -95,3 +106,13 @@ class PredictionServicer(prediction_pb2_grpc.PredictionServiceServicer):
         item = converters.predict_input(request.request)
         request_id = await self._dispatcher.submit(item, request.callback_target, grant.callback_hosts)
         return prediction_pb2.PredictAsyncResponse(request_id=request_id)
+
+    async def GetModelHealth(
+        self, request: health_pb2.GetModelHealthRequest, context: grpc.aio.ServicerContext
+    ) -> health_pb2.ModelHealthResponse:
+        self._auth.check(api_key(context), request.model)
+        if not request.model:
+            raise InvalidArgument("model is required")
+        if self._health is None:
+            raise FailedPrecondition("model health is not enabled on this gateway")
+        return model_health_to_pb(await self._health.report(request.model, self._deadline(context).remaining()))
