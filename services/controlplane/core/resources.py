@@ -51,6 +51,7 @@ ROUTE_CONFIG_NAME = "edge"
 TRACING_CLUSTER = "otel_collector"
 RATE_LIMIT_FILTER = "envoy.filters.http.local_ratelimit"
 BUFFER_FILTER = "envoy.filters.http.buffer"
+LUA_FILTER = "envoy.filters.http.lua"
 _T = "type.googleapis.com/"
 _ADS = {"ads": {}, "resource_api_version": "V3"}
 _HTTP2_OPTIONS = {
@@ -174,7 +175,7 @@ def _listener(config: MeshConfig, descriptor_set: bytes | None) -> Any:
                 },
             },
             {
-                "name": "envoy.filters.http.lua",
+                "name": LUA_FILTER,
                 "typed_config": {
                     "@type": _T + "envoy.extensions.filters.http.lua.v3.Lua",
                     "default_source_code": {"inline_string": lua_for(descriptor_set, HTTP_RULES)},
@@ -355,8 +356,11 @@ def _route(route: Route, hardening: Hardening) -> dict[str, Any]:
         if route.retry.per_try_timeout_ms:
             retry["per_try_timeout"] = _dur(route.retry.per_try_timeout_ms)
         action["retry_policy"] = retry
+    # Configured routes are gRPC paths: no body buffering and no JSON field check there (the REST paths
+    # match no route until the transcoder rewrites them, so both filters run for those only).
     unbuffered = {
-        BUFFER_FILTER: {"@type": _T + "envoy.extensions.filters.http.buffer.v3.BufferPerRoute", "disabled": True}
+        BUFFER_FILTER: {"@type": _T + "envoy.extensions.filters.http.buffer.v3.BufferPerRoute", "disabled": True},
+        LUA_FILTER: {"@type": _T + "envoy.extensions.filters.http.lua.v3.LuaPerRoute", "disabled": True},
     }
     return {
         "name": route.name,
