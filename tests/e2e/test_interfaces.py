@@ -246,3 +246,35 @@ def test_model_health_over_grpc_and_http_through_the_edge(mesh: LocalMesh) -> No
             context=mesh.ssl_context(),
         )
     assert info.value.code == 404
+
+
+# -- the client library through the real edge ---------------------------------------------------------
+async def test_async_client_through_the_tls_edge(mesh: LocalMesh) -> None:
+    from predmesh.client import AsyncClient, AuthenticationError, NotFoundError
+
+    assert mesh.ca_path is not None
+    tls = {"ca_file": str(mesh.ca_path), "server_name": "localhost"}
+    async with AsyncClient(mesh.edge_address, api_key=mesh.api_key, **tls) as client:
+        p = await client.predict("fraud", "u00042", {"amount": 120.5, "channel": "web"}, version="1", timeout_s=5)
+        expected = direct(
+            mesh,
+            prediction_pb2.PredictRequest(
+                model="fraud",
+                version="1",
+                entity_id="u00042",
+                context={
+                    "amount": common_pb2.Value(number_value=120.5),
+                    "channel": common_pb2.Value(string_value="web"),
+                },
+            ),
+        )
+        assert p.score == pytest.approx(expected.prediction.score, abs=1e-12) and p.degraded is False
+        ghost = await client.predict("fraud", UNKNOWN_ENTITY, timeout_s=5)
+        assert ghost.degraded and ghost.degraded_reason == "features_missing"
+        health = await client.get_model_health("fraud", timeout_s=5)
+        assert health.model == "fraud" and {v.version for v in health.versions} >= {"1", "2"}
+        with pytest.raises(NotFoundError):
+            await client.predict("no_such_model", "u1", timeout_s=5)
+    async with AsyncClient(mesh.edge_address, api_key="pm_wrong", **tls) as client:
+        with pytest.raises(AuthenticationError):
+            await client.predict("fraud", "u1", timeout_s=5)
