@@ -48,6 +48,7 @@ def test_default_config_resources() -> None:
     routes = res[ROUTE][0].virtual_hosts[0].routes
     assert [r.match.prefix for r in routes] == [
         "/predmesh.v1.PredictionService/",
+        "/predmesh.v1.OutcomeService/",
         "/grpc.reflection.v1.ServerReflection/",
         "/grpc.reflection.v1alpha.ServerReflection/",
         "/grpc.health.v1.Health/",
