@@ -77,6 +77,21 @@ def open_channel(target: str, args: argparse.Namespace) -> Any:
     return grpc.secure_channel(target, creds, options=options)
 
 
+def client_options(target: str, args: argparse.Namespace) -> dict[str, Any]:
+    """predmesh.client Connection options from the connection arguments (the same choices as `open_channel`)."""
+    ca = "" if args.plaintext else (args.cacert or state_ca(args.state_dir))
+    host = target.rsplit(":", 1)[0]
+    return {
+        "api_key": api_key(args),
+        "plaintext": bool(args.plaintext),
+        "ca_file": ca,
+        "cert_file": args.cert or "",
+        "key_file": args.key or "",
+        "server_name": "localhost" if host in ("127.0.0.1", "[::1]") and ca else "",
+        "timeout_s": args.timeout,
+    }
+
+
 def add_connection_args(parser: argparse.ArgumentParser) -> None:
     """--target, --state-dir, --api-key, TLS options and --timeout, as every client command takes them."""
     parser.add_argument("--target", help="edge or gateway host:port (default: the running `predmesh up`)")

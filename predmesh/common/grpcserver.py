@@ -159,6 +159,15 @@ class GrpcServer:
         register(servicer, self._server)
         self._service_names.append(name)
 
+    def enable_reflection(self) -> None:
+        """Serve gRPC server reflection (grpc.reflection.v1alpha) for every service added so far plus health
+        and reflection itself, so grpcurl, grpcui, Postman or Evans discover the API without .proto files.
+        Call after the last `add_servicer`."""
+        from grpc_reflection.v1alpha import reflection
+
+        names = [*self._service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name]
+        reflection.enable_server_reflection([*names, reflection.SERVICE_NAME], self._server)
+
     @property
     def address(self) -> str:
         return f"{self._settings.host}:{self.port}"

@@ -1,4 +1,6 @@
+from google.protobuf import struct_pb2 as _struct_pb2
 from predmesh.v1 import common_pb2 as _common_pb2
+from predmesh.v1 import health_pb2 as _health_pb2
 from predmesh.v1 import jobs_pb2 as _jobs_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
@@ -9,7 +11,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class PredictRequest(_message.Message):
-    __slots__ = ("request_id", "model", "version", "entity_id", "context", "entities", "priority")
+    __slots__ = ("request_id", "model", "version", "entity_id", "context", "entities", "priority", "plain_context")
     class ContextEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -31,6 +33,7 @@ class PredictRequest(_message.Message):
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
     ENTITIES_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    PLAIN_CONTEXT_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     model: str
     version: str
@@ -38,7 +41,8 @@ class PredictRequest(_message.Message):
     context: _containers.MessageMap[str, _common_pb2.Value]
     entities: _containers.ScalarMap[str, str]
     priority: _jobs_pb2.Priority
-    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., version: _Optional[str] = ..., entity_id: _Optional[str] = ..., context: _Optional[_Mapping[str, _common_pb2.Value]] = ..., entities: _Optional[_Mapping[str, str]] = ..., priority: _Optional[_Union[_jobs_pb2.Priority, str]] = ...) -> None: ...
+    plain_context: _struct_pb2.Struct
+    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., version: _Optional[str] = ..., entity_id: _Optional[str] = ..., context: _Optional[_Mapping[str, _common_pb2.Value]] = ..., entities: _Optional[_Mapping[str, str]] = ..., priority: _Optional[_Union[_jobs_pb2.Priority, str]] = ..., plain_context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class PredictResponse(_message.Message):
     __slots__ = ("request_id", "model", "model_version", "prediction", "degraded", "degraded_reason", "defaulted_features", "timings", "entity_id", "arm", "missing_features", "stale_features")
@@ -83,7 +87,7 @@ class PredictBatchRequest(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., version: _Optional[str] = ..., items: _Optional[_Iterable[_Union[BatchItem, _Mapping]]] = ..., priority: _Optional[_Union[_jobs_pb2.Priority, str]] = ...) -> None: ...
 
 class BatchItem(_message.Message):
-    __slots__ = ("entity_id", "context", "entities")
+    __slots__ = ("entity_id", "context", "entities", "plain_context")
     class ContextEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -101,10 +105,12 @@ class BatchItem(_message.Message):
     ENTITY_ID_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
     ENTITIES_FIELD_NUMBER: _ClassVar[int]
+    PLAIN_CONTEXT_FIELD_NUMBER: _ClassVar[int]
     entity_id: str
     context: _containers.MessageMap[str, _common_pb2.Value]
     entities: _containers.ScalarMap[str, str]
-    def __init__(self, entity_id: _Optional[str] = ..., context: _Optional[_Mapping[str, _common_pb2.Value]] = ..., entities: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    plain_context: _struct_pb2.Struct
+    def __init__(self, entity_id: _Optional[str] = ..., context: _Optional[_Mapping[str, _common_pb2.Value]] = ..., entities: _Optional[_Mapping[str, str]] = ..., plain_context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class PredictBatchResponse(_message.Message):
     __slots__ = ("request_id", "results", "timings")

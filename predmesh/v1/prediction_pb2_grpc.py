@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from predmesh.v1 import health_pb2 as predmesh_dot_v1_dot_health__pb2
 from predmesh.v1 import jobs_pb2 as predmesh_dot_v1_dot_jobs__pb2
 from predmesh.v1 import prediction_pb2 as predmesh_dot_v1_dot_prediction__pb2
 
@@ -56,6 +57,11 @@ class PredictionServiceStub:
                 request_serializer=predmesh_dot_v1_dot_jobs__pb2.GetPredictionRequest.SerializeToString,
                 response_deserializer=predmesh_dot_v1_dot_prediction__pb2.GetPredictionResponse.FromString,
                 _registered_method=True)
+        self.GetModelHealth = channel.unary_unary(
+                '/predmesh.v1.PredictionService/GetModelHealth',
+                request_serializer=predmesh_dot_v1_dot_health__pb2.GetModelHealthRequest.SerializeToString,
+                response_deserializer=predmesh_dot_v1_dot_health__pb2.ModelHealthResponse.FromString,
+                _registered_method=True)
 
 
 class PredictionServiceServicer:
@@ -93,6 +99,14 @@ class PredictionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetModelHealth(self, request, context):
+        """How one model is served: versions and weights, loaded state, feature-store reachability,
+        inference latency, breakers, degraded ratio (health.proto). Needs an API key for the model.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PredictionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -115,6 +129,11 @@ def add_PredictionServiceServicer_to_server(servicer, server):
                     servicer.GetPrediction,
                     request_deserializer=predmesh_dot_v1_dot_jobs__pb2.GetPredictionRequest.FromString,
                     response_serializer=predmesh_dot_v1_dot_prediction__pb2.GetPredictionResponse.SerializeToString,
+            ),
+            'GetModelHealth': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetModelHealth,
+                    request_deserializer=predmesh_dot_v1_dot_health__pb2.GetModelHealthRequest.FromString,
+                    response_serializer=predmesh_dot_v1_dot_health__pb2.ModelHealthResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -226,6 +245,33 @@ class PredictionService:
             '/predmesh.v1.PredictionService/GetPrediction',
             predmesh_dot_v1_dot_jobs__pb2.GetPredictionRequest.SerializeToString,
             predmesh_dot_v1_dot_prediction__pb2.GetPredictionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetModelHealth(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/predmesh.v1.PredictionService/GetModelHealth',
+            predmesh_dot_v1_dot_health__pb2.GetModelHealthRequest.SerializeToString,
+            predmesh_dot_v1_dot_health__pb2.ModelHealthResponse.FromString,
             options,
             channel_credentials,
             insecure,

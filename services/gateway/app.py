@@ -21,6 +21,8 @@ from services.gateway.core.callbacks import CallbackLimits, CallbackSender
 from services.gateway.core.catalog import ModelCatalog
 from services.gateway.core.durable_async import DurableAsync, DurableAsyncLimits
 from services.gateway.core.limits import PredictorLimits
+from services.gateway.core.model_health import ModelHealthReporter
+from services.gateway.core.model_stats import ModelStats
 from services.gateway.core.outcomes import OutcomeRecorder, OutcomeSink
 from services.gateway.core.ports import PredictionSink
 from services.gateway.core.predictor import Predictor
@@ -30,6 +32,7 @@ from services.gateway.metrics import GatewayMetrics
 from services.gateway.settings import GatewaySettings
 from services.gateway.transport.async_kafka import AsyncJobConsumer, KafkaAsyncLog
 from services.gateway.transport.async_store import RedisResultStore
+from services.gateway.transport.health import OrchestratorInventory
 from services.gateway.transport.logsink import LoggerSink
 from services.gateway.transport.outcomes_servicer import OutcomeServicer
 from services.gateway.transport.servicer import PredictionServicer
@@ -165,8 +168,10 @@ class GatewayApp(ServiceApp[GatewaySettings]):
         inference_channel = channel(s.inference_target, tls)
         stack.push_async_callback(inference_channel.close)
         models = InferenceClient(inference_channel)
+        features = FeaturesClient(features_channel)
+        breakers = BreakerRegistry(s.breaker_failures, s.breaker_reset_ms / 1e3)
         predictor = Predictor(
-            features=FeaturesClient(features_channel),
+            features=features,
             models=models,
             catalog=ModelCatalog(models, s.model_cache_ttl_ms / 1e3),
             sink=sink,
@@ -184,7 +189,7 @@ class GatewayApp(ServiceApp[GatewaySettings]):
                 coalesce_max_inflight=s.coalesce_max_inflight,
                 shadow_max_wait_s=s.shadow_max_wait_ms / 1e3,
             ),
-            breakers=BreakerRegistry(s.breaker_failures, s.breaker_reset_ms / 1e3),
+            breakers=breakers,
             metrics=self.metrics,
         )
         stack.push_async_callback(predictor.drain, grace_s)  # shadows, before the channels close
@@ -216,6 +221,10 @@ class GatewayApp(ServiceApp[GatewaySettings]):
             on_refused=lambda lane: self.metrics.lane_refused.labels(lane).inc(),
         )
         durable = await self._open_durable_async(stack, predictor, callbacks, admission)
+        stats = ModelStats(window_s=s.health_window_s)
+        health = ModelHealthReporter(
+            OrchestratorInventory(inference_channel), features, breakers, stats, lambda: predictor.routing
+        )
         # In-memory failed deliveries plus durable dead letters (both count against the alert).
         self.metrics.async_dead_letters.set_function(
             lambda: dispatcher.failed_deliveries + (self._sender.dead_lettered if self._sender else 0)
@@ -228,6 +237,8 @@ class GatewayApp(ServiceApp[GatewaySettings]):
             s.max_batch_items,
             durable=durable,
             admission=admission,
+            stats=stats,
+            health=health,
         )
         server = GrpcServer(s, registry=self.metrics.registry)
         server.add_servicer(
@@ -242,6 +253,8 @@ class GatewayApp(ServiceApp[GatewaySettings]):
             OutcomeServicer(self.outcomes, self.authorizer),
             "predmesh.v1.OutcomeService",
         )
+        if s.reflection:
+            server.enable_reflection()
         await self.serve(stack, server)
         log.info("gateway serving on %s", server.address)
 

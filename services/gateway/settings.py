@@ -19,10 +19,17 @@ class GatewaySettings(ServerSettings):
         default_factory=lambda: {
             "/predmesh.v1.PredictionService/*": ["envoy", "operator"],
             "/predmesh.v1.OutcomeService/*": ["envoy", "operator"],
+            "/grpc.reflection.v1alpha.ServerReflection/*": ["envoy", "operator"],
         },
         description="mTLS (tls_* files, server_tls): who may call which method; the edge Envoy and operators.",
     )
 
+    reflection: bool = Field(
+        True, description="Serve gRPC server reflection (the public API's schema, for grpcurl and other tools)."
+    )
+    health_window_s: float = Field(
+        60.0, gt=0, description="Window of GetModelHealth's latency and degraded-ratio figures (seconds)."
+    )
     features_target: str = Field("127.0.0.1:50052", description="host:port of the features service.")
     inference_target: str = Field("127.0.0.1:50053", description="host:port of the inference orchestrator.")
     logger_target: str = Field("", description="host:port of the logger service; empty disables prediction logging.")

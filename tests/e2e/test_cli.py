@@ -28,7 +28,8 @@ def test_predict_through_the_edge_prints_a_real_score(mesh: LocalMesh, capsys: p
     reply = json.loads(capsys.readouterr().out)
     assert reply["model"] == "fraud" and reply["model_version"] == "1"
     assert 0.0 <= reply["prediction"]["score"] <= 1.0 and reply["prediction"]["label"] in ("legit", "fraud")
-    assert not reply.get("degraded", False)
+    assert reply["degraded"] is False and reply["degraded_reason"] == ""  # every field, false ones included
+    assert reply["missing_features"] == []
     # Every context value was typed (number / string) and used: none of them fell back to a default.
     assert not {"amount", "channel", "hour_of_day"} & set(reply.get("defaulted_features", []))
 
@@ -39,6 +40,15 @@ def test_several_entities_are_one_predict_batch(mesh: LocalMesh, capsys: pytest.
     results = json.loads(capsys.readouterr().out)["results"]
     assert [r["entity_id"] for r in results] == entities
     assert all(r["model"] == "fraud_nn" and not r.get("degraded", False) for r in results)
+
+
+def test_table_output_prints_every_field(mesh: LocalMesh, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["predict", *via_edge(mesh), "--model", "fraud", "--version", "1", "--entity", "nobody-here"]
+    assert main([*argv, "--output", "table"]) == 0
+    rows = {line.split(" ", 1)[0]: line.partition(" ")[2] for line in capsys.readouterr().out.splitlines()}
+    assert rows["model"].strip() == "fraud" and rows["model_version"].strip() == "1"
+    assert rows["degraded"].strip() == "true" and rows["degraded_reason"].strip() == "features_missing"
+    assert 0.0 <= float(rows["prediction.score"]) <= 1.0 and "timings.total_ms" in rows
 
 
 def test_unknown_model_exits_1_with_the_grpc_status(mesh: LocalMesh, capsys: pytest.CaptureFixture[str]) -> None:

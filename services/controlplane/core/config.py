@@ -19,6 +19,14 @@ from services.controlplane.errors import InvalidConfig
 
 PREDICTION_SERVICE = "predmesh.v1.PredictionService"
 OUTCOME_SERVICE = "predmesh.v1.OutcomeService"  # RecordOutcome, served by the gateway too
+# Served by the gateway next to PredictionService and routed through the edge: gRPC server reflection
+# (grpcurl, grpcui, Postman, Evans discover the API; v1 for newer tools, which fall back to v1alpha) and
+# the standard health service.
+PUBLIC_TOOLING_SERVICES = {
+    "reflection-v1": "grpc.reflection.v1.ServerReflection",
+    "reflection-v1alpha": "grpc.reflection.v1alpha.ServerReflection",
+    "health": "grpc.health.v1.Health",
+}
 
 
 class _Model(BaseModel):
@@ -232,13 +240,23 @@ def _merge(target: Any, patch: Any) -> Any:
     return result
 
 
+def public_routes(cluster: str = "gateway") -> tuple[Route, ...]:
+    """PredictionService, OutcomeService, reflection and health (`PUBLIC_TOOLING_SERVICES`), all to `cluster`."""
+    tooling = tuple(
+        Route(name=name, prefix=f"/{service}/", cluster=cluster, retry=None)
+        for name, service in PUBLIC_TOOLING_SERVICES.items()
+    )
+    return (
+        Route(name="prediction", prefix=f"/{PREDICTION_SERVICE}/", cluster=cluster),
+        Route(name="outcomes", prefix=f"/{OUTCOME_SERVICE}/", cluster=cluster),
+        *tooling,
+    )
+
+
 def default_config(gateway_endpoints: list[Endpoint], listener_port: int = 10000) -> MeshConfig:
-    """One `gateway` cluster and routes for PredictionService and OutcomeService; the local/default setup."""
+    """One `gateway` cluster and the public routes (`public_routes`); the local/default setup."""
     return MeshConfig(
         listener_port=listener_port,
         clusters={"gateway": Cluster(endpoints=tuple(gateway_endpoints))},
-        routes=(
-            Route(name="prediction", prefix=f"/{PREDICTION_SERVICE}/", cluster="gateway"),
-            Route(name="outcomes", prefix=f"/{OUTCOME_SERVICE}/", cluster="gateway"),
-        ),
+        routes=public_routes("gateway"),
     )

@@ -2,11 +2,16 @@
 
 Our protos carry no `google.api.http` annotations, so we add REST-style rules to the
 *copy* of the file descriptor we hand to Envoy: `POST /v1/predict`,
-`POST /v1/predict:batch`, `POST /v1/predict:async`, each with the gRPC-style path
+`POST /v1/predict:batch`, `POST /v1/predict:async`, `GET /v1/models/{model}/health`, each with the gRPC-style path
 (`POST /predmesh.v1.PredictionService/Predict`, JSON body) as an additional binding,
 because the transcoder's `auto_mapping` only covers methods without annotations
 (it stays on for any other method). The protos
 and the generated modules are untouched; no protoc runs.
+
+Plain JSON context: in the copy, `"context"` of PredictRequest and BatchItem names the
+`plain_context` field (google.protobuf.Struct: `{"amount": 120.5}`) instead of the typed map
+(`JSON_FIELDS`), so HTTP callers write JSON scalars; the gateway still reads a value written
+the typed way (`{"number_value": 120.5}`). gRPC callers keep both fields under their own names.
 """
 
 from __future__ import annotations
@@ -26,7 +31,30 @@ HTTP_RULES: dict[str, tuple[str, str]] = {
     "predmesh.v1.OutcomeService.RecordOutcome": ("post", "/v1/outcomes"),
     # GET: the path variable fills the request, there is no body.
     "predmesh.v1.PredictionService.GetPrediction": ("get", "/v1/predictions/{request_id}"),
+    "predmesh.v1.PredictionService.GetModelHealth": ("get", "/v1/models/{model}/health"),
 }
+
+# JSON field renames in Envoy's copy, per message: {JSON name: field it means}; the field that had
+# that name is left out of the copy (so JSON callers cannot reach it, and no two fields share a name).
+JSON_FIELDS: dict[str, dict[str, str]] = {
+    "predmesh.v1.PredictRequest": {"context": "plain_context"},
+    "predmesh.v1.BatchItem": {"context": "plain_context"},
+}
+
+
+def _rename_json_fields(file_proto: Any, renames: dict[str, dict[str, str]]) -> None:
+    for message in file_proto.message_type:
+        fields = renames.get(f"{file_proto.package}.{message.name}")
+        if not fields:
+            continue
+        for json_name, field_name in fields.items():
+            shadowed = [f for f in message.field if f.name == json_name]
+            for f in shadowed:
+                message.field.remove(f)
+            for f in message.field:
+                if f.name == field_name:
+                    f.name = json_name
+                    f.json_name = json_name
 
 
 def _files_in_dependency_order(root: Any) -> list[Any]:
@@ -67,6 +95,7 @@ def file_descriptor_set(*roots: Any, http_rules: dict[str, tuple[str, str]] | No
     for fd in files:
         proto = out.file.add()
         fd.CopyToProto(proto)
+        _rename_json_fields(proto, JSON_FIELDS)
         if annotations_pb2 is None or not rules:
             continue
         touched = False
@@ -76,7 +105,7 @@ def file_descriptor_set(*roots: Any, http_rules: dict[str, tuple[str, str]] | No
                 if rule is None:
                     continue
                 verb, path = rule
-                http_rule = http_pb2.HttpRule(body="" if verb == "get" else "*")
+                http_rule = http_pb2.HttpRule(body="" if verb == "get" else "*")  # a GET carries no body
                 setattr(http_rule, verb, path)
                 # auto_mapping skips annotated methods, so keep the gRPC-style path as a binding too.
                 grpc_path = f"/{proto.package}.{service.name}/{method.name}"

@@ -28,8 +28,10 @@ from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
 from envoy.config.trace.v3 import opentelemetry_pb2  # noqa: F401 - typed_config
 from envoy.extensions.access_loggers.stream.v3 import stream_pb2  # noqa: F401 - typed_config
+from envoy.extensions.filters.http.buffer.v3 import buffer_pb2  # noqa: F401 - typed_config
 from envoy.extensions.filters.http.grpc_json_transcoder.v3 import transcoder_pb2  # noqa: F401
 from envoy.extensions.filters.http.local_ratelimit.v3 import local_rate_limit_pb2  # noqa: F401
+from envoy.extensions.filters.http.lua.v3 import lua_pb2  # noqa: F401 - typed_config
 from envoy.extensions.filters.http.router.v3 import router_pb2  # noqa: F401
 from envoy.extensions.filters.network.http_connection_manager.v3 import (  # noqa: F401
     http_connection_manager_pb2,
@@ -40,12 +42,16 @@ from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2  # noqa
 from google.protobuf import json_format
 
 from services.controlplane.core.config import Cluster, Endpoint, Hardening, MeshConfig, Route
+from services.controlplane.core.descriptors import HTTP_RULES
+from services.controlplane.core.jsonfields import lua_for
 from services.controlplane.core.snapshot import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET
 
 LISTENER_NAME = "edge"
 ROUTE_CONFIG_NAME = "edge"
 TRACING_CLUSTER = "otel_collector"
 RATE_LIMIT_FILTER = "envoy.filters.http.local_ratelimit"
+BUFFER_FILTER = "envoy.filters.http.buffer"
+LUA_FILTER = "envoy.filters.http.lua"
 _T = "type.googleapis.com/"
 _ADS = {"ads": {}, "resource_api_version": "V3"}
 _HTTP2_OPTIONS = {
@@ -158,6 +164,24 @@ def _listener(config: MeshConfig, descriptor_set: bytes | None) -> Any:
         }
     ]
     if config.transcoder.enabled and descriptor_set:
+        filters += [
+            {
+                # Whole JSON bodies (up to the transcoder's limit) for the unknown-field check below; every
+                # configured route (gRPC paths) turns it off, so only the REST paths are buffered.
+                "name": BUFFER_FILTER,
+                "typed_config": {
+                    "@type": _T + "envoy.extensions.filters.http.buffer.v3.Buffer",
+                    "max_request_bytes": config.hardening.max_request_bytes,
+                },
+            },
+            {
+                "name": LUA_FILTER,
+                "typed_config": {
+                    "@type": _T + "envoy.extensions.filters.http.lua.v3.Lua",
+                    "default_source_code": {"inline_string": lua_for(descriptor_set, HTTP_RULES)},
+                },
+            },
+        ]
         filters.append(
             {
                 "name": "envoy.filters.http.grpc_json_transcoder",
@@ -190,6 +214,8 @@ def _listener(config: MeshConfig, descriptor_set: bytes | None) -> Any:
         "generate_request_id": True,
         **_hcm_hardening(config.hardening),
     }
+    if config.transcoder.enabled and descriptor_set:
+        hcm["local_reply_config"] = _json_local_replies()
     if config.tracing.collector:
         hcm["tracing"] = {
             "random_sampling": {"value": config.tracing.sampling_percent},
@@ -214,6 +240,58 @@ def _listener(config: MeshConfig, descriptor_set: bytes | None) -> Any:
         "filter_chains": [chain],
     }
     return json_format.ParseDict(listener, listener_pb2.Listener())
+
+
+# Envoy's own replies to HTTP (non-gRPC) callers, as the JSON body the transcoder gives upstream errors:
+# {"code": <gRPC status code>, "message": ...}. HTTP status -> gRPC code as in gRPC's HTTP mapping.
+LOCAL_REPLY_CODES = {400: 3, 401: 16, 403: 7, 404: 12, 408: 4, 413: 3, 429: 8, 503: 14, 504: 4}
+UNKNOWN_CODE = 2
+
+
+def _json_local_replies() -> dict[str, Any]:
+    def mapper(code: int, status: int | None, message: str = "%LOCAL_REPLY_BODY%") -> dict[str, Any]:
+        # An HTTP caller: its content type is not gRPC, or the transcoder rewrote it (and kept the original path).
+        http_caller = {
+            "or_filter": {
+                "filters": [
+                    {
+                        "header_filter": {
+                            "header": {
+                                "name": "content-type",
+                                "string_match": {"prefix": "application/grpc"},
+                                "invert_match": True,
+                                "treat_missing_header_as_empty": True,
+                            }
+                        }
+                    },
+                    {"header_filter": {"header": {"name": "x-envoy-original-path", "present_match": True}}},
+                ]
+            }
+        }
+        filters: list[dict[str, Any]] = [http_caller]
+        if status is not None:
+            filters.append(
+                {
+                    "status_code_filter": {
+                        "comparison": {
+                            "op": "EQ",
+                            "value": {"default_value": status, "runtime_key": "predmesh_local_reply_status"},
+                        }
+                    }
+                }
+            )
+        return {
+            "filter": {"and_filter": {"filters": filters}} if len(filters) > 1 else filters[0],
+            "body_format_override": {
+                "json_format": {"code": code, "message": message},
+                "content_type": "application/json",
+            },
+        }
+
+    mappers = [mapper(code, status) for status, code in LOCAL_REPLY_CODES.items() if status != 404]
+    # Envoy's 404 (no route) has an empty body: say what was not found.
+    mappers.append(mapper(LOCAL_REPLY_CODES[404], 404, "no such path: %REQ(:METHOD)% %REQ(:PATH)%"))
+    return {"mappers": [*mappers, mapper(UNKNOWN_CODE, None)]}
 
 
 def _hcm_hardening(h: Hardening) -> dict[str, Any]:
@@ -278,7 +356,18 @@ def _route(route: Route, hardening: Hardening) -> dict[str, Any]:
         if route.retry.per_try_timeout_ms:
             retry["per_try_timeout"] = _dur(route.retry.per_try_timeout_ms)
         action["retry_policy"] = retry
-    return {"name": route.name, "match": {"prefix": route.prefix}, "route": action}
+    # Configured routes are gRPC paths: no body buffering and no JSON field check there (the REST paths
+    # match no route until the transcoder rewrites them, so both filters run for those only).
+    unbuffered = {
+        BUFFER_FILTER: {"@type": _T + "envoy.extensions.filters.http.buffer.v3.BufferPerRoute", "disabled": True},
+        LUA_FILTER: {"@type": _T + "envoy.extensions.filters.http.lua.v3.LuaPerRoute", "disabled": True},
+    }
+    return {
+        "name": route.name,
+        "match": {"prefix": route.prefix},
+        "route": action,
+        "typed_per_filter_config": unbuffered,
+    }
 
 
 def _route_config(config: MeshConfig) -> Any:

@@ -147,3 +147,7 @@ class BreakerRegistry:
         if self.on_state is not None and self._reported.get(key) is not is_open:
             self._reported[key] = is_open
             self.on_state(key, is_open)
+
+    def states(self) -> dict[str, str]:
+        """State of every breaker created so far, by key ("closed", "open", "half_open")."""
+        return {key: breaker.state for key, breaker in self._breakers.items()}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from google.protobuf import struct_pb2
+
 from predmesh.common.values import scalar_from_value, scalar_to_value
 from predmesh.v1 import common_pb2, prediction_pb2
 from services.gateway.core.degradation import check_context_value
@@ -26,12 +28,43 @@ MAX_CONTEXT_KEY_CHARS = 128
 MAX_STRING_VALUE_CHARS = 4096
 
 
-def context_from_pb(context: Mapping[str, common_pb2.Value]) -> dict[str, Scalar]:
-    """Caller context; InvalidArgument naming the field for an oversize value, no kind, NaN or inf."""
-    if len(context) > MAX_CONTEXT_FIELDS:
+# A plain-context value written the typed way ({"number_value": 50}): how HTTP/JSON callers wrote
+# context before plain JSON scalars were accepted; still read as that scalar.
+_TYPED_KINDS = ("number_value", "string_value", "bool_value")
+
+
+def plain_value(value: struct_pb2.Value, name: str) -> common_pb2.Value:
+    """A google.protobuf.Value (plain JSON) as our Value; InvalidArgument naming `name` unless it is a
+    number, string, bool or a typed object {"number_value" | "string_value" | "bool_value": scalar}."""
+    kind = value.WhichOneof("kind")
+    if kind == "number_value":
+        return common_pb2.Value(number_value=value.number_value)
+    if kind == "string_value":
+        return common_pb2.Value(string_value=value.string_value)
+    if kind == "bool_value":
+        return common_pb2.Value(bool_value=value.bool_value)
+    if kind == "struct_value" and len(value.struct_value.fields) == 1:
+        ((typed, inner),) = value.struct_value.fields.items()
+        if typed in _TYPED_KINDS and inner.WhichOneof("kind") == typed:
+            return plain_value(inner, name)
+    shown = {"null_value": "null", "list_value": "a list", "struct_value": "an object"}.get(kind or "", "nothing")
+    raise InvalidArgument(f"context[{name!r}]: expected a number, string or boolean, got {shown}")
+
+
+def context_from_pb(
+    context: Mapping[str, common_pb2.Value], plain: struct_pb2.Struct | None = None
+) -> dict[str, Scalar]:
+    """Caller context (typed map + plain JSON struct); InvalidArgument naming the field for an oversize
+    value, no kind, NaN or inf, a plain value that is not a scalar, or a name given in both."""
+    plain_fields = plain.fields if plain is not None else {}
+    if len(context) + len(plain_fields) > MAX_CONTEXT_FIELDS:
         raise InvalidArgument(f"more than {MAX_CONTEXT_FIELDS} context features")
+    both = sorted(set(context) & set(plain_fields))
+    if both:
+        raise InvalidArgument(f"context[{both[0]!r}] given both as a typed and as a plain value")
     out: dict[str, Scalar] = {}
-    for name, value in context.items():
+    items = [*context.items(), *((n, plain_value(v, n)) for n, v in plain_fields.items())]
+    for name, value in items:
         if len(name) > MAX_CONTEXT_KEY_CHARS:
             raise InvalidArgument(f"context key longer than {MAX_CONTEXT_KEY_CHARS} characters")
         if value.WhichOneof("kind") == "string_value" and len(value.string_value) > MAX_STRING_VALUE_CHARS:
@@ -47,7 +80,7 @@ def predict_input(req: prediction_pb2.PredictRequest, priority: int = 0) -> Pred
         model=req.model,
         version=req.version,
         entity_id=req.entity_id,
-        context=context_from_pb(req.context),
+        context=context_from_pb(req.context, req.plain_context),
         entities=dict(req.entities),
         priority=priority or req.priority,
     )
@@ -65,7 +98,7 @@ def batch_inputs(
             model=req.model,
             version=req.version,
             entity_id=item.entity_id,
-            context=context_from_pb(item.context),
+            context=context_from_pb(item.context, item.plain_context),
             entities=dict(item.entities),
             priority=priority,
         )

@@ -6,15 +6,18 @@ import grpc
 
 from predmesh.common.deadline import Deadline
 from predmesh.common.errors import FailedPrecondition
-from predmesh.v1 import jobs_pb2, prediction_pb2, prediction_pb2_grpc
+from predmesh.v1 import health_pb2, jobs_pb2, prediction_pb2, prediction_pb2_grpc
 from services.gateway.core.async_jobs import AsyncDispatcher
 from services.gateway.core.async_ports import State
 from services.gateway.core.auth import ApiKeyAuthorizer
 from services.gateway.core.durable_async import DurableAsync
+from services.gateway.core.model_health import ModelHealthReporter
+from services.gateway.core.model_stats import ModelStats
 from services.gateway.core.predictor import Predictor
 from services.gateway.core.priority import LaneAdmission, Priority, resolve
 from services.gateway.errors import InvalidArgument
 from services.gateway.transport import converters
+from services.gateway.transport.health import model_health_to_pb
 
 _STATES = {
     State.PENDING: jobs_pb2.PREDICTION_STATE_PENDING,
@@ -32,6 +35,29 @@ def api_key(context: grpc.aio.ServicerContext) -> str | None:
     return None
 
 
+DEGRADED_HEADER = "x-prediction-degraded"
+DEGRADED_REASON_HEADER = "x-prediction-degraded-reason"
+_MAX_REASON_CHARS = 256
+
+
+def degraded_metadata(reasons: list[str]) -> tuple[tuple[str, str], ...]:
+    """Initial metadata for an answer with these degraded reasons (empty list = not degraded: no metadata).
+
+    `x-prediction-degraded: true` and `x-prediction-degraded-reason` (distinct reasons joined by "; ",
+    printable ASCII only, bounded); the edge's JSON transcoder passes both on as HTTP response headers."""
+    if not reasons:
+        return ()
+    joined = "; ".join(dict.fromkeys(r or "unspecified" for r in reasons))
+    reason = "".join(c if " " <= c <= "~" else "?" for c in joined)[:_MAX_REASON_CHARS]
+    return ((DEGRADED_HEADER, "true"), (DEGRADED_REASON_HEADER, reason))
+
+
+async def _send_degraded(context: grpc.aio.ServicerContext, reasons: list[str]) -> None:
+    metadata = degraded_metadata(reasons)
+    if metadata:
+        await context.send_initial_metadata(metadata)
+
+
 class PredictionServicer(prediction_pb2_grpc.PredictionServiceServicer):
     """`dispatcher` serves PredictAsync in memory; with `durable` set, PredictAsync goes through the
     durable queue instead and GetPrediction answers. `admission` = priority-lane admission."""
@@ -45,6 +71,8 @@ class PredictionServicer(prediction_pb2_grpc.PredictionServiceServicer):
         max_batch_items: int | None = None,
         durable: DurableAsync | None = None,
         admission: LaneAdmission | None = None,
+        stats: ModelStats | None = None,
+        health: ModelHealthReporter | None = None,
     ) -> None:
         self._predictor = predictor
         self._dispatcher = dispatcher
@@ -53,6 +81,8 @@ class PredictionServicer(prediction_pb2_grpc.PredictionServiceServicer):
         self._max_batch_items = max_batch_items
         self._durable = durable
         self._admission = admission or LaneAdmission(0)
+        self._stats = stats or ModelStats()
+        self._health = health
 
     def _deadline(self, context: grpc.aio.ServicerContext) -> Deadline:
         remaining = context.time_remaining()
@@ -65,6 +95,8 @@ class PredictionServicer(prediction_pb2_grpc.PredictionServiceServicer):
         priority = resolve(request.priority, grant.priority)
         with self._admission.admit(priority):
             out = await self._predictor.predict(converters.predict_input(request, priority), self._deadline(context))
+        self._stats.record(request.model, out.timings.inference_ms, out.degraded)
+        await _send_degraded(context, [out.degraded_reason] if out.degraded else [])
         return converters.predict_response(out)
 
     async def PredictBatch(
@@ -80,6 +112,9 @@ class PredictionServicer(prediction_pb2_grpc.PredictionServiceServicer):
                 converters.batch_inputs(request, self._max_batch_items, priority),  # counted before any conversion
                 self._deadline(context),
             )
+        for o in outs:
+            self._stats.record(request.model, o.timings.inference_ms, o.degraded)
+        await _send_degraded(context, [o.degraded_reason for o in outs if o.degraded])
         return converters.batch_response(request.request_id, outs)
 
     async def PredictAsync(
@@ -113,3 +148,13 @@ class PredictionServicer(prediction_pb2_grpc.PredictionServiceServicer):
             response.error_code = found.result.error_code
             response.error_message = found.result.error_message
         return response
+
+    async def GetModelHealth(
+        self, request: health_pb2.GetModelHealthRequest, context: grpc.aio.ServicerContext
+    ) -> health_pb2.ModelHealthResponse:
+        self._auth.check(api_key(context), request.model)
+        if not request.model:
+            raise InvalidArgument("model is required")
+        if self._health is None:
+            raise FailedPrecondition("model health is not enabled on this gateway")
+        return model_health_to_pb(await self._health.report(request.model, self._deadline(context).remaining()))

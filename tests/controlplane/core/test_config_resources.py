@@ -31,9 +31,12 @@ def test_default_config_resources() -> None:
     assert hcm.codec_type == hcm.AUTO and hcm.rds.route_config_name == "edge"
     assert [f.name for f in hcm.http_filters] == [
         RATE_LIMIT_FILTER,
+        "envoy.filters.http.buffer",  # whole JSON bodies for the unknown-field check (REST paths only)
+        "envoy.filters.http.lua",
         "envoy.filters.http.grpc_json_transcoder",
         "envoy.filters.http.router",
     ]
+    assert len(hcm.local_reply_config.mappers) == 10  # HTTP callers get JSON {code, message} errors
     assert not hcm.HasField("tracing")  # no collector configured
 
     cluster = res[CLUSTER][0]
@@ -42,8 +45,18 @@ def test_default_config_resources() -> None:
     assert cluster.health_checks[0].HasField("grpc_health_check")
     assert cluster.outlier_detection.consecutive_5xx.value == 5
 
-    route = res[ROUTE][0].virtual_hosts[0].routes[0]
-    assert route.match.prefix == "/predmesh.v1.PredictionService/"
+    routes = res[ROUTE][0].virtual_hosts[0].routes
+    assert [r.match.prefix for r in routes] == [
+        "/predmesh.v1.PredictionService/",
+        "/predmesh.v1.OutcomeService/",
+        "/grpc.reflection.v1.ServerReflection/",
+        "/grpc.reflection.v1alpha.ServerReflection/",
+        "/grpc.health.v1.Health/",
+    ]
+    assert all(
+        r.route.cluster == "gateway" and "envoy.filters.http.buffer" in r.typed_per_filter_config for r in routes
+    )
+    route = routes[0]
     assert route.route.cluster == "gateway"
     assert "unavailable" in route.route.retry_policy.retry_on
     assert route.route.timeout.seconds == 5

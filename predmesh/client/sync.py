@@ -1,0 +1,107 @@
+"""Blocking client of the predmesh API (Predict, PredictBatch, PredictAsync).
+
+    with Client("edge.example.com:443", api_key=key, ca_file="ca.crt") as client:
+        p = client.predict("fraud", "u00042", {"amount": 120.5}, timeout_s=0.5)
+
+One channel per client, opened in the constructor, closed by `close()` (or the `with` block).
+Thread-safe like the grpc channel under it: share one client between threads.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+import grpc
+
+from predmesh.client import convert
+from predmesh.client.connection import Connection
+from predmesh.client.retry import Attempts
+from predmesh.client.types import BatchItem, BatchPrediction, Context, ModelHealth, Prediction
+from predmesh.v1 import health_pb2, prediction_pb2, prediction_pb2_grpc
+
+T = TypeVar("T")
+
+
+class Client:
+    """See the module docstring; keyword arguments are `Connection`'s."""
+
+    def __init__(self, target: str, **options: Any) -> None:
+        self.connection = Connection(target, **options)
+        creds = self.connection.credentials()
+        opts = self.connection.options()
+        self._channel = (
+            grpc.insecure_channel(target, options=opts)
+            if creds is None
+            else grpc.secure_channel(target, creds, options=opts)
+        )
+        self._stub = prediction_pb2_grpc.PredictionServiceStub(self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def _call(self, method: Callable[..., T], request: Any, timeout_s: float | None) -> T:
+        """`method(request)` with the deadline spread over every attempt and retries on UNAVAILABLE."""
+        attempts = Attempts(self.connection.retry, self.connection.timeout_s if timeout_s is None else timeout_s)
+        while True:
+            try:
+                return method(request, timeout=attempts.next_timeout(), metadata=self.connection.metadata())
+            except grpc.RpcError as err:
+                time.sleep(attempts.after_failure(err))
+
+    def predict(
+        self,
+        model: str,
+        entity_id: str,
+        context: Context | None = None,
+        *,
+        version: str = "",
+        request_id: str = "",
+        timeout_s: float | None = None,
+    ) -> Prediction:
+        """Score one entity; `context` holds request-time features (numbers, strings, bools)."""
+        request = convert.predict_request(model, entity_id, context, version, request_id)
+        return convert.prediction_from_pb(self._call(self._stub.Predict, request, timeout_s))
+
+    def predict_batch(
+        self,
+        model: str,
+        items: Iterable[str | BatchItem],
+        *,
+        version: str = "",
+        request_id: str = "",
+        timeout_s: float | None = None,
+    ) -> BatchPrediction:
+        """Score many entities of one model in one call (entity ids, or BatchItems with their own context)."""
+        request = convert.batch_request(model, items, version, request_id)
+        return convert.batch_from_pb(self._call(self._stub.PredictBatch, request, timeout_s))
+
+    def predict_async(
+        self,
+        model: str,
+        entity_id: str,
+        callback_target: str,
+        context: Context | None = None,
+        *,
+        version: str = "",
+        request_id: str = "",
+        timeout_s: float | None = None,
+    ) -> str:
+        """Submit a prediction delivered later to `callback_target`'s PredictionCallback; its request id."""
+        request = prediction_pb2.PredictAsyncRequest(
+            request=convert.predict_request(model, entity_id, context, version, request_id),
+            callback_target=callback_target,
+        )
+        return self._call(self._stub.PredictAsync, request, timeout_s).request_id
+
+    def get_model_health(self, model: str, *, timeout_s: float | None = None) -> ModelHealth:
+        """How `model` is served: versions, weights, loaded state, feature store, latency, breakers, degraded ratio."""
+        request = health_pb2.GetModelHealthRequest(model=model)
+        return convert.health_from_pb(self._call(self._stub.GetModelHealth, request, timeout_s))
