@@ -24,7 +24,16 @@ from predmesh.client.errors import (
 )
 from predmesh.client.retry import NO_RETRY, RetryPolicy
 from predmesh.client.sync import Client
-from predmesh.client.types import BatchItem, BatchPrediction, ModelHealth, Prediction, Score, Timings, VersionHealth
+from predmesh.client.types import (
+    BatchItem,
+    BatchPrediction,
+    ModelHealth,
+    Prediction,
+    PredictionStatus,
+    Score,
+    Timings,
+    VersionHealth,
+)
 
 __all__ = [
     "NO_RETRY",
@@ -41,6 +50,7 @@ __all__ = [
     "NotFoundError",
     "PermissionDeniedError",
     "Prediction",
+    "PredictionStatus",
     "PredmeshClientError",
     "RateLimitedError",
     "RetryPolicy",

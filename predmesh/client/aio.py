@@ -18,8 +18,8 @@ import grpc
 from predmesh.client import convert
 from predmesh.client.connection import Connection
 from predmesh.client.retry import Attempts
-from predmesh.client.types import BatchItem, BatchPrediction, Context, ModelHealth, Prediction
-from predmesh.v1 import health_pb2, prediction_pb2, prediction_pb2_grpc
+from predmesh.client.types import BatchItem, BatchPrediction, Context, ModelHealth, Prediction, PredictionStatus
+from predmesh.v1 import health_pb2, jobs_pb2, prediction_pb2, prediction_pb2_grpc
 
 T = TypeVar("T")
 
@@ -105,3 +105,9 @@ class AsyncClient:
         """How `model` is served: versions, weights, loaded state, feature store, latency, breakers, degraded ratio."""
         request = health_pb2.GetModelHealthRequest(model=model)
         return convert.health_from_pb(await self._call(self._stub.GetModelHealth, request, timeout_s))
+
+    async def get_prediction(self, request_id: str, *, timeout_s: float | None = None) -> PredictionStatus:
+        """State of a PredictAsync request (PENDING / DONE with the result / FAILED with the status).
+        NotFoundError after the gateway's result TTL or for an id submitted with another API key."""
+        request = jobs_pb2.GetPredictionRequest(request_id=request_id)
+        return convert.status_from_pb(await self._call(self._stub.GetPrediction, request, timeout_s))

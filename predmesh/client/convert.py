@@ -15,12 +15,13 @@ from predmesh.client.types import (
     Context,
     ModelHealth,
     Prediction,
+    PredictionStatus,
     Score,
     Timings,
     VersionHealth,
 )
 from predmesh.common.values import scalar_to_value
-from predmesh.v1 import common_pb2, health_pb2, prediction_pb2
+from predmesh.v1 import common_pb2, health_pb2, jobs_pb2, prediction_pb2
 
 
 def new_request_id() -> str:
@@ -108,5 +109,17 @@ def health_from_pb(r: health_pb2.ModelHealthResponse) -> ModelHealth:
         window_s=r.window_s,
         breakers={b.dependency: b.state for b in r.breakers},
         fallback=tuple(r.fallback),
+        raw=r,
+    )
+
+
+def status_from_pb(r: prediction_pb2.GetPredictionResponse) -> PredictionStatus:
+    state = jobs_pb2.PredictionState.Name(r.state).removeprefix("PREDICTION_STATE_")
+    return PredictionStatus(
+        request_id=r.request_id,
+        state=state,
+        result=prediction_from_pb(r.response) if r.HasField("response") else None,
+        error_code=r.error_code,
+        error_message=r.error_message,
         raw=r,
     )

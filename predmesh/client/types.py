@@ -106,3 +106,21 @@ class ModelHealth:
     breakers: Mapping[str, str]
     fallback: tuple[str, ...]
     raw: Any = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class PredictionStatus:
+    """GetPrediction's answer for a PredictAsync request id: `state` is "PENDING", "DONE" (then
+    `result` is set) or "FAILED" (then `error_code` / `error_message` are)."""
+
+    request_id: str
+    state: str
+    result: Prediction | None = None
+    error_code: str = ""
+    error_message: str = ""
+    raw: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def done(self) -> bool:
+        """True once the request was answered (DONE or FAILED): polling can stop."""
+        return self.state in ("DONE", "FAILED")

@@ -27,7 +27,7 @@ from predmesh.client.errors import (
     ServerError,
     error_for,
 )
-from predmesh.v1 import common_pb2, prediction_pb2, prediction_pb2_grpc
+from predmesh.v1 import common_pb2, jobs_pb2, prediction_pb2, prediction_pb2_grpc
 
 FAST = RetryPolicy(max_attempts=4, initial_backoff_s=0.001, max_backoff_s=0.002)
 HANG = "hang"  # the server waits until the client's deadline cancels the call
@@ -78,6 +78,27 @@ class ScriptedService(prediction_pb2_grpc.PredictionServiceServicer):
             for i in request.items
         ]
         return prediction_pb2.PredictBatchResponse(request_id=request.request_id, results=results)
+
+    async def GetPrediction(
+        self, request: jobs_pb2.GetPredictionRequest, context: grpc.aio.ServicerContext
+    ) -> prediction_pb2.GetPredictionResponse:
+        """Ids starting "done" are scored, "failed" failed, "gone" unknown; the rest pending."""
+        await self._outcome(request.request_id, context)
+        rid = request.request_id
+        if rid.startswith("gone"):
+            await context.abort(grpc.StatusCode.NOT_FOUND, "no such prediction")
+        if rid.startswith("done"):
+            response = prediction_pb2.PredictResponse(
+                request_id=rid, model="fraud", prediction=common_pb2.Prediction(score=0.5)
+            )
+            return prediction_pb2.GetPredictionResponse(
+                request_id=rid, state=jobs_pb2.PREDICTION_STATE_DONE, response=response
+            )
+        if rid.startswith("failed"):
+            return prediction_pb2.GetPredictionResponse(
+                request_id=rid, state=jobs_pb2.PREDICTION_STATE_FAILED, error_code="UNAVAILABLE", error_message="x"
+            )
+        return prediction_pb2.GetPredictionResponse(request_id=rid, state=jobs_pb2.PREDICTION_STATE_PENDING)
 
 
 @pytest.fixture
@@ -202,3 +223,30 @@ def test_a_context_value_of_another_type_is_refused_before_sending() -> None:
 
     with pytest.raises(TypeError, match="context\\['amount'\\]"):
         context_to_pb({"amount": [1, 2]})  # type: ignore[dict-item]
+
+
+async def test_get_prediction_states_and_not_found(served: tuple[ScriptedService, str]) -> None:
+    service, target = served
+    service.script = [grpc.StatusCode.UNAVAILABLE]  # polled through the same retry policy
+    async with AsyncClient(target, plaintext=True, retry=FAST) as client:
+        done = await client.get_prediction("done-1")
+        pending = await client.get_prediction("p-1")
+        failed = await client.get_prediction("failed-1")
+        with pytest.raises(NotFoundError):
+            await client.get_prediction("gone-1")
+    assert done.state == "DONE" and done.done and done.result is not None and done.result.score == 0.5
+    assert pending.state == "PENDING" and not pending.done and pending.result is None
+    assert failed.state == "FAILED" and failed.done and failed.error_code == "UNAVAILABLE"
+    assert [s.request_id for s in service.seen][:2] == ["done-1", "done-1"]
+
+
+async def test_sync_get_prediction(served: tuple[ScriptedService, str]) -> None:
+    _, target = served
+
+    def call() -> str:
+        with Client(target, plaintext=True, retry=FAST) as client:
+            status = client.get_prediction("done-2")
+            assert status.result is not None and status.result.request_id == "done-2"
+            return status.state
+
+    assert await asyncio.to_thread(call) == "DONE"
