@@ -7,7 +7,8 @@ as missing). Each entity is replaced by one server-side script (DEL + HSET, atom
 per entity), so readers never see a half-written entity and an entity's old fields
 never linger; a chunk of entities goes in one non-transactional pipeline. The same
 code writes to a single Redis or to a Redis Cluster (`redis+cluster://` URL): there
-the pipeline is split per master and each entity (one key, one slot) stays atomic. Each written hash gets the reserved event-time field
+the pipeline is split per master and each entity (one key, one slot) stays atomic.
+Each written hash gets the reserved event-time field
 (`@event_time_ms`, see core/store.py): the load time, unless `event_time_ms` is given (the
 time the file's values were true). A load replaces entities wholesale: it does not compare
 event times with what the streaming ingestion wrote (run loads before streaming starts, or
