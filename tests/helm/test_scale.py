@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from tests.helm.chart import HelmRun, Manifest, env_of, find, main_container, pod_spec, workload
+from tests.helm.chart import BASE, HelmRun, Manifest, env_of, find, main_container, pod_spec, workload
 
 Render = Callable[[str], list[Manifest]]
 
@@ -43,3 +43,28 @@ def test_no_placeholders_by_default(render: Render) -> None:
     assert not find(render("default"), "PriorityClass")
     docs = render("gpu-hpa")
     assert not find(docs, "PriorityClass") and not find(docs, "Deployment", "triton-placeholder")
+
+
+def test_ingest_consumer_group_scales_on_kafka_lag(helm_run: HelmRun) -> None:
+    values = ["ingest.yaml"]
+    extra = ["--set", "ingest.autoscaling.enabled=true", "--set", "ingest.autoscaling.maxReplicas=4"]
+    docs = helm_run.template(files=[BASE, *values], extra=extra)
+    (scaled,) = find(docs, "ScaledObject", "ingest")
+    spec = scaled["spec"]
+    assert spec["scaleTargetRef"]["name"] == workload(docs, "ingest")["metadata"]["name"]
+    assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (1, 4)
+    (trigger,) = spec["triggers"]
+    assert trigger["type"] == "kafka"
+    meta = trigger["metadata"]
+    assert meta["consumerGroup"] == "predmesh-ingest-eu" and meta["topic"] == "feature-events"
+    assert meta["lagThreshold"] == "1000" and meta["allowIdleConsumers"] == "false"
+    assert "replicas" not in workload(docs, "ingest")["spec"], "KEDA owns the replica count"
+    assert not find(docs, "HorizontalPodAutoscaler", "ingest")
+    assert not find(helm_run.template(files=[BASE, *values]), "ScaledObject", "ingest")
+
+
+def test_ingest_more_replicas_than_partitions_fails(helm_run: HelmRun) -> None:
+    extra = ["--set", "ingest.autoscaling.enabled=true", "--set", "ingest.autoscaling.maxReplicas=12"]
+    proc = helm_run.run(*helm_run.template_args(files=[BASE, "ingest.yaml"], extra=extra))
+    assert proc.returncode != 0
+    assert "exceeds ingest.lagScaling.partitions (6)" in proc.stderr
