@@ -15,6 +15,7 @@ predmesh rollout status|pause|resume|abort MODEL   automated canary rollouts
 predmesh trace REQUEST_ID        span tree of one request (local traces in the sink)
 predmesh outcomes push FILE      record outcomes (CSV or JSON lines: request_id, model, label/value)
 predmesh batch score in.parquet --model fraud --out out.parquet   resumable batch scoring (PredictBatch, batch lane)
+predmesh capacity --rps 100000 --features 50    pods, Redis shards, Kafka partitions for a load
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ COMMANDS = (
     "predmesh.cli.outcomes",
     "predmesh.cli.trace",
     "predmesh.cli.batch",
+    "predmesh.cli.capacity",
 )
 
 

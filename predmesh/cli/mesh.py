@@ -22,6 +22,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         gateway_port=args.gateway_port,
         edge_tls=not args.plaintext_edge,
         auth=not args.anonymous,
+        redis_cluster=args.redis_cluster,
+        gateway_replicas=args.replicas.get("gateway", 1),
+        features_replicas=args.replicas.get("features", 1),
+        inference_replicas=args.replicas.get("inference", 1),
     )
     mesh = LocalMesh(options)
     stop = threading.Event()
@@ -54,6 +58,22 @@ def cmd_up(args: argparse.Namespace) -> int:
         print("predmesh: stopping...", flush=True)
         state_file.unlink(missing_ok=True)
     return 0
+
+
+REPLICATED = ("gateway", "features", "inference")
+
+
+def parse_replicas(text: str) -> dict[str, int]:
+    """`gateway=2,features=2` -> {"gateway": 2, "features": 2} (argparse type: bad input is a usage error)."""
+    out: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, count = part.partition("=")
+        if not sep or name not in REPLICATED or not count.isdigit() or not 1 <= int(count) <= 16:
+            raise argparse.ArgumentTypeError(
+                f"{part!r}: expected SERVICE=N with SERVICE one of {', '.join(REPLICATED)} and N in 1..16"
+            )
+        out[name] = int(count)
+    return out
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -93,6 +113,17 @@ def add_parser(sub: Any) -> None:
     up.add_argument("--gateway-port", type=int, default=0, help="gateway port (0 = free port)")
     up.add_argument("--plaintext-edge", action="store_true", help="serve the edge without TLS (development only)")
     up.add_argument("--anonymous", action="store_true", help="no API key needed (development only)")
+    up.add_argument(
+        "--redis-cluster", action="store_true", help="features on a local Redis Cluster (3 masters + 3 replicas)"
+    )
+    up.add_argument(
+        "--replicas",
+        type=parse_replicas,
+        default={},
+        metavar="SERVICE=N,...",
+        help="processes per service, e.g. gateway=2,features=2,inference=2 (Envoy balances over the gateways,"
+        " the gateways round-robin over features and inference replicas)",
+    )
     up.set_defaults(func=cmd_up)
 
     status = sub.add_parser("status", help="processes of the running mesh (exit 1: none runs, 2: not all healthy)")

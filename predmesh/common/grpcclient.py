@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -37,6 +38,31 @@ CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
+]
+
+# For idempotent unary upstream calls over several replicas (the gateway's GetFeatures and Infer):
+# a call that fails UNAVAILABLE (its replica died with the call in flight, or refused it while
+# draining) is re-sent, and round_robin picks another, READY replica. Within the call's deadline.
+RETRY_UNAVAILABLE_OPTIONS: list[tuple[str, Any]] = [
+    (
+        "grpc.service_config",
+        json.dumps(
+            {
+                "methodConfig": [
+                    {
+                        "name": [{}],
+                        "retryPolicy": {
+                            "maxAttempts": 3,
+                            "initialBackoff": "0.01s",
+                            "maxBackoff": "0.1s",
+                            "backoffMultiplier": 2,
+                            "retryableStatusCodes": ["UNAVAILABLE"],
+                        },
+                    }
+                ]
+            }
+        ),
+    ),
 ]
 
 _PASS_THROUGH: dict[grpc.StatusCode, type[PredmeshError]] = {
@@ -79,17 +105,28 @@ def insecure_channel(target: str) -> grpc.aio.Channel:
     return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS, interceptors=interceptors)
 
 
-def channel(target: str, tls: TlsFiles | None = None, poll_s: float = 5.0) -> grpc.aio.Channel:
-    """`insecure_channel` or, with `tls`, the same channel over mutual TLS (this service's certificate).
+def channel(
+    target: str,
+    tls: TlsFiles | None = None,
+    poll_s: float = 5.0,
+    extra_options: list[tuple[str, Any]] | None = None,
+) -> grpc.aio.Channel:
+    """`insecure_channel` or, with `tls`, the same channel over mutual TLS (this service's certificate);
+    `extra_options` are added to CHANNEL_OPTIONS (e.g. RETRY_UNAVAILABLE_OPTIONS).
 
     An mTLS channel made on a running event loop re-reads the certificate files every `poll_s`
     and switches to new ones without a restart (`tlschannel.ReloadingChannel`)."""
-    if tls is None:
-        return insecure_channel(target)
     interceptors = client_interceptors() if tracing_enabled() else None
+    options = [*CHANNEL_OPTIONS, *(extra_options or [])]
+    if tls is None:
+        return grpc.aio.insecure_channel(target, options=options, interceptors=interceptors)
+    if target.startswith(("ipv4:", "ipv6:")):
+        # A static list (`ipv4:a:p,b:q`, the local mesh's replicas) names no host; gRPC would check the
+        # certificate against the whole list. Check it against the first address instead.
+        options.append(("grpc.default_authority", target.split(":", 1)[1].split(",")[0]))
 
     def make(creds: grpc.ChannelCredentials) -> grpc.aio.Channel:
-        return grpc.aio.secure_channel(target, creds, options=CHANNEL_OPTIONS, interceptors=interceptors)
+        return grpc.aio.secure_channel(target, creds, options=options, interceptors=interceptors)
 
     return ReloadingChannel(tls, make, poll_s=poll_s, name=f"channel to {target}")
 

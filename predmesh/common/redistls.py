@@ -42,7 +42,7 @@ class RedisTlsSettings(BaseModel):
     def _redis_tls_needs_rediss(self) -> RedisTlsSettings:
         url = str(getattr(self, "redis_url", ""))
         if any((self.redis_tls_ca_path, self.redis_tls_cert_path, self.redis_tls_key_path)) and not url.startswith(
-            "rediss://"
+            ("rediss://", "rediss+cluster://")
         ):
             raise ValueError("redis_tls_* are set but redis_url is not rediss:// (the connection would be plaintext)")
         if bool(self.redis_tls_cert_path) != bool(self.redis_tls_key_path):

@@ -30,6 +30,7 @@ from typing import Any
 from predmesh.demo import DEMO_ROUTING, FEATURE_REGISTRY
 from predmesh.local.kafka import DEV_CONSUMER_TIMEOUTS
 from predmesh.local.procs import ManagedProcess, PythonService, RedisServer, free_port, port_open, wait_until
+from predmesh.local.rediscluster import RedisCluster
 from predmesh.local.supervisor import STATUS_FILE, Supervisor
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,9 @@ class MeshOptions:
     edge_tls: bool = True  # the edge listener speaks TLS with a certificate of a local CA (state dir)
     mtls: bool = True  # features, inference, ORT workers and logger serve mutual TLS; their callers use certs
     gateway_replicas: int = 1  # gateway processes behind Envoy (the control plane's `gateway` endpoints)
+    features_replicas: int = 1  # features processes; the gateway round-robins over them (ipv4:a,b target)
+    inference_replicas: int = 1  # inference orchestrators; the gateway round-robins over them
+    redis_cluster: bool = False  # features on a local Redis Cluster (3 masters + 3 replicas) instead of one Redis
     supervise: bool = True  # restart dead processes and write <state_dir>/status.json
     extra_env: dict[str, str] = field(default_factory=dict)
     with_async_queue: bool = False  # durable PredictAsync + GetPrediction (Kafka async topics, Redis; needs the broker)
@@ -91,6 +95,7 @@ class LocalMesh:
         self.model_repository = self.state_dir / "models"
         self.routing_path = self.state_dir / "routing.yaml"
         self.redis: RedisServer | None = None
+        self.redis_cluster: RedisCluster | None = None
         self.broker: ManagedProcess | None = None
         self.logger: PythonService | None = None
         self.monitor: PythonService | None = None
@@ -99,8 +104,10 @@ class LocalMesh:
         self.sink: PythonService | None = None
         # with the sink, every service traces to its local OTLP receiver (`predmesh trace`)
         self.sink_otlp_port = free_port() if self.options.with_sink and self.options.with_logger else 0
-        self.features: PythonService | None = None
-        self.inference: PythonService | None = None
+        self.features: PythonService | None = None  # the first features replica
+        self.features_replicas: list[PythonService] = []
+        self.inference: PythonService | None = None  # the first inference replica
+        self.inference_replicas: list[PythonService] = []
         self.gateway: PythonService | None = None
         self.gateways: list[PythonService] = []
         self.controlplane: PythonService | None = None
@@ -233,17 +240,18 @@ class LocalMesh:
         if not self.routing_path.exists():
             shutil.copyfile(opts.routing_template, self.routing_path)
 
-        self.redis = RedisServer(workdir=self.state_dir / "redis", persist=True)
-        stores: list[ManagedProcess] = [self.redis]
+        stores: list[ManagedProcess] = self._redis_processes()
         if opts.with_logger:
             from predmesh.local.kafka import TansuBroker
 
             self.broker = TansuBroker(workdir=self._logs("broker"))
             stores.append(self.broker)
         self._launch(*stores)
+        if self.redis_cluster is not None:
+            self.redis_cluster.create()
         from predmesh.demo.load import load_demo
 
-        load_demo(self.redis.url, n=opts.demo_users)
+        load_demo(self.redis_url, n=opts.demo_users)
 
         services: list[ManagedProcess] = []
         if opts.with_logger:
@@ -318,20 +326,22 @@ class LocalMesh:
                 worker.probe_tls = self.identity_files("operator")
             services += self.ort_workers
             backends["PREDMESH_INFERENCE_ORT_WORKERS"] = ",".join(w.address for w in self.ort_workers)
-        self.features = self._service(
+        self.features_replicas = self._replicas(
             "features",
             {
-                "PREDMESH_FEATURES_REDIS_URL": self.redis.url,
+                "PREDMESH_FEATURES_REDIS_URL": self.redis_url,
                 "PREDMESH_FEATURES_REGISTRY_PATH": str(opts.registry_path),
             },
+            opts.features_replicas,
         )
-        services.append(self.features)
+        self.features = self.features_replicas[0]
+        services += self.features_replicas
         services += self._start_ingest() if opts.with_ingest and opts.with_logger else []
         self._launch(*services)
         # The orchestrator loads its models on its backends at start, so they come first.
         if opts.pool_max_models:
             backends["PREDMESH_INFERENCE_POOL_MAX_MODELS"] = str(opts.pool_max_models)
-        self.inference = self._service(
+        self.inference_replicas = self._replicas(
             "inference",
             {
                 "PREDMESH_INFERENCE_MODEL_REPOSITORY": str(self.model_repository),
@@ -339,12 +349,14 @@ class LocalMesh:
                 "PREDMESH_INFERENCE_ROUTING_PATH": str(self.routing_path),
                 **backends,
             },
+            opts.inference_replicas,
         )
-        self._launch(self.inference)
+        self.inference = self.inference_replicas[0]
+        self._launch(*self.inference_replicas)
 
         gateway_env = {
-            "PREDMESH_GATEWAY_FEATURES_TARGET": self.features.address,
-            "PREDMESH_GATEWAY_INFERENCE_TARGET": self.inference.address,
+            "PREDMESH_GATEWAY_FEATURES_TARGET": _balanced_target(self.features_replicas),
+            "PREDMESH_GATEWAY_INFERENCE_TARGET": _balanced_target(self.inference_replicas),
             "PREDMESH_GATEWAY_LOGGER_TARGET": self.logger.address if self.logger else "",
             "PREDMESH_GATEWAY_ROUTING_PATH": str(self.routing_path),
             **self._gateway_auth_env(),
@@ -376,7 +388,8 @@ class LocalMesh:
         from predmesh.clients.featureevents import FEATURE_EVENTS_DLQ_TOPIC, FEATURE_EVENTS_TOPIC
         from predmesh.local.kafka import create_topics
 
-        assert self.redis is not None
+        if self.redis is None:
+            raise RuntimeError("the ingestion service needs a single Redis (not yet with redis_cluster)")
         create_topics(self.bootstrap_servers, [FEATURE_EVENTS_TOPIC, FEATURE_EVENTS_DLQ_TOPIC])
         self.ingest = self._service(
             "ingest",
@@ -403,6 +416,30 @@ class LocalMesh:
             },
         )
         return self.sink
+
+    @property
+    def redis_url(self) -> str:
+        """The features' Redis: `redis://` (one server) or `redis+cluster://` (a seed node of the cluster)."""
+        if self.redis_cluster is not None:
+            return self.redis_cluster.url
+        if self.redis is None:
+            raise RuntimeError("mesh not started")
+        return self.redis.url
+
+    def _redis_processes(self) -> list[ManagedProcess]:
+        """One Redis (append-only file in <state>/redis), or the nodes of a Redis Cluster.
+
+        The cluster is created afresh on each start (its nodes get new free ports, so an old
+        `nodes.conf` would point at dead addresses); the demo features are loaded again anyway.
+        The supervisor restarts a dead node in place: it rejoins from its nodes.conf (a master
+        whose replica took over comes back as that replica's replica)."""
+        if not self.options.redis_cluster:
+            self.redis = RedisServer(workdir=self.state_dir / "redis", persist=True)
+            return [self.redis]
+        workdir = self.state_dir / "redis-cluster"
+        shutil.rmtree(workdir, ignore_errors=True)
+        self.redis_cluster = RedisCluster(workdir, persist=True)
+        return list(self.redis_cluster.nodes)
 
     def _supervise(self) -> None:
         self.supervisor = Supervisor(self.state_dir / STATUS_FILE)
@@ -578,6 +615,19 @@ class LocalMesh:
             service.probe_tls = self.identity_files("operator")
         return service
 
+    def _replicas(self, name: str, env: dict[str, str], count: int) -> list[PythonService]:
+        """`count` processes of service `name` (`name-0`, `name-1`... when more than one), each on its own
+        port; replicas after the first get their own /metrics port when one is configured."""
+        metrics_port = f"PREDMESH_{name.upper()}_METRICS_PORT"
+        return [
+            self._service(
+                name,
+                env if i == 0 or metrics_port not in self.options.extra_env else {**env, metrics_port: "0"},
+                instance=f"{name}-{i}" if count > 1 else name,
+            )
+            for i in range(max(1, count))
+        ]
+
     def _launch(self, *procs: ManagedProcess) -> None:
         """Start processes concurrently; each is recorded for stop() once it is running."""
         with ThreadPoolExecutor(max_workers=max(1, len(procs))) as pool:
@@ -613,10 +663,10 @@ class LocalMesh:
             out["API key file"] = str(self.state_dir / "api-key")
         for gw in self.gateways:
             out[f"{gw.name} (gRPC PredictionService)"] = gw.address
-        if self.features:
-            out["features (gRPC FeatureService)"] = self.features.address
-        if self.inference:
-            out["inference (gRPC InferenceService)"] = self.inference.address
+        for proc in self.features_replicas:
+            out[f"{proc.name} (gRPC FeatureService)"] = proc.address
+        for proc in self.inference_replicas:
+            out[f"{proc.name} (gRPC InferenceService)"] = proc.address
         if self.triton:
             out["triton (KServe v2 gRPC; GPU pool)"] = self.triton.grpc_address  # type: ignore[attr-defined]
         for worker in self.ort_workers:
@@ -635,6 +685,8 @@ class LocalMesh:
             out["control plane admin API (operator cert)"] = f"127.0.0.1:{self.controlplane_admin_port}"
         if self.redis:
             out["redis"] = self.redis.url
+        if self.redis_cluster:
+            out["redis cluster (3 masters + 3 replicas)"] = self.redis_cluster.url
         if self.broker:
             out["kafka (tansu) bootstrap"] = self.bootstrap_servers
         out["routing (edit: applies live)"] = str(self.routing_path)
@@ -648,3 +700,10 @@ class LocalMesh:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _balanced_target(replicas: list[PythonService]) -> str:
+    """A gRPC target over every replica: `ipv4:a,b` with the clients' round_robin policy (one address: as is)."""
+    if len(replicas) == 1:
+        return replicas[0].address
+    return "ipv4:" + ",".join(r.address for r in replicas)

@@ -54,6 +54,8 @@ class FeaturesApp(ServiceApp[FeaturesSettings]):
             max_connections=settings.redis_max_connections,
             retries=settings.redis_retries,
             tls=settings.redis_tls,
+            cluster=settings.redis_cluster,
+            cluster_fast_path=settings.redis_cluster_fast_path,
         )
         stack.push_async_callback(store.close)
         try:

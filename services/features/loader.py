@@ -3,9 +3,12 @@
 Every column other than `entity_id` must be a registered *store* feature of the
 entity type; ids and values are validated against the registry before anything is
 written (a bad file writes nothing). Null cells are left out of the hash (read back
-as missing). Each chunk of entities is written in one MULTI/EXEC transaction with
-DEL + HSET per entity, so readers never see a half-written entity and an entity's
-old fields never linger. Each written hash gets the reserved event-time field
+as missing). Each entity is replaced by one server-side script (DEL + HSET, atomic
+per entity), so readers never see a half-written entity and an entity's old fields
+never linger; a chunk of entities goes in one non-transactional pipeline. The same
+code writes to a single Redis or to a Redis Cluster (`redis+cluster://` URL): there
+the pipeline is split per master and each entity (one key, one slot) stays atomic.
+Each written hash gets the reserved event-time field
 (`@event_time_ms`, see core/store.py): the load time, unless `event_time_ms` is given (the
 time the file's values were true). A load replaces entities wholesale: it does not compare
 event times with what the streaming ingestion wrote (run loads before streaming starts, or
@@ -32,6 +35,7 @@ from pathlib import Path
 import pandas as pd
 import redis
 
+from services.features.core import redis_client
 from services.features.core.registry import Registry, load_registry
 from services.features.core.spec import Source
 from services.features.core.store import EVENT_TIME_FIELD, entity_key
@@ -43,6 +47,8 @@ log = logging.getLogger(__name__)
 ENTITY_ID = "entity_id"
 DEFAULT_CHUNK_SIZE = 500
 MAX_ENTITY_ID_LENGTH = 256
+# KEYS[1] = the entity hash; ARGV = field, value, field, value... (none: the entity is deleted).
+_REPLACE_SCRIPT = "redis.call('DEL', KEYS[1]) if #ARGV > 0 then redis.call('HSET', KEYS[1], unpack(ARGV)) end"
 _MAX_EXAMPLES = 5
 
 
@@ -140,17 +146,18 @@ def load_frame(
     stamp = str(int(time.time() * 1000) if event_time_ms is None else int(event_time_ms))
     reg = _as_registry(registry)
     ids, rows, nulls = _encode_frame(frame, entity_type, reg)
-    client = redis.Redis.from_url(redis_url, socket_timeout=30, socket_connect_timeout=5)
+    client = redis_client.sync_client(redis_client.parse_target(redis_url))
     try:
         for start in range(0, len(ids), chunk_size):
-            with client.pipeline(transaction=True) as pipe:
+            with client.pipeline(transaction=False) as pipe:
                 for entity_id, fields in zip(
                     ids[start : start + chunk_size], rows[start : start + chunk_size], strict=True
                 ):
-                    key = entity_key(entity_type, entity_id)
-                    pipe.delete(key)
-                    if fields:
-                        pipe.hset(key, mapping={**fields, EVENT_TIME_FIELD: stamp})  # type: ignore[arg-type,dict-item]
+                    args = [part for item in fields.items() for part in item]
+                    if args:
+                        args += [EVENT_TIME_FIELD, stamp]
+                    # execute_command: the cluster pipeline has no eval() of its own (it routes EVAL by KEYS[1]).
+                    pipe.execute_command("EVAL", _REPLACE_SCRIPT, 1, entity_key(entity_type, entity_id), *args)
                 pipe.execute()
     finally:
         client.close()
@@ -206,7 +213,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--redis-url",
         default=os.environ.get("PREDMESH_FEATURES_REDIS_URL", "redis://127.0.0.1:6379/0"),
-        help="Redis URL (default: $PREDMESH_FEATURES_REDIS_URL or redis://127.0.0.1:6379/0)",
+        help="Redis URL, redis+cluster://HOST:PORT for a Redis Cluster"
+        " (default: $PREDMESH_FEATURES_REDIS_URL or redis://127.0.0.1:6379/0)",
     )
     parser.add_argument("--entity-type", default="user", help="entity type of the rows (default: user)")
     parser.add_argument("--registry", type=Path, required=True, help="feature registry YAML")

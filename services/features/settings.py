@@ -22,12 +22,21 @@ class FeaturesSettings(ServerSettings, RedisTlsSettings):
 
     redis_url: str = Field(
         "redis://127.0.0.1:6379/0",
-        description="Redis URL holding the feature hashes; rediss:// = TLS (see redis_tls_*). A password in the "
-        "URL is redacted from every log line.",
+        description="Redis URL holding the feature hashes; rediss:// = TLS (see redis_tls_*);"
+        " `redis+cluster://host:port` (or `rediss+cluster://`) names a seed node of a Redis Cluster."
+        " A password in the URL is redacted from every log line.",
+    )
+    redis_cluster: bool = Field(
+        False, description="Treat redis_url as a seed node of a Redis Cluster (implied by a redis+cluster:// URL)."
     )
     registry_path: Path = Field(
         description="Feature registry YAML file (required: a pod without one must not serve some default registry; "
         "the local mesh passes predmesh/demo/features.yaml).",
+    )
+    redis_cluster_fast_path: bool = Field(
+        True,
+        description="On a Redis Cluster, read with one plain pipeline per master (keys grouped by slot);"
+        " false = redis-py's cluster pipeline for every read (both fall back to it on MOVED/ASK/errors).",
     )
     redis_timeout_ms: float = Field(
         100.0,

@@ -10,7 +10,7 @@ from predmesh.clients.logger import LoggerClient
 from predmesh.common import telemetry
 from predmesh.common.app import ServiceApp, run_app
 from predmesh.common.filewatch import FileWatcher
-from predmesh.common.grpcclient import channel, client_tls
+from predmesh.common.grpcclient import RETRY_UNAVAILABLE_OPTIONS, channel, client_tls
 from predmesh.common.grpcserver import GrpcServer
 from predmesh.v1 import outcomes_pb2_grpc, prediction_pb2_grpc
 from services.gateway.core.async_jobs import AsyncDispatcher
@@ -163,9 +163,11 @@ class GatewayApp(ServiceApp[GatewaySettings]):
             sink = LoggerSink(logger)
         callbacks = CallbackClient()
         stack.push_async_callback(callbacks.close)
-        features_channel = channel(s.features_target, tls)
+        # Both upstreams may be several replicas (`ipv4:a,b` or a headless service's dns:///): round_robin,
+        # and a call that fails UNAVAILABLE on a dying replica is re-sent to another (reads, idempotent).
+        features_channel = channel(s.features_target, tls, extra_options=RETRY_UNAVAILABLE_OPTIONS)
         stack.push_async_callback(features_channel.close)
-        inference_channel = channel(s.inference_target, tls)
+        inference_channel = channel(s.inference_target, tls, extra_options=RETRY_UNAVAILABLE_OPTIONS)
         stack.push_async_callback(inference_channel.close)
         models = InferenceClient(inference_channel)
         features = FeaturesClient(features_channel)

@@ -30,8 +30,14 @@ class GatewaySettings(ServerSettings):
     health_window_s: float = Field(
         60.0, gt=0, description="Window of GetModelHealth's latency and degraded-ratio figures (seconds)."
     )
-    features_target: str = Field("127.0.0.1:50052", description="host:port of the features service.")
-    inference_target: str = Field("127.0.0.1:50053", description="host:port of the inference orchestrator.")
+    features_target: str = Field(
+        "127.0.0.1:50052",
+        description="gRPC target of the features service: host:port, dns:///headless-service:port or"
+        " ipv4:a:p,b:q (replicas, balanced round_robin; a call failing UNAVAILABLE is re-sent to another).",
+    )
+    inference_target: str = Field(
+        "127.0.0.1:50053", description="gRPC target of the inference orchestrator (forms as features_target)."
+    )
     logger_target: str = Field("", description="host:port of the logger service; empty disables prediction logging.")
     default_deadline_ms: float = Field(1000.0, description="Deadline applied when the caller sets none (milliseconds).")
     features_timeout_ms: float = Field(

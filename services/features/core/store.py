@@ -20,8 +20,14 @@ replies the client decodes.
 Partial failure policy: any Redis error fails the whole batch with
 `StoreUnavailable` (UNAVAILABLE) so the caller can degrade; no partial vectors.
 
-Lifecycle: the store owns one `redis.asyncio` client and its connection pool, built
-at start by the composition root and closed with `close()`. Use from one event loop.
+Redis Cluster (`redis+cluster://` URLs, see `redis_client.py`): the entities are split
+into one pipeline per master, sent concurrently (`cluster_reads.ShardedReader`; or
+redis-py's cluster pipeline with `cluster_fast_path=False`); MOVED/ASK and failover are
+followed by the cluster client. An entity is one key, hence one slot.
+
+Lifecycle: the store owns one `redis.asyncio` client (single or cluster) and its
+connections, built at start by the composition root and closed with `close()`. Use
+from one event loop.
 """
 
 from __future__ import annotations
@@ -30,13 +36,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from predmesh.common import telemetry
-from predmesh.common.redistls import RedisTls, ssl_options
+from predmesh.common.redistls import RedisTls
+from services.features.core import redis_client
+from services.features.core.cluster_reads import ShardedReader
+from services.features.core.redis_client import AsyncClient
 from services.features.errors import StoreUnavailable
 
 PIPELINE_SPAN = "redis.pipeline"
@@ -108,8 +115,9 @@ class FeatureStore(Protocol):
 class RedisFeatureStore:
     """`FeatureStore` over redis.asyncio with a bounded, long-lived connection pool."""
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: AsyncClient, sharded: ShardedReader | None = None) -> None:
         self._client = client
+        self._sharded = sharded  # cluster fast path: one plain pipeline per master
 
     @classmethod
     def from_url(
@@ -119,25 +127,28 @@ class RedisFeatureStore:
         max_connections: int = 64,
         retries: int = 1,
         tls: RedisTls | None = None,
+        cluster: bool = False,
+        cluster_fast_path: bool = True,
     ) -> RedisFeatureStore:
-        """Build the pool; nothing connects until the first command.
+        """Build the client; nothing connects until the first command.
 
-        `timeout_s` bounds connecting, each socket read/write and the wait for a free
-        pooled connection; `retries` re-sends after a connection error or timeout, so a
-        failing call takes at most about (retries + 1) * timeout_s. A rediss:// URL connects
-        over TLS, verifying the server's certificate (and host name) against `tls.ca` (or the
-        system CAs) and presenting `tls.cert`/`tls.key` when the server asks for a client certificate.
+        `url` names a single Redis, or a cluster seed node when `cluster` is set or its
+        scheme is `redis+cluster://`. `timeout_s` bounds connecting, each socket
+        read/write and the wait for a free pooled connection; `retries` re-sends after a
+        connection error or timeout, so a failing call takes at most about
+        (retries + 1) * timeout_s (a cluster adds 0.25 s and a slot-map refresh per retry).
+        A rediss:// (or rediss+cluster://) URL connects over TLS, verifying the server's
+        certificate (and host name) against `tls.ca` (or the system CAs) and presenting
+        `tls.cert`/`tls.key` when the server asks for a client certificate.
+        On a cluster, `cluster_fast_path` reads through `ShardedReader` (one plain pipeline
+        per master; the cluster client's pipeline on any redirect or error).
         """
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url,
-            **ssl_options(url, tls),
-            max_connections=max_connections,
-            timeout=timeout_s,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            retry=Retry(NoBackoff(), retries),
-        )
-        return cls(aioredis.Redis(connection_pool=pool))
+        target = redis_client.parse_target(url, cluster)
+        client = redis_client.async_client(target, timeout_s, max_connections, retries, tls)
+        sharded = None
+        if isinstance(client, RedisCluster) and cluster_fast_path:
+            sharded = ShardedReader(client, timeout_s, max_connections)
+        return cls(client, sharded)
 
     async def fetch(self, entity_type: str, entity_ids: Sequence[str], fields: Sequence[str]) -> list[StoredEntity]:
         return await self.fetch_keys([(entity_type, entity_id, fields) for entity_id in entity_ids])
@@ -150,10 +161,13 @@ class RedisFeatureStore:
             **{"db.system": "redis", "db.operation": "HGETALL", "predmesh.entities": len(keys)},
         ):
             try:
-                async with self._client.pipeline(transaction=False) as pipe:
-                    for entity_type, entity_id, _fields in keys:
-                        pipe.hgetall(entity_key(entity_type, entity_id))
-                    replies = await pipe.execute()
+                if self._sharded is not None:
+                    replies = await self._sharded.hgetall_many([entity_key(t, e) for t, e, _ in keys])
+                else:
+                    async with self._client.pipeline(transaction=False) as pipe:
+                        for entity_type, entity_id, _fields in keys:
+                            pipe.hgetall(entity_key(entity_type, entity_id))
+                        replies = await pipe.execute()
             except (TimeoutError, RedisError, OSError) as err:
                 raise StoreUnavailable(f"feature store unavailable: {type(err).__name__}: {err}") from err
         encoded: dict[int, list[tuple[str, bytes]]] = {}  # field names encoded once per distinct list
@@ -178,5 +192,6 @@ class RedisFeatureStore:
             raise StoreUnavailable(f"feature store unavailable: {type(err).__name__}: {err}") from err
 
     async def close(self) -> None:
-        await self._client.aclose()
-        await self._client.connection_pool.disconnect()
+        if self._sharded is not None:
+            await self._sharded.aclose()
+        await redis_client.aclose(self._client)

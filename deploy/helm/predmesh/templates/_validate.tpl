@@ -10,7 +10,7 @@ names the offending value so `helm install/upgrade/template` stops with a clear 
 {{- if and .Values.triton.enabled (include "predmesh.mtlsCertificates" .) (not .Values.triton.adminKey.existingSecret) }}
 {{- fail "triton: with mtls.enabled, set triton.adminKey.existingSecret (a Secret holding Triton's admin key): its plaintext HTTP endpoint stays on for the kubelet probes and must refuse everything but health, and model control over gRPC must be the orchestrator's alone" }}
 {{- end }}
-{{- if and .Values.redis.tls.secretName (not .Values.redis.existingSecret) (not (hasPrefix "rediss://" .Values.redis.url)) }}
+{{- if and .Values.redis.tls.secretName (not .Values.redis.existingSecret) (not (or (hasPrefix "rediss://" .Values.redis.url) (hasPrefix "rediss+cluster://" .Values.redis.url))) }}
 {{- fail "redis.tls.secretName is set but redis.url is not rediss:// (the connection would be plaintext)" }}
 {{- end }}
 {{- range $model, $spec := .Values.models }}
