@@ -87,7 +87,7 @@ async def replicas(redis_url: str) -> AsyncIterator[Callable[..., Replica]]:
 
 async def wait_until(check: Callable[[], bool], timeout_s: float = 5.0) -> None:
     async with asyncio.timeout(timeout_s):
-        while not check():
+        while not check():  # noqa: ASYNC110 - polling the cache size
             await asyncio.sleep(0.01)
 
 
