@@ -164,13 +164,18 @@ class GatewayApp(ServiceApp[GatewaySettings]):
         )
         stack.push_async_callback(shared.close)
         cache = PredictionCache(s.cache_max_entries, shared)
-        task = asyncio.create_task(shared.run_invalidations(cache.invalidate_entity, cache.clear))
+        subscribed = asyncio.Event()
+        task = asyncio.create_task(shared.run_invalidations(cache.invalidate_entity, cache.clear, subscribed))
 
         async def stop_task() -> None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
 
         stack.push_async_callback(stop_task)
+        try:  # serve with the subscription on when Redis is there; never refuse to start for the cache
+            await asyncio.wait_for(subscribed.wait(), max(1.0, s.cache_timeout_ms / 1e3))
+        except TimeoutError:
+            log.warning("prediction cache: invalidation subscription not up yet; retrying in background")
         return cache
 
     async def open(self, stack: AsyncExitStack) -> None:

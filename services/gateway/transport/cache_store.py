@@ -63,11 +63,16 @@ def decode_entry(raw: bytes | str) -> tuple[CachedAnswer, tuple[int, ...], float
 class RedisSharedCache:
     def __init__(self, url: str, timeout_s: float, on_error: Callable[[str], None] | None = None) -> None:
         self._redis = aioredis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
-        self._url = url
+        # The subscription's own connection: it waits for messages, so no read timeout (a health
+        # check PING every 30 s finds a dead connection instead).
+        self._listener = aioredis.Redis.from_url(
+            url, socket_connect_timeout=timeout_s, socket_keepalive=True, health_check_interval=30
+        )
         self._on_error = on_error or (lambda op: None)
 
     async def close(self) -> None:
         await self._redis.aclose()
+        await self._listener.aclose()
 
     async def get_many(self, keys: Sequence[CacheKey]) -> list[SharedHit]:
         pipe = self._redis.pipeline(transaction=False)
@@ -124,7 +129,7 @@ class RedisSharedCache:
         """Follow the invalidation channel until cancelled. `on_reset` runs after every
         (re)subscription: messages may have been missed while not subscribed."""
         while True:
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            pubsub = self._listener.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(INVALIDATE_CHANNEL)
                 on_reset()
