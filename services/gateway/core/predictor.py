@@ -34,7 +34,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import cast
 
-from prometheus_client import Histogram
+from prometheus_client import Counter, Histogram
 
 from predmesh.common import telemetry
 from predmesh.common.deadline import Deadline
@@ -86,6 +86,7 @@ class Predictor:
         self._routing = routing
         self._clock = clock
         self._latency_children: dict[tuple[str, str], Histogram] = {}
+        self._counters: dict[tuple[Counter, tuple[str, ...]], Counter] = {}
         self._cache = cache  # None: no cache level at all (routes' `cache` policies are ignored)
         self._catalog = catalog
         self._log = prediction_log
@@ -124,6 +125,14 @@ class Predictor:
         child = self._latency_children.get((model, method))
         if child is None:
             child = self._latency_children[(model, method)] = self.metrics.latency.labels(model, method)
+        return child
+
+    def _counter(self, metric: Counter, *labels: str) -> Counter:
+        """A counter's child bound once per label set (cached path: per request)."""
+        key = (metric, labels)
+        child = self._counters.get(key)
+        if child is None:
+            child = self._counters[key] = metric.labels(*labels)
         return child
 
     async def drain(self, timeout_s: float) -> None:
@@ -186,9 +195,8 @@ class Predictor:
         keys = [cache_key(route.model, desc.version, revision, desc.entity_type, it) for it in items]
         found = await cache.lookup(keys)
         results: list[PredictOutput | None] = [None] * len(items)
-        counter = self.metrics.cache_lookups
         for level in found.levels:
-            counter.labels(route.model, level).inc()
+            self._counter(self.metrics.cache_lookups, route.model, level).inc()
         hits = [i for i, answer in enumerate(found.answers) if answer is not None]
         if hits:
             timings = Timings(total_ms=(self._clock() - started) * 1e3)
@@ -211,7 +219,7 @@ class Predictor:
                 )
             served = [cast(PredictOutput, results[i]) for i in hits]
             self._log.emit_many([LogEntry(served, (), [()] * len(served), TraceIds.current())])
-            self.metrics.predictions.labels(route.model, desc.version, arm).inc(len(hits))
+            self._counter(self.metrics.predictions, route.model, desc.version, arm).inc(len(hits))
         misses = [i for i, answer in enumerate(found.answers) if answer is None]
         if misses:
             fresh = await self._score(
