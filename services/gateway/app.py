@@ -158,6 +158,10 @@ class GatewayApp(ServiceApp[GatewaySettings]):
         s = self.settings
         if not s.cache_redis_url:
             return PredictionCache(s.cache_max_entries)
+        if "+cluster://" in s.cache_redis_url:
+            raise RuntimeError(
+                "PREDMESH_GATEWAY_CACHE_REDIS_URL: a Redis Cluster URL is not supported (one Redis only)"
+            )
         errors = self.metrics.cache_lookups
         shared = RedisSharedCache(
             s.cache_redis_url, s.cache_timeout_ms / 1e3, on_error=lambda op: errors.labels("", f"error_{op}").inc()

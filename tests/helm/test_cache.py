@@ -39,9 +39,10 @@ def test_cache_policy_is_rendered_for_the_gateway(helm_run: HelmRun) -> None:
 
 
 def test_shared_level_can_be_turned_off(helm_run: HelmRun) -> None:
-    docs = render(helm_run, "--set", "gateway.cacheSharedRedis=false")
-    assert "PREDMESH_GATEWAY_CACHE_REDIS_URL" not in env_of(main_container(docs, "gateway"))
-    assert "cache" in routing_of(docs)["models"]["fraud"]
+    for extra in ("gateway.cacheSharedRedis=false", "redis.url=redis+cluster://seed:6379"):
+        docs = render(helm_run, "--set", extra)
+        assert "PREDMESH_GATEWAY_CACHE_REDIS_URL" not in env_of(main_container(docs, "gateway")), extra
+        assert "cache" in routing_of(docs)["models"]["fraud"]
 
 
 def test_bad_cache_policies_are_refused(helm_run: HelmRun) -> None:
