@@ -28,7 +28,7 @@ from predmesh.v1 import outcomes_pb2 as predmesh_dot_v1_dot_outcomes__pb2
 from predmesh.v1 import jobs_pb2 as predmesh_dot_v1_dot_jobs__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18predmesh/v1/events.proto\x12\x0bpredmesh.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18predmesh/v1/common.proto\x1a\x1apredmesh/v1/outcomes.proto\x1a\x16predmesh/v1/jobs.proto\"\xba\x05\n\x0fPredictionEvent\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x0b\n\x03\x61rm\x18\x04 \x01(\t\x12\x11\n\tentity_id\x18\x05 \x01(\t\x12\x15\n\rfeatures_hash\x18\x06 \x01(\t\x12+\n\nprediction\x18\x07 \x01(\x0b\x32\x17.predmesh.v1.Prediction\x12\x12\n\nlatency_ms\x18\x08 \x01(\x01\x12\x10\n\x08\x64\x65graded\x18\t \x01(\x08\x12\x17\n\x0f\x64\x65graded_reason\x18\n \x01(\t\x12\x10\n\x08trace_id\x18\x0b \x01(\t\x12-\n\ttimestamp\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\x12\x64\x65\x66\x61ulted_features\x18\r \x03(\t\x12<\n\x08\x66\x65\x61tures\x18\x0e \x03(\x0b\x32*.predmesh.v1.PredictionEvent.FeaturesEntry\x12\x13\n\x0btraceparent\x18\x0f \x01(\t\x12\x16\n\x0estale_features\x18\x11 \x03(\t\x12<\n\x08\x65ntities\x18\x12 \x03(\x0b\x32*.predmesh.v1.PredictionEvent.EntitiesEntry\x12%\n\x07outcome\x18\x14 \x01(\x0b\x32\x14.predmesh.v1.Outcome\x12\'\n\x08priority\x18\x13 \x01(\x0e\x32\x15.predmesh.v1.Priority\x1a\x43\n\rFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12!\n\x05value\x18\x02 \x01(\x0b\x32\x12.predmesh.v1.Value:\x02\x38\x01\x1a/\n\rEntitiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"L\n\nEventBatch\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12,\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x1c.predmesh.v1.PredictionEvent\"0\n\nPublishAck\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\r2P\n\rLoggerService\x12?\n\x07Publish\x12\x17.predmesh.v1.EventBatch\x1a\x17.predmesh.v1.PublishAck(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18predmesh/v1/events.proto\x12\x0bpredmesh.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18predmesh/v1/common.proto\x1a\x1apredmesh/v1/outcomes.proto\x1a\x16predmesh/v1/jobs.proto\"\xca\x05\n\x0fPredictionEvent\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x0b\n\x03\x61rm\x18\x04 \x01(\t\x12\x11\n\tentity_id\x18\x05 \x01(\t\x12\x15\n\rfeatures_hash\x18\x06 \x01(\t\x12+\n\nprediction\x18\x07 \x01(\x0b\x32\x17.predmesh.v1.Prediction\x12\x12\n\nlatency_ms\x18\x08 \x01(\x01\x12\x10\n\x08\x64\x65graded\x18\t \x01(\x08\x12\x17\n\x0f\x64\x65graded_reason\x18\n \x01(\t\x12\x10\n\x08trace_id\x18\x0b \x01(\t\x12-\n\ttimestamp\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\x12\x64\x65\x66\x61ulted_features\x18\r \x03(\t\x12<\n\x08\x66\x65\x61tures\x18\x0e \x03(\x0b\x32*.predmesh.v1.PredictionEvent.FeaturesEntry\x12\x13\n\x0btraceparent\x18\x0f \x01(\t\x12\x16\n\x0estale_features\x18\x11 \x03(\t\x12\x0e\n\x06\x63\x61\x63hed\x18\x10 \x01(\x08\x12<\n\x08\x65ntities\x18\x12 \x03(\x0b\x32*.predmesh.v1.PredictionEvent.EntitiesEntry\x12%\n\x07outcome\x18\x14 \x01(\x0b\x32\x14.predmesh.v1.Outcome\x12\'\n\x08priority\x18\x13 \x01(\x0e\x32\x15.predmesh.v1.Priority\x1a\x43\n\rFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12!\n\x05value\x18\x02 \x01(\x0b\x32\x12.predmesh.v1.Value:\x02\x38\x01\x1a/\n\rEntitiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"L\n\nEventBatch\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12,\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x1c.predmesh.v1.PredictionEvent\"0\n\nPublishAck\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\r2P\n\rLoggerService\x12?\n\x07Publish\x12\x17.predmesh.v1.EventBatch\x1a\x17.predmesh.v1.PublishAck(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,15 +40,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PREDICTIONEVENT_ENTITIESENTRY']._loaded_options = None
   _globals['_PREDICTIONEVENT_ENTITIESENTRY']._serialized_options = b'8\001'
   _globals['_PREDICTIONEVENT']._serialized_start=153
-  _globals['_PREDICTIONEVENT']._serialized_end=851
-  _globals['_PREDICTIONEVENT_FEATURESENTRY']._serialized_start=735
-  _globals['_PREDICTIONEVENT_FEATURESENTRY']._serialized_end=802
-  _globals['_PREDICTIONEVENT_ENTITIESENTRY']._serialized_start=804
-  _globals['_PREDICTIONEVENT_ENTITIESENTRY']._serialized_end=851
-  _globals['_EVENTBATCH']._serialized_start=853
-  _globals['_EVENTBATCH']._serialized_end=929
-  _globals['_PUBLISHACK']._serialized_start=931
-  _globals['_PUBLISHACK']._serialized_end=979
-  _globals['_LOGGERSERVICE']._serialized_start=981
-  _globals['_LOGGERSERVICE']._serialized_end=1061
+  _globals['_PREDICTIONEVENT']._serialized_end=867
+  _globals['_PREDICTIONEVENT_FEATURESENTRY']._serialized_start=751
+  _globals['_PREDICTIONEVENT_FEATURESENTRY']._serialized_end=818
+  _globals['_PREDICTIONEVENT_ENTITIESENTRY']._serialized_start=820
+  _globals['_PREDICTIONEVENT_ENTITIESENTRY']._serialized_end=867
+  _globals['_EVENTBATCH']._serialized_start=869
+  _globals['_EVENTBATCH']._serialized_end=945
+  _globals['_PUBLISHACK']._serialized_start=947
+  _globals['_PUBLISHACK']._serialized_end=995
+  _globals['_LOGGERSERVICE']._serialized_start=997
+  _globals['_LOGGERSERVICE']._serialized_end=1077
 # @@protoc_insertion_point(module_scope)

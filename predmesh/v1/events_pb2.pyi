@@ -13,7 +13,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class PredictionEvent(_message.Message):
-    __slots__ = ("request_id", "model", "model_version", "arm", "entity_id", "features_hash", "prediction", "latency_ms", "degraded", "degraded_reason", "trace_id", "timestamp", "defaulted_features", "features", "traceparent", "stale_features", "entities", "outcome", "priority")
+    __slots__ = ("request_id", "model", "model_version", "arm", "entity_id", "features_hash", "prediction", "latency_ms", "degraded", "degraded_reason", "trace_id", "timestamp", "defaulted_features", "features", "traceparent", "stale_features", "cached", "entities", "outcome", "priority")
     class FeaturesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -44,6 +44,7 @@ class PredictionEvent(_message.Message):
     FEATURES_FIELD_NUMBER: _ClassVar[int]
     TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
     STALE_FEATURES_FIELD_NUMBER: _ClassVar[int]
+    CACHED_FIELD_NUMBER: _ClassVar[int]
     ENTITIES_FIELD_NUMBER: _ClassVar[int]
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
@@ -63,10 +64,11 @@ class PredictionEvent(_message.Message):
     features: _containers.MessageMap[str, _common_pb2.Value]
     traceparent: str
     stale_features: _containers.RepeatedScalarFieldContainer[str]
+    cached: bool
     entities: _containers.ScalarMap[str, str]
     outcome: _outcomes_pb2.Outcome
     priority: _jobs_pb2.Priority
-    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., model_version: _Optional[str] = ..., arm: _Optional[str] = ..., entity_id: _Optional[str] = ..., features_hash: _Optional[str] = ..., prediction: _Optional[_Union[_common_pb2.Prediction, _Mapping]] = ..., latency_ms: _Optional[float] = ..., degraded: _Optional[bool] = ..., degraded_reason: _Optional[str] = ..., trace_id: _Optional[str] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., defaulted_features: _Optional[_Iterable[str]] = ..., features: _Optional[_Mapping[str, _common_pb2.Value]] = ..., traceparent: _Optional[str] = ..., stale_features: _Optional[_Iterable[str]] = ..., entities: _Optional[_Mapping[str, str]] = ..., outcome: _Optional[_Union[_outcomes_pb2.Outcome, _Mapping]] = ..., priority: _Optional[_Union[_jobs_pb2.Priority, str]] = ...) -> None: ...
+    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., model_version: _Optional[str] = ..., arm: _Optional[str] = ..., entity_id: _Optional[str] = ..., features_hash: _Optional[str] = ..., prediction: _Optional[_Union[_common_pb2.Prediction, _Mapping]] = ..., latency_ms: _Optional[float] = ..., degraded: _Optional[bool] = ..., degraded_reason: _Optional[str] = ..., trace_id: _Optional[str] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., defaulted_features: _Optional[_Iterable[str]] = ..., features: _Optional[_Mapping[str, _common_pb2.Value]] = ..., traceparent: _Optional[str] = ..., stale_features: _Optional[_Iterable[str]] = ..., cached: _Optional[bool] = ..., entities: _Optional[_Mapping[str, str]] = ..., outcome: _Optional[_Union[_outcomes_pb2.Outcome, _Mapping]] = ..., priority: _Optional[_Union[_jobs_pb2.Priority, str]] = ...) -> None: ...
 
 class EventBatch(_message.Message):
     __slots__ = ("sequence", "events")

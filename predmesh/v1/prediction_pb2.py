@@ -28,7 +28,7 @@ from predmesh.v1 import health_pb2 as predmesh_dot_v1_dot_health__pb2
 from predmesh.v1 import jobs_pb2 as predmesh_dot_v1_dot_jobs__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cpredmesh/v1/prediction.proto\x12\x0bpredmesh.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x18predmesh/v1/common.proto\x1a\x18predmesh/v1/health.proto\x1a\x16predmesh/v1/jobs.proto\"\x9d\x03\n\x0ePredictRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x11\n\tentity_id\x18\x04 \x01(\t\x12\x39\n\x07\x63ontext\x18\x05 \x03(\x0b\x32(.predmesh.v1.PredictRequest.ContextEntry\x12;\n\x08\x65ntities\x18\x07 \x03(\x0b\x32).predmesh.v1.PredictRequest.EntitiesEntry\x12\'\n\x08priority\x18\x06 \x01(\x0e\x32\x15.predmesh.v1.Priority\x12.\n\rplain_context\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x1a\x42\n\x0c\x43ontextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12!\n\x05value\x18\x02 \x01(\x0b\x32\x12.predmesh.v1.Value:\x02\x38\x01\x1a/\n\rEntitiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xb8\x02\n\x0fPredictResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12+\n\nprediction\x18\x04 \x01(\x0b\x32\x17.predmesh.v1.Prediction\x12\x10\n\x08\x64\x65graded\x18\x05 \x01(\x08\x12\x17\n\x0f\x64\x65graded_reason\x18\x06 \x01(\t\x12\x1a\n\x12\x64\x65\x66\x61ulted_features\x18\x07 \x03(\t\x12%\n\x07timings\x18\x08 \x01(\x0b\x32\x14.predmesh.v1.Timings\x12\x11\n\tentity_id\x18\t \x01(\t\x12\x0b\n\x03\x61rm\x18\n \x01(\t\x12\x18\n\x10missing_features\x18\x0b \x03(\t\x12\x16\n\x0estale_features\x18\r \x03(\t\"\x99\x01\n\x13PredictBatchRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12%\n\x05items\x18\x04 \x03(\x0b\x32\x16.predmesh.v1.BatchItem\x12\'\n\x08priority\x18\x05 \x01(\x0e\x32\x15.predmesh.v1.Priority\"\xb1\x02\n\tBatchItem\x12\x11\n\tentity_id\x18\x01 \x01(\t\x12\x34\n\x07\x63ontext\x18\x02 \x03(\x0b\x32#.predmesh.v1.BatchItem.ContextEntry\x12\x36\n\x08\x65ntities\x18\x03 \x03(\x0b\x32$.predmesh.v1.BatchItem.EntitiesEntry\x12.\n\rplain_context\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x1a\x42\n\x0c\x43ontextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12!\n\x05value\x18\x02 \x01(\x0b\x32\x12.predmesh.v1.Value:\x02\x38\x01\x1a/\n\rEntitiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x80\x01\n\x14PredictBatchResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12-\n\x07results\x18\x02 \x03(\x0b\x32\x1c.predmesh.v1.PredictResponse\x12%\n\x07timings\x18\x03 \x01(\x0b\x32\x14.predmesh.v1.Timings\"\\\n\x13PredictAsyncRequest\x12,\n\x07request\x18\x01 \x01(\x0b\x32\x1b.predmesh.v1.PredictRequest\x12\x17\n\x0f\x63\x61llback_target\x18\x02 \x01(\t\"*\n\x14PredictAsyncResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"\x81\x01\n\x10\x43\x61llbackDelivery\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12.\n\x08response\x18\x02 \x01(\x0b\x32\x1c.predmesh.v1.PredictResponse\x12\x12\n\nerror_code\x18\x03 \x01(\t\x12\x15\n\rerror_message\x18\x04 \x01(\t\"\r\n\x0b\x43\x61llbackAck\"\xb3\x01\n\x15GetPredictionResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12+\n\x05state\x18\x02 \x01(\x0e\x32\x1c.predmesh.v1.PredictionState\x12.\n\x08response\x18\x03 \x01(\x0b\x32\x1c.predmesh.v1.PredictResponse\x12\x12\n\nerror_code\x18\x04 \x01(\t\x12\x15\n\rerror_message\x18\x05 \x01(\t2\xb3\x03\n\x11PredictionService\x12\x44\n\x07Predict\x12\x1b.predmesh.v1.PredictRequest\x1a\x1c.predmesh.v1.PredictResponse\x12S\n\x0cPredictBatch\x12 .predmesh.v1.PredictBatchRequest\x1a!.predmesh.v1.PredictBatchResponse\x12S\n\x0cPredictAsync\x12 .predmesh.v1.PredictAsyncRequest\x1a!.predmesh.v1.PredictAsyncResponse\x12V\n\rGetPrediction\x12!.predmesh.v1.GetPredictionRequest\x1a\".predmesh.v1.GetPredictionResponse\x12V\n\x0eGetModelHealth\x12\".predmesh.v1.GetModelHealthRequest\x1a .predmesh.v1.ModelHealthResponse2]\n\x12PredictionCallback\x12G\n\x0cOnPrediction\x12\x1d.predmesh.v1.CallbackDelivery\x1a\x18.predmesh.v1.CallbackAckb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cpredmesh/v1/prediction.proto\x12\x0bpredmesh.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x18predmesh/v1/common.proto\x1a\x18predmesh/v1/health.proto\x1a\x16predmesh/v1/jobs.proto\"\x9d\x03\n\x0ePredictRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x11\n\tentity_id\x18\x04 \x01(\t\x12\x39\n\x07\x63ontext\x18\x05 \x03(\x0b\x32(.predmesh.v1.PredictRequest.ContextEntry\x12;\n\x08\x65ntities\x18\x07 \x03(\x0b\x32).predmesh.v1.PredictRequest.EntitiesEntry\x12\'\n\x08priority\x18\x06 \x01(\x0e\x32\x15.predmesh.v1.Priority\x12.\n\rplain_context\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x1a\x42\n\x0c\x43ontextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12!\n\x05value\x18\x02 \x01(\x0b\x32\x12.predmesh.v1.Value:\x02\x38\x01\x1a/\n\rEntitiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc8\x02\n\x0fPredictResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12+\n\nprediction\x18\x04 \x01(\x0b\x32\x17.predmesh.v1.Prediction\x12\x10\n\x08\x64\x65graded\x18\x05 \x01(\x08\x12\x17\n\x0f\x64\x65graded_reason\x18\x06 \x01(\t\x12\x1a\n\x12\x64\x65\x66\x61ulted_features\x18\x07 \x03(\t\x12%\n\x07timings\x18\x08 \x01(\x0b\x32\x14.predmesh.v1.Timings\x12\x11\n\tentity_id\x18\t \x01(\t\x12\x0b\n\x03\x61rm\x18\n \x01(\t\x12\x18\n\x10missing_features\x18\x0b \x03(\t\x12\x16\n\x0estale_features\x18\r \x03(\t\x12\x0e\n\x06\x63\x61\x63hed\x18\x0c \x01(\x08\"\x99\x01\n\x13PredictBatchRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12%\n\x05items\x18\x04 \x03(\x0b\x32\x16.predmesh.v1.BatchItem\x12\'\n\x08priority\x18\x05 \x01(\x0e\x32\x15.predmesh.v1.Priority\"\xb1\x02\n\tBatchItem\x12\x11\n\tentity_id\x18\x01 \x01(\t\x12\x34\n\x07\x63ontext\x18\x02 \x03(\x0b\x32#.predmesh.v1.BatchItem.ContextEntry\x12\x36\n\x08\x65ntities\x18\x03 \x03(\x0b\x32$.predmesh.v1.BatchItem.EntitiesEntry\x12.\n\rplain_context\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x1a\x42\n\x0c\x43ontextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12!\n\x05value\x18\x02 \x01(\x0b\x32\x12.predmesh.v1.Value:\x02\x38\x01\x1a/\n\rEntitiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x80\x01\n\x14PredictBatchResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12-\n\x07results\x18\x02 \x03(\x0b\x32\x1c.predmesh.v1.PredictResponse\x12%\n\x07timings\x18\x03 \x01(\x0b\x32\x14.predmesh.v1.Timings\"\\\n\x13PredictAsyncRequest\x12,\n\x07request\x18\x01 \x01(\x0b\x32\x1b.predmesh.v1.PredictRequest\x12\x17\n\x0f\x63\x61llback_target\x18\x02 \x01(\t\"*\n\x14PredictAsyncResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"\x81\x01\n\x10\x43\x61llbackDelivery\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12.\n\x08response\x18\x02 \x01(\x0b\x32\x1c.predmesh.v1.PredictResponse\x12\x12\n\nerror_code\x18\x03 \x01(\t\x12\x15\n\rerror_message\x18\x04 \x01(\t\"\r\n\x0b\x43\x61llbackAck\"\xb3\x01\n\x15GetPredictionResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12+\n\x05state\x18\x02 \x01(\x0e\x32\x1c.predmesh.v1.PredictionState\x12.\n\x08response\x18\x03 \x01(\x0b\x32\x1c.predmesh.v1.PredictResponse\x12\x12\n\nerror_code\x18\x04 \x01(\t\x12\x15\n\rerror_message\x18\x05 \x01(\t2\xb3\x03\n\x11PredictionService\x12\x44\n\x07Predict\x12\x1b.predmesh.v1.PredictRequest\x1a\x1c.predmesh.v1.PredictResponse\x12S\n\x0cPredictBatch\x12 .predmesh.v1.PredictBatchRequest\x1a!.predmesh.v1.PredictBatchResponse\x12S\n\x0cPredictAsync\x12 .predmesh.v1.PredictAsyncRequest\x1a!.predmesh.v1.PredictAsyncResponse\x12V\n\rGetPrediction\x12!.predmesh.v1.GetPredictionRequest\x1a\".predmesh.v1.GetPredictionResponse\x12V\n\x0eGetModelHealth\x12\".predmesh.v1.GetModelHealthRequest\x1a .predmesh.v1.ModelHealthResponse2]\n\x12PredictionCallback\x12G\n\x0cOnPrediction\x12\x1d.predmesh.v1.CallbackDelivery\x1a\x18.predmesh.v1.CallbackAckb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -50,29 +50,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PREDICTREQUEST_ENTITIESENTRY']._serialized_start=518
   _globals['_PREDICTREQUEST_ENTITIESENTRY']._serialized_end=565
   _globals['_PREDICTRESPONSE']._serialized_start=568
-  _globals['_PREDICTRESPONSE']._serialized_end=880
-  _globals['_PREDICTBATCHREQUEST']._serialized_start=883
-  _globals['_PREDICTBATCHREQUEST']._serialized_end=1036
-  _globals['_BATCHITEM']._serialized_start=1039
-  _globals['_BATCHITEM']._serialized_end=1344
+  _globals['_PREDICTRESPONSE']._serialized_end=896
+  _globals['_PREDICTBATCHREQUEST']._serialized_start=899
+  _globals['_PREDICTBATCHREQUEST']._serialized_end=1052
+  _globals['_BATCHITEM']._serialized_start=1055
+  _globals['_BATCHITEM']._serialized_end=1360
   _globals['_BATCHITEM_CONTEXTENTRY']._serialized_start=450
   _globals['_BATCHITEM_CONTEXTENTRY']._serialized_end=516
   _globals['_BATCHITEM_ENTITIESENTRY']._serialized_start=518
   _globals['_BATCHITEM_ENTITIESENTRY']._serialized_end=565
-  _globals['_PREDICTBATCHRESPONSE']._serialized_start=1347
-  _globals['_PREDICTBATCHRESPONSE']._serialized_end=1475
-  _globals['_PREDICTASYNCREQUEST']._serialized_start=1477
-  _globals['_PREDICTASYNCREQUEST']._serialized_end=1569
-  _globals['_PREDICTASYNCRESPONSE']._serialized_start=1571
-  _globals['_PREDICTASYNCRESPONSE']._serialized_end=1613
-  _globals['_CALLBACKDELIVERY']._serialized_start=1616
-  _globals['_CALLBACKDELIVERY']._serialized_end=1745
-  _globals['_CALLBACKACK']._serialized_start=1747
-  _globals['_CALLBACKACK']._serialized_end=1760
-  _globals['_GETPREDICTIONRESPONSE']._serialized_start=1763
-  _globals['_GETPREDICTIONRESPONSE']._serialized_end=1942
-  _globals['_PREDICTIONSERVICE']._serialized_start=1945
-  _globals['_PREDICTIONSERVICE']._serialized_end=2380
-  _globals['_PREDICTIONCALLBACK']._serialized_start=2382
-  _globals['_PREDICTIONCALLBACK']._serialized_end=2475
+  _globals['_PREDICTBATCHRESPONSE']._serialized_start=1363
+  _globals['_PREDICTBATCHRESPONSE']._serialized_end=1491
+  _globals['_PREDICTASYNCREQUEST']._serialized_start=1493
+  _globals['_PREDICTASYNCREQUEST']._serialized_end=1585
+  _globals['_PREDICTASYNCRESPONSE']._serialized_start=1587
+  _globals['_PREDICTASYNCRESPONSE']._serialized_end=1629
+  _globals['_CALLBACKDELIVERY']._serialized_start=1632
+  _globals['_CALLBACKDELIVERY']._serialized_end=1761
+  _globals['_CALLBACKACK']._serialized_start=1763
+  _globals['_CALLBACKACK']._serialized_end=1776
+  _globals['_GETPREDICTIONRESPONSE']._serialized_start=1779
+  _globals['_GETPREDICTIONRESPONSE']._serialized_end=1958
+  _globals['_PREDICTIONSERVICE']._serialized_start=1961
+  _globals['_PREDICTIONSERVICE']._serialized_end=2396
+  _globals['_PREDICTIONCALLBACK']._serialized_start=2398
+  _globals['_PREDICTIONCALLBACK']._serialized_end=2491
 # @@protoc_insertion_point(module_scope)

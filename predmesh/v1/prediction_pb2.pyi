@@ -45,7 +45,7 @@ class PredictRequest(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., version: _Optional[str] = ..., entity_id: _Optional[str] = ..., context: _Optional[_Mapping[str, _common_pb2.Value]] = ..., entities: _Optional[_Mapping[str, str]] = ..., priority: _Optional[_Union[_jobs_pb2.Priority, str]] = ..., plain_context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class PredictResponse(_message.Message):
-    __slots__ = ("request_id", "model", "model_version", "prediction", "degraded", "degraded_reason", "defaulted_features", "timings", "entity_id", "arm", "missing_features", "stale_features")
+    __slots__ = ("request_id", "model", "model_version", "prediction", "degraded", "degraded_reason", "defaulted_features", "timings", "entity_id", "arm", "missing_features", "stale_features", "cached")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -58,6 +58,7 @@ class PredictResponse(_message.Message):
     ARM_FIELD_NUMBER: _ClassVar[int]
     MISSING_FEATURES_FIELD_NUMBER: _ClassVar[int]
     STALE_FEATURES_FIELD_NUMBER: _ClassVar[int]
+    CACHED_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     model: str
     model_version: str
@@ -70,7 +71,8 @@ class PredictResponse(_message.Message):
     arm: str
     missing_features: _containers.RepeatedScalarFieldContainer[str]
     stale_features: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., model_version: _Optional[str] = ..., prediction: _Optional[_Union[_common_pb2.Prediction, _Mapping]] = ..., degraded: _Optional[bool] = ..., degraded_reason: _Optional[str] = ..., defaulted_features: _Optional[_Iterable[str]] = ..., timings: _Optional[_Union[_common_pb2.Timings, _Mapping]] = ..., entity_id: _Optional[str] = ..., arm: _Optional[str] = ..., missing_features: _Optional[_Iterable[str]] = ..., stale_features: _Optional[_Iterable[str]] = ...) -> None: ...
+    cached: bool
+    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., model_version: _Optional[str] = ..., prediction: _Optional[_Union[_common_pb2.Prediction, _Mapping]] = ..., degraded: _Optional[bool] = ..., degraded_reason: _Optional[str] = ..., defaulted_features: _Optional[_Iterable[str]] = ..., timings: _Optional[_Union[_common_pb2.Timings, _Mapping]] = ..., entity_id: _Optional[str] = ..., arm: _Optional[str] = ..., missing_features: _Optional[_Iterable[str]] = ..., stale_features: _Optional[_Iterable[str]] = ..., cached: _Optional[bool] = ...) -> None: ...
 
 class PredictBatchRequest(_message.Message):
     __slots__ = ("request_id", "model", "version", "items", "priority")

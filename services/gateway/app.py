@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -16,6 +17,7 @@ from predmesh.v1 import outcomes_pb2_grpc, prediction_pb2_grpc
 from services.gateway.core.async_jobs import AsyncDispatcher
 from services.gateway.core.auth import ApiKeyAuthorizer, KeyTable, load_key_file, merge_tables, parse_key_table
 from services.gateway.core.breaker import BreakerRegistry
+from services.gateway.core.cache import PredictionCache
 from services.gateway.core.callback_policy import CallbackPolicy
 from services.gateway.core.callbacks import CallbackLimits, CallbackSender
 from services.gateway.core.catalog import ModelCatalog
@@ -32,6 +34,7 @@ from services.gateway.metrics import GatewayMetrics
 from services.gateway.settings import GatewaySettings
 from services.gateway.transport.async_kafka import AsyncJobConsumer, KafkaAsyncLog
 from services.gateway.transport.async_store import RedisResultStore
+from services.gateway.transport.cache_store import RedisSharedCache
 from services.gateway.transport.health import OrchestratorInventory
 from services.gateway.transport.logsink import LoggerSink
 from services.gateway.transport.outcomes_servicer import OutcomeServicer
@@ -149,6 +152,36 @@ class GatewayApp(ServiceApp[GatewaySettings]):
             self._sender = sender
         return durable
 
+    async def _open_cache(self, stack: AsyncExitStack) -> PredictionCache:
+        """The prediction cache (used only by routes with a `cache` policy); with `cache_redis_url`
+        its shared level and the task following the ingestion service's invalidations."""
+        s = self.settings
+        if not s.cache_redis_url:
+            return PredictionCache(s.cache_max_entries)
+        if "+cluster://" in s.cache_redis_url:
+            raise RuntimeError(
+                "PREDMESH_GATEWAY_CACHE_REDIS_URL: a Redis Cluster URL is not supported (one Redis only)"
+            )
+        errors = self.metrics.cache_lookups
+        shared = RedisSharedCache(
+            s.cache_redis_url, s.cache_timeout_ms / 1e3, on_error=lambda op: errors.labels("", f"error_{op}").inc()
+        )
+        stack.push_async_callback(shared.close)
+        cache = PredictionCache(s.cache_max_entries, shared)
+        subscribed = asyncio.Event()
+        task = asyncio.create_task(shared.run_invalidations(cache.invalidate_entity, cache.clear, subscribed))
+
+        async def stop_task() -> None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+        stack.push_async_callback(stop_task)
+        try:  # serve with the subscription on when Redis is there; never refuse to start for the cache
+            await asyncio.wait_for(subscribed.wait(), max(1.0, s.cache_timeout_ms / 1e3))
+        except TimeoutError:
+            log.warning("prediction cache: invalidation subscription not up yet; retrying in background")
+        return cache
+
     async def open(self, stack: AsyncExitStack) -> None:
         s = self.settings
         grace_s = s.grace_s
@@ -172,6 +205,7 @@ class GatewayApp(ServiceApp[GatewaySettings]):
         models = InferenceClient(inference_channel)
         features = FeaturesClient(features_channel)
         breakers = BreakerRegistry(s.breaker_failures, s.breaker_reset_ms / 1e3)
+        cache = await self._open_cache(stack)
         predictor = Predictor(
             features=features,
             models=models,
@@ -193,6 +227,7 @@ class GatewayApp(ServiceApp[GatewaySettings]):
             ),
             breakers=breakers,
             metrics=self.metrics,
+            cache=cache,
         )
         stack.push_async_callback(predictor.drain, grace_s)  # shadows, before the channels close
         self.predictor = predictor

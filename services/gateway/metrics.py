@@ -81,6 +81,12 @@ class GatewayMetrics:
             ["model", "shadow_version"],
             registry=r,
         )
+        self.cache_lookups = Counter(
+            "predmesh_gateway_cache_lookups",
+            "Prediction cache lookups of models with a cache policy, by level that answered (local, shared) or miss.",
+            ["model", "result"],
+            registry=r,
+        )
         self.log_dropped = Counter(
             "predmesh_gateway_log_dropped",
             "Prediction records the logger client could not queue.",

@@ -77,6 +77,18 @@ class GatewaySettings(ServerSettings):
         "(lost on restart, no polling). Needs `async_redis_url` too.",
         examples=["kafka-0.kafka:9092"],
     )
+    cache_max_entries: int = Field(
+        100_000, gt=0, description="Entries of the in-process prediction cache level (LRU) of this replica."
+    )
+    cache_redis_url: str = Field(
+        "",
+        description="Redis of the prediction cache level shared by all replicas, and of its per-entity invalidations "
+        "(the Redis the ingestion service writes); empty = in-process level only (ingested writes reach it only "
+        "through the TTL). The cache is used only for models whose routing has a `cache` policy.",
+    )
+    cache_timeout_ms: float = Field(
+        20.0, gt=0, description="Timeout of one shared prediction cache lookup or store (milliseconds)."
+    )
     async_redis_url: str = Field("", description="Redis of async results and callback schedules (shared by replicas).")
     async_requests_topic: str = Field("async-requests", description="Topic of accepted PredictAsync requests.")
     async_results_topic: str = Field("async-results", description="Topic every async result is published to.")

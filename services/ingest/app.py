@@ -85,7 +85,7 @@ class IngestApp(ServiceApp[IngestSettings]):
             settings.topic,
             settings.dlq_topic,
             QualityGates(registry, settings.max_entity_id_length, settings.max_future_s),
-            RedisWriter(client),
+            RedisWriter(client, settings.invalidate_cache),
             self.metrics,
             batch_max=settings.batch_max_events,
             poll_timeout_s=settings.poll_timeout_ms / 1000.0,

@@ -40,6 +40,11 @@ class IngestSettings(ServerSettings, RedisTlsSettings):
     redis_timeout_ms: float = Field(
         2000.0, gt=0, description="Timeout of connecting to Redis and of each batch write (milliseconds)."
     )
+    invalidate_cache: bool = Field(
+        True,
+        description="Invalidate the gateways' prediction cache for every entity written (a generation INCR and a "
+        "PUBLISH in the same Redis round trip).",
+    )
     registry_path: Path = Field(description="Feature registry YAML file (the one the features service serves).")
     batch_max_events: int = Field(500, gt=0, description="Most records consumed, written and committed at once.")
     poll_timeout_ms: float = Field(100.0, gt=0, description="Longest wait for a batch to fill (milliseconds).")

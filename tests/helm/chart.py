@@ -29,6 +29,7 @@ VALUE_SETS: dict[str, tuple[str, ...]] = {
     "minimal": (BASE, "minimal.yaml"),
     "observability": (BASE, "observability.yaml"),
     "ingest": (BASE, "ingest.yaml"),
+    "cache": (BASE, "cache.yaml"),
 }
 
 Manifest = dict[str, Any]

@@ -128,6 +128,7 @@ class PredictionLog:
             stale_features=out.stale_features,
             entities=out.entities,
             priority=out.priority,
+            cached=out.cached,
         )
 
     def _with_features(self) -> bool:

@@ -14,6 +14,10 @@ never blocks. A request is read top to bottom in `_score`:
    per step for all the failed members of a batch) with `degraded=True` and a reason;
    without a fallback chain the error reaches the caller. Caller errors (INVALID_ARGUMENT,
    NOT_FOUND) are never masked by fallbacks;
+   With a `cache` policy on the model's route (`core/cache.py`), the rows are first looked up
+   in the prediction cache, after assignment (the key holds the assigned version): hits are
+   answered with `cached=True`, logged and counted per arm here; only the misses are scored,
+   and their non-degraded answers are stored. Without a policy nothing of this runs;
 4. the batch's answers are logged to a non-blocking sink in one call (`core/outputs.py`) and
    a sample of them is handed to the shadow runner (`core/shadow.py`), which scores it
    later, in background.
@@ -30,24 +34,25 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import cast
 
-from prometheus_client import Histogram
+from prometheus_client import Counter, Histogram
 
 from predmesh.common import telemetry
 from predmesh.common.deadline import Deadline
 from services.gateway.core.breaker import BreakerRegistry
+from services.gateway.core.cache import CachedAnswer, CacheKey, CachePolicy, PredictionCache, cache_key
 from services.gateway.core.catalog import ModelCatalog
 from services.gateway.core.coalescer import Coalescer
 from services.gateway.core.deps import PathDeps
 from services.gateway.core.fallback import FallbackChain
 from services.gateway.core.limits import PredictorLimits
-from services.gateway.core.outputs import PredictionLog, TraceIds
+from services.gateway.core.outputs import LogEntry, PredictionLog, TraceIds
 from services.gateway.core.ports import FeatureSource, ModelRunner, PredictionSink
 from services.gateway.core.routing import EMPTY, ModelRoute, RoutingTable
 from services.gateway.core.scoring import BatchScorer, ScoreJob
 from services.gateway.core.shadow import ShadowRunner
-from services.gateway.core.types import Arm, PredictInput, PredictOutput
+from services.gateway.core.types import Arm, PredictInput, PredictOutput, Timings
 from services.gateway.core.validation import check_batch, check_input
-from services.gateway.errors import DeadlineExceeded
+from services.gateway.errors import DeadlineExceeded, PredmeshError
 from services.gateway.metrics import GatewayMetrics
 
 __all__ = ["Predictor", "PredictorLimits", "in_request_order"]
@@ -66,6 +71,7 @@ class Predictor:
         metrics: GatewayMetrics | None = None,
         clock: Callable[[], float] = time.monotonic,
         shadow_rng: random.Random | None = None,
+        cache: PredictionCache | None = None,
     ) -> None:
         self.metrics = metrics = metrics or GatewayMetrics()
         breakers = breakers or BreakerRegistry(failure_threshold=5, reset_timeout_s=2.0)
@@ -80,6 +86,10 @@ class Predictor:
         self._routing = routing
         self._clock = clock
         self._latency_children: dict[tuple[str, str], Histogram] = {}
+        self._counters: dict[tuple[Counter, tuple[str, ...]], Counter] = {}
+        self._cache = cache  # None: no cache level at all (routes' `cache` policies are ignored)
+        self._catalog = catalog
+        self._log = prediction_log
 
     # -- configuration -----------------------------------------------------
     @property
@@ -87,7 +97,10 @@ class Predictor:
         return self._routing
 
     def set_routing(self, table: RoutingTable) -> None:
-        """Swap the routing table; requests already routed keep their choice."""
+        """Swap the routing table; requests already routed keep their choice. The new revision is
+        part of every cache key, so no answer cached under the old table is served again."""
+        if self._cache is not None and table.revision != self._routing.revision:
+            self._cache.clear()
         self._routing = table
 
     # -- public API ----------------------------------------------------------
@@ -114,6 +127,14 @@ class Predictor:
             child = self._latency_children[(model, method)] = self.metrics.latency.labels(model, method)
         return child
 
+    def _counter(self, metric: Counter, *labels: str) -> Counter:
+        """A counter's child bound once per label set (cached path: per request)."""
+        key = (metric, labels)
+        child = self._counters.get(key)
+        if child is None:
+            child = self._counters[key] = metric.labels(*labels)
+        return child
+
     async def drain(self, timeout_s: float) -> None:
         """Finish queued and running batches, then shadow work, within `timeout_s` each."""
         await self._batches.drain(timeout_s)
@@ -125,7 +146,8 @@ class Predictor:
     ) -> list[PredictOutput]:
         started = self._clock()
         request_id = request_id or uuid.uuid4().hex
-        route = self._routing.get(model)
+        table = self._routing
+        route = table.get(model)
         groups: dict[tuple[str, Arm], list[int]] = {}
         for idx, item in enumerate(items):
             key = (version, Arm.PINNED) if version else route.assign(item.entity_id)
@@ -140,12 +162,77 @@ class Predictor:
         def ids(positions: list[int]) -> list[str]:
             return [f"{request_id}/{pos}" for pos in positions] if len(items) > 1 else [request_id]
 
+        policy = route.cache if self._cache is not None else None
         jobs = [
             self._score(route, ver, arm, [items[i] for i in idxs], ids(idxs), deadline, started)
+            if policy is None
+            else self._score_cached(
+                route, policy, table.revision, ver, arm, [items[i] for i in idxs], ids(idxs), deadline, started
+            )
             for ver, arm, idxs in chunks
         ]
         results = await asyncio.gather(*jobs) if len(jobs) > 1 else [await jobs[0]]
         return in_request_order(len(items), zip((idxs for _, _, idxs in chunks), results, strict=True))
+
+    async def _score_cached(
+        self,
+        route: ModelRoute,
+        policy: CachePolicy,
+        revision: str,
+        version: str,
+        arm: Arm,
+        items: list[PredictInput],
+        ids: list[str],
+        deadline: Deadline,
+        started: float,
+    ) -> list[PredictOutput]:
+        """Cached answers for the hits, `_score` for the misses; stores the fresh non-degraded ones."""
+        cache = cast(PredictionCache, self._cache)
+        try:  # the serving version ("" = the orchestrator's default) and entity type, from the catalog's TTL cache
+            desc = await self._catalog.describe(route.model, version, deadline.budget(what="model lookup"))
+        except PredmeshError:  # the scoring path answers this failure as it always does
+            return await self._score(route, version, arm, items, ids, deadline, started)
+        keys = [cache_key(route.model, desc.version, revision, desc.entity_type, it) for it in items]
+        found = await cache.lookup(keys)
+        results: list[PredictOutput | None] = [None] * len(items)
+        for level in found.levels:
+            self._counter(self.metrics.cache_lookups, route.model, level).inc()
+        hits = [i for i, answer in enumerate(found.answers) if answer is not None]
+        if hits:
+            timings = Timings(total_ms=(self._clock() - started) * 1e3)
+            for i in hits:
+                answer = cast(CachedAnswer, found.answers[i])
+                results[i] = PredictOutput(
+                    request_id=ids[i],
+                    model=route.model,
+                    model_version=desc.version,
+                    entity_id=items[i].entity_id,
+                    score=answer.score,
+                    arm=arm,
+                    timings=timings,
+                    defaulted_features=answer.defaulted_features,
+                    missing_features=answer.missing_features,
+                    stale_features=answer.stale_features,
+                    entities=items[i].entities,
+                    priority=items[i].priority,
+                    cached=True,
+                )
+            served = [cast(PredictOutput, results[i]) for i in hits]
+            self._log.emit_many([LogEntry(served, (), [()] * len(served), TraceIds.current())])
+            self._counter(self.metrics.predictions, route.model, desc.version, arm).inc(len(hits))
+        misses = [i for i, answer in enumerate(found.answers) if answer is None]
+        if misses:
+            fresh = await self._score(
+                route, version, arm, [items[i] for i in misses], [ids[i] for i in misses], deadline, started
+            )
+            keep: list[tuple[int, CacheKey, CachedAnswer, float]] = []
+            for i, out in zip(misses, fresh, strict=True):
+                results[i] = out
+                if not out.degraded and out.model_version == desc.version and out.arm == arm:
+                    answer = CachedAnswer(out.score, out.defaulted_features, out.missing_features, out.stale_features)
+                    keep.append((i, keys[i], answer, policy.ttl_for(items[i].context)))
+            await cache.store(found, keep)
+        return cast(list[PredictOutput], results)
 
     async def _score(
         self,

@@ -24,6 +24,8 @@ File format (YAML or the same as a dict):
                                       # answer is degraded/features_missing (core/degradation.py)
         rollout: {canary: "2", steps: [10, 50, 100], ...}  # automated canary analysis: checked here,
                                       # run by the rollout controller (predmesh/common/rollout.py)
+        cache: {ttl_s: 30, rules: [{when: {amount: {gt: 1000}}, ttl_s: 2}]}  # prediction cache
+                                      # (core/cache.py); no `cache` key = off
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from predmesh.common.rollout import RolloutError, parse_rollout
+from services.gateway.core.cache import CachePolicy, CachePolicyError, parse_cache_policy
 from services.gateway.core.types import Arm, Score
 
 BUCKETS = 10_000
@@ -71,6 +74,7 @@ class ModelRoute:
     fallback: tuple[FallbackStep, ...] = ()
     shadow_ratio: float = 1.0
     max_missing_features: int = 0
+    cache: CachePolicy | None = None  # None: answers are never cached (the default)
 
     def assign(self, entity_id: str) -> tuple[str, Arm]:
         """(version, arm) for an entity; ("", STABLE) when no versions are listed."""
@@ -188,11 +192,21 @@ def parse_routing(data: Any, revision: str = "") -> RoutingTable:
             raise _fail(where, "model names must be non-empty strings")
         if raw is None:
             raw = {}
-        allowed = {"versions", "shadow", "shadow_ratio", "fallback", "eager", "max_missing_features", "rollout"}
+        allowed = {
+            "versions",
+            "shadow",
+            "shadow_ratio",
+            "fallback",
+            "eager",
+            "max_missing_features",
+            "rollout",
+            "cache",
+        }
         if not isinstance(raw, dict) or set(raw) - allowed:
             raise _fail(
                 where,
-                "expected {versions?, shadow?, shadow_ratio?, fallback?, eager?, max_missing_features?, rollout?}",
+                "expected {versions?, shadow?, shadow_ratio?, fallback?, eager?, max_missing_features?, rollout?, "
+                "cache?}",
             )
         eager_raw = raw.get("eager") or []  # read by the inference orchestrator's model pools
         if not isinstance(eager_raw, list):
@@ -218,5 +232,11 @@ def parse_routing(data: Any, revision: str = "") -> RoutingTable:
                 parse_rollout(raw["rollout"], f"{where}.rollout", [wv.version for wv in versions])
             except RolloutError as err:
                 raise RoutingError(str(err)) from err
-        routes[name] = ModelRoute(name, versions, shadow, fallback, float(ratio), max_missing_features=tolerance)
+        try:
+            cache = parse_cache_policy(raw["cache"], f"{where}.cache") if raw.get("cache") is not None else None
+        except CachePolicyError as err:
+            raise RoutingError(str(err)) from err
+        routes[name] = ModelRoute(
+            name, versions, shadow, fallback, float(ratio), max_missing_features=tolerance, cache=cache
+        )
     return RoutingTable(routes, revision or "inline")

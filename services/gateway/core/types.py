@@ -93,6 +93,7 @@ class PredictOutput:
     stale_features: tuple[str, ...] = ()  # stored features older than max_age_s (subset of defaulted)
     entities: Mapping[str, str] = field(default_factory=dict)  # the request's other entities (logged)
     priority: int = 0  # the request's priority class (logged, not returned)
+    cached: bool = False  # served from the prediction cache (core/cache.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,3 +120,4 @@ class PredictionRecord:
     stale_features: tuple[str, ...] = ()
     entities: Mapping[str, str] = field(default_factory=dict)
     priority: int = 0  # priority class the request was served in (PredictionEvent.priority)
+    cached: bool = False  # served from the prediction cache (PredictionEvent.cached)

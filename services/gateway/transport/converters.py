@@ -132,6 +132,7 @@ def predict_response(out: PredictOutput) -> prediction_pb2.PredictResponse:
         arm=out.arm,
         missing_features=list(out.missing_features),
         stale_features=list(out.stale_features),
+        cached=out.cached,
     )
 
 

@@ -36,6 +36,7 @@ def record_to_event(record: PredictionRecord) -> events_pb2.PredictionEvent:
         stale_features=list(record.stale_features),
         entities=dict(record.entities),
         priority=record.priority,  # type: ignore[arg-type]
+        cached=record.cached,
     )
 
 

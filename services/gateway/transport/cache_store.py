@@ -1,0 +1,153 @@
+"""The prediction cache's shared level on Redis, and the per-entity invalidation subscription.
+
+Layout (see core/cache.py for the design):
+- `predmesh:pcache:e:<key>`: one JSON entry per cached answer, with the generations of its
+  entities at lookup time and its wall-clock expiry; Redis expires it (PX) at its TTL;
+- `predmesh:pcache:gen:<type>:<id>`: per-entity generation, INCR'd by the ingestion service
+  when it writes that entity (absent = 0);
+- channel `predmesh:pcache:invalidate`: the ingestion service publishes `[type, id]` (JSON) per
+  written entity; `run_invalidations` hands them to the in-process level.
+
+A lookup is one pipelined round trip (entry GETs and generation GETs, `transaction=False`, so
+it also works on Redis Cluster). Every Redis failure is a miss (lookups) or a no-op (stores)
+and is counted; the request path never fails because of the cache.
+
+Lifecycle: created and closed by the app (`close`); `run_invalidations` runs as one task until
+cancelled. Used from one event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from predmesh.common.predcache import INVALIDATE_CHANNEL, generation_key, parse_invalidation
+from services.gateway.core.cache import CachedAnswer, CacheKey, SharedHit
+from services.gateway.core.types import Score
+
+log = logging.getLogger(__name__)
+ENTRY_PREFIX = "predmesh:pcache:e:"
+
+
+def encode_entry(answer: CachedAnswer, generations: tuple[int, ...], expires_at_s: float) -> str:
+    s = answer.score
+    return json.dumps(
+        {
+            "s": s.score,
+            "ss": list(s.scores),
+            "l": s.label,
+            "d": list(answer.defaulted_features),
+            "m": list(answer.missing_features),
+            "st": list(answer.stale_features),
+            "g": list(generations),
+            "x": expires_at_s,
+        },
+        separators=(",", ":"),
+    )
+
+
+def decode_entry(raw: bytes | str) -> tuple[CachedAnswer, tuple[int, ...], float]:
+    d = json.loads(raw)
+    score = Score(float(d["s"]), tuple(float(v) for v in d["ss"]), str(d["l"]))
+    answer = CachedAnswer(score, tuple(d["d"]), tuple(d["m"]), tuple(d["st"]))
+    return answer, tuple(int(g) for g in d["g"]), float(d["x"])
+
+
+class RedisSharedCache:
+    def __init__(self, url: str, timeout_s: float, on_error: Callable[[str], None] | None = None) -> None:
+        self._redis = aioredis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+        # The subscription's own connection: it waits for messages, so no read timeout (a health
+        # check PING every 30 s finds a dead connection instead).
+        self._listener = aioredis.Redis.from_url(
+            url, socket_connect_timeout=timeout_s, socket_keepalive=True, health_check_interval=30
+        )
+        self._on_error = on_error or (lambda op: None)
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+        await self._listener.aclose()
+
+    async def get_many(self, keys: Sequence[CacheKey]) -> list[SharedHit]:
+        pipe = self._redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.get(ENTRY_PREFIX + key.text)
+            for entity in key.entities:
+                pipe.get(generation_key(*entity))
+        try:
+            replies: list[Any] = await pipe.execute()
+        except (RedisError, OSError) as err:
+            self._failed("get", err)
+            return [SharedHit(None, ()) for _ in keys]
+        now = time.time()
+        hits: list[SharedHit] = []
+        pos = 0
+        for key in keys:
+            raw, gens = replies[pos], replies[pos + 1 : pos + 1 + len(key.entities)]
+            pos += 1 + len(key.entities)
+            current = tuple(int(g) if g is not None else 0 for g in gens)
+            answer: CachedAnswer | None = None
+            left = 0.0
+            if raw is not None:
+                try:
+                    stored, stored_gens, expires = decode_entry(raw)
+                except (ValueError, KeyError, TypeError):
+                    stored, stored_gens, expires = None, (), 0.0
+                if stored is not None and stored_gens == current and expires > now:
+                    answer, left = stored, expires - now
+            hits.append(SharedHit(answer, current, left))
+        return hits
+
+    async def put_many(self, entries: Sequence[tuple[CacheKey, CachedAnswer, tuple[int, ...], float]]) -> None:
+        now = time.time()
+        pipe = self._redis.pipeline(transaction=False)
+        for key, answer, generations, ttl_s in entries:
+            ms = max(int(ttl_s * 1000), 1)
+            pipe.set(ENTRY_PREFIX + key.text, encode_entry(answer, generations, now + ttl_s), px=ms)
+        try:
+            await pipe.execute()
+        except (RedisError, OSError) as err:
+            self._failed("put", err)
+
+    def _failed(self, op: str, err: BaseException) -> None:
+        self._on_error(op)
+        log.warning("prediction cache store %s failed: %s", op, type(err).__name__)
+
+    async def run_invalidations(
+        self,
+        on_entity: Callable[[str, str], None],
+        on_reset: Callable[[], None],
+        ready: asyncio.Event | None = None,
+        retry_s: float = 1.0,
+    ) -> None:
+        """Follow the invalidation channel until cancelled. `on_reset` runs after every
+        (re)subscription: messages may have been missed while not subscribed."""
+        while True:
+            pubsub = self._listener.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(INVALIDATE_CHANNEL)
+                on_reset()
+                if ready is not None:
+                    ready.set()
+                while True:
+                    msg = await pubsub.get_message(timeout=1.0)
+                    if msg is None or msg.get("type") != "message":
+                        continue
+                    entity = parse_invalidation(msg["data"])
+                    if entity is not None:
+                        on_entity(*entity)
+            except (RedisError, OSError) as err:
+                self._failed("subscribe", err)
+                on_reset()
+                await asyncio.sleep(retry_s)
+            finally:
+                try:
+                    await pubsub.aclose()
+                except (RedisError, OSError):
+                    pass
