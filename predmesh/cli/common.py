@@ -62,23 +62,16 @@ def api_key(args: argparse.Namespace) -> str:
 
 
 def open_channel(target: str, args: argparse.Namespace) -> Any:
-    """TLS unless --plaintext: trusting --cacert, else the running mesh's CA, else the system roots."""
-    import grpc
+    """A blocking channel for commands that call stubs directly: the client library's `Connection`
+    built from the same arguments (`client_options`), so TLS choices are made in one place."""
+    from predmesh.client import Connection
 
-    if args.plaintext:
-        return grpc.insecure_channel(target)
-    ca = args.cacert or state_ca(args.state_dir)
-    roots = Path(ca).read_bytes() if ca else None
-    host = target.rsplit(":", 1)[0]
-    options = [("grpc.ssl_target_name_override", "localhost")] if host in ("127.0.0.1", "[::1]") and ca else []
-    key = Path(args.key).read_bytes() if args.key else None
-    chain = Path(args.cert).read_bytes() if args.cert else None  # mutual TLS (e.g. the operator's certificate)
-    creds = grpc.ssl_channel_credentials(root_certificates=roots, private_key=key, certificate_chain=chain)
-    return grpc.secure_channel(target, creds, options=options)
+    return Connection(target, **client_options(target, args)).channel()
 
 
 def client_options(target: str, args: argparse.Namespace) -> dict[str, Any]:
-    """predmesh.client Connection options from the connection arguments (the same choices as `open_channel`)."""
+    """predmesh.client Connection options from the connection arguments: TLS unless --plaintext, trusting
+    --cacert, else the running mesh's CA, else the system roots; --cert/--key for mutual TLS."""
     ca = "" if args.plaintext else (args.cacert or state_ca(args.state_dir))
     host = target.rsplit(":", 1)[0]
     return {

@@ -29,13 +29,7 @@ class AsyncClient:
 
     def __init__(self, target: str, **options: Any) -> None:
         self.connection = Connection(target, **options)
-        creds = self.connection.credentials()
-        opts = self.connection.options()
-        self._channel = (
-            grpc.aio.insecure_channel(target, options=opts)
-            if creds is None
-            else grpc.aio.secure_channel(target, creds, options=opts)
-        )
+        self._channel = self.connection.aio_channel()
         self._stub = prediction_pb2_grpc.PredictionServiceStub(self._channel)
 
     async def close(self) -> None:

@@ -56,3 +56,17 @@ class Connection:
     def options(self) -> list[tuple[str, Any]]:
         extra = [("grpc.ssl_target_name_override", self.server_name)] if self.server_name and not self.plaintext else []
         return [*extra, *self.channel_options]
+
+    def channel(self) -> grpc.Channel:
+        """A blocking channel to `target` with these credentials and options; the caller closes it."""
+        creds, opts = self.credentials(), self.options()
+        if creds is None:
+            return grpc.insecure_channel(self.target, options=opts)
+        return grpc.secure_channel(self.target, creds, options=opts)
+
+    def aio_channel(self) -> grpc.aio.Channel:
+        """The asyncio twin of `channel()`."""
+        creds, opts = self.credentials(), self.options()
+        if creds is None:
+            return grpc.aio.insecure_channel(self.target, options=opts)
+        return grpc.aio.secure_channel(self.target, creds, options=opts)

@@ -29,13 +29,7 @@ class Client:
 
     def __init__(self, target: str, **options: Any) -> None:
         self.connection = Connection(target, **options)
-        creds = self.connection.credentials()
-        opts = self.connection.options()
-        self._channel = (
-            grpc.insecure_channel(target, options=opts)
-            if creds is None
-            else grpc.secure_channel(target, creds, options=opts)
-        )
+        self._channel = self.connection.channel()
         self._stub = prediction_pb2_grpc.PredictionServiceStub(self._channel)
 
     def close(self) -> None:
