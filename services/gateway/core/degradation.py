@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 
 from services.gateway.core.types import FeatureRow, PredictOutput, Scalar
 from services.gateway.errors import InvalidArgument
@@ -45,3 +46,13 @@ def with_features_verdict(out: PredictOutput, row: FeatureRow, max_missing: int)
     degraded = out.degraded or len(row.store_missing) > max_missing
     reason = out.degraded_reason or (FEATURES_MISSING if degraded else "")
     return dataclasses.replace(out, missing_features=row.store_missing, degraded=degraded, degraded_reason=reason)
+
+
+def with_features_verdicts(
+    outputs: list[PredictOutput], rows: Sequence[FeatureRow], max_missing: int
+) -> list[PredictOutput]:
+    """`with_features_verdict` for each output and its row; `outputs` itself when no row has missing
+    stored or stale features (the common case costs one pass over the rows)."""
+    if not any(row.store_missing or row.stale for row in rows):
+        return outputs
+    return [with_features_verdict(out, row, max_missing) for out, row in zip(outputs, rows, strict=True)]

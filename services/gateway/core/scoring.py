@@ -29,7 +29,7 @@ from opentelemetry import context as otel_context
 from predmesh.common import telemetry
 from predmesh.common.deadline import Deadline
 from services.gateway.core.breaker import DEPENDENCY_ERRORS, CircuitOpen, expect_count
-from services.gateway.core.degradation import with_features_verdict
+from services.gateway.core.degradation import with_features_verdicts
 from services.gateway.core.deps import PathDeps
 from services.gateway.core.fallback import Degrade, FallbackChain, Fallen, Rescued
 from services.gateway.core.outputs import NO_TRACE, LogEntry, TraceIds, build_outputs
@@ -163,14 +163,9 @@ class BatchScorer:
             scores, offset = result.scores[offset : offset + n], offset + n
             timings = Timings(features_ms, infer_ms, (now - job.started) * 1e3)
             defaulted = [row.defaulted for row in part.rows]
-            outputs = build_outputs(
-                job.ids, job.items, route.model, result.version, scores, job.arm, timings, defaulted
-            )
-            if any(row.store_missing or row.stale for row in part.rows):
-                outputs = [
-                    with_features_verdict(out, row, route.max_missing_features)
-                    for out, row in zip(outputs, part.rows, strict=True)
-                ]
+            fresh = build_outputs(job.ids, job.items, route.model, result.version, scores, job.arm, timings, defaulted)
+            outputs = with_features_verdicts(fresh, part.rows, route.max_missing_features)
+            if outputs is not fresh:
                 served_by = f"{route.model}:{result.version}"
                 for out in outputs:
                     if out.degraded:  # scored by the requested model, but on defaults for missing stored features
