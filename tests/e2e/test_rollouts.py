@@ -35,7 +35,10 @@ USERS = 1000
 ROLLOUT = {
     "steps": [20, 50, 100],
     "min_duration_s": 2,
-    "min_requests": 80,
+    # Twice min_outcomes: outcomes reach the store a little after their predictions, so a step that
+    # may promote on its request count has, in practice, enough outcomes for the AUC criterion too
+    # (with equal counts a promotion could race ahead of the outcomes and leave AUC pending).
+    "min_requests": 160,
     "min_outcomes": 80,
     "max_auc_drop": 0.25,  # the bad canary drops ~0.5; two samples of one model differ by < 0.1
     "max_p99_increase_pct": 100,
