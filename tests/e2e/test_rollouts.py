@@ -172,12 +172,16 @@ def query(mesh: LocalMesh, sql: str) -> list[dict[str, Any]]:
     return [dict(zip(columns, row, strict=True)) for row in rows]
 
 
-def decisions(mesh: LocalMesh, canary: str) -> list[dict[str, Any]]:
-    rows = query(
-        mesh,
+def decisions(mesh: LocalMesh, canary: str, count: int) -> list[dict[str, Any]]:
+    """The canary's decision rows once `count` are stored (the controller rewrites the routing file
+    first and stores the row after it, so a test that saw the file change may query a moment early)."""
+    sql = (
         "SELECT action, step, weight, reason, evidence FROM predmesh.rollout_decisions "
-        f"WHERE model = 'fraud' AND canary_version = '{canary}' ORDER BY ts",
+        f"WHERE model = 'fraud' AND canary_version = '{canary}' ORDER BY ts"
     )
+    deadline = time.monotonic() + 15
+    while len(rows := query(mesh, sql)) < count and time.monotonic() < deadline:
+        time.sleep(0.2)
     return [{**r, "evidence": json.loads(r["evidence"])} for r in rows]
 
 
@@ -252,7 +256,7 @@ def test_worse_canary_rolled_back_good_one_promoted_and_auc_view_matches_sklearn
     assert route["rollout"]["state"] == "rolled_back"
     assert route["rollout"]["step"] == 0  # within its step
     assert route["versions"] == [{"version": "1", "weight": 100.0}]
-    bad = decisions(mesh, "4")
+    bad = decisions(mesh, "4", 2)
     assert [d["action"] for d in bad] == ["start", "rollback"]
     rollback = bad[1]
     assert rollback["step"] == 0 and rollback["weight"] == 20
@@ -267,7 +271,7 @@ def test_worse_canary_rolled_back_good_one_promoted_and_auc_view_matches_sklearn
     route = rollout_state(mesh)
     assert route["rollout"]["state"] == "promoted", route
     assert route["versions"] == [{"version": "3", "weight": 100.0}]
-    good = decisions(mesh, "3")
+    good = decisions(mesh, "3", 3)
     assert [(d["action"], d["weight"]) for d in good] == [("start", 20), ("promote", 20), ("promote", 50)]
     for promoted in good[1:]:
         criteria = promoted["evidence"]["criteria"]

@@ -106,7 +106,7 @@ def test_replica_killed_under_load_costs_nothing(mesh: LocalMesh, load: Load, pr
     wait_until(lambda: _all_serving(mesh), 60, "every process SERVING after the restart")
     time.sleep(POST_S)
     outcomes = _settled(load, start, time.time())
-    bad = [f"{o.code} {o.reason[:80]}" for o in outcomes if o.code != "OK" or o.degraded]
+    bad = [f"{o.code} {o.reason[:200]}" for o in outcomes if o.code != "OK" or o.degraded]
     assert len(outcomes) >= RATE * PRE_S * 0.8
     assert not bad, f"kill -9 {process}: {len(bad)} of {len(outcomes)} failed or degraded, e.g. {bad[:3]}"
 
@@ -126,7 +126,7 @@ def test_redis_master_killed_under_load(mesh: LocalMesh, load: Load) -> None:
     wait_until(cluster.healthy, 30, "cluster healthy again")
     time.sleep(max(0.0, killed_at + REDIS_FAILOVER_WINDOW_S + POST_S - time.time()))
     outcomes = _settled(load, start, time.time())
-    errors = [f"{o.code} {o.reason[:80]}" for o in outcomes if o.code != "OK"]
+    errors = [f"{o.code} {o.reason[:200]}" for o in outcomes if o.code != "OK"]
     late = [o.reason for o in outcomes if o.degraded and o.sent_at >= killed_at + REDIS_FAILOVER_WINDOW_S]
     assert not errors, f"errors returned to callers: {errors[:3]}"
     assert not late, f"degraded answers after the failover window: {len(late)}, e.g. {late[:3]}"

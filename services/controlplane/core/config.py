@@ -110,7 +110,7 @@ class WeightedTarget(_Model):
 
 class RetryPolicy(_Model):
     retry_on: str = Field("unavailable,reset,connect-failure,refused-stream", description="Envoy retry_on.")
-    num_retries: int = Field(2, ge=0, le=10)
+    num_retries: int = Field(3, ge=0, le=10)
     per_try_timeout_ms: int = Field(0, ge=0, description="0 = each try gets the whole route timeout.")
 
 
@@ -183,6 +183,12 @@ class Hardening(_Model):
     max_grpc_timeout_ms: int = Field(30_000, ge=0, description="Cap on a caller's grpc-timeout header.")
     max_request_bytes: int = Field(1_048_576, ge=1024, description="JSON transcoder request size limit.")
     retry_budget_percent: float = Field(20.0, ge=0, le=100, description="Retries as % of active requests.")
+    min_retry_concurrency: int = Field(
+        10,
+        ge=1,
+        description="Retries always allowed at once whatever the budget (a killed replica resets all its "
+        "in-flight calls together; each must be re-sent to another one).",
+    )
     access_log: bool = True
 
 

@@ -424,7 +424,7 @@ def _cluster(name: str, cluster: Cluster, config: MeshConfig) -> Any:
                     # Retries may add at most this share of the active requests (no retry storms).
                     "retry_budget": {
                         "budget_percent": {"value": hardening.retry_budget_percent},
-                        "min_retry_concurrency": 3,
+                        "min_retry_concurrency": hardening.min_retry_concurrency,
                     },
                 }
             ]
