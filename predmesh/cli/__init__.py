@@ -13,6 +13,7 @@ predmesh logs tail ...           print prediction events from Kafka (when the lo
 predmesh analytics query "SQL"   read-only SQL over the analytics store (when the sink runs)
 predmesh rollout status|pause|resume|abort MODEL   automated canary rollouts
 predmesh trace REQUEST_ID        span tree of one request (local traces in the sink)
+predmesh report MODEL --out report.html   static HTML charts: scores, drift, canary vs stable, rollouts
 predmesh outcomes push FILE      record outcomes (CSV or JSON lines: request_id, model, label/value)
 predmesh batch score in.parquet --model fraud --out out.parquet   resumable batch scoring (PredictBatch, batch lane)
 predmesh capacity --rps 100000 --features 50    pods, Redis shards, Kafka partitions for a load
@@ -40,6 +41,7 @@ COMMANDS = (
     "predmesh.cli.rollout",
     "predmesh.cli.outcomes",
     "predmesh.cli.trace",
+    "predmesh.cli.report",
     "predmesh.cli.batch",
     "predmesh.cli.capacity",
 )

@@ -52,6 +52,11 @@ def _arm(
     )
 
 
+def _weight_after(decision: Decision) -> float:
+    """The canary's weight (%) once `decision` applied (for the report's rollout history)."""
+    return 0.0 if decision.action == "rollback" else decision.spec.weight
+
+
 class RolloutController:
     def __init__(
         self,
@@ -122,7 +127,7 @@ class RolloutController:
             evaluated.weight,
             decision.action,
             decision.reason,
-            json.dumps(decision.evidence, sort_keys=True),
+            json.dumps({**decision.evidence, "canary_weight_after": _weight_after(decision)}, sort_keys=True),
         )
         try:
             self._store.insert("rollout_decisions", DECISION_COLUMNS, [row])

@@ -10,6 +10,8 @@ deduplicated tables (`FINAL`). `since_s` / `until_s` bound the prediction time (
 | `score_distribution` | model, model_version, arm, bin (lower edge, width 0.1), n |
 | `shadow_agreement` | model, live_version, shadow_version, n, mean_abs_diff, p99_abs_diff, label_agreement |
 | `outcome_quality` | model, model_version, arm, outcomes, positives, auc, accuracy, mean_score, outcome_rate |
+| `score_bins` | model, model_version, arm, bin (index into given edges, outer bins open-ended), n |
+| `rollout_decisions` | ts_s, model, stable_version, canary_version, step, weight, action, reason, evidence |
 
 `bad_rate` is the error+degraded rate of logged predictions: a prediction the gateway answered
 from its fallback chain (or with missing features) is logged degraded; a request that failed
@@ -19,6 +21,8 @@ have an outcome with a numeric value; accuracy compares the predicted label with
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from services.sink.core.store import quote
 
@@ -87,9 +91,33 @@ GROUP BY model, model_version, arm
 ORDER BY model, model_version, arm"""
 
 
+def score_bins(db: str, model: str, edges: Sequence[float], since_s: float = 0.0, until_s: float = 0.0) -> str:
+    """Scores counted in the bins of K+1 `edges` (a reference histogram's; the outer bins are
+    open-ended, as in services.monitor.core.reference.bin_counts): bin i holds the scores with
+    i inner edges at or below them."""
+    inner = ", ".join(f"{float(e)!r}" for e in list(edges)[1:-1])
+    return f"""
+SELECT model, model_version, arm, arrayCount(e -> e <= score, [{inner}]::Array(Float64)) AS bin, count() AS n
+FROM {db}.predictions FINAL
+WHERE {_where(model, since_s, until_s)}
+GROUP BY model, model_version, arm, bin
+ORDER BY model, model_version, arm, bin"""
+
+
+def rollout_decisions(db: str, model: str = "", since_s: float = 0.0, until_s: float = 0.0) -> str:
+    """The rollout controller's decisions, oldest first (`ts_s`: unix seconds)."""
+    return f"""
+SELECT toUnixTimestamp64Milli(ts) / 1000 AS ts_s, model, stable_version, canary_version, step, weight,
+       action, reason, evidence
+FROM {db}.rollout_decisions
+WHERE {_where(model, since_s, until_s)}
+ORDER BY model, ts"""
+
+
 VIEWS = {
     "arm_stats": arm_stats,
     "score_distribution": score_distribution,
     "shadow_agreement": shadow_agreement,
     "outcome_quality": outcome_quality,
+    "rollout_decisions": rollout_decisions,
 }
