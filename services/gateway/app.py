@@ -18,7 +18,7 @@ from services.gateway.core.async_jobs import AsyncDispatcher
 from services.gateway.core.auth import ApiKeyAuthorizer, KeyTable, load_key_file, merge_tables, parse_key_table
 from services.gateway.core.breaker import BreakerRegistry
 from services.gateway.core.cache import PredictionCache
-from services.gateway.core.callback_policy import CallbackPolicy
+from predmesh.common.callback_policy import CallbackPolicy
 from services.gateway.core.callbacks import CallbackLimits, CallbackSender
 from services.gateway.core.catalog import ModelCatalog
 from services.gateway.core.durable_async import DurableAsync, DurableAsyncLimits

@@ -1,9 +1,11 @@
 """Composition root of the drift monitor.
 
 `MonitorApp(settings)`: `await start()` starts the Kafka consumer thread (feeding the
-`DriftMonitor` windows), the evaluation task (gauges every `evaluate_interval_s`) and a
-gRPC server with health and `/metrics`; `await stop()` flips health, stops the task and
-the consumer. A failed start closes what it opened (predmesh.common.app.ServiceApp).
+`DriftMonitor` windows), the evaluation task (gauges every `evaluate_interval_s`; with
+`retrain_webhook_url`, a delivery task per drift event, services/monitor/transport/webhook.py)
+and a gRPC server with health and `/metrics`; `await stop()` flips health, stops the tasks
+(pending webhook retries are cancelled) and the consumer. A failed start closes what it
+opened (predmesh.common.app.ServiceApp).
 Run it with `python -m services.monitor.app` (PREDMESH_MONITOR_* env vars).
 """
 
@@ -12,17 +14,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from typing import Any
+from urllib.parse import urlsplit
 
 from predmesh.common.app import ServiceApp, run_app
+from predmesh.common.callback_policy import CallbackPolicy
 from predmesh.common.grpcserver import GrpcServer
 from predmesh.common.kafka import consumer_config
 from services.monitor.core.reference import ReferenceStore
+from services.monitor.core.retrain import DriftTrigger
 from services.monitor.core.windows import DriftMonitor, WindowStats
 from services.monitor.metrics import MonitorMetrics
 from services.monitor.settings import MonitorSettings
 from services.monitor.transport.consumer import EventConsumer
+from services.monitor.transport.webhook import RetrainWebhook
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +60,9 @@ class MonitorApp(ServiceApp[MonitorSettings]):
             max_events=settings.max_events,
         )
         self.last: list[WindowStats] = []
+        self.webhook = retrain_webhook(settings, self.metrics.webhook_result)
+        self._trigger = DriftTrigger(settings.retrain_webhook_cooldown_s)
+        self._deliveries: set[asyncio.Task[bool]] = set()
 
     def _count(self, ok: bool) -> None:
         (self.metrics.consumed if ok else self.metrics.undecodable).inc()
@@ -65,6 +76,7 @@ class MonitorApp(ServiceApp[MonitorSettings]):
         await asyncio.to_thread(consumer.start)
         task = asyncio.create_task(self._evaluate_forever(), name="monitor-evaluate")
         stack.push_async_callback(_cancel, task)
+        stack.push_async_callback(self._cancel_deliveries)
         await self.serve(stack, GrpcServer(settings, registry=self.metrics.registry))
         log.info("monitor consuming %s from %s", settings.topic, settings.bootstrap_servers)
 
@@ -73,7 +85,17 @@ class MonitorApp(ServiceApp[MonitorSettings]):
         stats = await asyncio.to_thread(self.monitor.evaluate)
         self.metrics.update(stats, self.settings.psi_alert)
         self.last = stats
+        if self.webhook is not None:
+            for event in self._trigger.fire(stats, self.settings.psi_alert, time.time()):
+                delivery = asyncio.create_task(self.webhook.deliver(event), name=f"retrain-webhook-{event.model}")
+                self._deliveries.add(delivery)
+                delivery.add_done_callback(self._deliveries.discard)
         return stats
+
+    async def _cancel_deliveries(self) -> None:
+        for delivery in list(self._deliveries):
+            delivery.cancel()
+        await asyncio.gather(*self._deliveries, return_exceptions=True)
 
     async def _evaluate_forever(self) -> None:
         while True:
@@ -82,6 +104,25 @@ class MonitorApp(ServiceApp[MonitorSettings]):
                 await self.evaluate()
             except Exception:
                 log.exception("monitor evaluation failed")
+
+
+def retrain_webhook(settings: MonitorSettings, on_result: Callable[[str, bool], None]) -> RetrainWebhook | None:
+    """The retraining webhook of `settings` (None without a URL), checked by the shared callback policy."""
+    url = settings.retrain_webhook_url
+    if not url:
+        return None
+    allowed = settings.retrain_webhook_allowed_hosts or [urlsplit(url).hostname or ""]
+    policy = CallbackPolicy(allowed, settings.retrain_webhook_ports, settings.retrain_webhook_blocked_networks)
+    return RetrainWebhook(
+        url,
+        policy,
+        on_result,
+        timeout_s=settings.retrain_webhook_timeout_ms / 1e3,
+        initial_backoff_s=settings.retrain_webhook_backoff_initial_ms / 1e3,
+        max_backoff_s=settings.retrain_webhook_backoff_max_s,
+        horizon_s=settings.retrain_webhook_horizon_s,
+        ca_file=settings.retrain_webhook_ca_file,
+    )
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

@@ -50,7 +50,16 @@ class MonitorMetrics:
             _MV,
             registry=r,
         )
+        self.retrain_webhooks = Counter(
+            "predmesh_monitor_retrain_webhooks",
+            "Retraining webhook calls after drift, by result (delivered | failed after retries or refused).",
+            ["model", "result"],
+            registry=r,
+        )
         self._series: set[tuple[str, ...]] = set()
+
+    def webhook_result(self, model: str, delivered: bool) -> None:
+        self.retrain_webhooks.labels(model, "delivered" if delivered else "failed").inc()
 
     def update(self, stats: Sequence[WindowStats], psi_alert: float) -> None:
         self._clear()

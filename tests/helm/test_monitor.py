@@ -106,3 +106,38 @@ def test_schema_rejects_bad_monitor_values(helm_run: HelmRun) -> None:
         proc = helm_run.run(*helm_run.template_args(extra=["--set", bad]))
         assert proc.returncode != 0, bad
         assert "/monitor" in proc.stderr or "windowz" in proc.stderr, proc.stderr
+
+
+def test_retrain_webhook_env_and_egress(helm_run: HelmRun, monkeypatch: pytest.MonkeyPatch) -> None:
+    off = env_of(main_container(helm_run.template(), "monitor"))
+    assert not [k for k in off if k.startswith(f"{PREFIX}RETRAIN_WEBHOOK_")], "no URL: no webhook settings"
+    extra = [
+        "--set", "monitor.retrainWebhook.url=https://ml.example.com/hooks/retrain",
+        "--set", "monitor.retrainWebhook.allowedHosts={ml.example.com,10.8.0.0/16}",
+        "--set", "monitor.retrainWebhook.horizonS=900",
+        "--set", "networkPolicy.retrainWebhook.ports={443,8443}",
+    ]  # fmt: skip
+    docs = helm_run.template(extra=extra)
+    env = env_of(main_container(docs, "monitor"))
+    for name, value in env.items():
+        if name.startswith(PREFIX):
+            monkeypatch.setenv(name, value)
+    settings = MonitorSettings()
+    assert settings.retrain_webhook_url == "https://ml.example.com/hooks/retrain"
+    assert settings.retrain_webhook_allowed_hosts == ["ml.example.com", "10.8.0.0/16"]
+    assert (settings.retrain_webhook_horizon_s, settings.retrain_webhook_cooldown_s) == (900.0, 3600.0)
+    assert settings.retrain_webhook_ports == "443,1024-65535" and settings.retrain_webhook_timeout_ms == 5000
+    policy = one(docs, "NetworkPolicy", "monitor")["spec"]
+    assert [_edges(rule) for rule in policy["egress"]] == [[9092], [443, 8443]]
+
+
+def test_schema_rejects_bad_retrain_webhook_values(helm_run: HelmRun) -> None:
+    for bad in (
+        "monitor.retrainWebhook.url=ftp://x/y",
+        "monitor.retrainWebhook.horizonS=0",
+        "monitor.retrainWebhook.ports=abc",
+        "monitor.retrainWebhook.retries=3",
+    ):
+        proc = helm_run.run(*helm_run.template_args(extra=["--set", bad]))
+        assert proc.returncode != 0, bad
+        assert "retrainWebhook" in proc.stderr or "retries" in proc.stderr, proc.stderr

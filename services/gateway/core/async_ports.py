@@ -10,7 +10,7 @@ import enum
 from dataclasses import dataclass
 from typing import Protocol
 
-from services.gateway.core.callback_policy import CallbackTarget
+from predmesh.common.callback_policy import CallbackTarget
 from services.gateway.core.priority import Priority
 from services.gateway.core.types import PredictInput, PredictOutput
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 from predmesh.common.deadline import Deadline
 from predmesh.common.errors import PredmeshError
 from services.gateway.core.async_ports import AsyncJob, AsyncResult, JobQueue, Lookup, ResultLog, ResultStore
-from services.gateway.core.callback_policy import CallbackPolicy
+from predmesh.common.callback_policy import CallbackPolicy
 from services.gateway.core.predictor import Predictor
 from services.gateway.core.priority import LaneAdmission, Priority
 from services.gateway.core.types import PredictInput

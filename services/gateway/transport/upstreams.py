@@ -23,7 +23,7 @@ from predmesh.v1 import (
     prediction_pb2,
     prediction_pb2_grpc,
 )
-from services.gateway.core.callback_policy import CallbackTarget
+from predmesh.common.callback_policy import CallbackTarget
 from services.gateway.core.types import FeatureRow, InferenceResult, ModelDescriptor, PredictOutput, Scalar
 from services.gateway.transport.converters import predict_response, score_from_pb, value_to_scalar
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.gateway.core.callback_policy import CallbackPolicy
-from services.gateway.errors import InvalidArgument, PermissionDenied
+from predmesh.common.callback_policy import CallbackPolicy
+from predmesh.common.errors import InvalidArgument, PermissionDenied
 
 
 def resolver(answers: dict[str, list[str]]):  # type: ignore[no-untyped-def]
@@ -76,3 +76,21 @@ async def test_blocked_networks_and_explicit_internal_allow_list() -> None:
     assert (await policy.check("127.0.0.1:8443", ["127.0.0.1"])).dial == "ipv4:127.0.0.1:8443"
     with pytest.raises(PermissionDenied):
         await policy.check("127.0.0.1:8443", ["127.0.0.*"])  # a name pattern never unlocks an internal address
+
+
+async def test_webhook_urls_use_the_same_checks() -> None:
+    resolve = resolver({"ml.example.com": ["93.184.216.34"], "in.example.com": ["10.2.3.4"]})
+    policy = CallbackPolicy(["*.example.com"], resolver=resolve)
+    target, path = await policy.check_url("https://ML.example.com/hooks/retrain?team=risk")
+    assert (target.host, target.port, target.tls, target.address) == ("ml.example.com", 443, True, "93.184.216.34")
+    assert path == "/hooks/retrain?team=risk"
+    target, path = await policy.check_url("http://ml.example.com:8080")
+    assert (target.port, target.tls, path) == (8080, False, "/")
+    for bad in ("ftp://ml.example.com/x", "https://user:pw@ml.example.com/x", "https:///x", "ml.example.com/x", ""):
+        with pytest.raises(InvalidArgument):
+            await policy.check_url(bad)
+    for refused in ("http://ml.example.com/x", "https://ml.example.org/x", "https://in.example.com/x"):
+        with pytest.raises(PermissionDenied):  # port 80 not allowed, host not listed, internal address
+            await policy.check_url(refused)
+    with pytest.raises(PermissionDenied):
+        await CallbackPolicy(resolver=resolve).check_url("https://ml.example.com/x")  # empty allow-list

@@ -1,4 +1,5 @@
-"""Which PredictAsync callback targets the gateway may dial (SSRF protection).
+"""Which callback targets a service may dial (SSRF protection): the gateway's PredictAsync
+callbacks (`check`) and HTTP webhooks such as the drift monitor's retraining webhook (`check_url`).
 
 A callback target is `host:port` (plaintext gRPC) or `https://host:port` / `grpcs://host:port`
 (TLS, verified against the system roots). Before anything is dialled:
@@ -14,6 +15,9 @@ A callback target is `host:port` (plaintext gRPC) or `https://host:port` / `grpc
    address. The result pins the checked address, so the delivery dials exactly that IP
    (a DNS answer that changes later cannot redirect it).
 
+A webhook URL is `http(s)://host[:port][/path][?query]` (default ports 80/443; no user info)
+and goes through steps 1-3 the same way (`check_url` returns the pinned target and the path).
+
 Refusals raise InvalidArgument (malformed) or PermissionDenied (not allowed) before any
 connection attempt. `resolve` is async (the loop's resolver thread); the rest is pure.
 """
@@ -27,8 +31,9 @@ import re
 import socket
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
-from services.gateway.errors import InvalidArgument, PermissionDenied
+from predmesh.common.errors import InvalidArgument, PermissionDenied
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -154,6 +159,30 @@ class CallbackPolicy:
             raise PermissionDenied("callbacks are not enabled for this API key (no callback_hosts)")
         if not self._host_allowed(host, patterns):
             raise PermissionDenied("callback host is not in this API key's allow-list")
+        return await self._pinned(host, port, tls, patterns)
+
+    async def check_url(self, url: str, key_hosts: Sequence[str] = ()) -> tuple[CallbackTarget, str]:
+        """An HTTP(S) webhook URL checked like a callback target: (pinned target, path with query)."""
+        parts = urlsplit(url or "") if len(url or "") <= MAX_TARGET_LENGTH else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
+            raise InvalidArgument("webhook URL must be http(s)://host[:port]/path")
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            raise InvalidArgument("webhook URL port must be 1-65535") from None
+        host = parts.hostname.lower()
+        bracketed = f"[{host}]" if ":" in host else host
+        self.parse(f"{parts.scheme}://{bracketed}:{port}")  # same syntax and port rules
+        patterns = (*key_hosts, *self._allowed_hosts)
+        if not patterns:
+            raise PermissionDenied("no webhook hosts are allowed")
+        if not self._host_allowed(host, patterns):
+            raise PermissionDenied("webhook host is not in the allow-list")
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        return await self._pinned(host, port, parts.scheme == "https", patterns), path
+
+    async def _pinned(self, host: str, port: int, tls: bool, patterns: Sequence[str]) -> CallbackTarget:
+        """Resolve once; refuse internal addresses not listed as IP/CIDR; pin the first address."""
         try:
             addresses = await self._resolve(host, port)
         except (OSError, UnicodeError):
