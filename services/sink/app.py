@@ -2,7 +2,8 @@
 
 `SinkApp(settings)`: `await start()` opens the store (embedded chdb under `chdb_path`, or a
 ClickHouse server) and creates the tables, starts the Kafka consumer thread (batched inserts),
-the rollout controller loop (when `routing_path` is set), a local OTLP trace receiver (when
+the rollout controller loop (on `routing_path`, or on the routing ConfigMap with
+`routing_backend` configmap), a local OTLP trace receiver (when
 `otlp_port` is set) and a gRPC server with AnalyticsService, health and `/metrics`; `await stop()`
 flips health, stops the controller and the receiver, flushes and stops the consumer and closes the
 store (predmesh.common.app.ServiceApp).
@@ -22,6 +23,7 @@ from predmesh.common.grpcserver import GrpcServer
 from predmesh.common.kafka import consumer_config
 from predmesh.v1 import analytics_pb2_grpc
 from services.sink.core.controller import RolloutController
+from services.sink.core.routing_store import FileRoutingStore, RoutingStore
 from services.sink.core.schema import create_statements
 from services.sink.core.store import AnalyticsStore
 from services.sink.metrics import SinkMetrics
@@ -56,6 +58,20 @@ def open_store(settings: SinkSettings) -> AnalyticsStore:
         store.close()
         raise
     return store
+
+
+def routing_store(settings: SinkSettings) -> RoutingStore | None:
+    """The routing table the rollout controller runs on; None = no controller."""
+    if settings.routing_backend == "file":
+        return None if settings.routing_path is None else FileRoutingStore(settings.routing_path)
+    from services.sink.backends.kube_configmap import ConfigMapRoutingStore, KubeApi
+
+    if not settings.routing_configmap:
+        raise ValueError("routing_backend configmap needs routing_configmap (the ConfigMap's name)")
+    sa_dir = settings.kube_service_account_dir
+    namespace = settings.kube_namespace or (sa_dir / "namespace").read_text().strip()
+    api = KubeApi.in_cluster(settings.kube_api_url, sa_dir, settings.kube_timeout_s)
+    return ConfigMapRoutingStore(api, namespace, settings.routing_configmap, settings.routing_configmap_key)
 
 
 def sink_consumer_config(settings: SinkSettings) -> dict[str, Any]:
@@ -97,8 +113,10 @@ class SinkApp(ServiceApp[SinkSettings]):
             await receiver.start()
             self.otlp = receiver
         tasks = [asyncio.create_task(self._export_forever(), name="sink-metrics")]
-        if s.routing_path is not None:
-            self.controller = RolloutController(store, s.routing_path, self.metrics.decision)
+        routing = routing_store(s)
+        if routing is not None:
+            self.controller = RolloutController(store, routing, self.metrics.decision)
+            log.info("rollout controller on %r", routing)
             tasks.append(asyncio.create_task(self._control_forever(), name="rollout-controller"))
         for task in tasks:
             stack.push_async_callback(_cancel, task)

@@ -49,8 +49,28 @@ class SinkSettings(ServerSettings):
     )
     query_max_rows: int = Field(10_000, ge=1, description="Most rows one AnalyticsService.Query returns.")
     routing_path: Path | None = Field(
-        None, description="Routing file whose `rollout` blocks the controller runs; unset = no rollout controller."
+        None,
+        description="Routing file whose `rollout` blocks the controller runs (routing_backend `file`); "
+        "unset = no rollout controller.",
     )
+    routing_backend: Literal["file", "configmap"] = Field(
+        "file",
+        description="Where the rollout controller reads and writes the routing table: `file` (routing_path) or "
+        "`configmap` (routing_configmap through the Kubernetes API, in a cluster).",
+    )
+    routing_configmap: str = Field("", description="Name of the routing ConfigMap (routing_backend `configmap`).")
+    routing_configmap_key: str = Field("routing.yaml", description="Key of the routing YAML in the ConfigMap.")
+    kube_namespace: str = Field(
+        "", description='Namespace of the ConfigMap; "" = the pod\'s (service account namespace file).'
+    )
+    kube_api_url: str = Field(
+        "", description='Kubernetes API server (https://host:port); "" = in-cluster (KUBERNETES_SERVICE_HOST/PORT).'
+    )
+    kube_service_account_dir: Path = Field(
+        Path("/var/run/secrets/kubernetes.io/serviceaccount"),
+        description="Directory of the service account's token, ca.crt and namespace files.",
+    )
+    kube_timeout_s: float = Field(10.0, gt=0, description="Timeout of one Kubernetes API request (seconds).")
     otlp_port: int | None = Field(
         None,
         description="Port of a local OTLP/gRPC trace receiver (plaintext, spans into the `spans` table); "

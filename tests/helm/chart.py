@@ -30,6 +30,7 @@ VALUE_SETS: dict[str, tuple[str, ...]] = {
     "observability": (BASE, "observability.yaml"),
     "ingest": (BASE, "ingest.yaml"),
     "cache": (BASE, "cache.yaml"),
+    "rollout": (BASE, "rollout.yaml"),
 }
 
 Manifest = dict[str, Any]

@@ -1,20 +1,21 @@
 """The rollout controller: evaluates every running rollout from the analytics store and
-promotes or rolls back by rewriting the routing file.
+promotes or rolls back by rewriting the live routing table (a `RoutingStore`: the file locally,
+the routing ConfigMap through the Kubernetes API in a cluster; core/routing_store.py).
 
 It runs as a loop inside the sink (which owns the store: the embedded engine is in process,
 and the evidence is what the sink has just inserted). Every `interval_s`:
 
-1. read the routing file; for each model whose `rollout` is running:
+1. read the routing table; for each model whose `rollout` is running:
 2. a rollout not yet started gets its first step's weights (`start`);
 3. otherwise query `arm_stats` and `outcome_quality` since the step began, build the stable and
    canary `Evidence`, and `decide`;
-4. a promote or rollback rewrites the file (`predmesh.common.rollout.rewrite_routing`: locked,
-   temp file + rename; the gateways' FileWatcher applies it) only if the rollout in the file is
+4. a promote or rollback rewrites the table (file: locked, temp file + rename; ConfigMap: a patch
+   conditional on the resourceVersion read; the gateways apply it live) only if the rollout in it is
    still the one evaluated (a `predmesh rollout pause` in between wins), then records the
    decision with its evidence: a `rollout_decisions` row, a metric (`on_decision`) and a log line.
 
-Blocking (file and store I/O): `evaluate_once` runs in a worker thread; one controller per
-routing file (several sinks on one file would double-record decisions, not corrupt the file).
+Blocking (routing and store I/O): `evaluate_once` runs in a worker thread; one controller per
+routing table (several would double-record decisions, not corrupt the table).
 """
 
 from __future__ import annotations
@@ -26,11 +27,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from predmesh.common.rollout import RolloutSpec, rewrite_routing, rollouts, set_rollout, set_weights, stable_version
+from predmesh.common.rollout import RolloutSpec, rollouts, set_rollout, set_weights, stable_version
 from services.sink.core import views
 from services.sink.core.decide import ArmEvidence, Decision, Evidence, decide, start
+from services.sink.core.routing_store import FileRoutingStore, RoutingStore
 from services.sink.core.schema import DECISION_COLUMNS
 from services.sink.core.store import AnalyticsStore
 
@@ -61,12 +61,12 @@ class RolloutController:
     def __init__(
         self,
         store: AnalyticsStore,
-        routing_path: Path,
+        routing: Path | RoutingStore,
         on_decision: Callable[[str, Decision], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
-        self._path = routing_path
+        self._routing: RoutingStore = FileRoutingStore(routing) if isinstance(routing, Path) else routing
         self._on_decision = on_decision or (lambda _m, _d: None)
         self._clock = clock
         self.decisions: list[tuple[str, Decision]] = []  # this process's, newest last (bounded)
@@ -86,8 +86,8 @@ class RolloutController:
         )
 
     def evaluate_once(self) -> list[tuple[str, Decision]]:
-        """One pass over the routing file; returns the decisions that changed it."""
-        document = yaml.safe_load(self._path.read_text()) or {}
+        """One pass over the routing table; returns the decisions that changed it."""
+        document = self._routing.read()
         made: list[tuple[str, Decision]] = []
         for model, spec in rollouts(document).items():
             if spec.state != "running":
@@ -112,7 +112,7 @@ class RolloutController:
             set_rollout(document, model, decision.spec)
             return True
 
-        if not rewrite_routing(self._path, change):
+        if not self._routing.rewrite(change):
             return False
         self._record(model, stable, evaluated, decision)
         return True

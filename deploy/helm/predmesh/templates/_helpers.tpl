@@ -40,6 +40,14 @@ _validate.tpl.
 {{- end -}}
 {{- end -}}
 
+{{- define "predmesh.sinkServiceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- include "predmesh.componentName" (dict "root" . "component" "sink") -}}
+{{- else -}}
+{{- required "serviceAccount.sinkName is required when serviceAccount.create=false and sink.rollout.enabled" .Values.serviceAccount.sinkName -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "predmesh.componentName" -}}
 {{- printf "%s-%s" (include "predmesh.fullname" .root) .component -}}
 {{- end -}}
