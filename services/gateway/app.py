@@ -10,6 +10,7 @@ from pathlib import Path
 from predmesh.clients.logger import LoggerClient
 from predmesh.common import telemetry
 from predmesh.common.app import ServiceApp, run_app
+from predmesh.common.callback_policy import CallbackPolicy
 from predmesh.common.filewatch import FileWatcher
 from predmesh.common.grpcclient import RETRY_UNAVAILABLE_OPTIONS, channel, client_tls
 from predmesh.common.grpcserver import GrpcServer
@@ -18,7 +19,6 @@ from services.gateway.core.async_jobs import AsyncDispatcher
 from services.gateway.core.auth import ApiKeyAuthorizer, KeyTable, load_key_file, merge_tables, parse_key_table
 from services.gateway.core.breaker import BreakerRegistry
 from services.gateway.core.cache import PredictionCache
-from predmesh.common.callback_policy import CallbackPolicy
 from services.gateway.core.callbacks import CallbackLimits, CallbackSender
 from services.gateway.core.catalog import ModelCatalog
 from services.gateway.core.durable_async import DurableAsync, DurableAsyncLimits

@@ -7,9 +7,9 @@ from dataclasses import replace
 
 import pytest
 
+from predmesh.common.callback_policy import CallbackPolicy
 from predmesh.common.errors import ErrorCode
 from services.gateway.core.async_jobs import AsyncDispatcher
-from predmesh.common.callback_policy import CallbackPolicy
 from services.gateway.errors import InvalidArgument, PermissionDenied, ResourceExhausted
 from tests.gateway.fakes import RecordingCallbacks
 from tests.gateway.test_predictor import item, make

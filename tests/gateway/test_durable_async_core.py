@@ -9,8 +9,8 @@ from dataclasses import replace
 
 import pytest
 
-from services.gateway.core.async_ports import AsyncJob, AsyncResult, DueCallback, Lookup, State
 from predmesh.common.callback_policy import CallbackPolicy
+from services.gateway.core.async_ports import AsyncJob, AsyncResult, DueCallback, Lookup, State
 from services.gateway.core.durable_async import DurableAsync, DurableAsyncLimits
 from services.gateway.core.priority import LaneAdmission, Priority
 from services.gateway.errors import NotFound

@@ -14,9 +14,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Protocol
 
+from predmesh.common.callback_policy import CallbackPolicy, CallbackTarget
 from predmesh.common.deadline import Deadline
 from predmesh.common.errors import PredmeshError
-from predmesh.common.callback_policy import CallbackPolicy, CallbackTarget
 from services.gateway.core.predictor import Predictor
 from services.gateway.core.tasks import drain_tasks
 from services.gateway.core.types import PredictInput, PredictOutput

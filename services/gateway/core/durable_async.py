@@ -26,10 +26,10 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
+from predmesh.common.callback_policy import CallbackPolicy
 from predmesh.common.deadline import Deadline
 from predmesh.common.errors import PredmeshError
 from services.gateway.core.async_ports import AsyncJob, AsyncResult, JobQueue, Lookup, ResultLog, ResultStore
-from predmesh.common.callback_policy import CallbackPolicy
 from services.gateway.core.predictor import Predictor
 from services.gateway.core.priority import LaneAdmission, Priority
 from services.gateway.core.types import PredictInput

@@ -10,10 +10,10 @@ Pure functions.
 
 from __future__ import annotations
 
+from predmesh.common.callback_policy import CallbackTarget
 from predmesh.common.errors import InvalidArgument
 from predmesh.v1 import prediction_pb2
 from services.gateway.core.async_ports import AsyncJob, AsyncResult
-from predmesh.common.callback_policy import CallbackTarget
 from services.gateway.core.priority import Priority
 from services.gateway.transport.converters import predict_input, predict_output, predict_request, predict_response
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import grpc
 
+from predmesh.common.callback_policy import CallbackTarget
 from predmesh.common.errors import InvalidArgument, PredmeshError, Unavailable
 from predmesh.common.grpcclient import CHANNEL_OPTIONS, insecure_channel, upstream_error
 from predmesh.common.values import scalar_to_value
@@ -23,7 +24,6 @@ from predmesh.v1 import (
     prediction_pb2,
     prediction_pb2_grpc,
 )
-from predmesh.common.callback_policy import CallbackTarget
 from services.gateway.core.types import FeatureRow, InferenceResult, ModelDescriptor, PredictOutput, Scalar
 from services.gateway.transport.converters import predict_response, score_from_pb, value_to_scalar
 
