@@ -33,6 +33,8 @@ from services.sink.transport.servicer import AnalyticsServicer
 from tests.report.browser import Elements, dump_dom, png_pixels, screenshot
 from tests.sink.support import outcome, prediction
 
+pytestmark = pytest.mark.integration  # drives a Chromium process (tests/report/browser.py)
+
 MODEL = "rep"
 T0 = 1_790_000_000.0  # fixed timestamps: rates are exact
 
