@@ -30,6 +30,7 @@ from predmesh.demo import synth
 from predmesh.local.mesh import LocalMesh, MeshOptions
 from predmesh.v1 import common_pb2, outcomes_pb2, outcomes_pb2_grpc, prediction_pb2, prediction_pb2_grpc
 from services.sink.core import views
+from tests.report.browser import Elements
 
 USERS = 1000
 ROLLOUT = {
@@ -296,3 +297,17 @@ def test_worse_canary_rolled_back_good_one_promoted_and_auc_view_matches_sklearn
     expected = roc_auc_score([s.label for s in stable], [s.score for s in stable])
     assert row["auc"] == pytest.approx(expected, abs=1e-6)
     assert quality[("4", "canary")]["auc"] < 0.5 < expected
+
+    # 4. `predmesh report` over the same store: the rollout history and AUC of the real mesh's data
+    # (rendered in a real browser by tests/report; here the numbers in the HTML are checked)
+    assert mesh.sink is not None
+    out = mesh.state_dir / "report-fraud.html"
+    args = ["report", "fraud", "--out", str(out), "--target", mesh.sink.address, "--state-dir", str(mesh.state_dir)]
+    assert cli(args) == 0
+    page = Elements(out.read_text())
+    points = page.find("circle", class_="point", data_chart="chart-rollout")
+    assert [(p["data-kind"], float(p["data-value"])) for p in points] == [
+        ("start", 20.0), ("rollback", 0.0), ("start", 20.0), ("promote", 50.0), ("promote", 100.0)
+    ]  # fmt: skip
+    auc = {a["data-series"]: float(a["data-value"]) for a in page.find("rect", class_="bar", data_chart="chart-auc")}
+    assert auc["4/canary"] < 0.5 < auc["1/stable"]
