@@ -18,7 +18,9 @@ from services.features.loader import LoadReport, load_frame
 
 
 def load_demo(redis_url: str, n: int = 1000) -> LoadReport:
-    """Write the demo's synthetic users (`synth.users(n)`) as `user` entities."""
+    """Write the demo's synthetic users (`synth.users(n)`) as `user` entities, and its merchants
+    (`synth.merchants()`, read by fraud:3) as `merchant` entities; returns the users' report."""
+    load_frame(synth.merchants(), "merchant", redis_url, FEATURE_REGISTRY)
     return load_frame(synth.users(n), "user", redis_url, FEATURE_REGISTRY)
 
 

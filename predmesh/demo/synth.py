@@ -3,6 +3,11 @@
 `users(n, seed)` gives the stored features of n users (ids "u00000"...), and
 `transactions(users, n, seed)` gives request-time features plus a fraud label drawn
 from a known logistic model, so trained models have real signal to find.
+`merchants(n, seed)` gives the stored features of n merchants (ids "m0000"...), and
+`with_merchants(transactions, merchants, seed)` gives each transaction a merchant (its
+`merchant.*` features and `merchant_id`) and adds merchant-driven fraud to the labels: the
+signal only a model reading both groups (fraud:3) can find. Its own random stream, so the
+user-only data set (and the models trained on it) are unchanged.
 """
 
 from __future__ import annotations
@@ -22,6 +27,9 @@ STORE_FEATURES = [
 ]
 REQUEST_FEATURES = ["amount", "hour_of_day", "channel"]
 ALL_FEATURES = STORE_FEATURES + REQUEST_FEATURES
+MERCHANT_CATEGORIES = ["grocery", "travel", "electronics", "gaming", "other"]
+MERCHANT_STORE_FEATURES = ["risk_score", "category"]  # registry group `merchant`
+MERCHANT_FEATURES = [f"merchant.{name}" for name in MERCHANT_STORE_FEATURES]  # as a `user` model names them
 
 
 def users(n: int = 1000, seed: int = 7) -> pd.DataFrame:
@@ -61,3 +69,31 @@ def transactions(user_frame: pd.DataFrame, n: int = 20000, seed: int = 11) -> pd
     prob = 1.0 / (1.0 + np.exp(-logit))
     picks["label"] = (rng.random(n) < prob).astype(int)
     return picks
+
+
+def merchants(n: int = 200, seed: int = 13) -> pd.DataFrame:
+    """Stored per-merchant features, indexed by `entity_id` ("m0000"...)."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            "entity_id": [f"m{i:04d}" for i in range(n)],
+            "risk_score": np.clip(rng.beta(0.6, 6.0, n), 0, 1).round(4),
+            "category": rng.choice(MERCHANT_CATEGORIES, n, p=[0.35, 0.15, 0.2, 0.1, 0.2]),
+        }
+    )
+    return frame.set_index("entity_id")
+
+
+def with_merchants(frame: pd.DataFrame, merchant_frame: pd.DataFrame, seed: int = 17) -> pd.DataFrame:
+    """`frame` (transactions) with a random merchant per row and merchant-driven fraud added to `label`."""
+    rng = np.random.default_rng(seed)
+    n = len(frame)
+    picks = merchant_frame.iloc[rng.integers(0, len(merchant_frame), n)].reset_index()
+    out = frame.copy()
+    out["merchant_id"] = picks["entity_id"].to_numpy()
+    for name in MERCHANT_STORE_FEATURES:
+        out[f"merchant.{name}"] = picks[name].to_numpy()
+    logit = -5.0 + 9.0 * picks["risk_score"] + 1.2 * picks["category"].isin(["gaming", "electronics"]).astype(float)
+    extra = rng.random(n) < 1.0 / (1.0 + np.exp(-logit.to_numpy()))
+    out["label"] = (out["label"].to_numpy().astype(bool) | extra).astype(int)
+    return out

@@ -9,6 +9,10 @@ Models (all entity_type `user`, class_labels [legit, fraud], score = P(fraud)):
               when the feature store is down
   fraud_ens:1 ensemble (no ONNX): weighted average 0.5/0.5 of fraud:1 and fraud_nn:1
               (members on different backends when Triton is configured)
+  fraud:3     XGBoost on the user features plus the transaction's merchant (`merchant.risk_score`,
+              `merchant.category`: registry group `merchant`, read in the same round trip; callers
+              send `entities: {merchant: <id>}`), trained on `synth.with_merchants` data. Not in
+              the demo routing's arms: pin version 3 to call it.
 
 The input matrix is built by the serving `Preprocessor` from each model's spec, so
 training and serving cannot drift apart. Everything is seeded and single-process:
@@ -54,7 +58,14 @@ NUMERIC = [
     "amount",
     "hour_of_day",
 ]
-DEMO_MODELS = [("fraud", "1"), ("fraud", "2"), ("fraud_nn", "1"), ("fraud_ctx", "1"), ("fraud_ens", "1")]
+DEMO_MODELS = [
+    ("fraud", "1"),
+    ("fraud", "2"),
+    ("fraud_nn", "1"),
+    ("fraud_ctx", "1"),
+    ("fraud_ens", "1"),
+    ("fraud", "3"),
+]
 TARGET_OPSET = 15
 _THREADS = 2
 
@@ -82,8 +93,8 @@ def demo_dataset(seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def frame_columns(frame: pd.DataFrame) -> dict[str, Column]:
-    """Feature columns as plain Python scalars, as the service receives them."""
-    return {name: frame[name].tolist() for name in synth.ALL_FEATURES}
+    """Feature columns (user and, when present, merchant) as plain Python scalars, as the service receives them."""
+    return {name: frame[name].tolist() for name in (*synth.ALL_FEATURES, *synth.MERCHANT_FEATURES) if name in frame}
 
 
 def _categorical(name: str, categories: list[str], other: str | None) -> dict[str, Any]:
@@ -283,7 +294,7 @@ def _with_metrics(trained: TrainedModel, holdout: pd.DataFrame, train_rows: int,
 
 
 def train_models(seed: int = 0) -> list[TrainedModel]:
-    """Train fraud:1, fraud:2, fraud_nn:1, fraud_ctx:1 and define fraud_ens:1 (deterministic for a seed)."""
+    """Train fraud:1, fraud:2, fraud_nn:1, fraud_ctx:1, fraud:3 and define fraud_ens:1 (deterministic for a seed)."""
     train, holdout = demo_dataset(seed)
     columns = frame_columns(train)
     labels = train["label"].to_numpy()
@@ -333,7 +344,24 @@ def train_models(seed: int = 0) -> list[TrainedModel]:
     ]
     trained = [_with_metrics(m, holdout, len(train), seed) for m in models]
     by_key = {f"{t.spec.name}:{t.spec.version}": t for t in trained}
-    return [*trained, _ensemble(by_key, holdout, len(train), seed)]
+    return [*trained, _ensemble(by_key, holdout, len(train), seed), _two_groups(train, holdout, seed)]
+
+
+def _two_groups(train: pd.DataFrame, holdout: pd.DataFrame, seed: int) -> TrainedModel:
+    """fraud:3: user + merchant features (two registry groups, one GetFeatures round trip)."""
+    shops = synth.merchants()
+    train = synth.with_merchants(train, shops, seed=17 + seed)
+    holdout = synth.with_merchants(holdout, shops, seed=19 + seed)
+    inputs = [
+        *_inputs(lambda _: "identity"),
+        {"name": "merchant.risk_score", "transform": "identity"},
+        _categorical("merchant.category", synth.MERCHANT_CATEGORIES, "other"),
+    ]
+    spec = _spec("fraud", "3", "xgboost", inputs, "XGBoost on user and merchant features (two groups)")
+    matrix = Preprocessor(spec).transform_columns(frame_columns(train), len(train))
+    labels = train["label"].to_numpy()
+    model = _xgboost(spec, matrix, labels, seed + 2, n_estimators=120, max_depth=4, learning_rate=0.1)
+    return _with_metrics(model, holdout, len(train), seed)
 
 
 def write_model(repo_dir: Path, trained: TrainedModel) -> Path:

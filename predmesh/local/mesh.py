@@ -86,6 +86,9 @@ class MeshOptions:
     supervise: bool = True  # restart dead processes and write <state_dir>/status.json
     extra_env: dict[str, str] = field(default_factory=dict)
     with_async_queue: bool = False  # durable PredictAsync + GetPrediction (Kafka async topics, Redis; needs the broker)
+    # the prediction cache's shared level (and its ingest invalidations) on the mesh's Redis; used only
+    # by models whose routing has a `cache` policy (without it: the in-process level alone)
+    with_cache: bool = False
 
 
 class LocalMesh:
@@ -361,6 +364,7 @@ class LocalMesh:
             "PREDMESH_GATEWAY_ROUTING_PATH": str(self.routing_path),
             **self._gateway_auth_env(),
             **self._start_async_queue(),
+            **self._start_cache(),
         }
         if opts.gateway_replicas > 1 and "PREDMESH_GATEWAY_DRAIN_DELAY_S" not in opts.extra_env:
             # Behind Envoy: on SIGTERM keep serving until its health checks (1 s x 2) took the replica out.
@@ -460,6 +464,14 @@ class LocalMesh:
             "PREDMESH_GATEWAY_ASYNC_REDIS_URL": self.redis.url,
             "PREDMESH_GATEWAY_ASYNC_KAFKA_EXTRA": json.dumps(DEV_CONSUMER_TIMEOUTS),
         }
+
+    def _start_cache(self) -> dict[str, str]:
+        """The gateway env of the prediction cache's shared Redis level ({} when off)."""
+        if not self.options.with_cache:
+            return {}
+        if self.redis is None:
+            raise RuntimeError("the shared prediction cache needs a single Redis (not with redis_cluster)")
+        return {"PREDMESH_GATEWAY_CACHE_REDIS_URL": self.redis.url}
 
     def _recreate_topics(self) -> None:
         """A restarted broker (memory storage) has no topics: create them before the logger replays."""

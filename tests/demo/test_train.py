@@ -17,7 +17,14 @@ N_ROWS = 300
 
 def test_specs_on_disk_carry_metrics_and_validate(demo_models: DemoModels) -> None:
     registry = ModelRegistry.from_directory(demo_models.repo)
-    assert [str(mv) for mv in registry.all()] == ["fraud:1", "fraud:2", "fraud_ctx:1", "fraud_ens:1", "fraud_nn:1"]
+    assert [str(mv) for mv in registry.all()] == [
+        "fraud:1",
+        "fraud:2",
+        "fraud:3",
+        "fraud_ctx:1",
+        "fraud_ens:1",
+        "fraud_nn:1",
+    ]
     ens = registry.get("fraud_ens")
     assert ens.is_ensemble and {p.name for p in ens.path.iterdir()} == {"model.yaml", "reference.json"}  # no ONNX
     assert registry.features(ens) == tuple(synth.ALL_FEATURES)
@@ -32,6 +39,10 @@ def test_specs_on_disk_carry_metrics_and_validate(demo_models: DemoModels) -> No
             # The fallback model sees request-time features only: weaker, but real signal.
             assert spec.feature_names == tuple(synth.REQUEST_FEATURES)
             assert 0.6 < spec.metadata["holdout_auc"] < 0.75
+        elif (spec.name, spec.version) == ("fraud", "3"):
+            # Two registry groups: the user's features and the transaction's merchant's.
+            assert spec.feature_names == (*synth.ALL_FEATURES, *synth.MERCHANT_FEATURES)
+            assert 0.7 < spec.metadata["holdout_auc"] <= 1.0
         else:
             assert spec.feature_names == tuple(synth.ALL_FEATURES)
             assert 0.7 < spec.metadata["holdout_auc"] <= 1.0

@@ -82,5 +82,5 @@ def test_python_m_runs_until_sigterm(demo_models: DemoModels, tmp_path: Path) ->
                 proc.kill()
                 proc.wait()
     text = log_path.read_text()
-    assert "serving fraud:1, fraud:2, fraud_ctx:1, fraud_ens:1, fraud_nn:1" in text
+    assert "serving fraud:1, fraud:2, fraud:3, fraud_ctx:1, fraud_ens:1, fraud_nn:1" in text
     assert "inference service stopped" in text

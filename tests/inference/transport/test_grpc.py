@@ -21,6 +21,7 @@ from ..conftest import DemoModels, make_settings
 
 Stub = inference_pb2_grpc.InferenceServiceStub
 FEATURES = list(synth.ALL_FEATURES)
+USER_ONLY = "2"  # the highest fraud version on user features only
 ROW: dict[str, Any] = {
     "account_age_days": 30.0,
     "txn_count_7d": 14,
@@ -34,7 +35,11 @@ ROW: dict[str, Any] = {
 }
 
 
-def request(rows: Sequence[dict[str, Any]], model: str = "fraud", version: str = "", names: Sequence[str] = FEATURES):
+def request(
+    rows: Sequence[dict[str, Any]], model: str = "fraud", version: str | None = None, names: Sequence[str] = FEATURES
+):
+    if version is None:  # fraud's default (highest) version, fraud:3, also reads merchant features
+        version = USER_ONLY if model == "fraud" else ""
     return inference_pb2.InferRequest(
         request_id="r1",
         model=model,
@@ -65,9 +70,12 @@ async def test_infer_default_and_pinned_versions(stub: Stub) -> None:
         account_age_days=900.0,
         channel="pos",
     )
-    response = await stub.Infer(request([ROW, legit]))
+    # The default is the highest version: fraud:3, which also reads the merchant group.
+    shop = {"merchant.risk_score": 0.1, "merchant.category": "grocery"}
+    names = [*FEATURES, *synth.MERCHANT_FEATURES]
+    response = await stub.Infer(request([ROW | shop, legit | shop], version="", names=names))
     assert response.model == "fraud"
-    assert response.model_version == "2"
+    assert response.model_version == "3"
     risky, safe = response.predictions
     assert risky.score > safe.score
     assert len(risky.scores) == 2 and risky.scores[1] == pytest.approx(risky.score)
@@ -96,7 +104,7 @@ async def test_large_requests_are_offloaded_and_agree(stub: Stub, demo_models: D
 async def test_list_and_get_models(stub: Stub) -> None:
     listed = await stub.ListModels(inference_pb2.ListModelsRequest())
     assert [(m.name, m.version, list(m.versions)) for m in listed.models] == [
-        ("fraud", "2", ["1", "2"]),
+        ("fraud", "3", ["1", "2", "3"]),
         ("fraud_ctx", "1", ["1"]),
         ("fraud_ens", "1", ["1"]),
         ("fraud_nn", "1", ["1"]),
@@ -106,7 +114,7 @@ async def test_list_and_get_models(stub: Stub) -> None:
     info = await stub.GetModel(inference_pb2.GetModelRequest(model="fraud", version="1"))
     assert info == inference_pb2.ModelInfo(
         name="fraud",
-        versions=["1", "2"],
+        versions=["1", "2", "3"],
         version="1",
         task="classifier",
         entity_type="user",
@@ -123,7 +131,7 @@ async def test_unknown_model_and_version_are_not_found(stub: Stub) -> None:
     await expect_error(stub.Infer(request([ROW], model="nope")), nf, "unknown model 'nope'")
     await expect_error(stub.Infer(request([ROW], version="9")), nf, "no version '9'")
     await expect_error(stub.GetModel(inference_pb2.GetModelRequest(model="nope")), nf, "unknown model")
-    await expect_error(stub.GetModel(inference_pb2.GetModelRequest(model="fraud", version="3")), nf, "no version")
+    await expect_error(stub.GetModel(inference_pb2.GetModelRequest(model="fraud", version="4")), nf, "no version")
 
 
 async def test_invalid_requests(stub: Stub) -> None:
