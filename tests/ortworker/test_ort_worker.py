@@ -64,7 +64,8 @@ async def test_kserve_protocol_typed_and_raw_contents_and_errors(
         assert (await stub.ServerReady(pb.ServerReadyRequest(), timeout=2)).ready
         assert (await stub.ModelReady(pb.ModelReadyRequest(name="fraud_ctx"), timeout=2)).ready
         meta = await stub.ModelMetadata(pb.ModelMetadataRequest(name="fraud"), timeout=2)
-        assert list(meta.versions) == ["1", "2"] and list(meta.inputs[0].shape) == [-1, 17]
+        # The default is fraud:3: the 17 user columns + merchant risk + 5 merchant categories.
+        assert list(meta.versions) == ["1", "2", "3"] and list(meta.inputs[0].shape) == [-1, 23]
         config = await stub.ModelConfig(pb.ModelConfigRequest(name="fraud_nn"), timeout=2)
         assert config.config.input[0].name == "input"
 
