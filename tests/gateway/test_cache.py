@@ -1,12 +1,24 @@
 """The prediction cache's core with small fakes: policy parsing, TTL rules, LRU bound, keys,
-invalidation, and the request path without a policy (nothing of the cache runs)."""
+invalidation, the request path without a policy (nothing of the cache runs), and the shared level's
+calls batched across concurrent requests (one lookup and one store per window)."""
 
 from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
 
 import pytest
 
 from predmesh.common.deadline import Deadline
-from services.gateway.core.cache import CachedAnswer, PredictionCache, cache_key, parse_cache_policy
+from services.gateway.core.cache import (
+    CachedAnswer,
+    CacheKey,
+    PredictionCache,
+    SharedEntry,
+    SharedHit,
+    cache_key,
+    parse_cache_policy,
+)
 from services.gateway.core.catalog import ModelCatalog
 from services.gateway.core.predictor import Predictor, PredictorLimits
 from services.gateway.core.routing import RoutingError, parse_routing
@@ -157,3 +169,66 @@ async def test_batch_scores_only_the_misses() -> None:
     assert [o.cached for o in outs] == [True, False]
     assert [o.request_id for o in outs] == ["b/0", "b/1"]
     assert models.infer_calls[-1] == ("fraud", "2", 1)
+
+
+class CountingShared:
+    """A shared level in memory that records each batched call (keys / entries per call)."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, tuple[CachedAnswer, tuple[int, ...]]] = {}
+        self.gets: list[int] = []
+        self.puts: list[int] = []
+
+    async def get_many(self, keys: Sequence[CacheKey]) -> list[SharedHit]:
+        self.gets.append(len(keys))
+        await asyncio.sleep(0)  # a round trip: others may queue meanwhile
+        out = []
+        for key in keys:
+            got = self.entries.get(key.text)
+            out.append(SharedHit(got[0] if got else None, (0,) * len(key.entities), 60.0 if got else 0.0))
+        return out
+
+    async def put_many(self, entries: Sequence[SharedEntry]) -> None:
+        self.puts.append(len(entries))
+        await asyncio.sleep(0)
+        for key, answer, gens, _ in entries:
+            self.entries[key.text] = (answer, gens)
+
+
+async def test_concurrent_requests_share_one_shared_lookup_and_one_store() -> None:
+    shared = CountingShared()
+    models = FakeModels()
+    cache = PredictionCache(100, shared)
+    predictor = Predictor(FakeFeatures(), models, ModelCatalog(models, 60.0), ListSink(), LIMITS, cache=cache)
+    predictor.set_routing(parse_routing({"models": {"fraud": {"cache": {"ttl_s": 60}}}}, "r"))
+    outs = await asyncio.gather(*(predictor.predict(item(f"e{i}"), Deadline.after(1.0)) for i in range(8)))
+    assert not any(o.cached for o in outs)
+    assert (shared.gets, shared.puts) == ([8], [8])  # one pipelined lookup and one store for the 8 requests
+    assert len(models.infer_calls) == 1
+    # Another replica (empty in-process level): 8 concurrent hits from one shared lookup, built like fresh answers.
+    other = Predictor(
+        FakeFeatures(), models, ModelCatalog(models, 60.0), ListSink(), LIMITS, cache=PredictionCache(100, shared)
+    )
+    other.set_routing(parse_routing({"models": {"fraud": {"cache": {"ttl_s": 60}}}}, "r"))
+    hits = await asyncio.gather(*(other.predict(item(f"e{i}"), Deadline.after(1.0)) for i in range(8)))
+    assert all(h.cached for h in hits) and shared.gets == [8, 8] and shared.puts == [8]
+    assert [(h.entity_id, h.score, h.model_version, h.arm) for h in hits] == [
+        (o.entity_id, o.score, o.model_version, o.arm) for o in outs
+    ]
+    await predictor.drain(1.0)
+    await other.drain(1.0)
+
+
+class FailingShared(CountingShared):
+    async def get_many(self, keys: Sequence[CacheKey]) -> list[SharedHit]:
+        raise RuntimeError("bug in the shared level")
+
+
+async def test_a_failing_batched_lookup_is_a_miss_not_an_error() -> None:
+    models = FakeModels()
+    cache = PredictionCache(100, FailingShared())
+    predictor = Predictor(FakeFeatures(), models, ModelCatalog(models, 60.0), ListSink(), LIMITS, cache=cache)
+    predictor.set_routing(parse_routing({"models": {"fraud": {"cache": {"ttl_s": 60}}}}, "r"))
+    outs = await asyncio.gather(*(predictor.predict(item(f"e{i}"), Deadline.after(1.0)) for i in range(3)))
+    assert [o.cached for o in outs] == [False] * 3 and len(models.infer_calls) == 1
+    assert (await predictor.predict(item("e0"), Deadline.after(1.0))).cached  # the in-process level kept them

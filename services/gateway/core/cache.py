@@ -21,11 +21,21 @@ each gateway drops its in-process entries of a published entity (`invalidate_ent
 clears its whole in-process level when its subscription (re)connects. Without a shared store the
 cache has the in-process level only, and ingested writes reach it only through the TTL.
 
-Degraded answers are never stored. One `PredictionCache` per gateway, used from one event loop.
+Batched per window: the shared level is called through a `Coalescer` (`core/coalescer.py`) with
+one lane for lookups and one for stores, so all the lookups that concurrent requests make in one
+window (the same event loop turn when the lane is idle; while a call is in flight, what arrives
+meanwhile) leave as ONE pipelined `get_many`, and their stores as one `put_many`: a miss no
+longer costs each request its own Redis round trips. The in-process level is read per request,
+without waiting. Each request still gets its own answers; a failed or cancelled shared call is
+a miss (lookup) or nothing stored (store), never an error.
+
+Degraded answers are never stored. One `PredictionCache` per gateway, used from one event loop;
+`drain()` at shutdown waits for the shared calls in flight.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import operator
@@ -35,9 +45,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from services.gateway.core.coalescer import Coalescer, Window
 from services.gateway.core.types import PredictInput, Scalar, Score
 
 _OPS = {"gt": operator.gt, "gte": operator.ge, "lt": operator.lt, "lte": operator.le}
+# The shared level's window: what arrives while one call of a lane is in flight leaves with the next.
+SHARED_WINDOW = Window(max_rows=512, max_wait_s=0.001, flush_when_idle=True, max_inflight=1)
 
 
 class CachePolicyError(ValueError):
@@ -130,6 +143,9 @@ def cache_key(model: str, version: str, revision: str, entity_type: str, item: P
     return CacheKey(f"{model}:{version}:{digest}", entities)
 
 
+SharedEntry = tuple[CacheKey, CachedAnswer, tuple[int, ...], float]  # key, answer, generations, TTL (s)
+
+
 @dataclass(frozen=True, slots=True)
 class SharedHit:
     answer: CachedAnswer | None  # None: absent, expired or invalidated
@@ -145,7 +161,93 @@ class SharedCache(Protocol):
 
     async def get_many(self, keys: Sequence[CacheKey]) -> list[SharedHit]: ...
 
-    async def put_many(self, entries: Sequence[tuple[CacheKey, CachedAnswer, tuple[int, ...], float]]) -> None: ...
+    async def put_many(self, entries: Sequence[SharedEntry]) -> None: ...
+
+
+@dataclass(eq=False, slots=True)
+class _GetJob:
+    """One request's shared lookups, answered with one `SharedHit` per key."""
+
+    keys: Sequence[CacheKey]
+    future: asyncio.Future[list[SharedHit]]
+
+    @property
+    def rows(self) -> int:
+        return max(1, len(self.keys))
+
+    def fail(self, err: BaseException) -> None:
+        if not self.future.done():
+            self.future.set_exception(err)
+
+
+@dataclass(eq=False, slots=True)
+class _PutJob:
+    """One request's shared stores."""
+
+    entries: Sequence[SharedEntry]
+    future: asyncio.Future[None]
+
+    @property
+    def rows(self) -> int:
+        return max(1, len(self.entries))
+
+    def fail(self, err: BaseException) -> None:
+        if not self.future.done():
+            self.future.set_exception(err)
+
+
+class CoalescedShared:
+    """A `SharedCache` whose calls from concurrent requests leave together: one `get_many` per
+    window for every request's lookups, one `put_many` for their stores (see the module docstring).
+
+    Never raises: a failed or cancelled batched call answers misses / stores nothing.
+    """
+
+    def __init__(self, shared: SharedCache, window: Window = SHARED_WINDOW) -> None:
+        self._shared = shared
+        self._gets: Coalescer[str, _GetJob] = Coalescer(self._get_batch, window)
+        self._puts: Coalescer[str, _PutJob] = Coalescer(self._put_batch, window)
+
+    async def get_many(self, keys: Sequence[CacheKey]) -> list[SharedHit]:
+        if not keys:
+            return []
+        future: asyncio.Future[list[SharedHit]] = asyncio.get_running_loop().create_future()
+        self._gets.submit("get", _GetJob(keys, future))
+        try:
+            return await future
+        except Exception:  # the batch failed (a bug, shutdown): misses
+            return [SharedHit(None, ()) for _ in keys]
+
+    async def put_many(self, entries: Sequence[SharedEntry]) -> None:
+        if not entries:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._puts.submit("put", _PutJob(entries, future))
+        try:
+            await future
+        except Exception:  # nothing stored: the next request scores again
+            return
+
+    async def drain(self, timeout_s: float) -> None:
+        await self._gets.drain(timeout_s)
+        await self._puts.drain(timeout_s)
+
+    async def _get_batch(self, _: str, jobs: list[_GetJob]) -> None:
+        jobs = [job for job in jobs if not job.future.done()]
+        hits = await self._shared.get_many([key for job in jobs for key in job.keys]) if jobs else []
+        offset = 0
+        for job in jobs:
+            part, offset = hits[offset : offset + len(job.keys)], offset + len(job.keys)
+            if not job.future.done():
+                job.future.set_result(part)
+
+    async def _put_batch(self, _: str, jobs: list[_PutJob]) -> None:
+        jobs = [job for job in jobs if not job.future.done()]
+        if jobs:
+            await self._shared.put_many([entry for job in jobs for entry in job.entries])
+        for job in jobs:
+            if not job.future.done():
+                job.future.set_result(None)
 
 
 @dataclass(slots=True)
@@ -161,10 +263,15 @@ class Lookup:
 
 class PredictionCache:
     def __init__(
-        self, max_entries: int, shared: SharedCache | None = None, clock: Callable[[], float] = time.monotonic
+        self,
+        max_entries: int,
+        shared: SharedCache | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        window: Window = SHARED_WINDOW,
     ) -> None:
         self._max = max(1, max_entries)
-        self._shared = shared
+        self._batched = CoalescedShared(shared, window) if shared is not None else None
+        self._shared: SharedCache | None = self._batched
         self._clock = clock
         self._local: OrderedDict[str, tuple[float, CachedAnswer, tuple[tuple[str, str], ...]]] = OrderedDict()
         self._by_entity: dict[tuple[str, str], set[str]] = {}
@@ -212,6 +319,11 @@ class PredictionCache:
             self._put_local(key, answer, now + ttl_s)
         if self._shared is not None and entries:
             await self._shared.put_many([(key, ans, lookup.generations[i], ttl) for i, key, ans, ttl in entries])
+
+    async def drain(self, timeout_s: float) -> None:
+        """Wait (up to `timeout_s` per lane) for the shared level's batched calls in flight."""
+        if self._batched is not None:
+            await self._batched.drain(timeout_s)
 
     def _put_local(self, key: CacheKey, answer: CachedAnswer, expires: float) -> None:
         self._local[key.text] = (expires, answer, key.entities)

@@ -27,9 +27,17 @@ def build_outputs(
     timings: Timings,
     defaulted: Sequence[tuple[str, ...]] | None = None,
     degraded_reason: str = "",
+    missing: Sequence[tuple[str, ...]] | None = None,
+    stale: Sequence[tuple[str, ...]] | None = None,
+    cached: bool = False,
 ) -> list[PredictOutput]:
-    """One output per item, in order; `degraded_reason` marks a fallback answer."""
-    defaults = defaulted if defaulted is not None else [()] * len(items)
+    """One output per item, in order; `degraded_reason` marks a fallback answer. `missing` and
+    `stale` (per item) come with answers whose verdicts are known already (the cache's hits,
+    `cached=True`); fresh answers get theirs from `degradation.with_features_verdicts`."""
+    empty: list[tuple[str, ...]] = [()] * len(items)
+    defaults = defaulted if defaulted is not None else empty
+    missings = missing if missing is not None else empty
+    stales = stale if stale is not None else empty
     return [
         PredictOutput(
             request_id=rid,
@@ -42,10 +50,13 @@ def build_outputs(
             defaulted_features=names,
             degraded=bool(degraded_reason),
             degraded_reason=degraded_reason,
+            missing_features=absent,
+            stale_features=old,
             entities=item.entities,
             priority=item.priority,
+            cached=cached,
         )
-        for rid, item, score, names in zip(ids, items, scores, defaults, strict=True)
+        for rid, item, score, names, absent, old in zip(ids, items, scores, defaults, missings, stales, strict=True)
     ]
 
 

@@ -45,7 +45,7 @@ from services.gateway.core.coalescer import Coalescer
 from services.gateway.core.deps import PathDeps
 from services.gateway.core.fallback import FallbackChain
 from services.gateway.core.limits import PredictorLimits
-from services.gateway.core.outputs import LogEntry, PredictionLog, TraceIds
+from services.gateway.core.outputs import LogEntry, PredictionLog, TraceIds, build_outputs
 from services.gateway.core.ports import FeatureSource, ModelRunner, PredictionSink
 from services.gateway.core.routing import EMPTY, ModelRoute, RoutingTable
 from services.gateway.core.scoring import BatchScorer, ScoreJob
@@ -139,6 +139,8 @@ class Predictor:
         """Finish queued and running batches, then shadow work, within `timeout_s` each."""
         await self._batches.drain(timeout_s)
         await self._shadow.drain(timeout_s)
+        if self._cache is not None:
+            await self._cache.drain(timeout_s)
 
     # -- request path --------------------------------------------------------
     async def _run(
@@ -199,25 +201,22 @@ class Predictor:
             self._counter(self.metrics.cache_lookups, route.model, level).inc()
         hits = [i for i, answer in enumerate(found.answers) if answer is not None]
         if hits:
-            timings = Timings(total_ms=(self._clock() - started) * 1e3)
-            for i in hits:
-                answer = cast(CachedAnswer, found.answers[i])
-                results[i] = PredictOutput(
-                    request_id=ids[i],
-                    model=route.model,
-                    model_version=desc.version,
-                    entity_id=items[i].entity_id,
-                    score=answer.score,
-                    arm=arm,
-                    timings=timings,
-                    defaulted_features=answer.defaulted_features,
-                    missing_features=answer.missing_features,
-                    stale_features=answer.stale_features,
-                    entities=items[i].entities,
-                    priority=items[i].priority,
-                    cached=True,
-                )
-            served = [cast(PredictOutput, results[i]) for i in hits]
+            answers = [cast(CachedAnswer, found.answers[i]) for i in hits]
+            served = build_outputs(
+                [ids[i] for i in hits],
+                [items[i] for i in hits],
+                route.model,
+                desc.version,
+                [a.score for a in answers],
+                arm,
+                Timings(total_ms=(self._clock() - started) * 1e3),
+                [a.defaulted_features for a in answers],
+                missing=[a.missing_features for a in answers],
+                stale=[a.stale_features for a in answers],
+                cached=True,
+            )
+            for i, out in zip(hits, served, strict=True):
+                results[i] = out
             self._log.emit_many([LogEntry(served, (), [()] * len(served), TraceIds.current())])
             self._counter(self.metrics.predictions, route.model, desc.version, arm).inc(len(hits))
         misses = [i for i, answer in enumerate(found.answers) if answer is None]
