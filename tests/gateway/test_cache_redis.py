@@ -1,5 +1,6 @@
 """The prediction cache on a real Redis: hit, shared by replicas, invalidated by the ingestion
-service's write of the entity and by a routing change, TTL rules, degraded answers not cached.
+service's write of the entity and by a routing change, TTL rules, degraded answers not cached,
+concurrent lookups batched (one MGET) and stores batched (one pipeline).
 
 The features service and the orchestrator are the gateway's small fakes: what matters here is
 the real Redis level and the real ingestion writer (`RedisWriter`, the code the ingest loop runs).
@@ -186,3 +187,22 @@ async def test_degraded_answer_is_not_cached(redis_url: str, replicas: Callable[
     finally:
         client.close()
     assert len(a.cache) == 0
+
+
+async def test_concurrent_misses_make_one_mget_and_one_store_round_trip(
+    redis_url: str, replicas: Callable[..., Replica]
+) -> None:
+    a = replicas()
+    client = redis.Redis.from_url(redis_url)
+    try:
+        client.config_resetstat()
+        outs = await asyncio.gather(*(a.predict(item(f"c{i}")) for i in range(8)))
+        stats = {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in client.info("commandstats").items()}
+    finally:
+        client.close()
+    assert not any(o.cached for o in outs) and len(a.models.infer_calls) == 1
+    # The 8 lookups (entries + generations) in one MGET; the 8 stores in one pipeline; no GET per key.
+    assert {k: v for k, v in stats.items() if k in ("mget", "get", "set")} == {"mget": 1, "set": 8}
+    b = replicas()  # another replica: all 8 answered by its shared level, again from one MGET
+    assert all(o.cached for o in await asyncio.gather(*(b.predict(item(f"c{i}")) for i in range(8))))
+    assert b.models.infer_calls == []
