@@ -90,6 +90,43 @@ class PredictTarget(_Grpc):
         return await self._prediction(self.stub.Predict, next(self.requests))
 
 
+class CacheMixTarget(_Grpc):
+    """Predict where `hit_ratio` of the requests repeat one of `hot` fixed requests (entity + context):
+    cache hits once warm. The others are new requests (a unique `amount`): misses. The first `hot`
+    calls send each hot request once (send them as the warm-up); then the mix, seeded."""
+
+    def __init__(self, address: str, model: str, hit_ratio: float, hot: int, seed: int, timeout_s: float) -> None:
+        import random
+
+        from predmesh.v1 import prediction_pb2, prediction_pb2_grpc
+
+        super().__init__(address, timeout_s)
+        self.stub = prediction_pb2_grpc.PredictionServiceStub(self.channel)
+        rows = workload.transactions()
+        self._rng = random.Random(seed)
+        self._hit_ratio = hit_ratio
+        self._cold = itertools.cycle(rows[hot:])
+        self._n = 0
+
+        def request(row: dict[str, Any], amount: float) -> Any:
+            context = {k: _value(row[k]) for k in workload.REQUEST_FEATURES} | {"amount": _value(amount)}
+            return prediction_pb2.PredictRequest(model=model, entity_id=row["entity_id"], context=context)
+
+        self._request = request
+        self._hot = [request(row, row["amount"]) for row in rows[:hot]]
+
+    async def call(self) -> str:
+        n, self._n = self._n, self._n + 1
+        if n < len(self._hot):
+            request = self._hot[n]
+        elif self._rng.random() < self._hit_ratio:
+            request = self._hot[self._rng.randrange(len(self._hot))]
+        else:  # never seen: a unique amount (the cache key hashes the context)
+            row = next(self._cold)
+            request = self._request(row, round(row["amount"] + n * 1e-4 + self._rng.random() * 1e-5, 6))
+        return await self._prediction(self.stub.Predict, request)
+
+
 class PredictBatchTarget(_Grpc):
     """PredictionService.PredictBatch with ``batch_size`` entities per call."""
 
@@ -233,6 +270,12 @@ class HttpJsonTarget:
 
 async def make_predict(address: str, model: str, version: str = "", timeout_s: float = 5.0) -> PredictTarget:
     return PredictTarget(address, model, version, timeout_s)
+
+
+async def make_predict_cache_mix(
+    address: str, model: str, hit_ratio: float, hot: int = 200, seed: int = 1, timeout_s: float = 5.0
+) -> CacheMixTarget:
+    return CacheMixTarget(address, model, hit_ratio, hot, seed, timeout_s)
 
 
 async def make_predict_batch(
