@@ -109,16 +109,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hit-ratio", type=float, default=0.9)
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds of unreported load before round 0")
     args = parser.parse_args(argv)
-    metrics_port = free_port()
     options = dataclasses.replace(
         bench_options(Path(tempfile.mkdtemp(prefix="cache-mesh-")), logging_on=True, edge=True),
         with_cache=True,
         supervise=False,
-        extra_env={
-            "PREDMESH_GATEWAY_ROUTING_POLL_MS": "100",
-            "PREDMESH_GATEWAY_METRICS_PORT": str(metrics_port),
-        },
     )
+    LocalMesh(options).prepare()  # train the demo models first: the metrics port is picked just before the start
+    metrics_port = free_port()
+    options.extra_env = {
+        "PREDMESH_GATEWAY_ROUTING_POLL_MS": "100",
+        "PREDMESH_GATEWAY_METRICS_PORT": str(metrics_port),
+    }
     with LocalMesh(options) as mesh:
         _measure(mesh, "off", -1, args, metrics_port, report=False)
         for round_ in range(args.rounds):
