@@ -155,7 +155,9 @@ def test_load_demo_users(client: redis.Redis, redis_url: str) -> None:
 
     report = load_demo(redis_url, n=40)
     assert report.entities == 40 and report.nulls == 0
-    assert client.dbsize() == 40
+    shops = synth.merchants()
+    assert client.dbsize() == 40 + len(shops)  # and the merchants fraud:3 reads
+    assert client.hget("features:merchant:m0003", "category") == shops.loc["m0003", "category"]
     expected = synth.users(40).loc["u00007"]
     stored = client.hgetall("features:user:u00007")
     assert float(stored["account_age_days"]) == expected["account_age_days"]
@@ -180,5 +182,5 @@ def test_cli_main(tmp_path: Path, redis_url: str, client: redis.Redis, capsys: p
     assert "unknown columns" in capsys.readouterr().err
     assert main(["--redis-url", redis_url, *reg, str(tmp_path / "users.json")]) == 1
     assert "unsupported file type" in capsys.readouterr().err
-    assert main(["--redis-url", redis_url, *reg, "--entity-type", "merchant", str(path)]) == 1
+    assert main(["--redis-url", redis_url, *reg, "--entity-type", "shop", str(path)]) == 1
     assert "unknown entity type" in capsys.readouterr().err
