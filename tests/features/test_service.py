@@ -199,7 +199,7 @@ async def test_describe_group(stub: features_pb2_grpc.FeatureServiceStub) -> Non
 @pytest.mark.parametrize(
     ("req", "code", "detail"),
     [
-        (request(["u1"], ["country"], entity_type="merchant"), grpc.StatusCode.NOT_FOUND, "merchant"),
+        (request(["u1"], ["country"], entity_type="shop"), grpc.StatusCode.NOT_FOUND, "shop"),
         (request(["u1"], ["country", "shoe_size"]), grpc.StatusCode.INVALID_ARGUMENT, "shoe_size"),
         (
             request([("u1", {"shoe_size": num(1)})], ["country"]),
@@ -235,7 +235,7 @@ async def test_bad_requests_get_clear_status(
 
 async def test_describe_unknown_group_is_not_found(stub: features_pb2_grpc.FeatureServiceStub) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as info:
-        await stub.DescribeGroup(features_pb2.DescribeGroupRequest(entity_type="merchant"), timeout=5)
+        await stub.DescribeGroup(features_pb2.DescribeGroupRequest(entity_type="shop"), timeout=5)
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
 
 

@@ -43,8 +43,8 @@ def test_demo_registry_loads_with_typed_defaults() -> None:
 
 def test_unknown_entity_type_is_not_found() -> None:
     registry = load_registry(FEATURE_REGISTRY)
-    with pytest.raises(UnknownEntityType, match="merchant"):
-        registry.group("merchant")
+    with pytest.raises(UnknownEntityType, match="shop"):
+        registry.group("shop")
 
 
 def test_float_default_from_yaml_int_becomes_float() -> None:
