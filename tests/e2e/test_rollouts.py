@@ -2,8 +2,9 @@
 edge) into the analytics sink (embedded ClickHouse), the AUC view against sklearn, and the rollout
 controller rolling back a worse canary within its first step and promoting a good one to 100 %.
 
-The canaries are copies of fraud:1: version 3 unchanged (good), version 4 scoring P(legit)
-instead of P(fraud) (`postprocess.positive_class: legit`, deliberately worse: AUC ~ 1 - stable's).
+The canaries are copies of fraud:1 (version 3 is the demo's own fraud:3): version 5 unchanged (good),
+version 4 scoring P(legit) instead of P(fraud) (`postprocess.positive_class: legit`, deliberately
+worse: AUC ~ 1 - stable's).
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ def rollout_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMesh
     mesh = LocalMesh(options)
     mesh.state_dir.mkdir(parents=True, exist_ok=True)
     mesh.prepare()
-    add_version(mesh.model_repository, "3")
+    add_version(mesh.model_repository, "5")
     add_version(mesh.model_repository, "4", positive_class="legit")
     routing = {"models": {"fraud": {"versions": [{"version": "1", "weight": 100}]}}}
     mesh.routing_path.write_text(yaml.safe_dump(routing))
@@ -267,12 +268,12 @@ def test_worse_canary_rolled_back_good_one_promoted_and_auc_view_matches_sklearn
     assert any(s.version == "4" and s.arm == "canary" for s in driver.scored)
 
     # 2. the good canary (same model as stable) goes through every step to 100 %
-    start_rollout(mesh, "3")
+    start_rollout(mesh, "5")
     driver.until(lambda: state(mesh) != "running")
     route = rollout_state(mesh)
     assert route["rollout"]["state"] == "promoted", route
-    assert route["versions"] == [{"version": "3", "weight": 100.0}]
-    good = decisions(mesh, "3", 3)
+    assert route["versions"] == [{"version": "5", "weight": 100.0}]
+    good = decisions(mesh, "5", 3)
     assert [(d["action"], d["weight"]) for d in good] == [("start", 20), ("promote", 20), ("promote", 50)]
     for promoted in good[1:]:
         criteria = promoted["evidence"]["criteria"]
