@@ -16,8 +16,10 @@ never blocks. A request is read top to bottom in `_score`:
    NOT_FOUND) are never masked by fallbacks;
    With a `cache` policy on the model's route (`core/cache.py`), the rows are first looked up
    in the prediction cache, after assignment (the key holds the assigned version): hits are
-   answered with `cached=True`, logged and counted per arm here; only the misses are scored,
-   and their non-degraded answers are stored. Without a policy nothing of this runs;
+   answered with `cached=True` (built by `build_outputs` like fresh answers), logged and
+   counted per arm here; only the misses are scored, and their non-degraded answers are stored.
+   The shared level's lookups and stores of concurrent requests are batched per window by the
+   cache itself (one Redis round trip each). Without a policy nothing of this runs;
 4. the batch's answers are logged to a non-blocking sink in one call (`core/outputs.py`) and
    a sample of them is handed to the shadow runner (`core/shadow.py`), which scores it
    later, in background.
