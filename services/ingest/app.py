@@ -18,15 +18,20 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 import redis
+import redis.cluster
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from predmesh.common.app import ServiceApp, run_app
 from predmesh.common.grpcserver import GrpcServer
 from predmesh.common.kafka import consumer_config
 from predmesh.common.redact import redact_url
 from predmesh.common.redistls import ssl_options
+from services.features.core.redis_client import parse_target
 from services.features.core.registry import Registry, load_registry
+from services.ingest.core.cluster_writer import ClusterRedisWriter
 from services.ingest.core.gates import QualityGates
-from services.ingest.core.writer import RedisWriter
+from services.ingest.core.writer import RedisWriter, Writer
 from services.ingest.metrics import IngestMetrics
 from services.ingest.settings import IngestSettings
 from services.ingest.transport.consumer import IngestLoop
@@ -71,21 +76,14 @@ class IngestApp(ServiceApp[IngestSettings]):
         registry = self._registry
         if registry is None:
             registry = await asyncio.to_thread(load_registry, settings.registry_path)
-        timeout_s = settings.redis_timeout_ms / 1000.0
-        client = redis.Redis.from_url(
-            settings.redis_url,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            **ssl_options(settings.redis_url, settings.redis_tls),
-        )
-        stack.push_async_callback(asyncio.to_thread, client.close)
+        writer = await asyncio.to_thread(self._writer, stack)
         loop = IngestLoop(
             ingest_consumer_config(settings),
             dlq_producer_config(settings),
             settings.topic,
             settings.dlq_topic,
             QualityGates(registry, settings.max_entity_id_length, settings.max_future_s),
-            RedisWriter(client, settings.invalidate_cache),
+            writer,
             self.metrics,
             batch_max=settings.batch_max_events,
             poll_timeout_s=settings.poll_timeout_ms / 1000.0,
@@ -113,6 +111,28 @@ class IngestApp(ServiceApp[IngestSettings]):
             redact_url(settings.redis_url),
             settings.dlq_topic,
         )
+
+    def _writer(self, stack: AsyncExitStack) -> Writer:
+        """The Redis client and writer of `redis_url` (blocking: a cluster client reads the slot map).
+
+        `redis+cluster://` (or `redis_cluster`): a Redis Cluster, one pipeline per master."""
+        settings = self.settings
+        timeout_s = settings.redis_timeout_ms / 1000.0
+        target = parse_target(settings.redis_url, settings.redis_cluster)
+        options = {
+            "socket_timeout": timeout_s,
+            "socket_connect_timeout": timeout_s,
+            **ssl_options(target.url, settings.redis_tls),
+        }
+        if not target.cluster:
+            client = redis.Redis.from_url(target.url, **options)
+            stack.push_async_callback(asyncio.to_thread, client.close)
+            return RedisWriter(client, settings.invalidate_cache)
+        cluster = redis.cluster.RedisCluster.from_url(target.url, retry=Retry(NoBackoff(), 1), **options)
+        stack.push_async_callback(asyncio.to_thread, cluster.close)
+        writer = ClusterRedisWriter(cluster, settings.invalidate_cache)
+        stack.push_async_callback(asyncio.to_thread, writer.close)
+        return writer
 
     @staticmethod
     async def _watch(crashed: asyncio.Event, server: GrpcServer) -> None:

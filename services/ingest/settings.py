@@ -35,7 +35,12 @@ class IngestSettings(ServerSettings, RedisTlsSettings):
         default_factory=dict, description="Extra librdkafka properties of the dead-letter producer (SASL/TLS...)."
     )
     redis_url: str = Field(
-        "redis://127.0.0.1:6379/0", description="Redis URL holding the feature hashes; rediss:// = TLS (redis_tls_*)."
+        "redis://127.0.0.1:6379/0",
+        description="Redis URL holding the feature hashes; rediss:// = TLS (redis_tls_*); redis+cluster://seed:port "
+        "(or rediss+cluster://) = a Redis Cluster (one pipeline per master).",
+    )
+    redis_cluster: bool = Field(
+        False, description="Treat `redis_url` as a seed node of a Redis Cluster (same as a redis+cluster:// URL)."
     )
     redis_timeout_ms: float = Field(
         2000.0, gt=0, description="Timeout of connecting to Redis and of each batch write (milliseconds)."

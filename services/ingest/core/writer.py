@@ -19,6 +19,7 @@ The client (and its pool) is owned by the caller.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 import redis
 from redis.exceptions import RedisError
@@ -27,6 +28,14 @@ from predmesh.common.predcache import INVALIDATE_CHANNEL, generation_key, invali
 from services.features.core.store import WRITE_IF_NEWER_LUA, entity_key, write_args
 from services.ingest.core.gates import Accepted
 from services.ingest.errors import WriteFailed
+
+
+class Writer(Protocol):
+    """What the consumer loop writes through: `RedisWriter` (one Redis) or `ClusterRedisWriter`."""
+
+    def write(self, batch: Sequence[Accepted]) -> list[bool]: ...
+
+    def close(self) -> None: ...
 
 
 class RedisWriter:
@@ -59,3 +68,6 @@ class RedisWriter:
         except (RedisError, OSError) as err:
             raise WriteFailed(f"redis write failed: {type(err).__name__}: {err}") from err
         return [int(reply) == 1 for reply in replies]
+
+    def close(self) -> None:
+        """Nothing to release (the client is the caller's)."""

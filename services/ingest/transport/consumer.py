@@ -5,7 +5,8 @@
 `batch_max` records:
 
 1. decode and gate every record (`QualityGates`);
-2. write the accepted ones in one pipelined Redis round trip (`RedisWriter`; newest event
+2. write the accepted ones in one pipelined Redis round trip (`RedisWriter`; on a Redis
+   Cluster one pipeline per master, `ClusterRedisWriter`; newest event
    per entity wins), retried after `retry_backoff_s` until it succeeds or the loop stops;
 3. produce the rejected records unchanged to the dead-letter topic with the reason in the
    headers, and flush (retried likewise);
@@ -29,7 +30,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from services.ingest.core.gates import Accepted, QualityGates, Rejected
-from services.ingest.core.writer import RedisWriter
+from services.ingest.core.writer import Writer
 from services.ingest.errors import WriteFailed
 from services.ingest.metrics import IngestMetrics
 from services.ingest.transport.converters import dead_letter_headers, event_from_record
@@ -46,7 +47,7 @@ class IngestLoop:
         topic: str,
         dlq_topic: str,
         gates: QualityGates,
-        writer: RedisWriter,
+        writer: Writer,
         metrics: IngestMetrics,
         batch_max: int = 500,
         poll_timeout_s: float = 0.1,

@@ -1,0 +1,130 @@
+"""The ingestion service on a real local Redis Cluster (3 masters + 3 replicas) and the real broker.
+
+- out-of-order and duplicated events of entities on every master leave the newest value, as on a
+  single Redis, and a replay of the stream changes nothing;
+- a slot moved to another master after the writer loaded the slot map: the per-master pipeline
+  gets MOVED, the batch goes through the cluster client, and the newest value still wins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis.cluster
+from redis.crc import key_slot
+
+from predmesh.clients.featureevents import FeatureEventProducer, feature_event
+from predmesh.common.predcache import generation_key
+from predmesh.local.kafka import DEV_CONSUMER_TIMEOUTS, TansuBroker, create_topics
+from predmesh.local.rediscluster import RedisCluster
+from services.features.core.store import entity_key
+from services.ingest.app import IngestApp
+from services.ingest.core.cluster_writer import ClusterRedisWriter
+from services.ingest.core.gates import Accepted
+from services.ingest.settings import IngestSettings
+from tests.ingest.support import registry
+from tests.ingest.test_ingest_app import Running
+
+USERS = [f"u{i}" for i in range(12)]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    with RedisCluster(Path(tmp_path_factory.mktemp("ingest-rcluster"))) as running:
+        yield running
+
+
+def _cluster_client(cluster: RedisCluster) -> redis.cluster.RedisCluster:
+    return redis.cluster.RedisCluster.from_url(
+        cluster.url.replace("redis+cluster://", "redis://"), decode_responses=True
+    )
+
+
+@pytest.fixture
+async def ingest(tansu: TansuBroker, cluster: RedisCluster) -> AsyncIterator[Running]:
+    suffix = uuid.uuid4().hex[:8]
+    topic, dlq = f"feature-events-{suffix}", f"feature-events-dlq-{suffix}"
+    await asyncio.to_thread(create_topics, tansu.bootstrap_servers, [topic, dlq])
+    settings = IngestSettings(
+        port=0,
+        grace_s=0.1,
+        bootstrap_servers=tansu.bootstrap_servers,
+        topic=topic,
+        dlq_topic=dlq,
+        group_id=f"ingest-{suffix}",
+        redis_url=cluster.url,
+        registry_path="unused.yaml",
+        kafka_extra=DEV_CONSUMER_TIMEOUTS,
+        retry_backoff_ms=50,
+    )
+    app = IngestApp(settings, registry=registry())
+    await app.start()
+    producer = FeatureEventProducer(tansu.bootstrap_servers, topic)
+    try:
+        yield Running(app, settings, producer)
+    finally:
+        await app.stop()
+
+
+async def test_out_of_order_and_duplicated_events_leave_the_newest_value_on_every_master(
+    ingest: Running, cluster: RedisCluster
+) -> None:
+    prefix = uuid.uuid4().hex[:6]  # fresh entities per run (the cluster is shared by the module)
+    ids = [f"{prefix}-{u}" for u in USERS]
+    masters = {cluster.master_of(entity_key("user", i)).name for i in ids}
+    assert len(masters) == 3, f"the entities must span every master, got {masters}"
+    t = int(time.time() * 1000) - 60_000
+    events = []
+    for n, entity in enumerate(ids):
+        events += [
+            feature_event("user", entity, {"spend": 30.0 + n, "country": "FR"}, t + 3000),
+            feature_event("user", entity, {"spend": 10.0, "country": "US"}, t + 1000),  # older: ignored
+            feature_event("user", entity, {"spend": 30.0 + n, "country": "FR"}, t + 3000),  # duplicate: ignored
+            feature_event("user", entity, {"spend": 20.0}, t + 2000),  # older: ignored
+        ]
+    await ingest.send(*events)
+    await ingest.wait_processed(len(events))
+    client = _cluster_client(cluster)
+    try:
+        for n, entity in enumerate(ids):
+            stored = client.hgetall(entity_key("user", entity))
+            assert stored == {"spend": str(30.0 + n), "country": "FR", "@event_time_ms": str(t + 3000)}, entity
+        assert (ingest.events("written"), ingest.events("ignored_older")) == (len(ids), 3 * len(ids))
+        # The prediction cache's generation of each entity (another key, maybe another master): one INCR per event.
+        assert {client.get(generation_key("user", i)) for i in ids} == {"4"}
+        await ingest.send(*events)  # an at-least-once replay of the whole stream changes nothing
+        await ingest.wait_processed(2 * len(events))
+        assert ingest.events("written") == len(ids)
+        assert client.hget(entity_key("user", ids[0]), "spend") == "30.0"
+    finally:
+        client.close()
+
+
+def _accepted(entity: str, spend: float, event_time_ms: int) -> Accepted:
+    return Accepted(entity_type="user", entity_id=entity, event_time_ms=event_time_ms, values={"spend": str(spend)})
+
+
+def test_a_moved_slot_is_followed_through_the_cluster_client(cluster: RedisCluster) -> None:
+    client = _cluster_client(cluster)
+    writer = ClusterRedisWriter(client)
+    try:
+        entity = f"moved-{uuid.uuid4().hex[:6]}"
+        key = entity_key("user", entity)
+        assert writer.write([_accepted(entity, 1.0, 1000)]) == [True]
+        assert writer.fallbacks == 0  # the per-master fast path served it
+        old = cluster.master_of(key)
+        target = next(m for m in cluster.masters_now() if m is not old)
+        cluster.move_slot(int(key_slot(key.encode())), target)  # the writer's slot map is now stale
+        assert writer.write([_accepted(entity, 3.0, 3000), _accepted(entity, 2.0, 2000)]) == [True, False]
+        assert writer.fallbacks == 1
+        assert client.hget(key, "spend") == "3.0"
+        assert writer.write([_accepted(entity, 4.0, 4000)]) == [True]
+        assert writer.fallbacks == 1  # the refreshed map serves the fast path again
+    finally:
+        writer.close()
+        client.close()
