@@ -17,6 +17,7 @@ predmesh report MODEL --out report.html   static HTML charts: scores, drift, can
 predmesh outcomes push FILE      record outcomes (CSV or JSON lines: request_id, model, label/value)
 predmesh batch score in.parquet --model fraud --out out.parquet   resumable batch scoring (PredictBatch, batch lane)
 predmesh capacity --rps 100000 --features 50    pods, Redis shards, Kafka partitions for a load
+predmesh topics ensure --bootstrap-servers B --spec JSON|@file   create/grow Kafka topics (Helm hook Job)
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ COMMANDS = (
     "predmesh.cli.report",
     "predmesh.cli.batch",
     "predmesh.cli.capacity",
+    "predmesh.cli.topics",
 )
 
 
