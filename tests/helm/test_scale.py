@@ -67,4 +67,8 @@ def test_ingest_more_replicas_than_partitions_fails(helm_run: HelmRun) -> None:
     extra = ["--set", "ingest.autoscaling.enabled=true", "--set", "ingest.autoscaling.maxReplicas=12"]
     proc = helm_run.run(*helm_run.template_args(files=[BASE, "ingest.yaml"], extra=extra))
     assert proc.returncode != 0
-    assert "exceeds ingest.lagScaling.partitions (6)" in proc.stderr
+    assert "ingest: up to 12 replicas but its topics have at most 6 partitions (kafka.topics: featureEvents=6)" in (
+        proc.stderr
+    )
+    raised = [*extra, "--set", "kafka.topics.featureEvents.partitions=12"]
+    assert find(helm_run.template(files=[BASE, "ingest.yaml"], extra=raised), "ScaledObject", "ingest")
