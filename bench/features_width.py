@@ -18,10 +18,11 @@ from pathlib import Path
 
 import redis
 
+from predmesh.featurestore.layout import entity_key
+from predmesh.featurestore.registry import parse_registry
 from predmesh.local.procs import RedisServer
 from services.features.core.assembler import EntityRequest, FeatureAssembler, FeatureQuery
-from services.features.core.registry import parse_registry
-from services.features.core.store import RedisFeatureStore, entity_key
+from services.features.core.store import RedisFeatureStore
 from services.features.transport.converters import vectors_to_pb
 
 USERS = 1000

@@ -126,7 +126,7 @@ def dense_only(path: Path) -> bool:
 
 
 def build_gpu_repo(repo: Path, target: Path, max_batch: int = 1024) -> list[tuple[str, str]]:
-    from services.inference.core.registry import scan_repository
+    from predmesh.models.registry import scan_repository
 
     served = []
     for mv in scan_repository(repo):
@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     ensure_demo_models(args.repo)
     import onnxruntime as ort
 
-    from services.inference.core.registry import ModelRegistry
+    from predmesh.models.registry import ModelRegistry
 
     registry = ModelRegistry.from_directory(args.repo)
     with tempfile.TemporaryDirectory(prefix="predmesh-gpu-") as tmp:

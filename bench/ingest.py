@@ -33,9 +33,9 @@ import redis
 
 from predmesh.common.kafka import consumer_config
 from predmesh.demo import FEATURE_REGISTRY
+from predmesh.featurestore.registry import load_registry
 from predmesh.local.kafka import DEV_CONSUMER_TIMEOUTS, TansuBroker, create_topics
 from predmesh.local.procs import RedisServer
-from services.features.core.registry import load_registry
 from services.ingest.app import dlq_producer_config
 from services.ingest.core.gates import Accepted, QualityGates
 from services.ingest.core.writer import RedisWriter

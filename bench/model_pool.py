@@ -32,9 +32,9 @@ import numpy as np
 
 from predmesh.demo.segments import FEATURES, segment_name, write_segment_models
 from predmesh.demo.train import demo_dataset
+from predmesh.models.pool import PooledBackend, State
 from predmesh.v1 import inference_pb2, inference_pb2_grpc
 from services.inference.app import InferenceApp
-from services.inference.backends.pool import PooledBackend, State
 from services.inference.settings import InferenceSettings
 from services.inference.transport.converters import row_to_proto
 

@@ -41,8 +41,8 @@ def model_dir(repo: Path, model: str, version: str) -> Path:
 
 def model_matrix(repo: Path, model: str, version: str, n: int = 2048) -> np.ndarray:
     """The float32 input matrix predmesh's preprocessor builds for ``transactions(n)``."""
-    from services.inference.core.preprocess import Preprocessor
-    from services.inference.core.spec import load_spec
+    from predmesh.models.preprocess import Preprocessor
+    from predmesh.models.spec import load_spec
 
     spec = load_spec(model_dir(repo, model, version) / "model.yaml")
     rows = transactions(n)

@@ -42,10 +42,10 @@ import onnx
 import onnxruntime as ort
 import yaml
 
-from services.inference.core.postprocess import Postprocessor
-from services.inference.core.preprocess import Preprocessor
-from services.inference.core.registry import ModelRegistry, ModelVersion
-from services.inference.core.spec import ONNX_FILE, SPEC_FILE, ModelSpec, parse_spec
+from predmesh.models.postprocess import Postprocessor
+from predmesh.models.preprocess import Preprocessor
+from predmesh.models.registry import ModelRegistry, ModelVersion
+from predmesh.models.spec import ONNX_FILE, SPEC_FILE, ModelSpec, parse_spec
 
 QUANTIZED_OPS = {"MatMulInteger", "DynamicQuantizeLinear", "QLinearMatMul", "QuantizeLinear", "ConvInteger"}
 TREE_OPS = {"TreeEnsembleClassifier", "TreeEnsembleRegressor", "TreeEnsemble"}

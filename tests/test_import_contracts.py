@@ -51,6 +51,9 @@ WRONG_IMPORTS = [
     ("predmesh/clients/logger.py", "from services.logger.core import events", "library (predmesh.common"),
     ("services/gateway/transport/logsink.py", "from services.logger.core.events import route", "a service never"),
     ("services/features/core/cache.py", "import grpc", "service cores hold"),
+    ("services/ortworker/app.py", "from services.inference.core import batcher", "a service never"),
+    ("services/ingest/core/writer.py", "from services.features.core import store", "a service never"),
+    ("predmesh/models/pool.py", "from services.inference import metrics", "library (predmesh.common"),
 ]
 
 

@@ -23,8 +23,8 @@ import yaml
 from onnx import TensorProto, helper, numpy_helper
 
 from predmesh.demo.train import demo_dataset, frame_columns
-from services.inference.core.preprocess import Preprocessor
-from services.inference.core.spec import ONNX_FILE, SPEC_FILE, parse_spec
+from predmesh.models.preprocess import Preprocessor
+from predmesh.models.spec import ONNX_FILE, SPEC_FILE, parse_spec
 
 FEATURES = ["account_age_days", "txn_count_7d", "avg_txn_amount_30d", "chargeback_rate_90d", "amount", "hour_of_day"]
 LOG1P = {"account_age_days", "txn_count_7d", "avg_txn_amount_30d", "amount"}

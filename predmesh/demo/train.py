@@ -41,8 +41,8 @@ import onnxruntime as ort
 import pandas as pd
 
 from predmesh.demo import synth
-from services.inference.core.preprocess import Column, Preprocessor
-from services.inference.core.spec import ONNX_FILE, SPEC_FILE, ModelSpec, parse_spec
+from predmesh.models.preprocess import Column, Preprocessor
+from predmesh.models.spec import ONNX_FILE, SPEC_FILE, ModelSpec, parse_spec
 from services.inference.triton.layout import triton_layout_present, write_triton_layout
 from services.monitor.core.reference import FILENAME as REFERENCE_FILE
 from services.monitor.core.reference import Reference, compute_reference, save_reference

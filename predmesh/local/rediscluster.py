@@ -93,7 +93,7 @@ class RedisCluster:
 
     @property
     def url(self) -> str:
-        """Seed URL for clients (`redis+cluster://`, see services.features.core.redis_client)."""
+        """Seed URL for clients (`redis+cluster://`, see predmesh.featurestore.redis_client)."""
         first = self.nodes[0]
         return f"redis+cluster://{first.host}:{first.port}"
 

@@ -17,9 +17,9 @@ from contextlib import AsyncExitStack
 from predmesh.common.app import ServiceApp, run_app
 from predmesh.common.grpcserver import GrpcServer
 from predmesh.common.redact import redact_url
+from predmesh.featurestore.registry import Registry, load_registry
 from services.features.core.assembler import FeatureAssembler, Limits
 from services.features.core.cache import EntityCache
-from services.features.core.registry import Registry, load_registry
 from services.features.core.store import RedisFeatureStore
 from services.features.errors import StoreUnavailable
 from services.features.metrics import FeaturesMetrics

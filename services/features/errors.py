@@ -2,16 +2,25 @@
 
 Request-time errors subclass the transport-neutral `predmesh.common.errors` types so
 the shared interceptor maps them to gRPC status codes. `RegistryError` and
-`LoadError` are configuration/CLI errors raised outside any RPC.
+`LoadError` are configuration/CLI errors raised outside any RPC. The registry's own
+errors (`RegistryError`, `UnknownEntityType`) live in `predmesh.featurestore.errors`
+and are re-exported here.
 """
 
 from __future__ import annotations
 
-from predmesh.common.errors import InvalidArgument, NotFound, Unavailable
+from predmesh.common.errors import InvalidArgument, Unavailable
+from predmesh.featurestore.errors import RegistryError, UnknownEntityType
 
-
-class UnknownEntityType(NotFound):
-    """The request names an entity type with no registered feature group."""
+__all__ = [
+    "BadEntities",
+    "InvalidContextValue",
+    "LoadError",
+    "RegistryError",
+    "StoreUnavailable",
+    "UnknownEntityType",
+    "UnknownFeature",
+]
 
 
 class UnknownFeature(InvalidArgument):
@@ -28,10 +37,6 @@ class BadEntities(InvalidArgument):
 
 class StoreUnavailable(Unavailable):
     """Redis could not be reached or did not answer within the timeout."""
-
-
-class RegistryError(ValueError):
-    """The feature registry file is malformed; the message names the file and the offending path."""
 
 
 class LoadError(ValueError):

@@ -35,11 +35,11 @@ from pathlib import Path
 import pandas as pd
 import redis
 
-from services.features.core import redis_client
-from services.features.core.registry import Registry, load_registry
-from services.features.core.spec import Source
-from services.features.core.store import EVENT_TIME_FIELD, entity_key
-from services.features.core.values import encode
+from predmesh.featurestore import redis_client
+from predmesh.featurestore.layout import EVENT_TIME_FIELD, entity_key
+from predmesh.featurestore.registry import Registry, load_registry
+from predmesh.featurestore.spec import Source
+from predmesh.featurestore.values import encode
 from services.features.errors import LoadError
 
 log = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ servicer -> gRPC server.
 
 - `await start()` scans the model repository, places every version on its backend
   (in-process ONNX Runtime, the ORT worker pool or Triton, micro-batched where
-  configured; backends/select.py), loads and warms it up (core/lifecycle.py), starts
+  configured; backends/select.py), loads and warms it up (predmesh/models/lifecycle.py), starts
   serving, then polls the repository every `poll_interval_ms` for hot swaps.
 - `await stop()` flips health to NOT_SERVING, drains in-flight RPCs within `grace_s`,
   unloads the models and closes the backends (and their thread pools). A failed start
@@ -24,12 +24,13 @@ from prometheus_client import CollectorRegistry
 
 from predmesh.common.app import ServiceApp, run_app
 from predmesh.common.grpcserver import GrpcServer
+from predmesh.models.lifecycle import ModelLifecycle
+from predmesh.models.metrics import PoolMetrics
+from predmesh.models.registry import ModelRegistry
 from predmesh.v1 import inference_pb2, inference_pb2_grpc
 from services.inference.backends.select import RoutingBackend, build_backends, pool_parts
-from services.inference.core.lifecycle import ModelLifecycle
-from services.inference.core.registry import ModelRegistry
 from services.inference.core.service import InferenceCore
-from services.inference.metrics import BatchMetrics, PoolMetrics
+from services.inference.metrics import BatchMetrics
 from services.inference.settings import InferenceSettings
 from services.inference.transport.servicer import InferenceServicer
 

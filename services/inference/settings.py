@@ -54,7 +54,7 @@ class InferenceSettings(ServerSettings):
         description="Requests with more rows than this are pre/post-processed in a worker thread (rows).",
     )
 
-    # -- hot reload (core/lifecycle.py) -----------------------------------------
+    # -- hot reload (predmesh/models/lifecycle.py) -----------------------------------------
     poll_interval_ms: float = Field(
         2000.0,
         ge=0,
@@ -110,7 +110,7 @@ class InferenceSettings(ServerSettings):
         "<model>/configs/<name>.pbtxt (cpu_local locally). A bounded model pool sends it with the versions "
         "to load (RepositoryModelLoad config override).",
     )
-    # -- model pools (backends/pool.py) -----------------------------------------
+    # -- model pools (predmesh/models/pool.py) -----------------------------------------
     pool_max_bytes: int = Field(
         0,
         ge=0,

@@ -27,8 +27,8 @@ from predmesh.common.grpcserver import GrpcServer
 from predmesh.common.kafka import consumer_config
 from predmesh.common.redact import redact_url
 from predmesh.common.redistls import ssl_options
-from services.features.core.redis_client import parse_target
-from services.features.core.registry import Registry, load_registry
+from predmesh.featurestore.redis_client import parse_target
+from predmesh.featurestore.registry import Registry, load_registry
 from services.ingest.core.cluster_writer import ClusterRedisWriter
 from services.ingest.core.gates import QualityGates
 from services.ingest.core.writer import RedisWriter, Writer

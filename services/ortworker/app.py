@@ -6,11 +6,11 @@ thread pool, never on the event loop) and serves tritonclient's
 `GRPCInferenceService` plus gRPC health on one grpc.aio server. The orchestrator
 reaches it through `backends/kserve_grpc.py`, exactly like Triton. The worker does not
 batch: the orchestrator's micro-batcher sends it batches. It polls the repository
-(`poll_interval_ms`) and hot-swaps versions like the orchestrator (core/lifecycle.py),
+(`poll_interval_ms`) and hot-swaps versions like the orchestrator (predmesh/models/lifecycle.py),
 with a longer `drain_ms` so the orchestrator stops using a removed version first.
 
 With `pool_max_models`/`pool_max_bytes` it runs a worker-local model pool
-(services/inference/backends/pool.py): eager versions load at start, others on their
+(predmesh/models/pool.py): eager versions load at start, others on their
 first ModelInfer, evicted LRU under the budget; ModelReady is true for every registered
 version (it loads on demand). With `model_control=explicit` it loads nothing at start: the orchestrator's model pool
 loads and unloads versions through RepositoryModelLoad/Unload (core/control.py), the
@@ -29,13 +29,13 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from predmesh.common.grpcserver import GrpcServer
 from predmesh.common.runner import configure_logging, run_loop, serve_until_signal
-from services.inference.backends.onnxruntime_local import OnnxRuntimeLocalBackend
-from services.inference.backends.pool import PoolConfig, PooledBackend
-from services.inference.core.backend import Backend
-from services.inference.core.eager import EagerPolicy
-from services.inference.core.lifecycle import ModelLifecycle
-from services.inference.core.registry import ModelRegistry, scan_repository
-from services.inference.metrics import PoolMetrics
+from predmesh.models.backend import Backend
+from predmesh.models.eager import EagerPolicy
+from predmesh.models.lifecycle import ModelLifecycle
+from predmesh.models.metrics import PoolMetrics
+from predmesh.models.onnxruntime_local import OnnxRuntimeLocalBackend
+from predmesh.models.pool import PoolConfig, PooledBackend
+from predmesh.models.registry import ModelRegistry, scan_repository
 from services.ortworker.core.control import ExplicitControl
 from services.ortworker.settings import OrtWorkerSettings
 from services.ortworker.transport.kserve import KServeServicer

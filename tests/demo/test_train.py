@@ -6,8 +6,8 @@ from pathlib import Path
 
 from predmesh.demo import synth
 from predmesh.demo.train import ensure_demo_models
-from services.inference.core.registry import ModelRegistry
-from services.inference.core.spec import load_spec
+from predmesh.models.registry import ModelRegistry
+from predmesh.models.spec import load_spec
 from services.inference.triton.layout import triton_layout_present
 from services.monitor.core.reference import load_reference, psi
 from tests.demo.support import DemoModels

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from predmesh.featurestore.layout import entity_key
 from predmesh.local.mesh import LocalMesh, MeshOptions
 from predmesh.local.procs import ManagedProcess, wait_until
-from services.features.core.store import entity_key
 from tests.faults.harness import Load, Outcome
 
 RATE = 40.0

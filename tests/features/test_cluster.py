@@ -18,10 +18,10 @@ from redis.crc import key_slot
 
 from predmesh.demo import FEATURE_REGISTRY
 from predmesh.demo.load import load_demo
+from predmesh.featurestore.layout import entity_key
+from predmesh.featurestore.registry import load_registry
 from predmesh.local.rediscluster import RedisCluster, wait_for_failover
 from predmesh.v1 import features_pb2, features_pb2_grpc
-from services.features.core.registry import load_registry
-from services.features.core.store import entity_key
 from tests.features.conftest import StartApp
 
 USERS = 300

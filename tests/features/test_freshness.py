@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from predmesh.common.values import scalar_from_value
+from predmesh.featurestore.registry import parse_registry
 from predmesh.v1 import features_pb2, features_pb2_grpc
-from services.features.core.registry import parse_registry
 from services.features.errors import RegistryError
 from tests.features.conftest import StartApp, seed
 

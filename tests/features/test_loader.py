@@ -11,8 +11,8 @@ import pytest
 import redis
 
 from predmesh.demo import FEATURE_REGISTRY, synth
+from predmesh.featurestore.registry import load_registry
 from predmesh.v1 import features_pb2, features_pb2_grpc
-from services.features.core.registry import load_registry
 from services.features.errors import LoadError
 from services.features.loader import load_file, load_frame, main
 from tests.features.conftest import StartApp

@@ -17,10 +17,11 @@ import redis.asyncio as aioredis
 from predmesh.common.redistls import RedisTls
 from predmesh.common.tls import TlsFiles
 from predmesh.demo import FEATURE_REGISTRY
+from predmesh.featurestore.layout import entity_key
 from predmesh.local.pki import LocalCA
 from predmesh.local.procs import RedisServer
 from services.features.app import FeaturesApp
-from services.features.core.store import RedisFeatureStore, entity_key
+from services.features.core.store import RedisFeatureStore
 from services.features.errors import StoreUnavailable
 from services.features.settings import FeaturesSettings
 

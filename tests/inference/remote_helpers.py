@@ -12,8 +12,8 @@ import pandas as pd
 
 from predmesh.demo import synth
 from predmesh.demo.train import frame_columns
+from predmesh.models.preprocess import Preprocessor
 from services.inference.app import InferenceApp
-from services.inference.core.preprocess import Preprocessor
 from services.inference.triton.layout import write_triton_layout
 
 from .conftest import DemoModels, make_settings

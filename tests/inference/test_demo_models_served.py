@@ -12,9 +12,9 @@ import pytest
 
 from predmesh.demo import synth
 from predmesh.demo.train import frame_columns
+from predmesh.models.preprocess import Preprocessor
+from predmesh.models.spec import ModelSpec
 from predmesh.v1 import inference_pb2, inference_pb2_grpc
-from services.inference.core.preprocess import Preprocessor
-from services.inference.core.spec import ModelSpec
 from services.inference.transport.converters import row_to_proto
 from tests.demo.support import DemoModels
 

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 
 from predmesh.local.triton import OrtWorker, TritonServer
+from predmesh.models.pool import PooledBackend
 from services.inference.app import InferenceApp
 from services.inference.backends.kserve_grpc import TRITON_ADMIN_HEADER
-from services.inference.backends.pool import PooledBackend
 from services.inference.triton.layout import write_triton_layout
 
 from .pool_helpers import Sampler, expected_fraud, routing_file, tiny_repo

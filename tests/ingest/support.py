@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.features.core.registry import Registry, parse_registry
+from predmesh.featurestore.registry import Registry, parse_registry
 
 
 def registry() -> Registry:

@@ -20,9 +20,9 @@ from redis.crc import key_slot
 
 from predmesh.clients.featureevents import FeatureEventProducer, feature_event
 from predmesh.common.predcache import generation_key
+from predmesh.featurestore.layout import entity_key
 from predmesh.local.kafka import DEV_CONSUMER_TIMEOUTS, TansuBroker, create_topics
 from predmesh.local.rediscluster import RedisCluster
-from services.features.core.store import entity_key
 from services.ingest.app import IngestApp
 from services.ingest.core.cluster_writer import ClusterRedisWriter
 from services.ingest.core.gates import Accepted

@@ -55,7 +55,7 @@ async def test_kserve_protocol_typed_and_raw_contents_and_errors(
     frame = demo_models.holdout.head(7)
     expected = reference_scores(demo_models, "fraud_nn:1", frame)
     from predmesh.demo.train import frame_columns
-    from services.inference.core.preprocess import Preprocessor
+    from predmesh.models.preprocess import Preprocessor
 
     matrix = Preprocessor(demo_models.trained["fraud_nn:1"].spec).transform_columns(frame_columns(frame), 7)
     async with grpc.aio.insecure_channel(workers[0].address) as channel:

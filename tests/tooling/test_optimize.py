@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from predmesh.cli import main as cli_main
+from predmesh.models.onnxruntime_local import OnnxRuntimeLocalBackend
+from predmesh.models.registry import ModelRegistry
 from predmesh.optimize import NotApplicable, optimize
-from services.inference.backends.onnxruntime_local import OnnxRuntimeLocalBackend
-from services.inference.core.registry import ModelRegistry
 from tests.inference.conftest import DemoModels
 
 

@@ -33,11 +33,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from predmesh.common.errors import InvalidArgument
+from predmesh.featurestore.registry import Registry
+from predmesh.featurestore.spec import FeatureGroup, FeatureSpec, Scalar, Source
+from predmesh.featurestore.values import coerce, parse_stored, why_invalid
 from services.features.core.cache import EntityCache
-from services.features.core.registry import Registry
-from services.features.core.spec import FeatureGroup, FeatureSpec, Scalar, Source
 from services.features.core.store import FeatureStore, StoredEntity
-from services.features.core.values import coerce, parse_stored, why_invalid
 from services.features.errors import BadEntities, InvalidContextValue, UnknownFeature
 from services.features.metrics import FeaturesMetrics
 

@@ -1,15 +1,9 @@
 """Reading stored features from Redis.
 
-Layout: one hash per entity, `features:{entity_type}:{entity_id}`, field = feature
-name, value = text (see `values.py`), plus the reserved field `@event_time_ms` (not a
-valid feature name): the event time (Unix ms) of the newest write, set by the ingestion
-service and the loader. Keeping it inside the entity's hash keeps one key per entity, so
-the conditional write below is atomic on one Redis Cluster slot and the read needs no
-extra command.
-
-`WRITE_IF_NEWER_LUA` is the only way streaming writes reach a hash: it sets the values and
-the event time only when the event is strictly newer than the stored event time (an
-out-of-order or replayed event is ignored), in one atomic script call per entity.
+Layout (`predmesh.featurestore.layout`, shared with the ingestion service and the loader):
+one hash per entity, `features:{entity_type}:{entity_id}`, field = feature name, value =
+text, plus the reserved field `@event_time_ms`: the event time (Unix ms) of the newest
+write, read here with the values in one HGETALL.
 
 `RedisFeatureStore.fetch_keys` reads any number of entities, of any entity types, in ONE
 pipelined round trip (`pipeline(transaction=False)`, one HGETALL per entity), traced as one
@@ -20,7 +14,7 @@ replies the client decodes.
 Partial failure policy: any Redis error fails the whole batch with
 `StoreUnavailable` (UNAVAILABLE) so the caller can degrade; no partial vectors.
 
-Redis Cluster (`redis+cluster://` URLs, see `redis_client.py`): the entities are split
+Redis Cluster (`redis+cluster://` URLs, see `predmesh.featurestore.redis_client`): the entities are split
 into one pipeline per master, sent concurrently (`cluster_reads.ShardedReader`; or
 redis-py's cluster pipeline with `cluster_fast_path=False`); MOVED/ASK and failover are
 followed by the cluster client. An entity is one key, hence one slot.
@@ -41,39 +35,16 @@ from redis.exceptions import RedisError
 
 from predmesh.common import telemetry
 from predmesh.common.redistls import RedisTls
-from services.features.core import redis_client
+from predmesh.featurestore import redis_client
+from predmesh.featurestore.layout import EVENT_TIME_FIELD, entity_key
+from predmesh.featurestore.redis_client import AsyncClient
 from services.features.core.cluster_reads import ShardedReader
-from services.features.core.redis_client import AsyncClient
 from services.features.errors import StoreUnavailable
 
 PIPELINE_SPAN = "redis.pipeline"
 
 
-EVENT_TIME_FIELD = "@event_time_ms"
 _EVENT_TIME_RAW = EVENT_TIME_FIELD.encode()
-
-# KEYS[1] = entity hash; ARGV[1] = event time (Unix ms, integer); ARGV[2..] = field, value, ...
-# Returns 1 when written, 0 when the stored event time is newer or equal (nothing written).
-WRITE_IF_NEWER_LUA = """
-local stored = redis.call('HGET', KEYS[1], '@event_time_ms')
-if stored and tonumber(stored) >= tonumber(ARGV[1]) then
-  return 0
-end
-redis.call('HSET', KEYS[1], '@event_time_ms', ARGV[1], unpack(ARGV, 2))
-return 1
-"""
-
-
-def entity_key(entity_type: str, entity_id: str) -> str:
-    return f"features:{entity_type}:{entity_id}"
-
-
-def write_args(event_time_ms: int, values: Mapping[str, str]) -> list[str]:
-    """ARGV of `WRITE_IF_NEWER_LUA` for one entity: the event time, then field/value pairs."""
-    args = [str(int(event_time_ms))]
-    for name, text in values.items():
-        args.extend((name, text))
-    return args
 
 
 def _event_time(raw: bytes | None) -> int | None:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from predmesh.common.values import scalar_from_value, scalar_to_value
+from predmesh.featurestore.spec import DType, FeatureGroup, FeatureSpec
 from predmesh.v1 import features_pb2
 from services.features.core.assembler import EntityRequest, FeatureQuery, FeatureVector
-from services.features.core.spec import DType, FeatureGroup, FeatureSpec
 from services.features.errors import BadEntities
 
 

@@ -16,10 +16,10 @@ from __future__ import annotations
 import numpy as np
 
 from predmesh.common.deadline import Deadline
-from services.inference.core.backend import Backend
+from predmesh.models.backend import Backend
+from predmesh.models.errors import ModelNotReady
+from predmesh.models.registry import ModelVersion, VersionKey
 from services.inference.core.batcher import BatcherConfig, BatcherStats, MicroBatcher
-from services.inference.core.registry import ModelVersion, VersionKey
-from services.inference.errors import ModelNotReady
 from services.inference.metrics import BatchMetrics
 
 

@@ -29,7 +29,7 @@ the model. Without it (ORT workers, Triton in poll/none mode) the server manages
 own repository and `load` only waits for readiness.
 
 Version control (`version_control=True`, set when a bounded model pool drives the
-backend, backends/pool.py): the server loads exactly the versions the orchestrator
+backend, predmesh/models/pool.py): the server loads exactly the versions the orchestrator
 loaded, per model: `load`/`unload` send RepositoryModelLoad for the model with a config
 override whose `version_policy` is `specific` = the versions wanted now (Triton keeps
 serving unchanged versions while it reloads), or RepositoryModelUnload when none is
@@ -73,8 +73,8 @@ from predmesh.common.errors import DeadlineExceeded, PredmeshError, ResourceExha
 from predmesh.common.filewatch import FileWatcher
 from predmesh.common.tls import TlsFiles
 from predmesh.common.tlschannel import Credentials, check_credentials
-from services.inference.core.registry import ModelVersion, VersionKey
-from services.inference.errors import ModelExecutionError, ModelLoadError, ModelNotReady
+from predmesh.models.errors import ModelExecutionError, ModelLoadError, ModelNotReady
+from predmesh.models.registry import ModelVersion, VersionKey
 
 log = logging.getLogger(__name__)
 

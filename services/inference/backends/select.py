@@ -10,8 +10,8 @@ Placement rule (per model version, from its spec and the settings):
    with a warning, so a dev machine without Triton still serves every model.
 
 Model pools: with `pool_max_bytes` or `pool_max_models` set, every backend kind gets its
-own `PooledBackend` (backends/pool.py) outermost (pool -> batcher -> backend): eager
-versions (core/eager.py: the routing table's arms) load at start, the rest on first use
+own `PooledBackend` (predmesh/models/pool.py) outermost (pool -> batcher -> backend): eager
+versions (predmesh/models/eager.py: the routing table's arms) load at start, the rest on first use
 under the budget. Remote backends then run under version control (the server loads only
 what the pool loaded; backends/kserve_grpc.py).
 
@@ -36,17 +36,18 @@ import numpy as np
 
 from predmesh.common.deadline import Deadline
 from predmesh.common.grpcclient import client_tls
+from predmesh.models.backend import Backend
+from predmesh.models.eager import EagerPolicy
+from predmesh.models.errors import ModelNotReady
+from predmesh.models.metrics import PoolMetrics
+from predmesh.models.onnxruntime_local import OnnxRuntimeLocalBackend
+from predmesh.models.pool import PoolConfig, PooledBackend
+from predmesh.models.registry import ModelVersion, VersionKey
 from services.inference.backends.batching import BatchingBackend
 from services.inference.backends.kserve_grpc import KServeGrpcBackend
-from services.inference.backends.onnxruntime_local import OnnxRuntimeLocalBackend
-from services.inference.backends.pool import PoolConfig, PooledBackend
-from services.inference.core.backend import Backend
 from services.inference.core.batcher import BatcherConfig, BatcherStats
-from services.inference.core.eager import EagerPolicy
 from services.inference.core.placement import HashRing, version_key
-from services.inference.core.registry import ModelVersion, VersionKey
-from services.inference.errors import ModelNotReady
-from services.inference.metrics import BatchMetrics, PoolMetrics
+from services.inference.metrics import BatchMetrics
 from services.inference.settings import InferenceSettings
 from services.inference.triton.layout import read_model_config
 

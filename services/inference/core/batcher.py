@@ -47,7 +47,7 @@ import numpy as np
 from predmesh.common import telemetry
 from predmesh.common.deadline import Deadline
 from predmesh.common.errors import DeadlineExceeded, ResourceExhausted, Unavailable
-from services.inference.errors import ModelExecutionError
+from predmesh.models.errors import ModelExecutionError
 from services.inference.metrics import BatchMetrics
 
 log = logging.getLogger(__name__)

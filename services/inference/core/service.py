@@ -23,11 +23,11 @@ import numpy as np
 
 from predmesh.common.deadline import Deadline
 from predmesh.common.errors import InvalidArgument, NotFound
-from services.inference.core.backend import Backend
-from services.inference.core.lifecycle import ModelLifecycle, Snapshot
-from services.inference.core.postprocess import Prediction
-from services.inference.core.preprocess import FeatureValue
-from services.inference.core.registry import ModelRegistry, ModelVersion
+from predmesh.models.backend import Backend
+from predmesh.models.lifecycle import ModelLifecycle, Snapshot
+from predmesh.models.postprocess import Prediction
+from predmesh.models.preprocess import FeatureValue
+from predmesh.models.registry import ModelRegistry, ModelVersion
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from predmesh.common.values import scalar_from_value, scalar_to_value
+from predmesh.models.lifecycle import ReloadResult
+from predmesh.models.postprocess import Prediction
+from predmesh.models.preprocess import FeatureValue
 from predmesh.v1 import common_pb2, inference_pb2
-from services.inference.core.lifecycle import ReloadResult
-from services.inference.core.postprocess import Prediction
-from services.inference.core.preprocess import FeatureValue
 from services.inference.core.service import ModelInfo
 
 

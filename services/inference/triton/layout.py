@@ -32,7 +32,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.inference.core.registry import ModelRegistry, ModelVersion, scan_repository
+from predmesh.models.registry import ModelRegistry, ModelVersion, scan_repository
 
 log = logging.getLogger(__name__)
 

@@ -23,9 +23,9 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from services.features.core.registry import Registry
-from services.features.core.spec import DType, FeatureSpec, Scalar, Source
-from services.features.core.values import coerce, encode, why_invalid
+from predmesh.featurestore.registry import Registry
+from predmesh.featurestore.spec import DType, FeatureSpec, Scalar, Source
+from predmesh.featurestore.values import coerce, encode, why_invalid
 
 REASONS = (
     "undecodable",

@@ -25,7 +25,7 @@ import redis
 from redis.exceptions import RedisError
 
 from predmesh.common.predcache import INVALIDATE_CHANNEL, generation_key, invalidation_message
-from services.features.core.store import WRITE_IF_NEWER_LUA, entity_key, write_args
+from predmesh.featurestore.layout import WRITE_IF_NEWER_LUA, entity_key, write_args
 from services.ingest.core.gates import Accepted
 from services.ingest.errors import WriteFailed
 

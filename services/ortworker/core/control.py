@@ -13,7 +13,7 @@ else stays unloaded until a RepositoryModelLoad names it. This is Triton's
 - `unload_model(name)`: unload every version of `name`.
 - `index()`: every registered version and whether it is loaded (RepositoryIndex).
 
-The orchestrator's model pool (services/inference/backends/pool.py) sends the versions
+The orchestrator's model pool (predmesh/models/pool.py) sends the versions
 in a config override `{"version_policy": {"specific": {"versions": [...]}}}`.
 
 Ownership: borrows nothing; owns the inner backend (closed by `close`). Threading: one
@@ -31,9 +31,9 @@ import numpy as np
 
 from predmesh.common.deadline import Deadline
 from predmesh.common.errors import InvalidArgument
-from services.inference.core.backend import Backend
-from services.inference.core.lifecycle import ModelLifecycle
-from services.inference.core.registry import ModelRegistry, ModelVersion
+from predmesh.models.backend import Backend
+from predmesh.models.lifecycle import ModelLifecycle
+from predmesh.models.registry import ModelRegistry, ModelVersion
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,10 +31,10 @@ from tritonclient.utils import np_to_triton_dtype
 
 from predmesh.common.deadline import Deadline
 from predmesh.common.errors import FailedPrecondition, InvalidArgument, PredmeshError
-from services.inference.backends.pool import PooledBackend
-from services.inference.core.backend import Backend
-from services.inference.core.lifecycle import ModelLifecycle
-from services.inference.core.registry import ModelVersion
+from predmesh.models.backend import Backend
+from predmesh.models.lifecycle import ModelLifecycle
+from predmesh.models.pool import PooledBackend
+from predmesh.models.registry import ModelVersion
 from services.ortworker.core.control import ExplicitControl, index, versions_from_config
 
 SERVER_NAME = "predmesh-ort-worker"

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from predmesh.demo import FEATURE_REGISTRY
-from services.features.core.registry import load_registry, parse_registry
-from services.features.core.spec import DType, Source
+from predmesh.featurestore.registry import load_registry, parse_registry
+from predmesh.featurestore.spec import DType, Source
 from services.features.errors import RegistryError, UnknownEntityType
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from predmesh.featurestore.spec import DType, FeatureSpec, Source
+from predmesh.featurestore.values import coerce, encode, parse_stored, parse_text
 from services.features.core.cache import EntityCache
-from services.features.core.spec import DType, FeatureSpec, Source
 from services.features.core.store import StoredEntity
-from services.features.core.values import coerce, encode, parse_stored, parse_text
 
 FLOAT = FeatureSpec("f", DType.FLOAT, Source.STORE, 1.0, min=0.0, max=10.0)
 INT = FeatureSpec("i", DType.INT, Source.STORE, 1, min=0.0, max=10.0)

@@ -20,8 +20,8 @@ from predmesh.common.grpcserver import GrpcServer
 from predmesh.common.settings import ServerSettings
 from predmesh.common.tls import TlsFiles
 from predmesh.local.pki import LocalCA
+from predmesh.models.registry import scan_repository
 from services.inference.backends.kserve_grpc import KServeGrpcBackend
-from services.inference.core.registry import scan_repository
 from tests.common.test_tlschannel import install, issue
 
 from ..builders import linear_onnx, regressor_spec, write_model

@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from services.inference.backends.onnxruntime_local import OnnxRuntimeLocalBackend
-from services.inference.core.backend import Backend
-from services.inference.core.registry import ModelVersion, scan_repository
-from services.inference.errors import ModelLoadError, ModelNotReady
+from predmesh.models.backend import Backend
+from predmesh.models.errors import ModelLoadError, ModelNotReady
+from predmesh.models.onnxruntime_local import OnnxRuntimeLocalBackend
+from predmesh.models.registry import ModelVersion, scan_repository
 
 from ..builders import linear_onnx, regressor_spec, write_model
 

@@ -11,11 +11,11 @@ import pytest
 
 from predmesh.common.deadline import Deadline
 from predmesh.common.errors import DeadlineExceeded, ResourceExhausted
-from services.inference.backends.pool import PoolConfig, PooledBackend, State
-from services.inference.core.registry import ModelVersion
-from services.inference.core.spec import parse_spec
-from services.inference.errors import ModelLoadError
-from services.inference.metrics import PoolMetrics
+from predmesh.models.errors import ModelLoadError
+from predmesh.models.metrics import PoolMetrics
+from predmesh.models.pool import PoolConfig, PooledBackend, State
+from predmesh.models.registry import ModelVersion
+from predmesh.models.spec import parse_spec
 
 from ..builders import regressor_spec
 

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from predmesh.models.registry import scan_repository
 from services.inference.backends.select import build_backends, placement
-from services.inference.core.registry import scan_repository
 from services.inference.settings import InferenceSettings
 from services.inference.triton.layout import triton_layout_present, write_triton_layout
 

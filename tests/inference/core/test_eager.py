@@ -7,9 +7,9 @@ from pathlib import Path
 
 import yaml
 
-from services.inference.core.eager import EagerPolicy, eager_versions
-from services.inference.core.registry import ModelVersion
-from services.inference.core.spec import parse_spec
+from predmesh.models.eager import EagerPolicy, eager_versions
+from predmesh.models.registry import ModelVersion
+from predmesh.models.spec import parse_spec
 
 from ..builders import regressor_spec
 

@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from services.inference.core.ensemble import Combiner
-from services.inference.core.registry import ModelRegistry
-from services.inference.core.spec import parse_spec
-from services.inference.errors import ModelSpecError
+from predmesh.models.ensemble import Combiner
+from predmesh.models.errors import ModelSpecError
+from predmesh.models.registry import ModelRegistry
+from predmesh.models.spec import parse_spec
 
 from ..builders import classifier_spec, linear_onnx, write_model
 

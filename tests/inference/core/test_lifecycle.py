@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from predmesh.common.deadline import Deadline
-from services.inference.core.lifecycle import ModelLifecycle
-from services.inference.core.registry import ModelRegistry, ModelVersion
-from services.inference.core.spec import parse_spec
-from services.inference.errors import ModelLoadError, VersionNotFound
+from predmesh.models.errors import ModelLoadError, VersionNotFound
+from predmesh.models.lifecycle import ModelLifecycle
+from predmesh.models.registry import ModelRegistry, ModelVersion
+from predmesh.models.spec import parse_spec
 
 from ..builders import classifier_spec
 

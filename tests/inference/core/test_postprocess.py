@@ -3,9 +3,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from services.inference.core.postprocess import Postprocessor, Prediction
-from services.inference.core.spec import parse_spec
-from services.inference.errors import ModelExecutionError
+from predmesh.models.errors import ModelExecutionError
+from predmesh.models.postprocess import Postprocessor, Prediction
+from predmesh.models.spec import parse_spec
 
 from ..builders import classifier_spec, regressor_spec
 

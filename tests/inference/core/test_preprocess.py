@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from predmesh.common.errors import InvalidArgument
-from services.inference.core.preprocess import Preprocessor
-from services.inference.core.spec import parse_spec
+from predmesh.models.preprocess import Preprocessor
+from predmesh.models.spec import parse_spec
 
 from ..builders import regressor_spec
 

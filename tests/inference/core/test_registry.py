@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from predmesh.common.errors import NotFound
-from services.inference.core.registry import ModelRegistry, scan_repository
-from services.inference.errors import ModelNotFound, ModelSpecError, VersionNotFound
+from predmesh.models.errors import ModelNotFound, ModelSpecError, VersionNotFound
+from predmesh.models.registry import ModelRegistry, scan_repository
 
 from ..builders import linear_onnx, regressor_spec, write_model
 

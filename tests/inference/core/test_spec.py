@@ -6,8 +6,8 @@ from typing import Any
 import pytest
 
 from predmesh.common.errors import ErrorCode
-from services.inference.core.spec import OneHot, Standardize, load_spec, parse_spec
-from services.inference.errors import ModelSpecError
+from predmesh.models.errors import ModelSpecError
+from predmesh.models.spec import OneHot, Standardize, load_spec, parse_spec
 
 from ..builders import classifier_spec, regressor_spec
 

@@ -204,7 +204,7 @@ async def test_start_fails_cleanly_on_a_model_that_cannot_load(tmp_path: Path) -
 
 
 def test_value_conversion_roundtrip() -> None:
-    from services.inference.core.preprocess import FeatureValue
+    from predmesh.models.preprocess import FeatureValue
     from services.inference.transport.converters import rows_from_proto
 
     values: list[FeatureValue] = [1.5, "x", True, False, None, 3]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.features.core.spec import Scalar
+from predmesh.featurestore.spec import Scalar
 from services.ingest.core.gates import REASONS, Accepted, IncomingEvent, QualityGates, Rejected
 from tests.ingest.support import registry
 

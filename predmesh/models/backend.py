@@ -29,7 +29,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from predmesh.common.deadline import Deadline
-from services.inference.core.registry import ModelVersion
+from predmesh.models.registry import ModelVersion
 
 
 @runtime_checkable

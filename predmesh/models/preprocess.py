@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from predmesh.common.errors import InvalidArgument
-from services.inference.core.spec import (
+from predmesh.models.spec import (
     BoolToFloat,
     Identity,
     InputSpec,

@@ -1,4 +1,4 @@
-"""Combining the outputs of an ensemble's members (spec: `ensemble:` in core/spec.py).
+"""Combining the outputs of an ensemble's members (spec: `ensemble:` in predmesh/models/spec.py).
 
 `Combiner(spec, members)` is built once per ensemble version from its spec and its
 member versions' specs; it is immutable and thread-safe. It takes one normalized
@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from services.inference.core.spec import ModelSpec
+from predmesh.models.spec import ModelSpec
 
 
 class Combiner:

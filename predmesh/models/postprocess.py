@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from services.inference.core.spec import ModelSpec
-from services.inference.errors import ModelExecutionError
+from predmesh.models.errors import ModelExecutionError
+from predmesh.models.spec import ModelSpec
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,9 +27,9 @@ from typing import Any
 
 import yaml
 
-from services.features.core.spec import DType, FeatureGroup, FeatureSpec, Scalar, Source
-from services.features.core.values import coerce
-from services.features.errors import RegistryError, UnknownEntityType
+from predmesh.featurestore.errors import RegistryError, UnknownEntityType
+from predmesh.featurestore.spec import DType, FeatureGroup, FeatureSpec, Scalar, Source
+from predmesh.featurestore.values import coerce
 
 # Entity types and feature names become parts of Redis keys / hash fields: keep them plain.
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

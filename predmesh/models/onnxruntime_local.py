@@ -6,7 +6,7 @@ run on that pool, never on the event loop. `InferenceSession.run` is thread-safe
 concurrent `infer` calls on the same session run in parallel up to the pool size; ORT's
 own intra-op threads multiply that, hence small defaults on shared CPUs.
 
-Lifecycle: see `services.inference.core.backend`. `close()` drops every session and
+Lifecycle: see `predmesh.models.backend`. `close()` drops every session and
 shuts the pool down, waiting for running batches.
 """
 
@@ -20,8 +20,8 @@ import numpy as np
 import onnxruntime as ort
 
 from predmesh.common.deadline import Deadline
-from services.inference.core.registry import ModelVersion, VersionKey
-from services.inference.errors import ModelExecutionError, ModelLoadError, ModelNotReady
+from predmesh.models.errors import ModelExecutionError, ModelLoadError, ModelNotReady
+from predmesh.models.registry import ModelVersion, VersionKey
 
 log = logging.getLogger(__name__)
 

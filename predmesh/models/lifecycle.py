@@ -41,13 +41,13 @@ from pathlib import Path
 import numpy as np
 
 from predmesh.common.deadline import Deadline
-from services.inference.core.backend import Backend
-from services.inference.core.ensemble import Combiner
-from services.inference.core.postprocess import Postprocessor
-from services.inference.core.preprocess import Preprocessor
-from services.inference.core.registry import ModelRegistry, ModelVersion, VersionKey, version_key
-from services.inference.core.spec import ONNX_FILE, SPEC_FILE
-from services.inference.errors import ModelExecutionError, ModelNotFound, VersionNotFound
+from predmesh.models.backend import Backend
+from predmesh.models.ensemble import Combiner
+from predmesh.models.errors import ModelExecutionError, ModelNotFound, VersionNotFound
+from predmesh.models.postprocess import Postprocessor
+from predmesh.models.preprocess import Preprocessor
+from predmesh.models.registry import ModelRegistry, ModelVersion, VersionKey, version_key
+from predmesh.models.spec import ONNX_FILE, SPEC_FILE
 
 log = logging.getLogger(__name__)
 

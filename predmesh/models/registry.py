@@ -4,7 +4,7 @@ Repository layout (Triton-compatible; Triton's own `<name>/config.pbtxt` and
 `<name>/configs/` may sit beside the version directories and are ignored here)::
 
     <repo>/<name>/<version>/model.onnx
-    <repo>/<name>/<version>/model.yaml     # predmesh spec, see core/spec.py
+    <repo>/<name>/<version>/model.yaml     # predmesh spec, see predmesh/models/spec.py
 
 Version directories are non-negative integers, compared numerically ("10" > "9");
 the highest is the default. A `<name>/<version>/` without `model.yaml` is skipped with
@@ -16,7 +16,7 @@ directory replaced in place (same number, new model.onnx) is a different revisio
 backends can hold the old and the new one side by side while the old one drains.
 
 `ModelRegistry` is an immutable snapshot, safe to read from any thread; hot reload
-(core/lifecycle.py) builds a new one and swaps the reference. Its constructor checks
+(predmesh/models/lifecycle.py) builds a new one and swaps the reference. Its constructor checks
 ensembles: members registered, no cycles, same task, same class labels; errors name
 the ensemble's model.yaml.
 """
@@ -28,8 +28,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.inference.core.spec import ONNX_FILE, SPEC_FILE, EnsembleMember, ModelSpec, load_spec
-from services.inference.errors import ModelNotFound, ModelSpecError, VersionNotFound
+from predmesh.models.errors import ModelNotFound, ModelSpecError, VersionNotFound
+from predmesh.models.spec import ONNX_FILE, SPEC_FILE, EnsembleMember, ModelSpec, load_spec
 
 log = logging.getLogger(__name__)
 

@@ -77,7 +77,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from services.inference.errors import ModelSpecError
+from predmesh.models.errors import ModelSpecError
 
 SPEC_FILE = "model.yaml"
 ONNX_FILE = "model.onnx"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from services.features.core.spec import DType, FeatureSpec, Scalar
+from predmesh.featurestore.spec import DType, FeatureSpec, Scalar
 
 _TRUE = frozenset({"1", "true"})
 _FALSE = frozenset({"0", "false"})

@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from services.inference.core.registry import ModelVersion
+from predmesh.models.registry import ModelVersion
 
 log = logging.getLogger(__name__)
 

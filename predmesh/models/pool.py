@@ -7,7 +7,7 @@ version being loaded or evicted counts until its load failed or its unload finis
 so the inner backend never holds more than the budget.
 
 - **Eager** versions (`is_eager(mv)`: the stable and canary arms of the routing table,
-  see core/eager.py) load when the lifecycle registers them (start, hot reload) and are
+  see predmesh/models/eager.py) load when the lifecycle registers them (start, hot reload) and are
   never evicted. Eager versions that do not fit the budget fail that load (a
   misconfiguration: the budget must hold the eager set).
 - **Lazy** versions are registered cold by `load` and loaded by the first `infer` that
@@ -41,10 +41,10 @@ import numpy as np
 
 from predmesh.common.deadline import Deadline
 from predmesh.common.errors import DeadlineExceeded, ResourceExhausted
-from services.inference.core.backend import Backend
-from services.inference.core.registry import ModelVersion, VersionKey
-from services.inference.errors import ModelLoadError, ModelNotReady
-from services.inference.metrics import PoolMetrics
+from predmesh.models.backend import Backend
+from predmesh.models.errors import ModelLoadError, ModelNotReady
+from predmesh.models.metrics import PoolMetrics
+from predmesh.models.registry import ModelVersion, VersionKey
 
 log = logging.getLogger(__name__)
 
