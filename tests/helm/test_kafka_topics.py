@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from tests.helm.chart import BASE, HelmRun, Manifest, env_of, find, workload
+from tests.helm.chart import BASE, HelmRun, Manifest, env_of, find, main_container, workload
 
 SINK = [
     "--set",
@@ -134,3 +134,33 @@ def test_sink_consumer_group_scales_on_its_lag(helm_run: HelmRun) -> None:
     assert "topic" not in trigger["metadata"]  # the lag over every topic of the group
     assert scaled["spec"]["maxReplicaCount"] == 6
     assert "replicas" not in workload(docs, "sink")["spec"], "KEDA owns the replica count"
+
+
+def test_every_kafka_client_gets_the_client_config_and_ca(helm_run: HelmRun) -> None:
+    extra = [
+        *SINK,
+        "--set",
+        "kafka.clientConfigSecret.name=kafka-client",
+        "--set",
+        "kafka.caSecret=kafka-ca",
+        "--set",
+        "asyncQueue.enabled=true",
+    ]
+    docs = helm_run.template(files=[BASE, "ingest.yaml"], extra=extra)
+    secret = {"secretKeyRef": {"name": "kafka-client", "key": "kafka-extra"}}
+    expected = {
+        "logger": ["PREDMESH_LOGGER_KAFKA_EXTRA"],
+        "monitor": ["PREDMESH_MONITOR_KAFKA_EXTRA"],
+        "sink": ["PREDMESH_SINK_KAFKA_EXTRA"],
+        "ingest": ["PREDMESH_INGEST_KAFKA_EXTRA", "PREDMESH_INGEST_PRODUCER_EXTRA"],
+        "gateway": ["PREDMESH_GATEWAY_ASYNC_KAFKA_EXTRA"],
+    }
+    for component, names in expected.items():
+        container = main_container(docs, component)
+        env = env_of(container)
+        assert all(env[name] == secret for name in names), component
+        mounts = {m["name"]: m["mountPath"] for m in container.get("volumeMounts", [])}
+        assert mounts.get("kafka-tls") == "/etc/predmesh/kafka-tls", component
+    assert "PREDMESH_FEATURES_KAFKA_EXTRA" not in env_of(main_container(docs, "features"))
+    plain = helm_run.template(extra=["--set", "kafka.clientConfigSecret.name=kafka-client"])
+    assert "PREDMESH_GATEWAY_ASYNC_KAFKA_EXTRA" not in env_of(main_container(plain, "gateway"))

@@ -3,9 +3,11 @@ TLS of the Python services as clients of external systems, from Secrets (docs/SE
 - every service: the OTLP collector's CA (tracing.tls.caSecret) -> <PREFIX>OTLP_TLS_CA_PATH;
 - features and ingest: Redis TLS (redis.tls.secretName: ca.crt, and tls.crt/tls.key with
   redis.tls.clientCertificate) for a rediss:// URL -> <PREFIX>REDIS_TLS_*;
-- logger and monitor: librdkafka properties for SASL_SSL (kafka.clientConfigSecret, a JSON object
-  with sasl.username/sasl.password...) -> <PREFIX>KAFKA_EXTRA, and the brokers' CA
-  (kafka.caSecret) mounted at /etc/predmesh/kafka-tls/ca.crt (set "ssl.ca.location" to it).
+- Kafka clients (logger, monitor, sink, ingest, and the gateway with asyncQueue): librdkafka
+  properties for SASL_SSL (kafka.clientConfigSecret, a JSON object with sasl.username/
+  sasl.password...) -> <PREFIX>KAFKA_EXTRA (ingest: also PRODUCER_EXTRA of its dead-letter
+  producer; gateway: ASYNC_KAFKA_EXTRA), and the brokers' CA (kafka.caSecret) mounted at
+  /etc/predmesh/kafka-tls/ca.crt (set "ssl.ca.location" to it).
 Each define takes the pod spec's dict (root, component, prefix).
 */}}
 {{- define "predmesh.clientTlsEnv" -}}
@@ -24,12 +26,22 @@ Each define takes the pod spec's dict (root, component, prefix).
   value: /etc/predmesh/redis-tls/tls.key
 {{- end }}
 {{- end }}
-{{- if and (has .component (list "logger" "monitor")) $v.kafka.clientConfigSecret.name }}
-- name: {{ .prefix }}KAFKA_EXTRA
+{{- if $v.kafka.clientConfigSecret.name }}
+{{- $names := list }}
+{{- if has .component (list "logger" "monitor" "sink") }}
+{{- $names = list "KAFKA_EXTRA" }}
+{{- else if eq .component "ingest" }}
+{{- $names = list "KAFKA_EXTRA" "PRODUCER_EXTRA" }}
+{{- else if and (eq .component "gateway") $v.asyncQueue.enabled }}
+{{- $names = list "ASYNC_KAFKA_EXTRA" }}
+{{- end }}
+{{- range $names }}
+- name: {{ $.prefix }}{{ . }}
   valueFrom:
     secretKeyRef:
       name: {{ $v.kafka.clientConfigSecret.name }}
       key: {{ $v.kafka.clientConfigSecret.key }}
+{{- end }}
 {{- end }}
 {{- end -}}
 
@@ -45,7 +57,7 @@ Each define takes the pod spec's dict (root, component, prefix).
   mountPath: /etc/predmesh/redis-tls
   readOnly: true
 {{- end }}
-{{- if and (has .component (list "logger" "monitor")) $v.kafka.caSecret }}
+{{- if and (include "predmesh.kafkaClient" .) $v.kafka.caSecret }}
 - name: kafka-tls
   mountPath: /etc/predmesh/kafka-tls
   readOnly: true
@@ -66,10 +78,17 @@ Each define takes the pod spec's dict (root, component, prefix).
     secretName: {{ $v.redis.tls.secretName }}
     defaultMode: 0440
 {{- end }}
-{{- if and (has .component (list "logger" "monitor")) $v.kafka.caSecret }}
+{{- if and (include "predmesh.kafkaClient" .) $v.kafka.caSecret }}
 - name: kafka-tls
   secret:
     secretName: {{ $v.kafka.caSecret }}
     defaultMode: 0440
 {{- end }}
+{{- end -}}
+
+{{/* "true" when the component talks to Kafka (the gateway only with asyncQueue), else "". */}}
+{{- define "predmesh.kafkaClient" -}}
+{{- if or (has .component (list "logger" "monitor" "sink" "ingest")) (and (eq .component "gateway") .root.Values.asyncQueue.enabled) -}}
+true
+{{- end -}}
 {{- end -}}
