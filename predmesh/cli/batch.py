@@ -26,13 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from predmesh.cli.common import add_connection_args, api_key, default_target, open_channel
+from predmesh.common import batchfiles
 
-Row = dict[str, Any]
+Row = batchfiles.Row
 # score(rows) -> one result per row: {"score", "label", "version", "degraded", "error"}
 Scorer = Callable[[Sequence[Row]], list[Row]]
 Progress = Callable[[int, int, float], None]  # rows done, rows total, seconds so far
 
-OUTPUT_COLUMNS = ("row", "entity_id", "score", "label", "version", "degraded", "error")
+OUTPUT_COLUMNS = batchfiles.OUTPUT_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -46,45 +47,6 @@ class Summary:
     @property
     def rows_per_s(self) -> float:
         return self.scored_now / self.seconds if self.seconds > 0 else 0.0
-
-
-def _schema() -> Any:
-    import pyarrow as pa
-
-    return pa.schema(
-        [
-            ("row", pa.int64()),
-            ("entity_id", pa.string()),
-            ("score", pa.float64()),
-            ("label", pa.string()),
-            ("version", pa.string()),
-            ("degraded", pa.bool_()),
-            ("error", pa.string()),
-        ]
-    )
-
-
-def read_table(path: Path) -> Any:
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
-
-    if path.suffix.lower() == ".csv":
-        return pacsv.read_csv(path)
-    return pq.read_table(path)
-
-
-def _write_atomic(table: Any, path: Path) -> None:
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
-
-    tmp = path.with_name(path.name + ".tmp")
-    if path.suffix.lower() == ".csv":
-        pacsv.write_csv(table, tmp)
-    else:
-        pq.write_table(table, tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _check_manifest(parts: Path, manifest: dict[str, Any]) -> None:
@@ -105,46 +67,29 @@ def run_job(
     entity_column: str = "entity_id",
     progress: Progress | None = None,
 ) -> Summary:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
+    """Score `input_path` into `output_path` on this machine, chunk by chunk (predmesh.common.batchfiles:
+    the same chunks, part files and output as the gateway's server-side jobs)."""
     started = time.monotonic()
-    table = read_table(input_path)
+    table = batchfiles.read_table(str(input_path))
     if entity_column not in table.column_names:
         raise ValueError(f"input has no {entity_column!r} column (columns: {table.column_names})")
     total = table.num_rows
     parts = output_path.with_name(output_path.name + ".parts")
     parts.mkdir(parents=True, exist_ok=True)
     _check_manifest(parts, {"input": str(input_path.resolve()), "rows": total, "chunk_rows": chunk_rows})
-    chunks = (total + chunk_rows - 1) // chunk_rows
+    chunks = batchfiles.chunk_count(total, chunk_rows)
     done = scored_now = 0
     for index in range(chunks):
-        part = parts / f"chunk-{index:06d}.parquet"
-        start = index * chunk_rows
-        size = min(chunk_rows, total - start)
-        if not part.exists():  # the checkpoint: a complete chunk file
+        part = batchfiles.part_location(str(parts), index)
+        start, size = batchfiles.chunk_bounds(total, chunk_rows, index)
+        if not os.path.exists(part):  # the checkpoint: a complete chunk file
             rows = table.slice(start, size).to_pylist()
-            results = score(rows)
-            if len(results) != len(rows):
-                raise RuntimeError(f"scorer answered {len(results)} results for {len(rows)} rows")
-            out = {
-                "row": list(range(start, start + size)),
-                "entity_id": [str(r.get(entity_column, "")) for r in rows],
-                "score": [r.get("score") for r in results],
-                "label": [r.get("label", "") for r in results],
-                "version": [r.get("version", "") for r in results],
-                "degraded": [bool(r.get("degraded", False)) for r in results],
-                "error": [r.get("error", "") for r in results],
-            }
-            _write_atomic(pa.table(out, schema=_schema()), part)
+            batchfiles.write_atomic(batchfiles.chunk_table(start, rows, score(rows), entity_column), part)
             scored_now += size
         done += size
         if progress is not None:
             progress(done, total, time.monotonic() - started)
-    pieces = [pq.read_table(parts / f"chunk-{i:06d}.parquet") for i in range(chunks)]
-    joined = pa.concat_tables(pieces) if pieces else _schema().empty_table()
-    _write_atomic(joined.select(list(OUTPUT_COLUMNS)), output_path)
-    errors = [e for e in joined.column("error").to_pylist() if e]
+    _, errors = batchfiles.join_parts(str(parts), chunks, str(output_path))
     return Summary(total, scored_now, len(errors), time.monotonic() - started, errors[0] if errors else "")
 
 
@@ -165,7 +110,7 @@ def grpc_scorer(
     from predmesh.v1 import jobs_pb2, prediction_pb2
 
     def context(row: Row) -> dict[str, Any]:
-        return {k: scalar_to_value(v) for k, v in row.items() if k != entity_column and v is not None}
+        return {k: scalar_to_value(v) for k, v in batchfiles.row_context(row, entity_column).items()}
 
     def score(rows: Sequence[Row]) -> list[Row]:
         out: list[Row] = []
