@@ -57,19 +57,23 @@ class BatchRunner:
         self._clock_ms = clock_ms
         self._on_chunk = on_chunk
         self._tasks: list[asyncio.Task[None]] = []
+        # Set by stop(): loops end even when a cancellation was swallowed by a client library and
+        # came back as an ordinary error (redis.asyncio may turn one into a connection error).
+        self._stopping = False
 
     def start(self) -> None:
         for i in range(max(1, self._limits.workers)):
             self._tasks.append(asyncio.create_task(self._loop(), name=f"batch-runner-{i}"))
 
     async def stop(self) -> None:
+        self._stopping = True
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 lease = await self._next()
             except Unavailable as err:
@@ -157,7 +161,7 @@ class BatchRunner:
             await self._store.finish(job_id, JobState.FAILED, error, self._clock_ms(), self._limits.job_ttl_s)
 
     async def _heartbeat(self, lease: Lease, lost: asyncio.Event) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self._limits.lease_s / 3)
             try:
                 held = await self._store.renew(lease, self._worker, self._limits.lease_s)

@@ -4,6 +4,11 @@ paths outside the allowed roots, bad input)."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +25,7 @@ from services.gateway.app import GatewayApp
 from services.gateway.settings import GatewaySettings
 from tests.gateway.asyncq.support import AUTH, KEYS, HoldingUpstreams, until
 
+ROOT = Path(__file__).resolve().parents[3]
 ROWS = 5000
 DONE = batchjobs_pb2.BATCH_JOB_STATE_DONE
 
@@ -60,13 +66,25 @@ async def gateway(upstreams: HoldingUpstreams, redis_url: str, root: Path) -> As
     )
     await app.start()
     yield app
-    await app.stop()
+    await bounded(app.stop(), "stopping the gateway")
+
+
+async def bounded(step: Any, what: str, timeout_s: float = 20.0) -> None:
+    """Await a teardown step; if it hangs, fail naming it with every task's stack (not a silent timeout)."""
+    task = asyncio.ensure_future(step)
+    done, _ = await asyncio.wait({task}, timeout=timeout_s)
+    if not done:
+        for other in asyncio.all_tasks():
+            other.print_stack(limit=10, file=sys.stderr)
+        task.cancel()
+        raise AssertionError(f"{what} did not finish within {timeout_s}s (task stacks on stderr)")
 
 
 @pytest.fixture
 async def stubs(gateway: GatewayApp) -> AsyncIterator[tuple[Any, Any]]:
-    async with grpc.aio.insecure_channel(gateway.address) as channel:
-        yield batchjobs_pb2_grpc.BatchJobServiceStub(channel), prediction_pb2_grpc.PredictionServiceStub(channel)
+    channel = grpc.aio.insecure_channel(gateway.address)
+    yield batchjobs_pb2_grpc.BatchJobServiceStub(channel), prediction_pb2_grpc.PredictionServiceStub(channel)
+    await bounded(channel.close(), "closing the client channel")
 
 
 def write_input(path: Path, rows: int = ROWS) -> None:
@@ -248,3 +266,36 @@ async def test_unknown_job_and_missing_key(stubs: tuple[Any, Any]) -> None:
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await call(request, timeout=5)
         assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def cli(address: str, *args: str) -> list[str]:
+    connection = ["--target", address, "--plaintext", "--api-key", "fraud-key", "--timeout", "10"]
+    return [sys.executable, "-m", "predmesh.cli", "batch", *args, *connection]
+
+
+async def run_cli(command: list[str]) -> tuple[int, str, str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = await asyncio.create_subprocess_exec(*command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_cli_submit_wait_status_and_cancel(gateway: GatewayApp, root: Path) -> None:
+    write_input(root / "in.parquet", 3000)
+    source, target = str(root / "in.parquet"), str(root / "cli.parquet")
+    code, out, err = await run_cli(
+        cli(gateway.address, "submit", source, "--model", "fraud", "--out", target, "--chunk-rows", "1000", "--wait")
+    )
+    assert code == 0, err
+    job = json.loads(out)
+    assert (job["state"], job["rows_done"], job["chunks"]) == ("DONE", 3000, "3/3") and "rows/s" in err
+    assert pq.read_table(target).num_rows == 3000
+    code, out, _ = await run_cli(cli(gateway.address, "status", job["job_id"]))
+    assert code == 0 and json.loads(out)["state"] == "DONE"
+    code, out, _ = await run_cli(cli(gateway.address, "cancel", job["job_id"]))  # finished: stays DONE
+    assert code == 0 and json.loads(out)["state"] == "DONE"
+    code, _, err = await run_cli(cli(gateway.address, "status", "no-such-job"))
+    assert code == 1 and "NOT_FOUND" in err
+    code, _, err = await run_cli(cli(gateway.address, "submit", "/etc/hosts.csv", "--model", "fraud", "--out", target))
+    assert code == 1 and "PERMISSION_DENIED" in err
