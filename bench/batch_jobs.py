@@ -1,11 +1,12 @@
 """Real-time latency alone and under a server-side batch job, and batch job throughput (not a test).
 
-    python -m bench.batch_jobs [--rate 100] [--duration 10] [--rounds 2] [--items 128,1024]
+    python -m bench.batch_jobs [--rate 100] [--duration 10] [--rounds 2] [--configs 1024:1:0,64:1:50]
                                [--job-rows 20000] [--background-rows 400000]
 
-For each `--items` value (rows per PredictBatch-path call of the job, PREDMESH_GATEWAY_BATCH_ITEMS_PER_CALL)
-a local mesh (`bench.mesh.bench_options`: plaintext Envoy edge, ORT in the orchestrator, no logger,
-no mTLS, no API key) with server-side batch jobs on:
+For each `--configs` entry ITEMS:DUTY:YIELD_MS (the gateway's BATCH_ITEMS_PER_CALL, BATCH_DUTY_CYCLE and
+BATCH_YIELD_MAX_MS: rows per PredictBatch-path call of the job, share of time in calls, longest wait
+for a gap in real-time traffic before a call) a local mesh (`bench.mesh.bench_options`: plaintext
+Envoy edge, ORT in the orchestrator, no logger, no mTLS, no API key) with server-side batch jobs on:
 1. `--rounds` times, alternately: open-loop Predict through Envoy at `--rate` for `--duration`
    seconds **alone**, then the same load **while a batch job runs** (a `--background-rows` input,
    submitted before the load and cancelled after it; the job runs as fast as the gateway lets it).
@@ -128,7 +129,9 @@ def batch_loop(mesh: LocalMesh, rows: int, items: int) -> float:
         return rows / (time.monotonic() - started)
 
 
-def measure(items: int, args: argparse.Namespace, state: Path) -> None:
+def measure(config: str, args: argparse.Namespace, state: Path) -> None:
+    items_text, duty, yield_ms = config.split(":")
+    items = int(items_text)
     options = dataclasses.replace(
         bench_options(state, logging_on=False, edge=True),
         with_batch_jobs=True,
@@ -138,13 +141,15 @@ def measure(items: int, args: argparse.Namespace, state: Path) -> None:
             "PREDMESH_GATEWAY_MAX_BATCH_ITEMS": str(max(1024, items)),
             "PREDMESH_GATEWAY_BATCH_POLL_MS": "100",
             "PREDMESH_GATEWAY_BATCH_WORKERS": str(args.workers),
+            "PREDMESH_GATEWAY_BATCH_DUTY_CYCLE": duty,
+            "PREDMESH_GATEWAY_BATCH_YIELD_MAX_MS": yield_ms,
         },
     )
     with LocalMesh(options) as mesh:
         background, small = mesh.batch_dir / "background.parquet", mesh.batch_dir / "job.parquet"
         write_input(background, args.background_rows)
         write_input(small, args.job_rows)
-        print(f"## items per call {items} (batch workers {args.workers})", flush=True)
+        print(f"## items per call {items}, duty cycle {duty}, yield {yield_ms} ms (workers {args.workers})", flush=True)
         with mesh.edge_channel() as channel:
             jobs = batchjobs_pb2_grpc.BatchJobServiceStub(channel)
             for round_ in range(args.rounds):
@@ -181,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=100.0, help="real-time Predict requests/s (open loop)")
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--items", default="128,1024", help="rows per call of the job, one mesh each")
+    parser.add_argument("--configs", default="1024:1:0,64:1:50", help="ITEMS:DUTY:YIELD_MS,... one mesh each")
     parser.add_argument("--workers", type=int, default=1, help="PREDMESH_GATEWAY_BATCH_WORKERS")
     parser.add_argument("--chunk-rows", type=int, default=4096)
     parser.add_argument("--job-rows", type=int, default=20_000)
@@ -190,11 +195,11 @@ def main(argv: list[str] | None = None) -> int:
     grpc_errors = (grpc.RpcError,)
     work = Path(tempfile.mkdtemp(prefix="batch-jobs-bench-"))
     print(f"cores {os.cpu_count()}, load average {os.getloadavg()}", flush=True)
-    for items in (int(v) for v in args.items.split(",")):
+    for index, config in enumerate(args.configs.split(",")):
         try:
-            measure(items, args, work / f"items-{items}")
+            measure(config, args, work / f"config-{index}")
         except grpc_errors as err:
-            print(f"items {items}: {err}")
+            print(f"{config}: {err}")
             return 1
     return 0
 

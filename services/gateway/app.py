@@ -191,6 +191,8 @@ class GatewayApp(ServiceApp[GatewaySettings]):
                 ScoringLimits(
                     items_per_call=min(s.batch_items_per_call, s.max_batch_items),
                     call_timeout_s=s.batch_call_timeout_ms / 1e3,
+                    yield_max_s=s.batch_yield_max_ms / 1e3,
+                    duty_cycle=s.batch_duty_cycle,
                 ),
             )
             runner = BatchRunner(

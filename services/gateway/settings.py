@@ -127,6 +127,19 @@ class GatewaySettings(ServerSettings):
     batch_items_per_call: int = Field(
         1024, ge=1, description="Rows per PredictBatch-path call while scoring a chunk (at most max_batch_items)."
     )
+    batch_yield_max_ms: float = Field(
+        50.0,
+        ge=0,
+        description="Before each batch call, wait up to this long for a moment with no real-time request in "
+        "flight on this replica (milliseconds; 0 = do not wait).",
+    )
+    batch_duty_cycle: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="Share of wall time a batch worker spends in calls (1 = full speed; 0.5 = pause as long as "
+        "each call took).",
+    )
     batch_call_timeout_ms: float = Field(
         30000.0, gt=0, description="Deadline of one such call, retries aside (milliseconds)."
     )

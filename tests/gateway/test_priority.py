@@ -63,6 +63,27 @@ async def test_deferred_work_waits_for_a_released_slot() -> None:
     assert lanes.inflight == 0
 
 
+async def test_background_work_waits_for_a_gap_in_realtime_traffic() -> None:
+    lanes = LaneAdmission(0)
+    await asyncio.wait_for(lanes.realtime_quiet(10.0), 1.0)  # nothing in flight: no wait
+    slot = lanes.admit(Priority.REALTIME)
+    slot.__enter__()
+    batch = lanes.admit(Priority.BATCH)
+    batch.__enter__()  # batch work in flight does not count as real-time
+    assert (lanes.inflight, lanes.realtime_inflight) == (2, 1)
+    waiter = asyncio.ensure_future(lanes.realtime_quiet(10.0))
+    await asyncio.sleep(0)
+    batch.__exit__(None, None, None)
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    slot.__exit__(None, None, None)
+    await asyncio.wait_for(waiter, 1.0)
+    assert (lanes.inflight, lanes.realtime_inflight) == (0, 0)
+    held = lanes.admit(Priority.REALTIME)
+    held.__enter__()
+    await asyncio.wait_for(lanes.realtime_quiet(0.01), 1.0)  # bounded: goes on after max_wait_s
+
+
 def test_callback_backoff_doubles_with_jitter_and_is_capped() -> None:
     def sender(rand: float) -> CallbackSender:
         limits = CallbackLimits(backoff_base_s=1.0, backoff_max_s=10.0)

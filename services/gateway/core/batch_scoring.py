@@ -3,6 +3,9 @@
 Rows go to `Predictor.predict_batch` in calls of `items_per_call` rows (the same feature assembly,
 routing, inference, fallback and logging as a PredictBatch call), each admitted by `LaneAdmission`
 as batch work: it waits while the batch lane is full (real-time traffic first) and is never refused.
+Before each call it also waits (at most `yield_max_s`) for a moment with no real-time request in
+flight on this replica, and with `duty_cycle` < 1 it pauses after each call so that batch calls
+take at most that share of the time: both keep real-time latency close to its value without the job.
 A row with a bad value (no entity id, NaN) gets its own error; a call failing with a retriable
 code (UNAVAILABLE, RESOURCE_EXHAUSTED, DEADLINE_EXCEEDED) is retried with back-off, then its rows
 carry the error. `keep_going()` is asked before each call: False abandons the chunk (cancelled
@@ -12,6 +15,7 @@ job, lost lease) with `Abandoned`. One event loop.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +44,8 @@ class ScoringLimits:
     call_timeout_s: float = 30.0
     attempts: int = 4
     backoff_s: float = 0.2
+    yield_max_s: float = 0.05  # longest wait for a gap in real-time traffic before a call (0 = none)
+    duty_cycle: float = 1.0  # share of wall time spent in batch calls (1 = full speed)
 
 
 class ChunkScorer:
@@ -97,7 +103,9 @@ class ChunkScorer:
         for attempt in range(max(1, self._limits.attempts)):
             if attempt:
                 await asyncio.sleep(self._limits.backoff_s * 2 ** (attempt - 1))
+            await self._admission.realtime_quiet(self._limits.yield_max_s)
             await self._admission.wait_for_room(Priority.BATCH)  # deferred, never refused
+            started = time.monotonic()
             try:
                 with self._admission.admit(Priority.BATCH):
                     outs = await self._predictor.predict_batch(
@@ -108,8 +116,15 @@ class ChunkScorer:
                 error = err
                 if err.code not in _RETRIABLE:
                     break
+            finally:
+                await self._pace(time.monotonic() - started)
         assert error is not None
         return [{"error": f"{error.code.name}: {error.message}"} for _ in inputs]
+
+    async def _pace(self, busy_s: float) -> None:
+        duty = self._limits.duty_cycle
+        if 0 < duty < 1:
+            await asyncio.sleep(busy_s * (1 - duty) / duty)
 
 
 def _result(out: PredictOutput) -> Row:
