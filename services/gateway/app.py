@@ -170,7 +170,7 @@ class GatewayApp(ServiceApp[GatewaySettings]):
         s = self.settings
         if not (s.async_redis_url and s.batch_allowed_roots):
             return None
-        store = RedisJobStore(s.async_redis_url)
+        store = RedisJobStore(s.async_redis_url, job_ttl_s=s.batch_job_ttl_s)
         stack.push_async_callback(store.close)
         files = ArrowJobFiles()
         jobs = BatchJobs(

@@ -104,7 +104,8 @@ def _spec_from_json(text: str) -> JobSpec:
 
 
 class RedisJobStore:
-    def __init__(self, url: str, timeout_s: float = 2.0) -> None:
+    def __init__(self, url: str, timeout_s: float = 2.0, job_ttl_s: float = 7 * 86400.0) -> None:
+        self._job_ttl_s = job_ttl_s  # the checkpoint set's expiry, renewed with every new chunk
         self._redis = aioredis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
         self._create = self._redis.register_script(_CREATE)
         self._lease = self._redis.register_script(_LEASE)
@@ -182,7 +183,7 @@ class RedisJobStore:
 
     async def checkpoint(self, lease: Lease, worker: str, rows: int, failed: int) -> bool:
         keys = [self._job(lease.job_id), self._done(lease.job_id), self._lease_key(lease)]
-        args: list[Arg] = [lease.chunk, worker, rows, failed, _ms(7 * 86400)]
+        args: list[Arg] = [lease.chunk, worker, rows, failed, _ms(self._job_ttl_s)]
         return bool(await self._call(lambda: self._checkpoint(keys=keys, args=args)))
 
     async def release(self, lease: Lease, worker: str) -> None:
