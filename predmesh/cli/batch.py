@@ -1,6 +1,14 @@
-"""`predmesh batch score IN --model M --out OUT`: a resumable batch scoring job over Parquet or CSV.
+"""`predmesh batch`: batch scoring of Parquet or CSV files, on this machine or as a server-side job.
 
     predmesh batch score in.parquet --model fraud --out out.parquet [--chunk-rows 4096] [--batch-items 1024]
+    predmesh batch submit /data/batch/in.parquet --model fraud --out /data/batch/out.parquet [--wait]
+    predmesh batch status JOB_ID [--wait]
+    predmesh batch cancel JOB_ID
+
+`submit`/`status`/`cancel` drive the gateway's BatchJobService: the job runs inside the mesh
+(chunks leased by every gateway replica, state in Redis, resumed after a crash), on files the
+gateway may reach (its allowed roots: `<state>/batch/` in a local mesh with batch jobs on); `--wait` shows a
+progress bar until the job ends. `score` below runs the job from this process instead.
 
 The input is cut into chunks of `chunk_rows` rows; each chunk is scored by `score` (the CLI sends
 PredictBatch calls in the batch priority lane) and written to `<out>.parts/chunk-NNNNNN.parquet`
@@ -26,13 +34,14 @@ from pathlib import Path
 from typing import Any
 
 from predmesh.cli.common import add_connection_args, api_key, default_target, open_channel
+from predmesh.common import batchfiles
 
-Row = dict[str, Any]
+Row = batchfiles.Row
 # score(rows) -> one result per row: {"score", "label", "version", "degraded", "error"}
 Scorer = Callable[[Sequence[Row]], list[Row]]
 Progress = Callable[[int, int, float], None]  # rows done, rows total, seconds so far
 
-OUTPUT_COLUMNS = ("row", "entity_id", "score", "label", "version", "degraded", "error")
+OUTPUT_COLUMNS = batchfiles.OUTPUT_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -46,45 +55,6 @@ class Summary:
     @property
     def rows_per_s(self) -> float:
         return self.scored_now / self.seconds if self.seconds > 0 else 0.0
-
-
-def _schema() -> Any:
-    import pyarrow as pa
-
-    return pa.schema(
-        [
-            ("row", pa.int64()),
-            ("entity_id", pa.string()),
-            ("score", pa.float64()),
-            ("label", pa.string()),
-            ("version", pa.string()),
-            ("degraded", pa.bool_()),
-            ("error", pa.string()),
-        ]
-    )
-
-
-def read_table(path: Path) -> Any:
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
-
-    if path.suffix.lower() == ".csv":
-        return pacsv.read_csv(path)
-    return pq.read_table(path)
-
-
-def _write_atomic(table: Any, path: Path) -> None:
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
-
-    tmp = path.with_name(path.name + ".tmp")
-    if path.suffix.lower() == ".csv":
-        pacsv.write_csv(table, tmp)
-    else:
-        pq.write_table(table, tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _check_manifest(parts: Path, manifest: dict[str, Any]) -> None:
@@ -105,46 +75,29 @@ def run_job(
     entity_column: str = "entity_id",
     progress: Progress | None = None,
 ) -> Summary:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
+    """Score `input_path` into `output_path` on this machine, chunk by chunk (predmesh.common.batchfiles:
+    the same chunks, part files and output as the gateway's server-side jobs)."""
     started = time.monotonic()
-    table = read_table(input_path)
+    table = batchfiles.read_table(str(input_path))
     if entity_column not in table.column_names:
         raise ValueError(f"input has no {entity_column!r} column (columns: {table.column_names})")
     total = table.num_rows
     parts = output_path.with_name(output_path.name + ".parts")
     parts.mkdir(parents=True, exist_ok=True)
     _check_manifest(parts, {"input": str(input_path.resolve()), "rows": total, "chunk_rows": chunk_rows})
-    chunks = (total + chunk_rows - 1) // chunk_rows
+    chunks = batchfiles.chunk_count(total, chunk_rows)
     done = scored_now = 0
     for index in range(chunks):
-        part = parts / f"chunk-{index:06d}.parquet"
-        start = index * chunk_rows
-        size = min(chunk_rows, total - start)
-        if not part.exists():  # the checkpoint: a complete chunk file
+        part = batchfiles.part_location(str(parts), index)
+        start, size = batchfiles.chunk_bounds(total, chunk_rows, index)
+        if not os.path.exists(part):  # the checkpoint: a complete chunk file
             rows = table.slice(start, size).to_pylist()
-            results = score(rows)
-            if len(results) != len(rows):
-                raise RuntimeError(f"scorer answered {len(results)} results for {len(rows)} rows")
-            out = {
-                "row": list(range(start, start + size)),
-                "entity_id": [str(r.get(entity_column, "")) for r in rows],
-                "score": [r.get("score") for r in results],
-                "label": [r.get("label", "") for r in results],
-                "version": [r.get("version", "") for r in results],
-                "degraded": [bool(r.get("degraded", False)) for r in results],
-                "error": [r.get("error", "") for r in results],
-            }
-            _write_atomic(pa.table(out, schema=_schema()), part)
+            batchfiles.write_atomic(batchfiles.chunk_table(start, rows, score(rows), entity_column), part)
             scored_now += size
         done += size
         if progress is not None:
             progress(done, total, time.monotonic() - started)
-    pieces = [pq.read_table(parts / f"chunk-{i:06d}.parquet") for i in range(chunks)]
-    joined = pa.concat_tables(pieces) if pieces else _schema().empty_table()
-    _write_atomic(joined.select(list(OUTPUT_COLUMNS)), output_path)
-    errors = [e for e in joined.column("error").to_pylist() if e]
+    _, errors = batchfiles.join_parts(str(parts), chunks, str(output_path))
     return Summary(total, scored_now, len(errors), time.monotonic() - started, errors[0] if errors else "")
 
 
@@ -165,7 +118,7 @@ def grpc_scorer(
     from predmesh.v1 import jobs_pb2, prediction_pb2
 
     def context(row: Row) -> dict[str, Any]:
-        return {k: scalar_to_value(v) for k, v in row.items() if k != entity_column and v is not None}
+        return {k: scalar_to_value(v) for k, v in batchfiles.row_context(row, entity_column).items()}
 
     def score(rows: Sequence[Row]) -> list[Row]:
         out: list[Row] = []
@@ -244,6 +197,140 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0 if summary.failed == 0 else 2
 
 
+_TERMINAL = ("DONE", "FAILED", "CANCELLED")
+
+
+def _job_dict(job: Any) -> dict[str, Any]:
+    from predmesh.v1 import batchjobs_pb2
+
+    return {
+        "job_id": job.job_id,
+        "state": batchjobs_pb2.BatchJobState.Name(job.state).removeprefix("BATCH_JOB_STATE_"),
+        "model": job.model,
+        "version": job.version,
+        "input": job.input,
+        "output": job.output,
+        "rows_total": job.rows_total,
+        "rows_done": job.rows_done,
+        "rows_failed": job.rows_failed,
+        "chunks": f"{job.chunks_done}/{job.chunks_total}",
+        "rows_per_s": round(job.rows_per_s, 1),
+        "eta_s": round(job.eta_s, 1),
+        "error": job.error,
+    }
+
+
+def _show(job: Any, args: argparse.Namespace, get: Callable[[], Any], ok: tuple[str, ...]) -> int:
+    """Print the job as JSON (with --wait after a progress bar until it ends); 0 when its state is in `ok`,
+    2 otherwise (FAILED, CANCELLED, or not DONE after --wait)."""
+    view = _job_dict(job)
+    while args.wait and view["state"] not in _TERMINAL:
+        total = max(int(view["rows_total"]), 1)
+        filled = 30 * int(view["rows_done"]) // total
+        bar = "#" * filled + "." * (30 - filled)
+        print(
+            f"\r[{bar}] {view['rows_done']}/{view['rows_total']} rows  {view['rows_per_s']:,.0f} rows/s  "
+            f"ETA {view['eta_s']:.0f}s  {view['state']}  ",
+            end="",
+            file=sys.stderr,
+        )
+        time.sleep(args.poll)
+        view = _job_dict(get())
+    if args.wait:
+        print(file=sys.stderr)
+    print(json.dumps(view))
+    return 0 if view["state"] in ok else 2
+
+
+def _job_call(
+    args: argparse.Namespace,
+    call: Callable[[Any, list[tuple[str, str]]], Any],
+    ok: tuple[str, ...] = ("DONE", "QUEUED", "RUNNING"),
+) -> int:
+    import grpc
+
+    from predmesh.v1 import batchjobs_pb2, batchjobs_pb2_grpc
+
+    target = args.target or default_target(args.state_dir)
+    key = api_key(args)
+    metadata = [("x-api-key", key)] if key else []
+    with open_channel(target, args) as channel:
+        stub = batchjobs_pb2_grpc.BatchJobServiceStub(channel)
+        try:
+            job = call(stub, metadata)
+            return _show(
+                job,
+                args,
+                lambda: stub.GetBatchJob(
+                    batchjobs_pb2.GetBatchJobRequest(job_id=job.job_id), timeout=args.timeout, metadata=metadata
+                ),
+                ("DONE",) if args.wait else ok,
+            )
+        except grpc.RpcError as err:
+            print(f"error: {err.code().name}: {err.details()}", file=sys.stderr)  # type: ignore[attr-defined]
+            return 1
+        except KeyboardInterrupt:
+            print(file=sys.stderr)
+            return 130
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    import uuid
+
+    from predmesh.v1 import batchjobs_pb2
+
+    request = batchjobs_pb2.SubmitBatchJobRequest(
+        model=args.model,
+        version=args.version,
+        input=args.input,
+        output=args.out,
+        chunk_rows=args.chunk_rows,
+        entity_column=args.entity_column,
+        job_id=args.job_id or uuid.uuid4().hex,  # ours: a retried submit is the same job
+    )
+    return _job_call(args, lambda stub, md: stub.SubmitBatchJob(request, timeout=args.timeout, metadata=md))
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from predmesh.v1 import batchjobs_pb2
+
+    request = batchjobs_pb2.GetBatchJobRequest(job_id=args.job_id)
+    return _job_call(args, lambda stub, md: stub.GetBatchJob(request, timeout=args.timeout, metadata=md))
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    from predmesh.v1 import batchjobs_pb2
+
+    request = batchjobs_pb2.CancelBatchJobRequest(job_id=args.job_id)
+    args.wait = False
+    return _job_call(
+        args, lambda stub, md: stub.CancelBatchJob(request, timeout=args.timeout, metadata=md), ("CANCELLED", "DONE")
+    )
+
+
+def _add_job_parsers(batch_sub: Any) -> None:
+    submit = batch_sub.add_parser("submit", help="submit a server-side batch job (runs in the mesh)")
+    add_connection_args(submit)
+    submit.add_argument("input", help="Parquet/CSV path or URL the gateway may read (its allowed roots)")
+    submit.add_argument("--model", required=True)
+    submit.add_argument("--version", default="")
+    submit.add_argument("--out", required=True, help="output path or URL (.parquet or .csv) under the allowed roots")
+    submit.add_argument("--entity-column", default="")
+    submit.add_argument("--chunk-rows", type=int, default=0, help="rows per checkpointed chunk (0: the gateway's)")
+    submit.add_argument("--job-id", default="", help="idempotency id (default: a fresh one)")
+    for name, helptext in (("status", "show a batch job"), ("cancel", "cancel a batch job")):
+        p = batch_sub.add_parser(name, help=helptext)
+        add_connection_args(p)
+        p.add_argument("job_id")
+        p.set_defaults(func=cmd_status if name == "status" else cmd_cancel)
+        if name == "status":
+            p.add_argument("--wait", action="store_true", help="progress bar until the job ends")
+            p.add_argument("--poll", type=float, default=0.5, help="seconds between polls with --wait")
+    submit.add_argument("--wait", action="store_true", help="progress bar until the job ends")
+    submit.add_argument("--poll", type=float, default=0.5, help="seconds between polls with --wait")
+    submit.set_defaults(func=cmd_submit)
+
+
 def add_parser(sub: Any) -> None:
     batch = sub.add_parser("batch", help="batch scoring jobs")
     batch_sub = batch.add_subparsers(dest="batch_command", required=True)
@@ -257,3 +344,4 @@ def add_parser(sub: Any) -> None:
     score.add_argument("--chunk-rows", type=int, default=4096, help="rows per checkpointed chunk")
     score.add_argument("--batch-items", type=int, default=1024, help="rows per PredictBatch call")
     score.set_defaults(func=cmd_score)
+    _add_job_parsers(batch_sub)

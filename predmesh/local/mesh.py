@@ -89,6 +89,7 @@ class MeshOptions:
     # the prediction cache's shared level (and its ingest invalidations) on the mesh's Redis; used only
     # by models whose routing has a `cache` policy (without it: the in-process level alone)
     with_cache: bool = False
+    with_batch_jobs: bool = False  # server-side batch jobs (BatchJobService): Redis state, files under <state>/batch
 
 
 class LocalMesh:
@@ -365,6 +366,7 @@ class LocalMesh:
             **self._gateway_auth_env(),
             **self._start_async_queue(),
             **self._start_cache(),
+            **self._start_batch_jobs(),
         }
         if opts.gateway_replicas > 1 and "PREDMESH_GATEWAY_DRAIN_DELAY_S" not in opts.extra_env:
             # Behind Envoy: on SIGTERM keep serving until its health checks (1 s x 2) took the replica out.
@@ -472,6 +474,22 @@ class LocalMesh:
         if self.redis is None:
             raise RuntimeError("the shared prediction cache needs a single Redis (not with redis_cluster)")
         return {"PREDMESH_GATEWAY_CACHE_REDIS_URL": self.redis.url}
+
+    @property
+    def batch_dir(self) -> Path:
+        """The one folder server-side batch jobs may read and write (with_batch_jobs)."""
+        return self.state_dir / "batch"
+
+    def _start_batch_jobs(self) -> dict[str, str]:
+        """Gateway env that turns server-side batch jobs on ({} when off): state in the mesh's Redis, files
+        only under <state>/batch (created here)."""
+        if not (self.options.with_batch_jobs and self.redis is not None):
+            return {}
+        self.batch_dir.mkdir(parents=True, exist_ok=True)
+        return {
+            "PREDMESH_GATEWAY_ASYNC_REDIS_URL": self.redis.url,
+            "PREDMESH_GATEWAY_BATCH_ALLOWED_ROOTS": json.dumps([str(self.batch_dir)]),
+        }
 
     def _recreate_topics(self) -> None:
         """A restarted broker (memory storage) has no topics: create them before the logger replays."""

@@ -23,33 +23,34 @@ _sym_db = _symbol_database.Default()
 
 
 from predmesh.v1 import common_pb2 as predmesh_dot_v1_dot_common__pb2
+from predmesh.v1 import jobs_pb2 as predmesh_dot_v1_dot_jobs__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bpredmesh/v1/inference.proto\x12\x0bpredmesh.v1\x1a\x18predmesh/v1/common.proto\")\n\x03Row\x12\"\n\x06values\x18\x01 \x03(\x0b\x32\x12.predmesh.v1.Value\"y\n\x0cInferRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x15\n\rfeature_names\x18\x04 \x03(\t\x12\x1e\n\x04rows\x18\x05 \x03(\x0b\x32\x10.predmesh.v1.Row\"c\n\rInferResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12,\n\x0bpredictions\x18\x03 \x03(\x0b\x32\x17.predmesh.v1.Prediction\"\x13\n\x11ListModelsRequest\"<\n\x12ListModelsResponse\x12&\n\x06models\x18\x01 \x03(\x0b\x32\x16.predmesh.v1.ModelInfo\"1\n\x0fGetModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"\x95\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08versions\x18\x02 \x03(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x0c\n\x04task\x18\x04 \x01(\t\x12\x13\n\x0b\x65ntity_type\x18\x05 \x01(\t\x12\x10\n\x08\x66\x65\x61tures\x18\x06 \x03(\t\x12\x14\n\x0c\x63lass_labels\x18\x07 \x03(\t\x12\x0c\n\x04kind\x18\x08 \x01(\t\"\x15\n\x13ReloadModelsRequest\"k\n\x14ReloadModelsResponse\x12\x12\n\ngeneration\x18\x01 \x01(\x03\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x02 \x03(\t\x12\x0f\n\x07removed\x18\x03 \x03(\t\x12\x10\n\x08replaced\x18\x04 \x03(\t\x12\r\n\x05\x65rror\x18\x05 \x01(\t2\xb8\x02\n\x10InferenceService\x12>\n\x05Infer\x12\x19.predmesh.v1.InferRequest\x1a\x1a.predmesh.v1.InferResponse\x12M\n\nListModels\x12\x1e.predmesh.v1.ListModelsRequest\x1a\x1f.predmesh.v1.ListModelsResponse\x12@\n\x08GetModel\x12\x1c.predmesh.v1.GetModelRequest\x1a\x16.predmesh.v1.ModelInfo\x12S\n\x0cReloadModels\x12 .predmesh.v1.ReloadModelsRequest\x1a!.predmesh.v1.ReloadModelsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bpredmesh/v1/inference.proto\x12\x0bpredmesh.v1\x1a\x18predmesh/v1/common.proto\x1a\x16predmesh/v1/jobs.proto\")\n\x03Row\x12\"\n\x06values\x18\x01 \x03(\x0b\x32\x12.predmesh.v1.Value\"\xa2\x01\n\x0cInferRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x15\n\rfeature_names\x18\x04 \x03(\t\x12\x1e\n\x04rows\x18\x05 \x03(\x0b\x32\x10.predmesh.v1.Row\x12\'\n\x08priority\x18\x06 \x01(\x0e\x32\x15.predmesh.v1.Priority\"c\n\rInferResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12,\n\x0bpredictions\x18\x03 \x03(\x0b\x32\x17.predmesh.v1.Prediction\"\x13\n\x11ListModelsRequest\"<\n\x12ListModelsResponse\x12&\n\x06models\x18\x01 \x03(\x0b\x32\x16.predmesh.v1.ModelInfo\"1\n\x0fGetModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"\x95\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08versions\x18\x02 \x03(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x0c\n\x04task\x18\x04 \x01(\t\x12\x13\n\x0b\x65ntity_type\x18\x05 \x01(\t\x12\x10\n\x08\x66\x65\x61tures\x18\x06 \x03(\t\x12\x14\n\x0c\x63lass_labels\x18\x07 \x03(\t\x12\x0c\n\x04kind\x18\x08 \x01(\t\"\x15\n\x13ReloadModelsRequest\"k\n\x14ReloadModelsResponse\x12\x12\n\ngeneration\x18\x01 \x01(\x03\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x02 \x03(\t\x12\x0f\n\x07removed\x18\x03 \x03(\t\x12\x10\n\x08replaced\x18\x04 \x03(\t\x12\r\n\x05\x65rror\x18\x05 \x01(\t2\xb8\x02\n\x10InferenceService\x12>\n\x05Infer\x12\x19.predmesh.v1.InferRequest\x1a\x1a.predmesh.v1.InferResponse\x12M\n\nListModels\x12\x1e.predmesh.v1.ListModelsRequest\x1a\x1f.predmesh.v1.ListModelsResponse\x12@\n\x08GetModel\x12\x1c.predmesh.v1.GetModelRequest\x1a\x16.predmesh.v1.ModelInfo\x12S\n\x0cReloadModels\x12 .predmesh.v1.ReloadModelsRequest\x1a!.predmesh.v1.ReloadModelsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'predmesh.v1.inference_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROW']._serialized_start=70
-  _globals['_ROW']._serialized_end=111
-  _globals['_INFERREQUEST']._serialized_start=113
-  _globals['_INFERREQUEST']._serialized_end=234
-  _globals['_INFERRESPONSE']._serialized_start=236
-  _globals['_INFERRESPONSE']._serialized_end=335
-  _globals['_LISTMODELSREQUEST']._serialized_start=337
-  _globals['_LISTMODELSREQUEST']._serialized_end=356
-  _globals['_LISTMODELSRESPONSE']._serialized_start=358
-  _globals['_LISTMODELSRESPONSE']._serialized_end=418
-  _globals['_GETMODELREQUEST']._serialized_start=420
-  _globals['_GETMODELREQUEST']._serialized_end=469
-  _globals['_MODELINFO']._serialized_start=472
-  _globals['_MODELINFO']._serialized_end=621
-  _globals['_RELOADMODELSREQUEST']._serialized_start=623
-  _globals['_RELOADMODELSREQUEST']._serialized_end=644
-  _globals['_RELOADMODELSRESPONSE']._serialized_start=646
-  _globals['_RELOADMODELSRESPONSE']._serialized_end=753
-  _globals['_INFERENCESERVICE']._serialized_start=756
-  _globals['_INFERENCESERVICE']._serialized_end=1068
+  _globals['_ROW']._serialized_start=94
+  _globals['_ROW']._serialized_end=135
+  _globals['_INFERREQUEST']._serialized_start=138
+  _globals['_INFERREQUEST']._serialized_end=300
+  _globals['_INFERRESPONSE']._serialized_start=302
+  _globals['_INFERRESPONSE']._serialized_end=401
+  _globals['_LISTMODELSREQUEST']._serialized_start=403
+  _globals['_LISTMODELSREQUEST']._serialized_end=422
+  _globals['_LISTMODELSRESPONSE']._serialized_start=424
+  _globals['_LISTMODELSRESPONSE']._serialized_end=484
+  _globals['_GETMODELREQUEST']._serialized_start=486
+  _globals['_GETMODELREQUEST']._serialized_end=535
+  _globals['_MODELINFO']._serialized_start=538
+  _globals['_MODELINFO']._serialized_end=687
+  _globals['_RELOADMODELSREQUEST']._serialized_start=689
+  _globals['_RELOADMODELSREQUEST']._serialized_end=710
+  _globals['_RELOADMODELSRESPONSE']._serialized_start=712
+  _globals['_RELOADMODELSRESPONSE']._serialized_end=819
+  _globals['_INFERENCESERVICE']._serialized_start=822
+  _globals['_INFERENCESERVICE']._serialized_end=1134
 # @@protoc_insertion_point(module_scope)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
+import uuid
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -14,9 +17,13 @@ from predmesh.common.callback_policy import CallbackPolicy
 from predmesh.common.filewatch import FileWatcher
 from predmesh.common.grpcclient import RETRY_UNAVAILABLE_OPTIONS, channel, client_tls
 from predmesh.common.grpcserver import GrpcServer
-from predmesh.v1 import outcomes_pb2_grpc, prediction_pb2_grpc
+from predmesh.v1 import batchjobs_pb2_grpc, outcomes_pb2_grpc, prediction_pb2_grpc
 from services.gateway.core.async_jobs import AsyncDispatcher
 from services.gateway.core.auth import ApiKeyAuthorizer, KeyTable, load_key_file, merge_tables, parse_key_table
+from services.gateway.core.batch_jobs import BatchJobs, BatchLimits
+from services.gateway.core.batch_paths import PathPolicy
+from services.gateway.core.batch_runner import BatchRunner, RunnerLimits
+from services.gateway.core.batch_scoring import ChunkScorer, ScoringLimits
 from services.gateway.core.breaker import BreakerRegistry
 from services.gateway.core.cache import PredictionCache
 from services.gateway.core.callbacks import CallbackLimits, CallbackSender
@@ -34,6 +41,9 @@ from services.gateway.metrics import GatewayMetrics
 from services.gateway.settings import GatewaySettings
 from services.gateway.transport.async_kafka import AsyncJobConsumer, KafkaAsyncLog
 from services.gateway.transport.async_store import RedisResultStore
+from services.gateway.transport.batch_files import ArrowJobFiles
+from services.gateway.transport.batch_servicer import BatchJobServicer
+from services.gateway.transport.batch_store import RedisJobStore
 from services.gateway.transport.cache_store import RedisSharedCache
 from services.gateway.transport.health import OrchestratorInventory
 from services.gateway.transport.logsink import LoggerSink
@@ -152,6 +162,56 @@ class GatewayApp(ServiceApp[GatewaySettings]):
             self._sender = sender
         return durable
 
+    async def _open_batch_jobs(
+        self, stack: AsyncExitStack, predictor: Predictor, admission: LaneAdmission
+    ) -> BatchJobs | None:
+        """Server-side batch jobs (state in `async_redis_url`, files under `batch_allowed_roots`) and this
+        replica's chunk runner; None when either setting is empty (BatchJobService then refuses)."""
+        s = self.settings
+        if not (s.async_redis_url and s.batch_allowed_roots):
+            return None
+        store = RedisJobStore(s.async_redis_url, job_ttl_s=s.batch_job_ttl_s)
+        stack.push_async_callback(store.close)
+        files = ArrowJobFiles()
+        jobs = BatchJobs(
+            store,
+            files,
+            PathPolicy(s.batch_allowed_roots),
+            BatchLimits(
+                default_chunk_rows=s.batch_chunk_rows,
+                max_chunk_rows=s.batch_max_chunk_rows,
+                max_rows=s.batch_max_rows,
+                job_ttl_s=s.batch_job_ttl_s,
+            ),
+        )
+        if s.batch_worker:
+            scorer = ChunkScorer(
+                predictor,
+                admission,
+                ScoringLimits(
+                    items_per_call=min(s.batch_items_per_call, s.max_batch_items),
+                    call_timeout_s=s.batch_call_timeout_ms / 1e3,
+                    yield_max_s=s.batch_yield_max_ms / 1e3,
+                    duty_cycle=s.batch_duty_cycle,
+                ),
+            )
+            runner = BatchRunner(
+                store,
+                files,
+                scorer,
+                RunnerLimits(
+                    lease_s=s.batch_lease_ms / 1e3,
+                    poll_s=s.batch_poll_ms / 1e3,
+                    workers=s.batch_workers,
+                    job_ttl_s=s.batch_job_ttl_s,
+                ),
+                worker_id=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
+                on_chunk=self.metrics.batch_chunk_done,
+            )
+            stack.push_async_callback(runner.stop)  # before the store closes and the predictor drains (LIFO)
+            runner.start()
+        return jobs
+
     async def _open_cache(self, stack: AsyncExitStack) -> PredictionCache:
         """The prediction cache (used only by routes with a `cache` policy); with `cache_redis_url`
         its shared level and the task following the ingestion service's invalidations."""
@@ -258,6 +318,7 @@ class GatewayApp(ServiceApp[GatewaySettings]):
             on_refused=lambda lane: self.metrics.lane_refused.labels(lane).inc(),
         )
         durable = await self._open_durable_async(stack, predictor, callbacks, admission)
+        batch_jobs = await self._open_batch_jobs(stack, predictor, admission)
         stats = ModelStats(window_s=s.health_window_s)
         health = ModelHealthReporter(
             OrchestratorInventory(inference_channel), features, breakers, stats, lambda: predictor.routing
@@ -289,6 +350,11 @@ class GatewayApp(ServiceApp[GatewaySettings]):
             outcomes_pb2_grpc.add_OutcomeServiceServicer_to_server,
             OutcomeServicer(self.outcomes, self.authorizer),
             "predmesh.v1.OutcomeService",
+        )
+        server.add_servicer(
+            batchjobs_pb2_grpc.add_BatchJobServiceServicer_to_server,
+            BatchJobServicer(batch_jobs, self.authorizer),
+            "predmesh.v1.BatchJobService",
         )
         if s.reflection:
             server.enable_reflection()

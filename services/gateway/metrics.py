@@ -132,6 +132,17 @@ class GatewayMetrics:
             ["lane"],
             registry=r,
         )
+        self.batch_job_rows = Counter(
+            "predmesh_gateway_batch_job_rows",
+            "Rows of server-side batch jobs checkpointed by this replica, by result (scored, failed).",
+            ["result"],
+            registry=r,
+        )
+
+    def batch_chunk_done(self, rows: int, failed: int) -> None:
+        """One batch job chunk checkpointed by this replica: `rows` rows, `failed` of them with an error."""
+        self.batch_job_rows.labels("scored").inc(rows - failed)
+        self.batch_job_rows.labels("failed").inc(failed)
 
     def async_count(self, event: str) -> float:
         """Value of the async event counter (tests, reports)."""

@@ -19,6 +19,7 @@ class GatewaySettings(ServerSettings):
         default_factory=lambda: {
             "/predmesh.v1.PredictionService/*": ["envoy", "operator"],
             "/predmesh.v1.OutcomeService/*": ["envoy", "operator"],
+            "/predmesh.v1.BatchJobService/*": ["envoy", "operator"],
             "/grpc.reflection.v1alpha.ServerReflection/*": ["envoy", "operator"],
         },
         description="mTLS (tls_* files, server_tls): who may call which method; the edge Envoy and operators.",
@@ -108,6 +109,49 @@ class GatewaySettings(ServerSettings):
     async_consume_batch: int = Field(64, ge=1, description="Most async requests scored per consumed batch.")
     async_result_ttl_s: float = Field(
         86400.0, gt=0, description="How long async results can be polled (seconds); NOT_FOUND after."
+    )
+    batch_allowed_roots: list[str] = Field(
+        default_factory=list,
+        description="Where batch jobs (BatchJobService) may read and write: absolute local directories and URL "
+        "prefixes (s3://bucket/scoring/, memory://batch/). Empty = no file at all (every submission is "
+        "PERMISSION_DENIED). Batch jobs need `async_redis_url` too (their state and checkpoints).",
+        examples=[["/data/batch", "s3://scoring-bucket/jobs/"]],
+    )
+    batch_worker: bool = Field(
+        True, description="Score chunks of batch jobs on this replica (every replica shares them)."
+    )
+    batch_workers: int = Field(1, ge=1, le=64, description="Chunks this replica scores at once.")
+    batch_chunk_rows: int = Field(4096, ge=1, description="Rows per checkpointed chunk when a job names none.")
+    batch_max_chunk_rows: int = Field(50_000, ge=1, description="Largest chunk a job may ask for (rows).")
+    batch_max_rows: int = Field(50_000_000, ge=1, description="Largest input a job may have (rows).")
+    batch_items_per_call: int = Field(
+        1024, ge=1, description="Rows per PredictBatch-path call while scoring a chunk (at most max_batch_items)."
+    )
+    batch_yield_max_ms: float = Field(
+        50.0,
+        ge=0,
+        description="Before each batch call, wait up to this long for a moment with no real-time request in "
+        "flight on this replica (milliseconds; 0 = do not wait).",
+    )
+    batch_duty_cycle: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="Share of wall time a batch worker spends in calls (1 = full speed; 0.5 = pause as long as "
+        "each call took).",
+    )
+    batch_call_timeout_ms: float = Field(
+        30000.0, gt=0, description="Deadline of one such call, retries aside (milliseconds)."
+    )
+    batch_lease_ms: float = Field(
+        15000.0,
+        gt=0,
+        description="A replica's lease on a chunk, renewed every third of it while scoring; after it lapses "
+        "(the replica died) another replica takes the chunk (milliseconds).",
+    )
+    batch_poll_ms: float = Field(500.0, gt=0, description="How often an idle replica looks for chunks (milliseconds).")
+    batch_job_ttl_s: float = Field(
+        7 * 86400.0, gt=0, description="How long a job's status stays queryable after submission or end (seconds)."
     )
     async_claim_lease_ms: float = Field(
         10000.0,

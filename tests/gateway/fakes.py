@@ -74,6 +74,7 @@ class FakeModels:
         self.describe_calls = 0
         self.infer_calls: list[tuple[str, str, int]] = []
         self.infer_timeouts: list[float] = []
+        self.infer_priorities: list[int] = []  # priority class of each Infer call
         self.failing = failing if failing is not None else set()
         self.extra_score = extra_score if extra_score is not None else set()
         self.gates: dict[str, asyncio.Event] = {}
@@ -94,7 +95,9 @@ class FakeModels:
         rows: Sequence[Sequence[Scalar]],
         request_id: str,
         timeout_s: float,
+        priority: int = 0,
     ) -> InferenceResult:
+        self.infer_priorities.append(priority)
         self.infer_calls.append((model, version, len(rows)))
         self.infer_timeouts.append(timeout_s)
         gate = self.gates.get(version)

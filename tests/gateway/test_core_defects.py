@@ -115,9 +115,10 @@ class SlowLookupModels(FakeModels):
         rows: Sequence[Sequence[Scalar]],
         request_id: str,
         timeout_s: float,
+        priority: int = 0,
     ) -> InferenceResult:
         self.clock.now += 0.5
-        return await super().infer(model, version, features, rows, request_id, timeout_s)
+        return await super().infer(model, version, features, rows, request_id, timeout_s, priority)
 
 
 class SlowFeatures(FakeFeatures):

@@ -19,6 +19,7 @@ from services.controlplane.errors import InvalidConfig
 
 PREDICTION_SERVICE = "predmesh.v1.PredictionService"
 OUTCOME_SERVICE = "predmesh.v1.OutcomeService"  # RecordOutcome, served by the gateway too
+BATCH_JOB_SERVICE = "predmesh.v1.BatchJobService"  # server-side batch jobs, served by the gateway too
 # Served by the gateway next to PredictionService and routed through the edge: gRPC server reflection
 # (grpcurl, grpcui, Postman, Evans discover the API; v1 for newer tools, which fall back to v1alpha) and
 # the standard health service.
@@ -154,11 +155,11 @@ class Tracing(_Model):
 
 
 class Transcoder(_Model):
-    """HTTP/JSON -> gRPC transcoding of PredictionService (POST /v1/predict, /v1/predict:batch...)
-    and OutcomeService (POST /v1/outcomes)."""
+    """HTTP/JSON -> gRPC transcoding of PredictionService (POST /v1/predict, /v1/predict:batch...),
+    OutcomeService (POST /v1/outcomes) and BatchJobService (POST /v1/batch-jobs...)."""
 
     enabled: bool = True
-    services: tuple[str, ...] = (PREDICTION_SERVICE, OUTCOME_SERVICE)
+    services: tuple[str, ...] = (PREDICTION_SERVICE, OUTCOME_SERVICE, BATCH_JOB_SERVICE)
 
 
 class EdgeTls(_Model):
@@ -247,7 +248,8 @@ def _merge(target: Any, patch: Any) -> Any:
 
 
 def public_routes(cluster: str = "gateway") -> tuple[Route, ...]:
-    """PredictionService, OutcomeService, reflection and health (`PUBLIC_TOOLING_SERVICES`), all to `cluster`."""
+    """PredictionService, OutcomeService, BatchJobService, reflection and health (`PUBLIC_TOOLING_SERVICES`),
+    all to `cluster`."""
     tooling = tuple(
         Route(name=name, prefix=f"/{service}/", cluster=cluster, retry=None)
         for name, service in PUBLIC_TOOLING_SERVICES.items()
@@ -255,6 +257,7 @@ def public_routes(cluster: str = "gateway") -> tuple[Route, ...]:
     return (
         Route(name="prediction", prefix=f"/{PREDICTION_SERVICE}/", cluster=cluster),
         Route(name="outcomes", prefix=f"/{OUTCOME_SERVICE}/", cluster=cluster),
+        Route(name="batch-jobs", prefix=f"/{BATCH_JOB_SERVICE}/", cluster=cluster),
         *tooling,
     )
 

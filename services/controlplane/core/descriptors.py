@@ -32,6 +32,9 @@ HTTP_RULES: dict[str, tuple[str, str]] = {
     # GET: the path variable fills the request, there is no body.
     "predmesh.v1.PredictionService.GetPrediction": ("get", "/v1/predictions/{request_id}"),
     "predmesh.v1.PredictionService.GetModelHealth": ("get", "/v1/models/{model}/health"),
+    "predmesh.v1.BatchJobService.SubmitBatchJob": ("post", "/v1/batch-jobs"),
+    "predmesh.v1.BatchJobService.GetBatchJob": ("get", "/v1/batch-jobs/{job_id}"),
+    "predmesh.v1.BatchJobService.CancelBatchJob": ("post", "/v1/batch-jobs/{job_id}:cancel"),
 }
 
 # JSON field renames in Envoy's copy, per message: {JSON name: field it means}; the field that had
@@ -118,8 +121,8 @@ def file_descriptor_set(*roots: Any, http_rules: dict[str, tuple[str, str]] | No
 
 
 def prediction_descriptor_set() -> bytes:
-    """Descriptor set for predmesh.v1.PredictionService and OutcomeService (imports the generated
-    modules lazily)."""
-    from predmesh.v1 import outcomes_pb2, prediction_pb2
+    """Descriptor set for predmesh.v1.PredictionService, OutcomeService and BatchJobService (imports the
+    generated modules lazily)."""
+    from predmesh.v1 import batchjobs_pb2, outcomes_pb2, prediction_pb2
 
-    return file_descriptor_set(prediction_pb2.DESCRIPTOR, outcomes_pb2.DESCRIPTOR)
+    return file_descriptor_set(prediction_pb2.DESCRIPTOR, outcomes_pb2.DESCRIPTOR, batchjobs_pb2.DESCRIPTOR)

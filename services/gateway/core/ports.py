@@ -38,7 +38,10 @@ class ModelRunner(Protocol):
         rows: Sequence[Sequence[Scalar]],
         request_id: str,
         timeout_s: float,
-    ) -> InferenceResult: ...
+        priority: int = 0,
+    ) -> InferenceResult:
+        """Score `rows`; `priority` (predmesh.v1.Priority of the rows' requests, 0 = unspecified) lets the
+        orchestrator's micro-batcher serve real-time rows before async and batch ones."""
 
 
 class PredictionSink(Protocol):

@@ -77,8 +77,10 @@ class LaneAdmission:
         }
         self.retry_after_ms = retry_after_ms
         self.inflight = 0
+        self.realtime_inflight = 0
         self._on_refused = on_refused
         self._freed: asyncio.Event | None = None  # set (and replaced) whenever a slot is released
+        self._quiet: asyncio.Event | None = None  # set (and replaced) when no real-time request is left
 
     def has_room(self, priority: Priority) -> bool:
         return self._max <= 0 or self.inflight < self._limits[priority]
@@ -90,11 +92,27 @@ class LaneAdmission:
                 self._freed = asyncio.Event()
             await self._freed.wait()
 
-    def release(self) -> None:
+    async def realtime_quiet(self, max_wait_s: float) -> None:
+        """Wait until no real-time request is in flight, at most `max_wait_s` (then go on anyway)."""
+        if self.realtime_inflight <= 0 or max_wait_s <= 0:
+            return
+        if self._quiet is None:
+            self._quiet = asyncio.Event()
+        try:
+            await asyncio.wait_for(self._quiet.wait(), max_wait_s)
+        except TimeoutError:
+            pass
+
+    def release(self, priority: Priority | None = None) -> None:
         self.inflight -= 1
         freed, self._freed = self._freed, None
         if freed is not None:
             freed.set()
+        if priority == Priority.REALTIME:
+            self.realtime_inflight -= 1
+            if self.realtime_inflight <= 0 and self._quiet is not None:
+                quiet, self._quiet = self._quiet, None
+                quiet.set()
 
     def admit(self, priority: Priority) -> _Admitted:
         """A context manager holding one in-flight slot; ResourceExhausted when the lane is full."""
@@ -104,12 +122,15 @@ class LaneAdmission:
                 f"gateway overloaded: {priority.lane} requests refused, retry after {self.retry_after_ms} ms"
             )
         self.inflight += 1
-        return _Admitted(self)
+        if priority == Priority.REALTIME:
+            self.realtime_inflight += 1
+        return _Admitted(self, priority)
 
 
 class _Admitted:
-    def __init__(self, admission: LaneAdmission) -> None:
+    def __init__(self, admission: LaneAdmission, priority: Priority) -> None:
         self._admission = admission
+        self._priority = priority
 
     def __enter__(self) -> None:
         return None
@@ -117,4 +138,4 @@ class _Admitted:
     def __exit__(
         self, _type: type[BaseException] | None, _err: BaseException | None, _tb: TracebackType | None
     ) -> None:
-        self._admission.release()
+        self._admission.release(self._priority)

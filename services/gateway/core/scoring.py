@@ -140,7 +140,9 @@ class BatchScorer:
         deadline = Deadline(max(part.job.deadline.at for part in ready))
         t0 = self._d.clock()
         try:
-            result = await self._infer(model, desc, infer_rows, ready[0].job.ids[0], deadline)
+            # The batch's class: its most urgent request's (0 = unspecified counts as real-time).
+            priority = min((it.priority or 1) for part in ready for it in part.job.items)
+            result = await self._infer(model, desc, infer_rows, ready[0].job.ids[0], deadline, priority)
         except Degrade as degrade:
             degrade.features_ms = features_ms
             return fallen + [(part.job, degrade) for part in ready]
@@ -223,14 +225,20 @@ class BatchScorer:
         return rows, (self._d.clock() - t0) * 1e3
 
     async def _infer(
-        self, model: str, desc: ModelDescriptor, rows: Sequence[FeatureRow], request_id: str, deadline: Deadline
+        self,
+        model: str,
+        desc: ModelDescriptor,
+        rows: Sequence[FeatureRow],
+        request_id: str,
+        deadline: Deadline,
+        priority: int = 0,
     ) -> InferenceResult:
         budget = _budget(deadline, self._d.limits.inference_timeout(len(rows)), "inference")
         values = [row.values for row in rows]
         return await self._guarded(
             "model",
             f"model:{model}:{desc.version}",
-            lambda: self._d.models.infer(model, desc.version, desc.features, values, request_id, budget),
+            lambda: self._d.models.infer(model, desc.version, desc.features, values, request_id, budget, priority),
             lambda res: expect_count(len(res.scores), len(rows), "orchestrator returned {} predictions for {} rows"),
         )
 

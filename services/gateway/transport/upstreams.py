@@ -102,8 +102,10 @@ class InferenceClient:
         rows: Sequence[Sequence[Scalar]],
         request_id: str,
         timeout_s: float,
+        priority: int = 0,
     ) -> InferenceResult:
         request = inference_pb2.InferRequest(
+            priority=priority,  # type: ignore[arg-type]
             request_id=request_id,
             model=model,
             version=version,

@@ -1,9 +1,10 @@
 """`BatchingBackend`: a `Backend` that micro-batches requests in front of another backend.
 
 One `MicroBatcher` (core/batcher.py) per loaded model version; its batches run on the
-inner backend with the batch's deadline. Used in front of ORT workers (they do not
-batch themselves) and optionally the in-process backend; not in front of a Triton whose
-model config enables dynamic batching (Triton batches there; no double batching).
+inner backend with the batch's deadline. Each request is queued with the priority class of
+the Infer call it serves (core/priority.py): real-time before async and batch work. Used in
+front of ORT workers (they do not batch themselves) and optionally the in-process backend;
+not in front of a Triton whose model config enables dynamic batching (Triton batches there; no double batching).
 
 Ownership: it owns its batchers and the inner backend (closed by `close()`).
 Lifecycle: `load` loads the version on the inner backend and starts its batcher;
@@ -20,6 +21,7 @@ from predmesh.models.backend import Backend
 from predmesh.models.errors import ModelNotReady
 from predmesh.models.registry import ModelVersion, VersionKey
 from services.inference.core.batcher import BatcherConfig, BatcherStats, MicroBatcher
+from services.inference.core.priority import REQUEST_PRIORITY
 from services.inference.metrics import BatchMetrics
 
 
@@ -60,7 +62,7 @@ class BatchingBackend:
         batcher = self._batchers.get(model_version.key)
         if batcher is None:
             raise ModelNotReady(f"model {model_version} is not loaded")
-        return await batcher.submit(batch, deadline)
+        return await batcher.submit(batch, deadline, REQUEST_PRIORITY.get())
 
     async def unload(self, model_version: ModelVersion) -> None:
         batcher = self._batchers.pop(model_version.key, None)

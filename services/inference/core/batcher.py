@@ -14,7 +14,13 @@ executed; its caller gets DeadlineExceeded. The batch call's own deadline is the
 latest deadline among its requests (none when any request has none). A caller that
 is cancelled while queued is skipped.
 
-Backpressure: the queue is bounded (`max_queue` requests); a full queue answers
+Priority: a request submitted with priority async or batch (predmesh.v1.Priority 2, 3) waits
+in a background queue; real-time requests (1, or 0 = unspecified) are always taken first, so a
+batch forms from real-time requests and is filled up with background ones only when no
+real-time request is waiting; a background request carried over from a full batch goes back
+to the front of its queue when real-time requests are waiting.
+
+Backpressure: the queues are bounded (`max_queue` requests together); a full queue answers
 ResourceExhausted at once instead of queueing without bound.
 
 Observability: each request's trace context is captured at `submit` (on the caller's
@@ -37,7 +43,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -97,6 +103,7 @@ class _Pending:
     future: asyncio.Future[np.ndarray]
     enqueued: float  # time.monotonic() at submit
     trace: telemetry.QueuedTrace | None  # None while tracing is off
+    urgent: bool = True  # real-time (taken before every background request)
 
 
 _STOP = object()
@@ -120,8 +127,12 @@ class MicroBatcher:
         self._size_hist = metrics.batch_size.labels(*labels) if metrics else None
         self._wait_hist = metrics.queue_wait.labels(*labels) if metrics else None
         self._depth_gauge = metrics.queue_depth.labels(*labels) if metrics else None
-        self._queue: asyncio.Queue[_Pending | object] = asyncio.Queue()
-        self._queued = 0  # requests in the queue (the sentinel is not counted)
+        self._urgent: deque[_Pending] = deque()
+        self._background: deque[_Pending] = deque()
+        self._arrived = asyncio.Event()  # set when a request (or the stop) is queued
+        self._stop_requested = False  # stop(): the collector drains the queues, then ends
+        self._stop_seen = False
+        self._queued = 0  # requests in both queues
         self._collector: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots: asyncio.Semaphore | None = None
@@ -143,19 +154,22 @@ class MicroBatcher:
             return
         self._closed = True
         if self._collector is not None:
-            self._queue.put_nowait(_STOP)
+            self._stop_requested = True
+            self._arrived.set()
             await self._collector
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
-        # Not started: nothing ran the queue; fail whatever is there.
-        while not self._queue.empty():
-            item = self._queue.get_nowait()
-            if isinstance(item, _Pending) and not item.future.done():
-                item.future.set_exception(Unavailable(f"{self.name} stopped"))
+        # Not started: nothing ran the queues; fail whatever is there.
+        for queue in (self._urgent, self._background):
+            while queue:
+                item = queue.popleft()
+                if not item.future.done():
+                    item.future.set_exception(Unavailable(f"{self.name} stopped"))
 
     # -- requests ----------------------------------------------------------
-    async def submit(self, rows: np.ndarray, deadline: Deadline | None = None) -> np.ndarray:
-        """Queue `rows` ([n, D], n >= 1) and return the backend output rows for them ([n, ...])."""
+    async def submit(self, rows: np.ndarray, deadline: Deadline | None = None, priority: int = 0) -> np.ndarray:
+        """Queue `rows` ([n, D], n >= 1) and return the backend output rows for them ([n, ...]).
+        `priority`: predmesh.v1.Priority (2 async and 3 batch wait behind real-time requests)."""
         if self._closed or self._collector is None:
             raise Unavailable(f"{self.name} is not running")
         if deadline is not None and deadline.expired():
@@ -165,8 +179,10 @@ class MicroBatcher:
             raise ResourceExhausted(f"{self.name}: queue full ({self.config.max_queue} requests)")
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
         queued = telemetry.enqueue_trace() if telemetry.tracing_enabled() else None
+        pending = _Pending(rows, deadline, future, time.monotonic(), queued, urgent=priority <= 1)
+        (self._urgent if pending.urgent else self._background).append(pending)
         self._queued += 1
-        self._queue.put_nowait(_Pending(rows, deadline, future, time.monotonic(), queued))
+        self._arrived.set()
         if self._depth_gauge is not None:
             self._depth_gauge.set(self._queued)
         return await future
@@ -185,30 +201,52 @@ class MicroBatcher:
         )
 
     # -- collector ---------------------------------------------------------
-    async def _take(self, wait_s: float | None) -> _Pending | object | None:
-        """Next queue item; None when `wait_s` (s) passes first; None = wait forever."""
-        if not self._queue.empty():
-            item = self._queue.get_nowait()
-        elif wait_s is None:
-            item = await self._queue.get()
-        elif wait_s <= 0:
+    def _pop(self) -> _Pending | None:
+        queue = self._urgent if self._urgent else self._background
+        if not queue:
             return None
-        else:
+        item = queue.popleft()
+        self._queued -= 1
+        if self._depth_gauge is not None:
+            self._depth_gauge.set(self._queued)
+        return item
+
+    def _put_back(self, item: _Pending) -> None:
+        """A request taken but not batched goes back to the front of its queue."""
+        (self._urgent if item.urgent else self._background).appendleft(item)
+        self._queued += 1
+
+    async def _take(self, wait_s: float | None) -> _Pending | object | None:
+        """Next request (real-time first); `_STOP` once (after stop(), when the queues are empty);
+        None when `wait_s` (s) passes first; `wait_s` None = wait forever."""
+        deadline = None if wait_s is None else time.monotonic() + wait_s
+        while True:
+            item = self._pop()
+            if item is not None:
+                return item
+            if self._stop_requested and not self._stop_seen:
+                self._stop_seen = True
+                return _STOP
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return None
+            self._arrived.clear()
             try:
-                item = await asyncio.wait_for(self._queue.get(), wait_s)
+                if left is None:
+                    await self._arrived.wait()
+                else:
+                    await asyncio.wait_for(self._arrived.wait(), left)
             except TimeoutError:
                 return None
-        if item is not _STOP:
-            self._queued -= 1
-            if self._depth_gauge is not None:
-                self._depth_gauge.set(self._queued)
-        return item
 
     async def _collect(self) -> None:
         cfg = self.config
         carry: _Pending | None = None  # a request that did not fit the previous batch
         stopping = False
         while True:
+            if carry is not None and not carry.urgent and self._urgent:
+                self._put_back(carry)  # real-time requests are waiting: they go first
+                carry = None
             if carry is not None:
                 first: _Pending | object | None = carry
                 carry = None
@@ -242,6 +280,13 @@ class MicroBatcher:
             # cancelled meanwhile: nothing expired is ever sent to the backend.
             assert self._slots is not None
             await self._slots.acquire()
+            if self._urgent and not any(item.urgent for item in batch):
+                # Real-time requests arrived while this background batch waited for a slot: they go first.
+                for item in ([carry] if carry is not None else []) + batch[::-1]:
+                    self._put_back(item)
+                carry = None
+                self._slots.release()
+                continue
             live = self._admit(batch)
             if not live:
                 self._slots.release()

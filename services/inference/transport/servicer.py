@@ -10,6 +10,7 @@ import grpc
 
 from predmesh.common.deadline import Deadline
 from predmesh.v1 import inference_pb2, inference_pb2_grpc
+from services.inference.core.priority import REQUEST_PRIORITY
 from services.inference.core.service import InferenceCore
 from services.inference.transport import converters
 
@@ -25,6 +26,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
     ) -> inference_pb2.InferResponse:
         remaining = context.time_remaining()
         deadline = Deadline.after(remaining) if remaining is not None else None
+        REQUEST_PRIORITY.set(request.priority)  # this call's task only (micro-batcher order)
         version, predictions = await self._core.infer(
             request.model,
             request.version,

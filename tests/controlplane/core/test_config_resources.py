@@ -49,6 +49,7 @@ def test_default_config_resources() -> None:
     assert [r.match.prefix for r in routes] == [
         "/predmesh.v1.PredictionService/",
         "/predmesh.v1.OutcomeService/",
+        "/predmesh.v1.BatchJobService/",
         "/grpc.reflection.v1.ServerReflection/",
         "/grpc.reflection.v1alpha.ServerReflection/",
         "/grpc.health.v1.Health/",

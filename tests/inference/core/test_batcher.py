@@ -201,3 +201,33 @@ async def test_a_failing_stats_update_fails_the_callers_instead_of_leaving_them_
             fut.result()
     finally:
         await batcher.stop()
+
+
+async def test_realtime_requests_are_served_before_queued_batch_work() -> None:
+    run = Recorder()
+    running = asyncio.Event()
+
+    async def recorded(batch: np.ndarray, deadline: Deadline | None) -> np.ndarray:
+        running.set()
+        return await run(batch, deadline)
+
+    batcher = MicroBatcher(recorded, BatcherConfig(max_batch_rows=4, max_wait_s=0.0, max_inflight_batches=1))
+    batcher.start()
+    try:
+        run.release.clear()  # the first batch holds the only execution slot
+        first = asyncio.ensure_future(batcher.submit(rows(0, 4), priority=3))
+        await asyncio.wait_for(running.wait(), 5)
+        background = [asyncio.ensure_future(batcher.submit(rows(100 + 4 * i, 3), priority=3)) for i in range(3)]
+        await asyncio.sleep(0)
+        realtime = [asyncio.ensure_future(batcher.submit(rows(200 + i, 1), priority=p)) for i, p in enumerate((1, 0))]
+        await asyncio.sleep(0)
+        run.release.set()
+        await asyncio.wait_for(asyncio.gather(first, *background, *realtime), 5)
+    finally:
+        await batcher.stop()
+    order = [sorted(float(v) for v in b[:, 0]) for b in run.batches]
+    # queued after three batch requests, the two real-time ones leave in the very next batch
+    # (filled up with background rows only as far as they fit: 1 + 1 + 3 > 4, so alone)
+    assert order[1] == [200.0, 201.0], order
+    assert [b[0] for b in order[2:]] == [100.0, 104.0, 108.0]
+    np.testing.assert_array_equal(realtime[0].result()[:, 0], [2000.0])
