@@ -86,7 +86,7 @@ def lease_holders(mesh: LocalMesh, job_id: str) -> set[int]:
         values = [client.get(k) for k in client.scan_iter(f"predmesh:batch:l:{job_id}:*")]
     finally:
         client.close()
-    return {int(v.decode().split(":")[1]) for v in values if v}
+    return {int((v.decode() if isinstance(v, bytes) else str(v)).split(":")[1]) for v in values if v}
 
 
 def test_gateway_killed_mid_job_resumes_to_exactly_one_row_per_input_row(mesh: LocalMesh, source: Path) -> None:
