@@ -43,10 +43,13 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from services.gateway.core.coalescer import Coalescer, Window
 from services.gateway.core.types import PredictInput, Scalar, Score
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 _OPS = {"gt": operator.gt, "gte": operator.ge, "lt": operator.lt, "lte": operator.le}
 # The shared level's window: what arrives while one call of a lane is in flight leaves with the next.
@@ -165,35 +168,23 @@ class SharedCache(Protocol):
 
 
 @dataclass(eq=False, slots=True)
-class _GetJob:
-    """One request's shared lookups, answered with one `SharedHit` per key."""
+class _Job(Generic[T, R]):
+    """One request's shared lookups (keys -> one `SharedHit` each) or stores (entries -> None)."""
 
-    keys: Sequence[CacheKey]
-    future: asyncio.Future[list[SharedHit]]
+    items: Sequence[T]
+    future: asyncio.Future[R]
 
     @property
     def rows(self) -> int:
-        return max(1, len(self.keys))
+        return max(1, len(self.items))
 
     def fail(self, err: BaseException) -> None:
         if not self.future.done():
             self.future.set_exception(err)
 
 
-@dataclass(eq=False, slots=True)
-class _PutJob:
-    """One request's shared stores."""
-
-    entries: Sequence[SharedEntry]
-    future: asyncio.Future[None]
-
-    @property
-    def rows(self) -> int:
-        return max(1, len(self.entries))
-
-    def fail(self, err: BaseException) -> None:
-        if not self.future.done():
-            self.future.set_exception(err)
+_GetJob = _Job[CacheKey, list[SharedHit]]
+_PutJob = _Job[SharedEntry, None]
 
 
 class CoalescedShared:
@@ -212,7 +203,7 @@ class CoalescedShared:
         if not keys:
             return []
         future: asyncio.Future[list[SharedHit]] = asyncio.get_running_loop().create_future()
-        self._gets.submit("get", _GetJob(keys, future))
+        self._gets.submit("get", _Job(keys, future))
         try:
             return await future
         except Exception:  # the batch failed (a bug, shutdown): misses
@@ -222,7 +213,7 @@ class CoalescedShared:
         if not entries:
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._puts.submit("put", _PutJob(entries, future))
+        self._puts.submit("put", _Job(entries, future))
         try:
             await future
         except Exception:  # nothing stored: the next request scores again
@@ -234,17 +225,17 @@ class CoalescedShared:
 
     async def _get_batch(self, _: str, jobs: list[_GetJob]) -> None:
         jobs = [job for job in jobs if not job.future.done()]
-        hits = await self._shared.get_many([key for job in jobs for key in job.keys]) if jobs else []
+        hits = await self._shared.get_many([key for job in jobs for key in job.items]) if jobs else []
         offset = 0
         for job in jobs:
-            part, offset = hits[offset : offset + len(job.keys)], offset + len(job.keys)
+            part, offset = hits[offset : offset + len(job.items)], offset + len(job.items)
             if not job.future.done():
                 job.future.set_result(part)
 
     async def _put_batch(self, _: str, jobs: list[_PutJob]) -> None:
         jobs = [job for job in jobs if not job.future.done()]
         if jobs:
-            await self._shared.put_many([entry for job in jobs for entry in job.entries])
+            await self._shared.put_many([entry for job in jobs for entry in job.items])
         for job in jobs:
             if not job.future.done():
                 job.future.set_result(None)
