@@ -17,13 +17,18 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
-from predmesh.common.errors import Unavailable
 from services.gateway.core.async_ports import AsyncJob, AsyncResult, DueCallback, Lookup, State
 from services.gateway.transport.async_codec import decode_result, encode_result, target_from_text, target_to_text
+from services.gateway.transport.redis_call import redis_call
 
 T = TypeVar("T")
+
+
+def _call(op: Callable[[], Awaitable[T]]) -> Awaitable[T]:
+    return redis_call("async result store", op)
+
+
 PREFIX = "predmesh:async:"
 _CLAIM_DUE = """
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
@@ -46,13 +51,6 @@ class RedisResultStore:
     async def close(self) -> None:
         await self._redis.aclose()
 
-    @staticmethod
-    async def _call(op: Callable[[], Awaitable[T]]) -> T:
-        try:
-            return await op()
-        except RedisError as err:
-            raise Unavailable(f"async result store unavailable: {type(err).__name__}") from err
-
     async def mark_pending(self, job: AsyncJob, ttl_s: float) -> None:
         key = PREFIX + "r:" + job.item.request_id
 
@@ -65,10 +63,10 @@ class RedisResultStore:
             if created:  # a known request (a duplicate, maybe answered already) is not pending again
                 await self._redis.zadd(self._pending, {job.item.request_id: job.accepted_ms}, nx=True)
 
-        await self._call(op)
+        await _call(op)
 
     async def lookup(self, request_id: str) -> Lookup | None:
-        raw: dict[Any, Any] = await self._call(lambda: self._redis.hgetall(PREFIX + "r:" + request_id))
+        raw: dict[Any, Any] = await _call(lambda: self._redis.hgetall(PREFIX + "r:" + request_id))
         if not raw or b"state" not in raw:
             return None
         result = decode_result(raw[b"result"]) if b"result" in raw else None
@@ -76,7 +74,7 @@ class RedisResultStore:
 
     async def claim(self, request_id: str, token: str, lease_s: float) -> bool:
         key = PREFIX + "c:" + request_id
-        got = await self._call(lambda: self._redis.set(key, token, nx=True, px=max(int(lease_s * 1000), 1)))
+        got = await _call(lambda: self._redis.set(key, token, nx=True, px=max(int(lease_s * 1000), 1)))
         return bool(got)
 
     async def store_result(self, job: AsyncJob, result: AsyncResult, ttl_s: float, first_due_ms: int) -> None:
@@ -97,10 +95,10 @@ class RedisResultStore:
                 pipe.zrem(self._pending, request_id)  # answered: it can be polled now
             return await pipe.execute()
 
-        await self._call(op)
+        await _call(op)
 
     async def claim_due(self, now_ms: int, lease_ms: int, limit: int) -> list[DueCallback]:
-        ids: list[bytes] = await self._call(
+        ids: list[bytes] = await _call(
             lambda: self._claim_due(keys=[self._due], args=[now_ms, now_ms + lease_ms, limit])  # type: ignore[arg-type]
         )
         if not ids:
@@ -113,7 +111,7 @@ class RedisResultStore:
                 pipe.hget(PREFIX + "r:" + raw_id.decode(), "result")
             return await pipe.execute()
 
-        loaded = await self._call(load)
+        loaded = await _call(load)
         out: list[DueCallback] = []
         for i, raw_id in enumerate(ids):
             cb, result = loaded[2 * i], loaded[2 * i + 1]
@@ -137,7 +135,7 @@ class RedisResultStore:
             pipe.zadd(self._due, {request_id: due_ms}, xx=True)
             return await pipe.execute()
 
-        await self._call(op)
+        await _call(op)
 
     async def finish_callback(self, request_id: str) -> None:
         async def op() -> Any:
@@ -147,7 +145,7 @@ class RedisResultStore:
             pipe.zrem(self._pending, request_id)
             return await pipe.execute()
 
-        await self._call(op)
+        await _call(op)
 
     async def pending_stats(self) -> tuple[int, int | None]:
         async def op() -> Any:
@@ -156,5 +154,5 @@ class RedisResultStore:
             pipe.zrange(self._pending, 0, 0, withscores=True)
             return await pipe.execute()
 
-        count, oldest = await self._call(op)
+        count, oldest = await _call(op)
         return int(count), (int(oldest[0][1]) if oldest else None)

@@ -17,12 +17,18 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from services.gateway.core.batch_ports import JobSpec, JobState, JobStatus, Lease
 from services.gateway.errors import Unavailable
+from services.gateway.transport.redis_call import redis_call
 
 T = TypeVar("T")
+
+
+def _call(op: Callable[[], Awaitable[T]]) -> Awaitable[T]:
+    return redis_call("batch job store", op)
+
+
 Arg = str | int | float
 PREFIX = "predmesh:batch:"
 
@@ -119,13 +125,6 @@ class RedisJobStore:
         await self._redis.aclose()
 
     @staticmethod
-    async def _call(op: Callable[[], Awaitable[T]]) -> T:
-        try:
-            return await op()
-        except RedisError as err:
-            raise Unavailable(f"batch job store unavailable: {type(err).__name__}") from err
-
-    @staticmethod
     def _job(job_id: str) -> str:
         return f"{PREFIX}j:{job_id}"
 
@@ -140,14 +139,14 @@ class RedisJobStore:
     async def create(self, spec: JobSpec, ttl_s: float) -> JobStatus:
         keys = [self._job(spec.job_id), self._active]
         args: list[Arg] = [_spec_to_json(spec), spec.chunks_total, _ms(ttl_s), spec.job_id]
-        await self._call(lambda: self._create(keys=keys, args=args))
+        await _call(lambda: self._create(keys=keys, args=args))
         found = await self.get(spec.job_id)
         if found is None:  # expired between the two calls: only with a tiny TTL
             raise Unavailable("batch job vanished right after submission")
         return found
 
     async def get(self, job_id: str) -> JobStatus | None:
-        raw: Any = await self._call(lambda: self._redis.hgetall(self._job(job_id)))  # type: ignore[arg-type]
+        raw: Any = await _call(lambda: self._redis.hgetall(self._job(job_id)))  # type: ignore[arg-type]
         if not raw or b"spec" not in raw:
             return None
         fields = {k.decode(): v.decode() for k, v in raw.items()}
@@ -163,29 +162,29 @@ class RedisJobStore:
         )
 
     async def active(self) -> list[str]:
-        members: Any = await self._call(lambda: self._redis.smembers(self._active))  # type: ignore[arg-type,return-value]
+        members: Any = await _call(lambda: self._redis.smembers(self._active))  # type: ignore[arg-type,return-value]
         return sorted(m.decode() for m in members)
 
     async def finish(self, job_id: str, state: JobState, error: str, now_ms: int, ttl_s: float) -> bool:
         keys = [self._job(job_id), self._active, self._done(job_id)]
         args: list[Arg] = [state.value, error, now_ms, _ms(ttl_s), job_id]
-        return bool(await self._call(lambda: self._finish(keys=keys, args=args)))
+        return bool(await _call(lambda: self._finish(keys=keys, args=args)))
 
     async def lease(self, job_id: str, worker: str, lease_s: float, now_ms: int) -> Lease | None:
         keys = [self._job(job_id), self._done(job_id), self._active]
         args: list[Arg] = [job_id, worker, _ms(lease_s), now_ms, f"{PREFIX}l:{job_id}:"]
-        chunk = await self._call(lambda: self._lease(keys=keys, args=args))
+        chunk = await _call(lambda: self._lease(keys=keys, args=args))
         return None if chunk is None else Lease(job_id, int(chunk))
 
     async def renew(self, lease: Lease, worker: str, lease_s: float) -> bool:
         keys = [self._lease_key(lease)]
-        return bool(await self._call(lambda: self._renew(keys=keys, args=[worker, _ms(lease_s)])))
+        return bool(await _call(lambda: self._renew(keys=keys, args=[worker, _ms(lease_s)])))
 
     async def checkpoint(self, lease: Lease, worker: str, rows: int, failed: int) -> bool:
         keys = [self._job(lease.job_id), self._done(lease.job_id), self._lease_key(lease)]
         args: list[Arg] = [lease.chunk, worker, rows, failed, _ms(self._job_ttl_s)]
-        return bool(await self._call(lambda: self._checkpoint(keys=keys, args=args)))
+        return bool(await _call(lambda: self._checkpoint(keys=keys, args=args)))
 
     async def release(self, lease: Lease, worker: str) -> None:
         keys = [self._lease_key(lease)]
-        await self._call(lambda: self._release(keys=keys, args=[worker]))
+        await _call(lambda: self._release(keys=keys, args=[worker]))
