@@ -324,11 +324,14 @@ def _add_job_parsers(batch_sub: Any) -> None:
         p.add_argument("job_id")
         p.set_defaults(func=cmd_status if name == "status" else cmd_cancel)
         if name == "status":
-            p.add_argument("--wait", action="store_true", help="progress bar until the job ends")
-            p.add_argument("--poll", type=float, default=0.5, help="seconds between polls with --wait")
-    submit.add_argument("--wait", action="store_true", help="progress bar until the job ends")
-    submit.add_argument("--poll", type=float, default=0.5, help="seconds between polls with --wait")
+            _add_wait_args(p)
+    _add_wait_args(submit)
     submit.set_defaults(func=cmd_submit)
+
+
+def _add_wait_args(parser: Any) -> None:
+    parser.add_argument("--wait", action="store_true", help="progress bar until the job ends")
+    parser.add_argument("--poll", type=float, default=0.5, help="seconds between polls with --wait")
 
 
 def add_parser(sub: Any) -> None:
