@@ -15,7 +15,7 @@ import yaml
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
-from .builders import classifier_spec, linear_onnx, write_model
+from ..models.builders import classifier_spec, linear_onnx, write_model
 
 
 def tiny_repo(repo: Path, names: list[str]) -> dict[str, int]:

@@ -34,7 +34,7 @@ from services.inference.app import InferenceApp
 from services.inference.transport.converters import row_to_proto
 from services.inference.triton.layout import PYTHON_MODEL, write_triton_layout
 
-from .builders import classifier_spec, linear_onnx, write_model
+from ..models.builders import classifier_spec, linear_onnx, write_model
 from .conftest import make_settings
 
 CLIENTS = 6

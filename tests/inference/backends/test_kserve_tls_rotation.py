@@ -24,7 +24,7 @@ from predmesh.models.registry import scan_repository
 from services.inference.backends.kserve_grpc import KServeGrpcBackend
 from tests.common.test_tlschannel import install, issue
 
-from ..builders import linear_onnx, regressor_spec, write_model
+from ...models.builders import linear_onnx, regressor_spec, write_model
 
 pytestmark = pytest.mark.timeout(60)
 

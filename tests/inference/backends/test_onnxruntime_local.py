@@ -13,7 +13,7 @@ from predmesh.models.errors import ModelLoadError, ModelNotReady
 from predmesh.models.onnxruntime_local import OnnxRuntimeLocalBackend
 from predmesh.models.registry import ModelVersion, scan_repository
 
-from ..builders import linear_onnx, regressor_spec, write_model
+from ...models.builders import linear_onnx, regressor_spec, write_model
 
 WEIGHTS = np.array([[2.0], [-1.0]])
 

@@ -17,7 +17,7 @@ from predmesh.models.pool import PoolConfig, PooledBackend, State
 from predmesh.models.registry import ModelVersion
 from predmesh.models.spec import parse_spec
 
-from ..builders import regressor_spec
+from ...models.builders import regressor_spec
 
 
 class FakeBackend:

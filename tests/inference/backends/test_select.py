@@ -13,7 +13,7 @@ from services.inference.backends.select import build_backends, placement
 from services.inference.settings import InferenceSettings
 from services.inference.triton.layout import triton_layout_present, write_triton_layout
 
-from ..builders import linear_onnx, regressor_spec, write_model
+from ...models.builders import linear_onnx, regressor_spec, write_model
 
 
 def version(tmp_path: Path, **spec: Any):  # type: ignore[no-untyped-def]

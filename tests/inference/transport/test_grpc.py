@@ -16,7 +16,7 @@ from predmesh.v1 import inference_pb2, inference_pb2_grpc
 from services.inference.app import SERVICE_NAME, InferenceApp
 from services.inference.transport.converters import row_to_proto
 
-from ..builders import classifier_spec, linear_onnx, regressor_spec, write_model
+from ...models.builders import classifier_spec, linear_onnx, regressor_spec, write_model
 from ..conftest import DemoModels, make_settings
 
 Stub = inference_pb2_grpc.InferenceServiceStub

@@ -9,7 +9,7 @@ from predmesh.common.errors import NotFound
 from predmesh.models.errors import ModelNotFound, ModelSpecError, VersionNotFound
 from predmesh.models.registry import ModelRegistry, scan_repository
 
-from ..builders import linear_onnx, regressor_spec, write_model
+from .builders import linear_onnx, regressor_spec, write_model
 
 ONNX = linear_onnx(np.ones((1, 1)))
 

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from predmesh.demo import FEATURE_REGISTRY
+from predmesh.featurestore.errors import RegistryError, UnknownEntityType
 from predmesh.featurestore.registry import load_registry, parse_registry
 from predmesh.featurestore.spec import DType, Source
-from services.features.errors import RegistryError, UnknownEntityType
 
 
 def _registry(**feature: Any) -> dict[str, Any]:

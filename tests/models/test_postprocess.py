@@ -7,7 +7,7 @@ from predmesh.models.errors import ModelExecutionError
 from predmesh.models.postprocess import Postprocessor, Prediction
 from predmesh.models.spec import parse_spec
 
-from ..builders import classifier_spec, regressor_spec
+from .builders import classifier_spec, regressor_spec
 
 
 def test_classifier_argmax_and_positive_class_score() -> None:

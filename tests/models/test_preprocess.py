@@ -10,7 +10,7 @@ from predmesh.common.errors import InvalidArgument
 from predmesh.models.preprocess import Preprocessor
 from predmesh.models.spec import parse_spec
 
-from ..builders import regressor_spec
+from .builders import regressor_spec
 
 
 def pre(*inputs: dict[str, Any]) -> Preprocessor:

@@ -13,7 +13,7 @@ from predmesh.models.errors import ModelSpecError
 from predmesh.models.registry import ModelRegistry
 from predmesh.models.spec import parse_spec
 
-from ..builders import classifier_spec, linear_onnx, write_model
+from .builders import classifier_spec, linear_onnx, write_model
 
 
 def ensemble_spec(name: str = "ens", members: Any = None, **overrides: Any) -> dict[str, Any]:

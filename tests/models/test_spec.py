@@ -9,7 +9,7 @@ from predmesh.common.errors import ErrorCode
 from predmesh.models.errors import ModelSpecError
 from predmesh.models.spec import OneHot, Standardize, load_spec, parse_spec
 
-from ..builders import classifier_spec, regressor_spec
+from .builders import classifier_spec, regressor_spec
 
 
 def test_valid_classifier_spec_with_defaults() -> None:

@@ -11,7 +11,7 @@ from predmesh.models.eager import EagerPolicy, eager_versions
 from predmesh.models.registry import ModelVersion
 from predmesh.models.spec import parse_spec
 
-from ..builders import regressor_spec
+from .builders import regressor_spec
 
 
 def mv(name: str, version: str) -> ModelVersion:

@@ -14,7 +14,7 @@ from predmesh.models.lifecycle import ModelLifecycle
 from predmesh.models.registry import ModelRegistry, ModelVersion
 from predmesh.models.spec import parse_spec
 
-from ..builders import classifier_spec
+from .builders import classifier_spec
 
 
 class FakeBackend:
