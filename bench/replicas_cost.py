@@ -37,18 +37,23 @@ import os
 import statistics
 import tempfile
 import time
+import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench import loadgen
 from bench.cpu import CpuSampler
 from bench.loadgen import LoadSpec, TargetSpec
 from bench.mesh import bench_options
 from predmesh.local.mesh import LocalMesh
+from predmesh.local.procs import free_port
 
 SERVICES = ("edge", "gateway", "features", "orchestrator", "redis")
+GATEWAY_METRICS_PORT = "PREDMESH_GATEWAY_METRICS_PORT"
 
 
 @dataclass
@@ -66,6 +71,7 @@ class Window:
     load1: float  # 1-minute load average at the window's end
     box_busy: float  # fraction of all CPUs busy during the window (/proc/stat)
     idle_cpu_s: float = 0.0  # the mesh's idle CPU for `seconds` (from its idle rate)
+    rows_per_batch: float = float("nan")  # mean rows per coalesced primary batch over all gateways
 
     @property
     def clean(self) -> bool:
@@ -87,6 +93,7 @@ class Summary:
     total: dict[int, tuple[float, float, float]] = field(default_factory=dict)  # (p25, median, p75)
     marginal: dict[int, tuple[float, float, float]] = field(default_factory=dict)
     per_service: dict[int, dict[str, float]] = field(default_factory=dict)  # median us/prediction
+    rows_per_batch: dict[int, float] = field(default_factory=dict)  # median over clean windows
     ratios: list[float] = field(default_factory=list)  # paired B/A total per round, clean pairs only
     marginal_ratios: list[float] = field(default_factory=list)
 
@@ -115,6 +122,8 @@ def summarize(windows: Sequence[Window]) -> Summary:
         out.per_service[replicas] = {
             s: statistics.median(w.cpu_s.get(s, 0.0) / w.ok * 1e6 for w in clean) for s in SERVICES if clean
         }
+        sizes = [w.rows_per_batch for w in clean if w.rows_per_batch == w.rows_per_batch]
+        out.rows_per_batch[replicas] = statistics.median(sizes) if sizes else float("nan")
     by_round: dict[int, dict[int, Window]] = {}
     for w in windows:
         by_round.setdefault(w.round, {})[w.replicas] = w
@@ -151,8 +160,26 @@ def _options(replicas: int, state: Path) -> Any:
         features_replicas=replicas,
         inference_replicas=replicas,
         supervise=False,
-        extra_env={"PREDMESH_FEATURES_CACHE_TTL_MS": "0"},
+        extra_env={"PREDMESH_FEATURES_CACHE_TTL_MS": "0", GATEWAY_METRICS_PORT: str(free_port())},
     )
+
+
+def _batch_rows(mesh: LocalMesh) -> tuple[float, float]:
+    """(rows, batches) of the coalesced primary path so far, summed over the mesh's gateways."""
+    rows = batches = 0.0
+    for gateway in mesh.gateways:
+        port = gateway.environment()[GATEWAY_METRICS_PORT]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.labels.get("path") != "primary":
+                    continue
+                if sample.name == "predmesh_gateway_batch_rows_sum":
+                    rows += sample.value
+                elif sample.name == "predmesh_gateway_batch_rows_count":
+                    batches += sample.value
+    return rows, batches
 
 
 def _idle_rate(sampler: CpuSampler, seconds: float) -> float:
@@ -167,9 +194,10 @@ def _window(
 ) -> Window:
     target = TargetSpec("bench.targets:make_predict", {"address": mesh.edge_address, "model": "fraud"}, 1)
     spec = LoadSpec(mode="open", rate=args.rate, duration_s=args.window, warmup_requests=args.warmup, drain_s=3.0)
-    busy0 = _box_jiffies()
+    busy0, rows0 = _box_jiffies(), _batch_rows(mesh)
     result = loadgen.run(target, spec)
-    busy1 = _box_jiffies()
+    busy1, rows1 = _box_jiffies(), _batch_rows(mesh)
+    batches = rows1[1] - rows0[1]
     t0, t1 = result.window
     seconds = max(t1 - t0, 1e-9)
     box_busy = (busy1[0] - busy0[0]) / max(busy1[1] - busy0[1], 1)  # includes the warm-up: indicative
@@ -185,6 +213,7 @@ def _window(
         load1=os.getloadavg()[0],
         box_busy=box_busy,
         idle_cpu_s=idle_rate * seconds,
+        rows_per_batch=(rows1[0] - rows0[0]) / batches if batches else float("nan"),
     )
 
 
@@ -194,7 +223,7 @@ def _print_window(w: Window) -> None:
     print(
         f"round {w.round:2d} replicas={w.replicas} ok {w.ok:4d} p50 {w.p50_ms:6.1f} p99 {w.p99_ms:6.1f} ms"
         f"  us/pred {w.us_per_prediction:6.0f} (marginal {w.marginal_us_per_prediction:6.0f}){services}"
-        f"  load {w.load1:4.1f} busy {w.box_busy:4.0%}{flag}",
+        f"  rows/batch {w.rows_per_batch:4.2f}  load {w.load1:4.1f} busy {w.box_busy:4.0%}{flag}",
         flush=True,
     )
 
@@ -210,6 +239,8 @@ def render(summary: Summary, idle: Mapping[int, float]) -> str:
         lines.append(
             "    per service (median us/pred): " + ", ".join(f"{k} {v:.0f}" for k, v in summary.per_service[r].items())
         )
+        size = summary.rows_per_batch.get(r, float("nan"))
+        lines.append(f"    rows per coalesced primary batch (median): {size:.2f}")
     for name, ratios in (("total", summary.ratios), ("marginal", summary.marginal_ratios)):
         if ratios:
             p25, med, p75 = quartiles(ratios)

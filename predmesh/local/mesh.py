@@ -375,8 +375,10 @@ class LocalMesh:
         self.gateways = [
             self._service(
                 "gateway",
-                # Replicas after the first get their own /metrics port when one is configured.
-                gateway_env if i == 0 or metrics_port not in opts.extra_env else {**gateway_env, metrics_port: "0"},
+                # Replicas after the first get their own free /metrics port when one is configured.
+                gateway_env
+                if i == 0 or metrics_port not in opts.extra_env
+                else {**gateway_env, metrics_port: str(free_port())},
                 port=opts.gateway_port if i == 0 else 0,
                 instance=f"gateway-{i}" if opts.gateway_replicas > 1 else "gateway",
             )
@@ -647,12 +649,15 @@ class LocalMesh:
 
     def _replicas(self, name: str, env: dict[str, str], count: int) -> list[PythonService]:
         """`count` processes of service `name` (`name-0`, `name-1`... when more than one), each on its own
-        port; replicas after the first get their own /metrics port when one is configured."""
+        port; replicas after the first get their own free /metrics port when one is configured (readable
+        from each service's environment)."""
         metrics_port = f"PREDMESH_{name.upper()}_METRICS_PORT"
         return [
             self._service(
                 name,
-                env if i == 0 or metrics_port not in self.options.extra_env else {**env, metrics_port: "0"},
+                env
+                if i == 0 or metrics_port not in self.options.extra_env
+                else {**env, metrics_port: str(free_port())},
                 instance=f"{name}-{i}" if count > 1 else name,
             )
             for i in range(max(1, count))

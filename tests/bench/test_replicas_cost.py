@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -47,3 +48,13 @@ def test_degraded_windows_are_dropped_with_their_round_pair() -> None:
     assert summary.per_service[2]["gateway"] == pytest.approx(5_500.0)
     # Marginal: minus the idle CPU (0.1 s per replica set here) over the window.
     assert summary.marginal_ratios[0] == pytest.approx((1.1 - 0.2) / (1.0 - 0.1))
+
+
+def test_rows_per_batch_median_skips_windows_without_batches_and_dropped_ones() -> None:
+    sizes = [(1, 4.0), (1, 6.0), (1, float("nan")), (2, 2.0), (2, 3.0)]
+    windows = [
+        dataclasses.replace(_window(i, replicas, 1.0), rows_per_batch=size) for i, (replicas, size) in enumerate(sizes)
+    ]
+    windows.append(dataclasses.replace(_window(9, 2, 1.0, DEGRADED=1), rows_per_batch=50.0))
+    summary = summarize(windows)
+    assert summary.rows_per_batch == {1: pytest.approx(5.0), 2: pytest.approx(2.5)}
