@@ -26,7 +26,7 @@ from predmesh.common.grpcserver import GrpcServer
 from predmesh.common.kafka import consumer_config
 from services.monitor.core.reference import ReferenceStore
 from services.monitor.core.retrain import DriftTrigger
-from services.monitor.core.windows import DriftMonitor, WindowStats
+from services.monitor.core.windows import DriftMonitor, Observation, WindowStats
 from services.monitor.metrics import MonitorMetrics
 from services.monitor.settings import MonitorSettings
 from services.monitor.transport.consumer import EventConsumer
@@ -64,13 +64,17 @@ class MonitorApp(ServiceApp[MonitorSettings]):
         self._trigger = DriftTrigger(settings.retrain_webhook_cooldown_s)
         self._deliveries: set[asyncio.Task[bool]] = set()
 
+    def _observe(self, obs: Observation) -> None:
+        self.monitor.observe(obs)
+        self.metrics.observe(obs)
+
     def _count(self, ok: bool) -> None:
         (self.metrics.consumed if ok else self.metrics.undecodable).inc()
 
     async def open(self, stack: AsyncExitStack) -> None:
         settings = self.settings
         consumer = EventConsumer(
-            monitor_consumer_config(settings), settings.topic, self.monitor.observe, on_record=self._count
+            monitor_consumer_config(settings), settings.topic, self._observe, on_record=self._count
         )
         stack.push_async_callback(asyncio.to_thread, consumer.stop)
         await asyncio.to_thread(consumer.start)

@@ -1,13 +1,21 @@
-"""Prometheus gauges of the monitor (one registry per app, exposed by its GrpcServer at /metrics)."""
+"""Prometheus metrics of the monitor (one registry per app, exposed by its GrpcServer at /metrics).
+
+Besides the window gauges, every consumed prediction is counted and its logged latency observed
+per model, version and arm (`predmesh_monitor_predictions_total{degraded}`,
+`predmesh_monitor_prediction_latency_seconds`): the series the rollout controller's Prometheus
+evidence source queries (services/sink/core/promql.py) for canary vs stable p99 latency and
+error+degraded rate. Observed from the consumer thread (prometheus_client is thread-safe).
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from services.monitor.core.windows import WindowStats
+from predmesh.common.metrics import LATENCY_BUCKETS
+from services.monitor.core.windows import Observation, WindowStats
 
 _MV = ["model", "version"]
 
@@ -56,7 +64,40 @@ class MonitorMetrics:
             ["model", "result"],
             registry=r,
         )
+        self.predictions = Counter(
+            "predmesh_monitor_predictions",
+            "Logged predictions, by model, version, arm and whether answered degraded (error+degraded).",
+            ["model", "version", "arm", "degraded"],
+            registry=r,
+        )
+        self.prediction_latency = Histogram(
+            "predmesh_monitor_prediction_latency_seconds",
+            "Logged request latency of predictions by model, version and arm (seconds).",
+            ["model", "version", "arm"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self._children: dict[tuple[str, str, str], tuple[Counter, Counter, Histogram]] = {}
         self._series: set[tuple[str, ...]] = set()
+
+    def observe(self, obs: Observation) -> None:
+        """Count one consumed prediction and observe its latency (label children bound once).
+
+        An arm's degraded="true" and "false" series are created together: Prometheus' increase()
+        cannot see a counter series' first scraped value, so a first degraded answer of an arm whose
+        "true" series appeared only then would be missed; this way it is counted from 0."""
+        key = (obs.model, obs.version, obs.arm)
+        children = self._children.get(key)
+        if children is None:
+            children = (
+                self.predictions.labels(*key, "false"),
+                self.predictions.labels(*key, "true"),
+                self.prediction_latency.labels(*key),
+            )
+            self._children[key] = children
+        ok, degraded, latency = children
+        (degraded if obs.degraded else ok).inc()
+        latency.observe(obs.latency_ms / 1e3)
 
     def webhook_result(self, model: str, delivered: bool) -> None:
         self.retrain_webhooks.labels(model, "delivered" if delivered else "failed").inc()

@@ -23,6 +23,7 @@ from predmesh.common.grpcserver import GrpcServer
 from predmesh.common.kafka import consumer_config
 from predmesh.v1 import analytics_pb2_grpc
 from services.sink.core.controller import RolloutController
+from services.sink.core.evidence import AnalyticsEvidence, EvidenceSource, PrometheusEvidence
 from services.sink.core.routing_store import FileRoutingStore, RoutingStore
 from services.sink.core.schema import create_statements
 from services.sink.core.store import AnalyticsStore
@@ -74,6 +75,24 @@ def routing_store(settings: SinkSettings) -> RoutingStore | None:
     return ConfigMapRoutingStore(api, namespace, settings.routing_configmap, settings.routing_configmap_key)
 
 
+def evidence_source(settings: SinkSettings, store: AnalyticsStore) -> EvidenceSource:
+    """The rollout controller's evidence: the store, or Prometheus (+ the store for outcomes)."""
+    analytics = AnalyticsEvidence(store)
+    if settings.rollout_evidence == "analytics":
+        return analytics
+    from services.sink.backends.prometheus_api import PrometheusApi
+
+    if not settings.prometheus_url:
+        raise ValueError("rollout_evidence prometheus needs prometheus_url")
+    api = PrometheusApi(
+        settings.prometheus_url,
+        settings.prometheus_timeout_s,
+        settings.prometheus_auth_header.get_secret_value(),
+        settings.prometheus_ca_file,
+    )
+    return PrometheusEvidence(api.query, analytics, settings.prometheus_selector)
+
+
 def sink_consumer_config(settings: SinkSettings) -> dict[str, Any]:
     return consumer_config(
         settings.bootstrap_servers,
@@ -115,8 +134,11 @@ class SinkApp(ServiceApp[SinkSettings]):
         tasks = [asyncio.create_task(self._export_forever(), name="sink-metrics")]
         routing = routing_store(s)
         if routing is not None:
-            self.controller = RolloutController(store, routing, self.metrics.decision)
-            log.info("rollout controller on %r", routing)
+            source = evidence_source(s, store)
+            self.controller = RolloutController(
+                store, routing, self.metrics.decision, evidence=source, on_evidence_error=self.metrics.evidence_error
+            )
+            log.info("rollout controller on %r, evidence from %s", routing, source.name)
             tasks.append(asyncio.create_task(self._control_forever(), name="rollout-controller"))
         for task in tasks:
             stack.push_async_callback(_cancel, task)

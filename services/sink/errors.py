@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from predmesh.common.errors import InvalidArgument, PredmeshError, Unavailable
 
-__all__ = ["InvalidArgument", "QueryFailed", "StoreUnavailable"]
+__all__ = ["EvidenceUnavailable", "InvalidArgument", "QueryFailed", "StoreUnavailable"]
 
 
 class StoreUnavailable(Unavailable):
@@ -17,3 +17,8 @@ class QueryFailed(InvalidArgument):
 
 class StoreError(PredmeshError):
     """Any other store failure (INTERNAL)."""
+
+
+class EvidenceUnavailable(Unavailable):
+    """A rollout evidence source (Prometheus) failed or answered something unusable: the controller
+    makes no decision for that rollout on this pass (never a rollback on missing data)."""

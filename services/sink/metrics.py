@@ -31,6 +31,16 @@ class SinkMetrics:
             registry=r,
         )
 
+        self.evidence_errors = Counter(
+            "predmesh_rollout_evidence_unavailable",
+            "Rollout evaluations skipped (no decision) because the evidence source could not answer.",
+            ["model", "source"],
+            registry=r,
+        )
+
+    def evidence_error(self, model: str, source: str) -> None:
+        self.evidence_errors.labels(model, source).inc()
+
     def decision(self, model: str, decision: Decision) -> None:
         self.decisions.labels(model, decision.action).inc()
         canary = decision.spec.canary

@@ -77,3 +77,22 @@ class SinkSettings(ServerSettings):
         "unset = none, 0 = an ephemeral port. For `predmesh up`; clusters use their own collector.",
     )
     rollout_interval_s: float = Field(5.0, gt=0, description="How often running rollouts are evaluated (seconds).")
+    rollout_evidence: Literal["analytics", "prometheus"] = Field(
+        "analytics",
+        description="Where the rollout controller reads canary vs stable request counts, p99 latency and "
+        "error+degraded rate: `analytics` (this store) or `prometheus` (prometheus_url: the monitor's per-arm "
+        "series); outcomes and AUC always come from the store.",
+    )
+    prometheus_url: str = Field(
+        "", description="Prometheus-compatible query API, http(s)://host:port[/prefix] (rollout_evidence prometheus)."
+    )
+    prometheus_timeout_s: float = Field(5.0, gt=0, description="Timeout of one Prometheus query (seconds).")
+    prometheus_auth_header: SecretStr = Field(
+        SecretStr(""), description='Authorization header value for Prometheus, e.g. "Bearer TOKEN" (from a Secret).'
+    )
+    prometheus_ca_file: str | None = Field(None, description="CA bundle for an https Prometheus (default: system).")
+    prometheus_selector: str = Field(
+        "",
+        description='Extra PromQL label matchers on the monitor\'s series, e.g. namespace="ml" (several releases '
+        "sharing one Prometheus).",
+    )

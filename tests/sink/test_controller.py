@@ -84,7 +84,8 @@ def test_controller_starts_then_rolls_back_a_worse_canary(store: ChdbStore, tmp_
     rows = store.query("SELECT action, evidence FROM predmesh.rollout_decisions WHERE model = 'ctl' ORDER BY ts").rows
     assert [r[0] for r in rows] == ["start", "rollback"]
     evidence = json.loads(rows[1][1])
-    assert evidence["criteria"]["auc"] == {"value": 0.0, "threshold": 0.95, "ok": False}
+    assert evidence["criteria"]["auc"] == {"value": 0.0, "threshold": 0.95, "ok": False, "source": "analytics"}
+    assert evidence["evidence_source"] == "analytics" and set(evidence["canary"]["sources"].values()) == {"analytics"}
     # the canary's weight once each decision applied (the report's rollout history)
     assert [json.loads(r[1])["canary_weight_after"] for r in rows] == [20.0, 0.0]
     assert controller.evaluate_once() == []  # finished rollouts are left alone

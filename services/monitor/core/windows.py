@@ -36,6 +36,7 @@ class Observation:
     degraded: bool
     score: float
     features: Mapping[str, float] = field(default_factory=dict)  # numeric features only, when sampled
+    arm: str = ""  # stable | canary | pinned | ... (the gateway's routing arm; "" when unknown)
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,6 +40,7 @@ def to_observation(event: PredictionEvent) -> Observation:
         degraded=event.degraded,
         score=event.prediction.score,
         features=features,
+        arm=event.arm,
     )
 
 

@@ -7,8 +7,11 @@ and the evidence is what the sink has just inserted). Every `interval_s`:
 
 1. read the routing table; for each model whose `rollout` is running:
 2. a rollout not yet started gets its first step's weights (`start`);
-3. otherwise query `arm_stats` and `outcome_quality` since the step began, build the stable and
-   canary `Evidence`, and `decide`;
+3. otherwise get the stable and canary `Evidence` since the step began from the evidence source
+   (core/evidence.py: the analytics store's `arm_stats` and `outcome_quality` by default;
+   Prometheus for latency and error+degraded rate when configured) and `decide`; a source that
+   cannot answer (EvidenceUnavailable) means no decision for that rollout on this pass (a log line
+   and `on_evidence_error`), never a rollback;
 4. a promote or rollback rewrites the table (file: locked, temp file + rename; ConfigMap: a patch
    conditional on the resourceVersion read; the gateways apply it live) only if the rollout in it is
    still the one evaluated (a `predmesh rollout pause` in between wins), then records the
@@ -28,28 +31,14 @@ from pathlib import Path
 from typing import Any
 
 from predmesh.common.rollout import RolloutSpec, rollouts, set_rollout, set_weights, stable_version
-from services.sink.core import views
-from services.sink.core.decide import ArmEvidence, Decision, Evidence, decide, start
+from services.sink.core.decide import Decision, Evidence, decide, start
+from services.sink.core.evidence import AnalyticsEvidence, EvidenceSource
 from services.sink.core.routing_store import FileRoutingStore, RoutingStore
 from services.sink.core.schema import DECISION_COLUMNS
 from services.sink.core.store import AnalyticsStore
+from services.sink.errors import EvidenceUnavailable
 
 log = logging.getLogger(__name__)
-
-
-def _arm(
-    stats: dict[tuple[str, str], dict[str, Any]], quality: dict[tuple[str, str], dict[str, Any]], key: tuple[str, str]
-) -> ArmEvidence:
-    s = stats.get(key, {})
-    q = quality.get(key, {})
-    auc = q.get("auc")
-    return ArmEvidence(
-        n=int(s.get("n") or 0),
-        p99_ms=float(s.get("p99_ms") or 0.0),
-        bad_rate=float(s.get("bad_rate") or 0.0),
-        outcomes=int(q.get("outcomes") or 0),
-        auc=None if auc is None else float(auc),
-    )
 
 
 def _weight_after(decision: Decision) -> float:
@@ -64,26 +53,20 @@ class RolloutController:
         routing: Path | RoutingStore,
         on_decision: Callable[[str, Decision], None] | None = None,
         clock: Callable[[], float] = time.time,
+        evidence: EvidenceSource | None = None,
+        on_evidence_error: Callable[[str, str], None] | None = None,
     ) -> None:
         self._store = store
         self._routing: RoutingStore = FileRoutingStore(routing) if isinstance(routing, Path) else routing
         self._on_decision = on_decision or (lambda _m, _d: None)
+        self._source: EvidenceSource = evidence or AnalyticsEvidence(store)
+        self._on_evidence_error = on_evidence_error or (lambda _m, _s: None)
         self._clock = clock
         self.decisions: list[tuple[str, Decision]] = []  # this process's, newest last (bounded)
 
     def evidence(self, model: str, stable: str, spec: RolloutSpec) -> Evidence:
-        db = self._store.database
-        since = spec.step_started_s
-        stats = {
-            (r["model_version"], r["arm"]): r for r in self._store.query(views.arm_stats(db, model, since)).dicts()
-        }
-        quality = {
-            (r["model_version"], r["arm"]): r
-            for r in self._store.query(views.outcome_quality(db, model, since)).dicts()
-        }
-        return Evidence(
-            stable=_arm(stats, quality, (stable, "stable")), canary=_arm(stats, quality, (spec.canary, "canary"))
-        )
+        """The current step's evidence (EvidenceUnavailable when the source cannot answer)."""
+        return self._source.evidence(model, stable, spec, self._clock())
 
     def evaluate_once(self) -> list[tuple[str, Decision]]:
         """One pass over the routing table; returns the decisions that changed it."""
@@ -97,7 +80,14 @@ class RolloutController:
             if spec.step_started_s <= 0:
                 decision = start(spec, stable, now)
             else:
-                decision = decide(spec, stable, self.evidence(model, stable, spec), now)
+                try:
+                    evidence = self._source.evidence(model, stable, spec, now)
+                except EvidenceUnavailable as err:  # no evidence, no decision (never a rollback)
+                    log.warning("rollout %s: no decision this pass: %s evidence unavailable: %s",
+                                model, self._source.name, err.message)  # fmt: skip
+                    self._on_evidence_error(model, self._source.name)
+                    continue
+                decision = decide(spec, stable, evidence, now)
             if decision.action != "hold" and self._apply(model, stable, spec, decision):
                 made.append((model, decision))
         return made
@@ -127,7 +117,14 @@ class RolloutController:
             evaluated.weight,
             decision.action,
             decision.reason,
-            json.dumps({**decision.evidence, "canary_weight_after": _weight_after(decision)}, sort_keys=True),
+            json.dumps(
+                {
+                    **decision.evidence,
+                    "canary_weight_after": _weight_after(decision),
+                    "evidence_source": self._source.name,
+                },
+                sort_keys=True,
+            ),
         )
         try:
             self._store.insert("rollout_decisions", DECISION_COLUMNS, [row])
