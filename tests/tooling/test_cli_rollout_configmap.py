@@ -143,7 +143,11 @@ def test_controller_decision_is_dropped_after_a_concurrent_abort(
     api, flags = kube
     store.command("TRUNCATE TABLE predmesh.rollout_decisions")
     controller = _controller(api, store, tmp_path)
-    api.bump_before_patch = lambda _obj: main(["rollout", "abort", "fraud", *flags])  # during the controller's PATCH
+
+    def abort(_obj: dict[str, Any]) -> None:  # during the controller's PATCH
+        assert main(["rollout", "abort", "fraud", *flags]) == 0
+
+    api.bump_before_patch = abort
     assert controller.evaluate_once() == []
     doc = _doc(api)
     assert rollouts(doc)["fraud"].state == "aborted" and rollouts(doc)["fraud"].step == 0
