@@ -35,7 +35,7 @@ from predmesh.local.supervisor import STATUS_FILE, Supervisor
 
 log = logging.getLogger(__name__)
 
-TOPICS = ("predictions", "shadow-predictions", "outcomes")
+TOPICS = ("predictions", "shadow-predictions", "outcomes", "retrain-webhooks")
 ASYNC_TOPICS = ("async-requests", "async-results", "async-dead-letters")  # with_async_queue
 # Certificates of the local mesh (pki/<identity>.crt): each service's identity, plus "operator"
 # for people and tools (health probes, ReloadModels, tests).

@@ -23,7 +23,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from predmesh.report.data import SCORE_BINS, ArmRow, DecisionRow, DriftRow, ReportData, ScoreSeries
+from predmesh.report.data import SCORE_BINS, ArmRow, DecisionRow, DriftRow, ReportData, ScoreSeries, WebhookRow
 from services.monitor.core.reference import Reference, psi
 from services.sink.core import views
 
@@ -132,6 +132,27 @@ def decision_rows(query: Query, db: str, model: str, since_s: float) -> list[Dec
     return out
 
 
+def _opt(value: Any) -> float | None:
+    return None if value is None else _f(value)
+
+
+def webhook_rows(query: Query, db: str, model: str, since_s: float) -> list[WebhookRow]:
+    return [
+        WebhookRow(
+            ts_s=_f(r["ts_s"]),
+            version=str(r["model_version"]),
+            score_psi=_opt(r["score_psi"]),
+            max_feature_psi=_opt(r["max_feature_psi"]),
+            drifted=str(r["drifted"]),
+            attempts=int(r["attempts"]),
+            status=str(r["status"]),
+            http_status=int(r["http_status"]),
+            error=str(r["error"]),
+        )
+        for r in query(views.retrain_webhooks(db, model, since_s))
+    ]
+
+
 def collect(
     query: Query,
     model: str,
@@ -148,6 +169,7 @@ def collect(
     data.arms = arm_rows(query, database, model, since_s)
     data.scores = score_series(query, database, model, since_s)
     data.decisions = decision_rows(query, database, model, since_s)
+    data.webhooks = webhook_rows(query, database, model, since_s)
     versions = sorted({a.version for a in data.arms})
     if references is not None:
         rows, missing = store_drift(query, database, model, since_s, versions, references)

@@ -66,6 +66,21 @@ class DecisionRow:
     evidence: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class WebhookRow:
+    """One retraining-webhook call of the drift monitor (retrain_webhooks view)."""
+
+    ts_s: float  # when the call ended
+    version: str
+    score_psi: float | None
+    max_feature_psi: float | None
+    drifted: str  # "score" and/or feature names, comma-separated
+    attempts: int
+    status: str  # delivered | failed | refused
+    http_status: int
+    error: str
+
+
 @dataclass(slots=True)
 class ReportData:
     model: str
@@ -76,4 +91,5 @@ class ReportData:
     drift: list[DriftRow] = field(default_factory=list)
     psi_alert: float = 0.25
     decisions: list[DecisionRow] = field(default_factory=list)
+    webhooks: list[WebhookRow] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # where numbers came from, what is missing

@@ -3,7 +3,8 @@
 Sections (each an element with an id, each chart an <svg class="chart"> from `svg`):
 `#scores` score distribution per version/arm, `#drift` PSI per version and feature (alert line),
 `#canary` stable vs canary (rate, p99 latency, error+degraded rate, AUC) with a table,
-`#rollout` the canary weight over the rollout decisions with a table of their reasons.
+`#rollout` the canary weight over the rollout decisions with a table of their reasons,
+`#webhooks` the drift monitor's retraining-webhook calls (table: PSI, attempts, final status).
 The inline script only reads the laid-out geometry back into `data-rendered-h` attributes
 (what a browser drew, for tests and debugging); nothing is loaded from anywhere.
 """
@@ -145,6 +146,28 @@ def rollout_section(data: ReportData) -> str:
     return chart + table
 
 
+def webhooks_section(data: ReportData) -> str:
+    if not data.webhooks:
+        return '<p class="note">No retraining webhook calls recorded for this model.</p>'
+
+    def psi(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.3f}"
+
+    rows = "".join(
+        f'<tr class="webhook {escape(w.status)}"><td class="l">{_when(w.ts_s)}</td>'
+        f'<td class="l">{escape(w.version)}</td>'
+        f'<td>{psi(w.score_psi)}</td><td>{psi(w.max_feature_psi)}</td><td class="l">{escape(w.drifted)}</td>'
+        f'<td>{w.attempts}</td><td class="l">{escape(w.status)}</td><td>{w.http_status or ""}</td>'
+        f'<td class="l">{escape(w.error)}</td></tr>'
+        for w in data.webhooks
+    )
+    return (
+        '<table id="table-webhooks"><tr><th class="l">ended (UTC)</th><th class="l">version</th><th>score PSI</th>'
+        '<th>max feature PSI</th><th class="l">drifted</th><th>attempts</th><th class="l">status</th><th>HTTP</th>'
+        f'<th class="l">last error</th></tr>{rows}</table>'
+    )
+
+
 def _when(ts_s: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts_s))
 
@@ -158,6 +181,7 @@ def render(data: ReportData) -> str:
         ("drift", "Drift", drift_section(data)),
         ("canary", "Canary vs stable", canary_section(data, colors)),
         ("rollout", "Rollout history", rollout_section(data)),
+        ("webhooks", "Retraining webhook calls", webhooks_section(data)),
     )
     body = "".join(f'<section id="{sid}"><h2>{title}</h2>{html}</section>' for sid, title, html in sections)
     return (

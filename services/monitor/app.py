@@ -2,7 +2,8 @@
 
 `MonitorApp(settings)`: `await start()` starts the Kafka consumer thread (feeding the
 `DriftMonitor` windows), the evaluation task (gauges every `evaluate_interval_s`; with
-`retrain_webhook_url`, a delivery task per drift event, services/monitor/transport/webhook.py)
+`retrain_webhook_url`, a delivery task per drift event, services/monitor/transport/webhook.py,
+each call recorded to `webhook_topic` for the analytics store, transport/webhook_log.py)
 and a gRPC server with health and `/metrics`; `await stop()` flips health, stops the tasks
 (pending webhook retries are cancelled) and the consumer. A failed start closes what it
 opened (predmesh.common.app.ServiceApp).
@@ -23,7 +24,7 @@ from urllib.parse import urlsplit
 from predmesh.common.app import ServiceApp, run_app
 from predmesh.common.callback_policy import CallbackPolicy
 from predmesh.common.grpcserver import GrpcServer
-from predmesh.common.kafka import consumer_config
+from predmesh.common.kafka import consumer_config, durable_producer_config
 from services.monitor.core.reference import ReferenceStore
 from services.monitor.core.retrain import DriftTrigger
 from services.monitor.core.windows import DriftMonitor, Observation, WindowStats
@@ -31,6 +32,7 @@ from services.monitor.metrics import MonitorMetrics
 from services.monitor.settings import MonitorSettings
 from services.monitor.transport.consumer import EventConsumer
 from services.monitor.transport.webhook import RetrainWebhook
+from services.monitor.transport.webhook_log import WebhookRecorder
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +62,8 @@ class MonitorApp(ServiceApp[MonitorSettings]):
             max_events=settings.max_events,
         )
         self.last: list[WindowStats] = []
-        self.webhook = retrain_webhook(settings, self.metrics.webhook_result)
+        self.recorder = webhook_recorder(settings)
+        self.webhook = retrain_webhook(settings, self.metrics.webhook_result, self.recorder)
         self._trigger = DriftTrigger(settings.retrain_webhook_cooldown_s)
         self._deliveries: set[asyncio.Task[bool]] = set()
 
@@ -110,8 +113,21 @@ class MonitorApp(ServiceApp[MonitorSettings]):
                 log.exception("monitor evaluation failed")
 
 
-def retrain_webhook(settings: MonitorSettings, on_result: Callable[[str, bool], None]) -> RetrainWebhook | None:
-    """The retraining webhook of `settings` (None without a URL), checked by the shared callback policy."""
+def webhook_recorder(settings: MonitorSettings) -> WebhookRecorder | None:
+    """Where webhook calls are recorded (None without a URL or a topic)."""
+    if not settings.retrain_webhook_url or not settings.webhook_topic:
+        return None
+    config = durable_producer_config(
+        settings.bootstrap_servers, "predmesh-monitor", delivery_timeout_ms=10000, overrides=settings.producer_extra
+    )
+    return WebhookRecorder(config, settings.webhook_topic, timeout_s=12.0)
+
+
+def retrain_webhook(
+    settings: MonitorSettings, on_result: Callable[[str, bool], None], recorder: WebhookRecorder | None = None
+) -> RetrainWebhook | None:
+    """The retraining webhook of `settings` (None without a URL), checked by the shared callback policy;
+    each call's outcome goes to `recorder` when given."""
     url = settings.retrain_webhook_url
     if not url:
         return None
@@ -126,6 +142,7 @@ def retrain_webhook(settings: MonitorSettings, on_result: Callable[[str, bool], 
         max_backoff_s=settings.retrain_webhook_backoff_max_s,
         horizon_s=settings.retrain_webhook_horizon_s,
         ca_file=settings.retrain_webhook_ca_file,
+        on_outcome=None if recorder is None else recorder.record,
     )
 
 

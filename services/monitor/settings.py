@@ -27,6 +27,15 @@ class MonitorSettings(ServerSettings):
     kafka_extra: dict[str, str] = Field(
         default_factory=dict, description="Extra librdkafka consumer properties as a JSON object (SASL/TLS...)."
     )
+    webhook_topic: str = Field(
+        "retrain-webhooks",
+        description="Topic each retraining-webhook call is recorded to (RetrainWebhookRecord; the analytics sink "
+        'stores it); "" = not recorded.',
+    )
+    producer_extra: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra librdkafka producer properties of the webhook records as a JSON object (SASL/TLS...).",
+    )
     model_repository: Path | None = Field(
         None, description="Model repository holding <name>/<version>/reference.json; unset = no drift (PSI)."
     )

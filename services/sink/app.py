@@ -121,7 +121,12 @@ class SinkApp(ServiceApp[SinkSettings]):
         stack.push_async_callback(asyncio.to_thread, store.close)
         self.store = store
         consumer = LogConsumer(
-            sink_consumer_config(s), list(s.topics), store, s.batch_max_rows, s.batch_max_wait_ms / 1e3
+            sink_consumer_config(s),
+            list(s.topics),
+            store,
+            s.batch_max_rows,
+            s.batch_max_wait_ms / 1e3,
+            webhook_topic=s.webhook_topic,
         )
         stack.push_async_callback(asyncio.to_thread, consumer.stop)
         await asyncio.to_thread(consumer.start)

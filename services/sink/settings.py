@@ -27,6 +27,11 @@ class SinkSettings(ServerSettings):
         default_factory=lambda: ["predictions", "shadow-predictions", "outcomes"],
         description="Topics consumed (JSON list): the prediction log, shadow predictions, outcomes.",
     )
+    webhook_topic: str = Field(
+        "retrain-webhooks",
+        description="Topic of the drift monitor's retraining-webhook call records (RetrainWebhookRecord) stored in "
+        '`retrain_webhooks`; "" = not consumed.',
+    )
     group_id: str = Field("predmesh-sink", description="Kafka consumer group of the sink fleet.")
     from_beginning: bool = Field(True, description="With no committed offset, start at the oldest record.")
     kafka_extra: dict[str, str] = Field(

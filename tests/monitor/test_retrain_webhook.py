@@ -169,8 +169,10 @@ async def test_monitor_app_calls_the_webhook_when_a_version_drifts(tmp_path: Pat
         retrain_webhook_allowed_hosts=["127.0.0.1/32"],
         retrain_webhook_backoff_initial_ms=20,
         retrain_webhook_horizon_s=5,
+        webhook_topic="",  # not recorded here (tests/sink/test_webhook_records.py records through Kafka)
     )
     app = MonitorApp(settings)
+    assert app.recorder is None
     now = time.time()
     for _ in range(200):  # live scores far above the training ones
         app.monitor.observe(Observation("fraud", "2", now, 3.0, False, 0.6 + rng.random() * 0.4))

@@ -28,7 +28,13 @@ from services.monitor.core.windows import WindowStats
 from services.monitor.metrics import MonitorMetrics
 from services.sink.backends.chdb_store import ChdbStore
 from services.sink.core.rows import event_row
-from services.sink.core.schema import DECISION_COLUMNS, OUTCOME_COLUMNS, PREDICTION_COLUMNS, create_statements
+from services.sink.core.schema import (
+    DECISION_COLUMNS,
+    OUTCOME_COLUMNS,
+    PREDICTION_COLUMNS,
+    WEBHOOK_COLUMNS,
+    create_statements,
+)
 from services.sink.transport.servicer import AnalyticsServicer
 from tests.report.browser import Elements, dump_dom, png_pixels, screenshot
 from tests.sink.support import outcome, prediction
@@ -143,6 +149,18 @@ async def test_report_charts_rendered_by_chromium_match_the_rows(store: ChdbStor
             for ts, action, step, w, reason, ev in decisions
         ],
     )
+    # the drift monitor's retraining-webhook calls (delivered after retries; one failed), another model's
+    store.insert(
+        "retrain_webhooks",
+        WEBHOOK_COLUMNS,
+        [
+            ("d1", MODEL, "1", T0 + 50, T0 + 52, 0.25, 0.41, 0.31, '{"amount": 0.31}', "score,amount", 3, "delivered",
+             200, "", T0 + 53),
+            ("d2", MODEL, "1", T0 + 60, T0 + 61, 0.25, 0.38, None, "{}", "score", 1, "failed", 400,
+             "HTTP 400 (not retried)", T0 + 62),
+            ("d3", "other", "1", T0 + 60, T0 + 61, 0.25, 0.9, None, "{}", "score", 1, "delivered", 200, "", T0 + 62),
+        ],
+    )  # fmt: skip
     # training reference of version 1 (a distribution the live scores drifted from); none for version 2
     training = [rng.betavariate(2, 3) for _ in range(2000)]
     reference = compute_reference(training)
@@ -240,6 +258,10 @@ async def test_report_charts_rendered_by_chromium_match_the_rows(store: ChdbStor
         ("rollback", 0.0, 44.0),
     ]
     assert len(dom.find("tr", class_="rollback")) == 1
+
+    # retraining webhook calls of this model, with their attempts and final status
+    assert len(dom.find("tr", class_="webhook delivered")) == 1 and len(dom.find("tr", class_="webhook failed")) == 1
+    assert "HTTP 400 (not retried)" in html and "score,amount" in html
 
     # the screenshot shows the charts: not blank, and the first series' color is drawn
     pixels = png_pixels(await asyncio.to_thread(screenshot, out, tmp_path / "profile", tmp_path / "shot.png"))

@@ -5,6 +5,8 @@
 at most one per version per `cooldown_s`: a version that stays drifted is reported again once the
 cooldown has passed. Called from the evaluation task only (not thread-safe).
 
+`WebhookOutcome`: how one call ended (status, attempts, last HTTP status and error).
+
 `backoff_delays(initial_s, max_s, horizon_s, rng)` yields the waits between attempts: exponential
 (initial_s * 2^n, capped at max_s) with full jitter (uniform in [0, cap]), until the sum of the
 waits would pass `horizon_s`; the delivery gives up then.
@@ -50,6 +52,21 @@ class DriftEvent:
             "feature_psi": dict(sorted(self.feature_psi.items())),
             "drifted": self.drifted,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookOutcome:
+    """How one webhook call ended (recorded in the analytics store's `retrain_webhooks`)."""
+
+    status: str  # delivered | failed | refused
+    attempts: int  # HTTP attempts made (0: refused before any)
+    http_status: int  # of the last attempt (0: none or a connection error)
+    error: str  # the last error ("" when delivered)
+    finished_s: float  # unix time the last attempt ended
+
+    @property
+    def delivered(self) -> bool:
+        return self.status == "delivered"
 
 
 def is_drifted(stats: WindowStats, psi_alert: float) -> bool:

@@ -6,8 +6,11 @@ address unless an allow-list entry is an IP/CIDR containing it; the resolved add
 then POSTs until a 2xx answer, waiting `backoff_delays` (exponential, full jitter) between
 attempts until `horizon_s`. Connection errors, timeouts, 408, 429 and 5xx are retried; any other
 answer, or a refused URL, fails at once. Returns True when delivered. Every outcome is counted
-by `on_result(model, delivered)` and logged. Each attempt is a blocking http.client call in a
-worker thread; the waits are asyncio sleeps (cancelled at stop).
+by `on_result(model, delivered)`, logged, and handed as a `WebhookOutcome` (status, attempts,
+last HTTP status and error) to `on_outcome(event, outcome)` when given (the monitor records it
+in the analytics store through Kafka: transport/webhook_log.py; a failure there is logged only).
+Each attempt is a blocking http.client call in a worker thread; the waits are asyncio sleeps
+(cancelled at stop).
 The body carries `delivery_id` (also the `Idempotency-Key` header): retries may deliver twice.
 """
 
@@ -20,11 +23,12 @@ import logging
 import random
 import socket
 import ssl
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 
 from predmesh.common.callback_policy import CallbackPolicy, CallbackTarget
 from predmesh.common.errors import PredmeshError
-from services.monitor.core.retrain import DriftEvent, backoff_delays
+from services.monitor.core.retrain import DriftEvent, WebhookOutcome, backoff_delays
 
 log = logging.getLogger(__name__)
 RETRIED_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -87,6 +91,7 @@ class RetrainWebhook:
         horizon_s: float = 3600.0,
         ca_file: str | None = None,
         rng: random.Random | None = None,
+        on_outcome: Callable[[DriftEvent, WebhookOutcome], Awaitable[None]] | None = None,
     ) -> None:
         self._url = url
         self._policy = policy
@@ -97,19 +102,25 @@ class RetrainWebhook:
         self._horizon_s = horizon_s
         self._ca_file = ca_file
         self._rng = rng or random.Random()
+        self._on_outcome = on_outcome
 
     async def deliver(self, event: DriftEvent) -> bool:
-        delivered = await self._deliver(event)
-        self._on_result(event.model, delivered)
-        return delivered
+        outcome = await self._deliver(event)
+        self._on_result(event.model, outcome.delivered)
+        if self._on_outcome is not None:
+            try:
+                await self._on_outcome(event, outcome)
+            except Exception:
+                log.exception("retraining webhook outcome of delivery %s not recorded", event.delivery_id)
+        return outcome.delivered
 
-    async def _deliver(self, event: DriftEvent) -> bool:
+    async def _deliver(self, event: DriftEvent) -> WebhookOutcome:
         what = f"retraining webhook for {event.model}:{event.version} (drift in {', '.join(event.drifted)})"
         try:
             target, path = await self._policy.check_url(self._url)
         except PredmeshError as err:
             log.error("%s failed: URL refused: %s", what, err.message)
-            return False
+            return WebhookOutcome("refused", 0, 0, f"URL refused: {err.message}", time.time())
         body = json.dumps(event.payload(), sort_keys=True).encode()
         delays = backoff_delays(self._initial_s, self._max_s, self._horizon_s, self._rng)
         attempt = 0
@@ -124,13 +135,13 @@ class RetrainWebhook:
                 status, error = 0, f"{type(err).__name__}: {err}"
             if 200 <= status < 300:
                 log.info("%s delivered (attempt %d, HTTP %d, delivery %s)", what, attempt, status, event.delivery_id)
-                return True
+                return WebhookOutcome("delivered", attempt, status, "", time.time())
             if status and status not in RETRIED_STATUS:
                 log.error("%s failed: %s (not retried, attempt %d)", what, error, attempt)
-                return False
+                return WebhookOutcome("failed", attempt, status, f"{error} (not retried)", time.time())
             delay = next(delays, None)
             if delay is None:
                 log.error("%s failed: %s after %d attempts (horizon %gs)", what, error, attempt, self._horizon_s)
-                return False
+                return WebhookOutcome("failed", attempt, status, f"{error} after {attempt} attempts", time.time())
             log.warning("%s attempt %d: %s; retrying in %.2fs", what, attempt, error, delay)
             await asyncio.sleep(delay)

@@ -2,7 +2,8 @@
 
 `predictions` and `shadow_predictions` hold one row per logged PredictionEvent, `outcomes`
 one per recorded outcome, `spans` one per trace span received over OTLP (local traces),
-`rollout_decisions` one per rollout controller decision. All but the last are
+`rollout_decisions` one per rollout controller decision, `retrain_webhooks` one per drift
+monitor retraining-webhook call (keyed by delivery id). All but `rollout_decisions` are
 ReplacingMergeTree tables keyed by request (or span) id: the Kafka consumer is at-least-once,
 and a redelivered event has the same key, so reads with `FINAL` see it once (the row with the
 newest `inserted` wins; duplicates are merged away in the background).
@@ -50,6 +51,24 @@ DECISION_COLUMNS = (
     "action",
     "reason",
     "evidence",
+)
+
+WEBHOOK_COLUMNS = (
+    "delivery_id",
+    "model",
+    "model_version",
+    "detected",
+    "ts",
+    "psi_alert",
+    "score_psi",
+    "max_feature_psi",
+    "feature_psi",
+    "drifted",
+    "attempts",
+    "status",
+    "http_status",
+    "error",
+    "inserted",
 )
 
 _PREDICTION_TABLE = """
@@ -103,6 +122,26 @@ CREATE TABLE IF NOT EXISTS {db}.{table} (
     inserted DateTime64(6, 'UTC')
 ) ENGINE = ReplacingMergeTree(inserted)
 ORDER BY (trace_id, span_id)
+""",
+    "retrain_webhooks": """
+CREATE TABLE IF NOT EXISTS {db}.{table} (
+    delivery_id String,
+    model LowCardinality(String),
+    model_version String,
+    detected DateTime64(3, 'UTC'),
+    ts DateTime64(3, 'UTC'),
+    psi_alert Float64,
+    score_psi Nullable(Float64),
+    max_feature_psi Nullable(Float64),
+    feature_psi String,
+    drifted String,
+    attempts UInt32,
+    status LowCardinality(String),
+    http_status Int32,
+    error String,
+    inserted DateTime64(6, 'UTC')
+) ENGINE = ReplacingMergeTree(inserted)
+ORDER BY (model, delivery_id)
 """,
     "rollout_decisions": """
 CREATE TABLE IF NOT EXISTS {db}.{table} (

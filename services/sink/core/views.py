@@ -12,6 +12,8 @@ deduplicated tables (`FINAL`). `since_s` / `until_s` bound the prediction time (
 | `outcome_quality` | model, model_version, arm, outcomes, positives, auc, accuracy, mean_score, outcome_rate |
 | `score_bins` | model, model_version, arm, bin (index into given edges, outer bins open-ended), n |
 | `rollout_decisions` | ts_s, model, stable_version, canary_version, step, weight, action, reason, evidence |
+| `retrain_webhooks` | ts_s, detected_s, model, model_version, delivery_id, score_psi, max_feature_psi, psi_alert, |
+| | drifted, attempts, status (delivered / failed / refused), http_status, error |
 
 `bad_rate` is the error+degraded rate of logged predictions: a prediction the gateway answered
 from its fallback chain (or with missing features) is logged degraded; a request that failed
@@ -114,10 +116,22 @@ WHERE {_where(model, since_s, until_s)}
 ORDER BY model, ts"""
 
 
+def retrain_webhooks(db: str, model: str = "", since_s: float = 0.0, until_s: float = 0.0) -> str:
+    """The drift monitor's retraining-webhook calls, oldest first (`ts_s`: when the call ended)."""
+    return f"""
+SELECT toUnixTimestamp64Milli(ts) / 1000 AS ts_s, toUnixTimestamp64Milli(detected) / 1000 AS detected_s,
+       model, model_version, delivery_id, score_psi, max_feature_psi, psi_alert, drifted, attempts, status,
+       http_status, error
+FROM {db}.retrain_webhooks FINAL
+WHERE {_where(model, since_s, until_s)}
+ORDER BY model, ts"""
+
+
 VIEWS = {
     "arm_stats": arm_stats,
     "score_distribution": score_distribution,
     "shadow_agreement": shadow_agreement,
     "outcome_quality": outcome_quality,
     "rollout_decisions": rollout_decisions,
+    "retrain_webhooks": retrain_webhooks,
 }

@@ -1,8 +1,9 @@
 """Kafka source of the sink: one confluent-kafka consumer thread, batched inserts.
 
-`LogConsumer(config, topics, store)`: `start()` subscribes to `topics` (predictions,
-shadow-predictions, outcomes) and starts a daemon thread that decodes each record
-(`PredictionEvent`), turns it into a row (`core.rows.event_row`) and buffers it; a buffer of
+`LogConsumer(config, topics, store, webhook_topic=...)`: `start()` subscribes to `topics`
+(predictions, shadow-predictions, outcomes) and `webhook_topic` (retrain-webhooks) and starts a
+daemon thread that decodes each record (`PredictionEvent`; a `RetrainWebhookRecord` on
+`webhook_topic`), turns it into a row (`core.rows.event_row` / `webhook_row`) and buffers it; a buffer of
 `batch_max_rows` rows, or one older than `batch_max_wait_s`, is inserted, one INSERT per table,
 and only then are the offsets committed. An insert that fails is retried with back-off and the
 consumer does not read further meanwhile (bounded memory). A crash between insert and commit
@@ -23,14 +24,20 @@ from confluent_kafka import Consumer, KafkaError
 from google.protobuf.message import DecodeError
 
 from predmesh.v1.events_pb2 import PredictionEvent
-from services.sink.core.rows import event_row
-from services.sink.core.schema import OUTCOME_COLUMNS, PREDICTION_COLUMNS
+from predmesh.v1.retrain_pb2 import RetrainWebhookRecord
+from services.sink.core.rows import Row, event_row, webhook_row
+from services.sink.core.schema import OUTCOME_COLUMNS, PREDICTION_COLUMNS, WEBHOOK_COLUMNS
 from services.sink.core.store import AnalyticsStore
 
 log = logging.getLogger(__name__)
 _rdkafka_log = logging.getLogger("services.sink.rdkafka")
 
-COLUMNS = {"predictions": PREDICTION_COLUMNS, "shadow_predictions": PREDICTION_COLUMNS, "outcomes": OUTCOME_COLUMNS}
+COLUMNS = {
+    "predictions": PREDICTION_COLUMNS,
+    "shadow_predictions": PREDICTION_COLUMNS,
+    "outcomes": OUTCOME_COLUMNS,
+    "retrain_webhooks": WEBHOOK_COLUMNS,
+}
 
 
 @dataclass
@@ -51,9 +58,11 @@ class LogConsumer:
         batch_max_rows: int = 5000,
         batch_max_wait_s: float = 0.5,
         retry_backoff_max_s: float = 5.0,
+        webhook_topic: str = "",
     ) -> None:
         self._config = {**config, "logger": _rdkafka_log, "enable.auto.commit": False}
-        self._topics = topics
+        self._topics = [*topics, webhook_topic] if webhook_topic and webhook_topic not in topics else list(topics)
+        self._webhook_topic = webhook_topic
         self._store = store
         self._max_rows = batch_max_rows
         self._max_wait_s = batch_max_wait_s
@@ -78,14 +87,17 @@ class LogConsumer:
             self._thread.join(timeout_s)
             self._thread = None
 
-    def _add(self, value: bytes | None) -> None:
+    def _add(self, topic: str | None, value: bytes | None) -> None:
         self.stats.consumed += 1
+        row: Row | None
         try:
-            event = PredictionEvent.FromString(value or b"")
+            if self._webhook_topic and topic == self._webhook_topic:
+                row = webhook_row(RetrainWebhookRecord.FromString(value or b""))
+            else:
+                row = event_row(PredictionEvent.FromString(value or b""))
         except DecodeError:
             self.stats.undecodable += 1
             return
-        row = event_row(event)
         if row is None:
             return
         if not self._buffered:
@@ -126,7 +138,7 @@ class LogConsumer:
                         if err.code() != KafkaError._PARTITION_EOF:
                             log.warning("sink consumer error: %s", err)
                         continue
-                    self._add(msg.value())
+                    self._add(msg.topic(), msg.value())
                 if self._buffered and (
                     self._buffered >= self._max_rows or time.monotonic() - self._oldest >= self._max_wait_s
                 ):

@@ -6,7 +6,7 @@ TLS of the Python services as clients of external systems, from Secrets (docs/SE
 - Kafka clients (logger, monitor, sink, ingest, and the gateway with asyncQueue): librdkafka
   properties for SASL_SSL (kafka.clientConfigSecret, a JSON object with sasl.username/
   sasl.password...) -> <PREFIX>KAFKA_EXTRA (ingest: also PRODUCER_EXTRA of its dead-letter
-  producer; gateway: ASYNC_KAFKA_EXTRA), and the brokers' CA (kafka.caSecret) mounted at
+  producer, monitor: of its webhook-record producer; gateway: ASYNC_KAFKA_EXTRA), and the brokers' CA (kafka.caSecret) mounted at
   /etc/predmesh/kafka-tls/ca.crt (set "ssl.ca.location" to it).
 Each define takes the pod spec's dict (root, component, prefix).
 */}}
@@ -28,9 +28,9 @@ Each define takes the pod spec's dict (root, component, prefix).
 {{- end }}
 {{- if $v.kafka.clientConfigSecret.name }}
 {{- $names := list }}
-{{- if has .component (list "logger" "monitor" "sink") }}
+{{- if has .component (list "logger" "sink") }}
 {{- $names = list "KAFKA_EXTRA" }}
-{{- else if eq .component "ingest" }}
+{{- else if has .component (list "ingest" "monitor") }}
 {{- $names = list "KAFKA_EXTRA" "PRODUCER_EXTRA" }}
 {{- else if and (eq .component "gateway") $v.asyncQueue.enabled }}
 {{- $names = list "ASYNC_KAFKA_EXTRA" }}

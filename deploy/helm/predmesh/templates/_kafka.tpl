@@ -8,7 +8,8 @@ provisioning hook Job and the checks) and kafka-lag-scaling.yaml.
 Topics in use as a JSON list of {role, name, partitions, replicationFactor, config}; config holds
 retention.ms (retentionMs) and the role's extra `config` map. Roles and their names:
 predictions (kafka.topic), shadowPredictions / outcomes (sink.topics.shadow / .outcomes; the
-logger's defaults) when the logger or the sink is enabled; featureEvents / featureEventsDlq
+logger's defaults) when the logger or the sink is enabled; retrainWebhooks
+(sink.topics.retrainWebhooks) with the monitor's retraining webhook and the sink; featureEvents / featureEventsDlq
 (ingest.topic / .dlqTopic) with ingest; asyncRequests / asyncResults / asyncDeadLetters
 (asyncQueue.*Topic) with asyncQueue.
 */}}
@@ -21,6 +22,9 @@ logger's defaults) when the logger or the sink is enabled; featureEvents / featu
 {{- if or $v.logger.enabled $v.sink.enabled }}
 {{- $_ := set $names "shadowPredictions" $v.sink.topics.shadow }}
 {{- $_ := set $names "outcomes" $v.sink.topics.outcomes }}
+{{- end }}
+{{- if and $v.monitor.enabled $v.monitor.retrainWebhook.url $v.sink.enabled }}
+{{- $_ := set $names "retrainWebhooks" $v.sink.topics.retrainWebhooks }}
 {{- end }}
 {{- if $v.ingest.enabled }}
 {{- $_ := set $names "featureEvents" $v.ingest.topic }}
