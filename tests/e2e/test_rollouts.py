@@ -244,6 +244,36 @@ def test_predmesh_trace_prints_the_span_tree(rollout_mesh: LocalMesh, capsys: py
     assert any(line.index("predmesh-") > root.index("predmesh-") for line in lines[2:])  # children indented
 
 
+def test_predmesh_trace_roots_an_edge_request_at_envoy(
+    rollout_mesh: LocalMesh, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Through the real Envoy: its OpenTelemetry tracer (configured by the control plane, exporting to
+    the sink's local OTLP receiver) starts the trace, so `predmesh trace` shows the edge span as the
+    root with the gateway's span under it."""
+    mesh = rollout_mesh
+    assert mesh.sink is not None and mesh.envoy is not None
+    with mesh.edge_channel() as channel:
+        resp = prediction_pb2_grpc.PredictionServiceStub(channel).Predict(
+            prediction_pb2.PredictRequest(model="fraud", entity_id="u00011"), timeout=10
+        )
+    args = ["trace", resp.request_id, "--target", mesh.sink.address, "--state-dir", str(mesh.state_dir)]
+    deadline = time.monotonic() + 40  # Envoy's tracer exports in batches (flush interval ~5 s)
+    while True:
+        code = cli(args)
+        out = capsys.readouterr().out
+        services = [line.split(": ")[0].split()[-1] for line in out.splitlines()[1:]]
+        if code == 0 and "predmesh-edge" in services and "predmesh-gateway" in services:
+            break
+        assert time.monotonic() < deadline, out
+        time.sleep(0.5)
+    lines = out.splitlines()
+    root = lines[1]
+    assert "predmesh-edge" in root and root.startswith("     0.00 ms")  # Envoy's span is the root
+    assert sum(1 for line in lines[1:] if line.index("predmesh-") == root.index("predmesh-")) == 1  # one root
+    gateway = next(line for line in lines[2:] if "predmesh-gateway" in line)
+    assert gateway.index("predmesh-") > root.index("predmesh-")  # the gateway's span is nested under it
+
+
 def test_worse_canary_rolled_back_good_one_promoted_and_auc_view_matches_sklearn(
     rollout_mesh: LocalMesh, transactions: pd.DataFrame
 ) -> None:
