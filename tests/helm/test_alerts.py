@@ -24,6 +24,7 @@ ALERTS = {
     "PredmeshDriftPsiHigh",
     "PredmeshFeatureDriftPsiHigh",
     "PredmeshRolloutRolledBack",
+    "PredmeshRolloutEvidenceUnavailable",
     "PredmeshLoggerJournalBacklog",
     "PredmeshLoggerDeadLetters",
 }

@@ -144,6 +144,8 @@ HOLDS = {
     "no canary series yet": ((200, vector(({"version": "1", "arm": "stable", "degraded": "false"}, "300"))),
                              (200, p99s()), "0/50 canary requests"),
     "empty result": (NO_SERIES, NO_SERIES, "0/50 canary requests"),
+    "no stable series": ((200, vector(({"version": "2", "arm": "canary", "degraded": "false"}, "100"))),
+                         (200, p99s()), "insufficient evidence: p99_latency_ms"),
     "NaN canary p99": ((200, counts()), (200, p99s(canary="NaN")), "insufficient evidence: p99_latency_ms"),
     "NaN stable p99": ((200, counts()), (200, p99s(stable="NaN")), "insufficient evidence: p99_latency_ms"),
     "no p99 series": ((200, counts()), NO_SERIES, "insufficient evidence: p99_latency_ms"),

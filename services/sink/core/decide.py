@@ -11,8 +11,9 @@ step (both measured since `spec.step_started_s`) and returns a `Decision`:
   weight, or 100 % and state `promoted` when the next step is the last (100).
 
 Criteria (each reported with value, threshold and verdict in `Decision.evidence`):
-p99 latency <= stable p99 * (1 + max_p99_increase_pct/100) + p99_slack_ms (skipped without
-stable traffic); error+degraded rate <= max_bad_rate; AUC >= stable AUC - max_auc_drop, only
+p99 latency <= stable p99 * (1 + max_p99_increase_pct/100) + p99_slack_ms (insufficient while the
+stable arm, which still takes 100 - weight % of the traffic, has no measured requests);
+error+degraded rate <= max_bad_rate; AUC >= stable AUC - max_auc_drop, only
 when both arms have >= min_outcomes outcomes (until then it is reported as pending).
 A value that is None (not measured) makes its criterion `insufficient`: never a rollback and never a
 promotion on it. Each criterion names the `source` of its value (`analytics` | `prometheus`:
@@ -60,7 +61,10 @@ def _insufficient(value: float | None) -> dict[str, Any]:
 def _criteria(spec: RolloutSpec, ev: Evidence) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     stable_p99, canary_p99 = ev.stable.p99_ms, ev.canary.p99_ms
-    if ev.stable.n > 0:
+    if ev.stable.n == 0 and ev.canary.n > 0 and spec.weight < 100:
+        # the stable arm still takes traffic in this step: no stable data is missing data, not a pass
+        out["p99_latency_ms"] = _insufficient(canary_p99)
+    elif ev.stable.n > 0:
         if stable_p99 is None or canary_p99 is None:
             out["p99_latency_ms"] = _insufficient(canary_p99)
         else:
