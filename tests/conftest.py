@@ -21,6 +21,7 @@ import pytest
 
 from predmesh.local.kafka import TansuBroker
 from predmesh.local.procs import ManagedProcess, RedisServer
+from predmesh.local.rediscluster import RedisCluster
 from tests.demo.support import DemoModels, train_demo_models
 
 MARKERS = {
@@ -32,6 +33,8 @@ REAL_COMPONENT_FIXTURES = frozenset(
     {
         "redis_server",
         "redis_url",
+        "redis_cluster",
+        "redis_cluster_url",
         "tansu",
         "own_tansu",
         "run_logger",
@@ -118,3 +121,30 @@ def redis_url(redis_server: RedisServer) -> Iterator[str]:
     finally:
         client.flushdb()
         client.close()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """One real Redis Cluster (3 masters + 3 replicas on loopback) for the test session; a test
+    that kills nodes starts its own instead."""
+    with RedisCluster(Path(tmp_path_factory.mktemp("redis-cluster"))) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def redis_cluster_url(redis_cluster: RedisCluster) -> Iterator[str]:
+    """Seed URL (`redis+cluster://`) of the session's cluster, every master flushed before and after."""
+
+    def flush() -> None:
+        for master in redis_cluster.masters_now():
+            client = master.client()
+            try:
+                client.flushall()
+            finally:
+                client.close()
+
+    flush()
+    try:
+        yield redis_cluster.url
+    finally:
+        flush()

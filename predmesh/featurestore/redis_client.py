@@ -113,3 +113,22 @@ def sync_client(target: RedisTarget, timeout_s: float = 30.0, connect_timeout_s:
             retry=Retry(NoBackoff(), 3),
         )
     return redis.Redis.from_url(target.url, socket_timeout=timeout_s, socket_connect_timeout=connect_timeout_s)
+
+
+def node_client(
+    node: aiocluster.ClusterNode, timeout_s: float, max_connections: int, subscriber: bool = False
+) -> aioredis.Redis:
+    """A plain redis.asyncio client of ONE node of a cluster client's slot map, with that
+    client's connection settings (password, TLS, protocol), for commands the caller routed
+    itself (one pipeline per master). `timeout_s` bounds connecting, each read/write and the
+    wait for a pooled connection; a `subscriber` client's reads wait for messages instead
+    (no read timeout; TCP keepalive and a PING every 30 s find a dead connection).
+    The caller closes it (`aclose()`)."""
+    kwargs = {k: v for k, v in node.connection_kwargs.items() if k not in ("retry", "event_dispatcher")}
+    kwargs.update(socket_timeout=None if subscriber else timeout_s, socket_connect_timeout=timeout_s)
+    if subscriber:
+        kwargs.update(socket_keepalive=True, health_check_interval=30)
+    pool = aioredis.BlockingConnectionPool(
+        connection_class=node.connection_class, max_connections=max_connections, timeout=timeout_s, **kwargs
+    )
+    return aioredis.Redis(connection_pool=pool)

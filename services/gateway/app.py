@@ -44,7 +44,7 @@ from services.gateway.transport.async_store import RedisResultStore
 from services.gateway.transport.batch_files import ArrowJobFiles
 from services.gateway.transport.batch_servicer import BatchJobServicer
 from services.gateway.transport.batch_store import RedisJobStore
-from services.gateway.transport.cache_store import RedisSharedCache
+from services.gateway.transport.cache_store_cluster import open_shared_cache
 from services.gateway.transport.health import OrchestratorInventory
 from services.gateway.transport.logsink import LoggerSink
 from services.gateway.transport.outcomes_servicer import OutcomeServicer
@@ -218,12 +218,8 @@ class GatewayApp(ServiceApp[GatewaySettings]):
         s = self.settings
         if not s.cache_redis_url:
             return PredictionCache(s.cache_max_entries)
-        if "+cluster://" in s.cache_redis_url:
-            raise RuntimeError(
-                "PREDMESH_GATEWAY_CACHE_REDIS_URL: a Redis Cluster URL is not supported (one Redis only)"
-            )
         errors = self.metrics.cache_lookups
-        shared = RedisSharedCache(
+        shared = open_shared_cache(
             s.cache_redis_url, s.cache_timeout_ms / 1e3, on_error=lambda op: errors.labels("", f"error_{op}").inc()
         )
         stack.push_async_callback(shared.close)

@@ -21,7 +21,8 @@ from services.gateway.core.catalog import ModelCatalog
 from services.gateway.core.predictor import Predictor, PredictorLimits
 from services.gateway.core.routing import parse_routing
 from services.gateway.core.types import PredictInput, Scalar
-from services.gateway.transport.cache_store import ENTRY_PREFIX, RedisSharedCache
+from services.gateway.transport.cache_store import ENTRY_PREFIX
+from services.gateway.transport.cache_store_cluster import open_shared_cache
 from services.ingest.core.gates import Accepted
 from services.ingest.core.writer import RedisWriter
 from tests.gateway.fakes import FakeFeatures, FakeModels, ListSink
@@ -43,12 +44,20 @@ def item(entity: str = "u1", amount: float = 250.0, **ctx: Scalar) -> PredictInp
 
 
 class Replica:
-    """One gateway replica: its own predictor, fakes and in-process level, the shared Redis level."""
+    """One gateway replica: its own predictor, fakes and in-process level, the shared Redis level
+    (one Redis or a Redis Cluster, by the URL)."""
 
-    def __init__(self, url: str, models: FakeModels | None = None, revision: str = "r1", **route: Any) -> None:
+    def __init__(
+        self,
+        url: str,
+        models: FakeModels | None = None,
+        revision: str = "r1",
+        on_error: Callable[[str], None] | None = None,
+        **route: Any,
+    ) -> None:
         self.models = models or FakeModels()
         self.sink = ListSink()
-        self.shared = RedisSharedCache(url, timeout_s=1.0)
+        self.shared = open_shared_cache(url, 1.0, on_error)  # one Redis, or a Redis Cluster (redis+cluster://)
         self.cache = PredictionCache(100, self.shared)
         self.predictor = Predictor(
             FakeFeatures(), self.models, ModelCatalog(self.models, 60.0), self.sink, LIMITS, cache=self.cache

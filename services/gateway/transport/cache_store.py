@@ -11,7 +11,8 @@ Layout (see core/cache.py for the design):
 A lookup of many keys (the core batches a coalescing window's lookups into one call) is ONE
 MGET of their entries and of their entities' generations (each entity once): one command, where
 a pipeline of GETs costs the client ~60 µs per command (redis-py). MGET needs every key on one
-node: the shared level runs on one Redis (the app refuses a Cluster URL). A store is one
+node: on a Redis Cluster the same keys and helpers are read per master instead
+(`cache_store_cluster.py`). A store is one
 pipelined round trip of SETs with their TTL (`transaction=False`). Every Redis failure is a
 miss (lookups) or a no-op (stores) and is counted; the request path never fails because of
 the cache.
@@ -30,6 +31,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from predmesh.common.predcache import INVALIDATE_CHANNEL, generation_key, parse_invalidation
@@ -64,6 +66,59 @@ def decode_entry(raw: bytes | str) -> tuple[CachedAnswer, tuple[int, ...], float
     return answer, tuple(int(g) for g in d["g"]), float(d["x"])
 
 
+def lookup_names(keys: Sequence[CacheKey]) -> tuple[list[str], list[tuple[str, str]]]:
+    """The Redis keys of a lookup: the entries, then each entity's generation once; and those entities."""
+    entities = list(dict.fromkeys(entity for key in keys for entity in key.entities))
+    return [ENTRY_PREFIX + key.text for key in keys] + [generation_key(*entity) for entity in entities], entities
+
+
+def misses(keys: Sequence[CacheKey]) -> list[SharedHit]:
+    return [SharedHit(None, ()) for _ in keys]
+
+
+def hits_of(keys: Sequence[CacheKey], entities: Sequence[tuple[str, str]], replies: Sequence[Any]) -> list[SharedHit]:
+    """Answers from the replies to `lookup_names(keys)` (in that order): an entry is a hit while
+    the generations it stores are its entities' current ones and it has not expired."""
+    now = time.time()
+    generation = {
+        entity: int(g) if g is not None else 0 for entity, g in zip(entities, replies[len(keys) :], strict=True)
+    }
+    hits: list[SharedHit] = []
+    for key, raw in zip(keys, replies, strict=False):
+        current = tuple(generation[entity] for entity in key.entities)
+        answer: CachedAnswer | None = None
+        left = 0.0
+        if raw is not None:
+            try:
+                stored, stored_gens, expires = decode_entry(raw)
+            except (ValueError, KeyError, TypeError):
+                stored, stored_gens, expires = None, (), 0.0
+            if stored is not None and stored_gens == current and expires > now:
+                answer, left = stored, expires - now
+        hits.append(SharedHit(answer, current, left))
+    return hits
+
+
+def entry_sets(entries: Sequence[SharedEntry]) -> list[tuple[str, str, int]]:
+    """(key, value, TTL in ms) of each entry to store."""
+    now = time.time()
+    return [
+        (ENTRY_PREFIX + key.text, encode_entry(answer, generations, now + ttl_s), max(int(ttl_s * 1000), 1))
+        for key, answer, generations, ttl_s in entries
+    ]
+
+
+async def follow(pubsub: PubSub, on_entity: Callable[[str, str], None]) -> None:
+    """Hand every invalidation received on a subscribed `pubsub` to `on_entity`, until it fails."""
+    while True:
+        msg = await pubsub.get_message(timeout=1.0)
+        if msg is None or msg.get("type") != "message":
+            continue
+        entity = parse_invalidation(msg["data"])
+        if entity is not None:
+            on_entity(*entity)
+
+
 class RedisSharedCache:
     def __init__(self, url: str, timeout_s: float, on_error: Callable[[str], None] | None = None) -> None:
         self._redis = aioredis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
@@ -81,40 +136,18 @@ class RedisSharedCache:
     async def get_many(self, keys: Sequence[CacheKey]) -> list[SharedHit]:
         if not keys:
             return []
-        entities = list(dict.fromkeys(entity for key in keys for entity in key.entities))
-        names = [ENTRY_PREFIX + key.text for key in keys] + [generation_key(*entity) for entity in entities]
+        names, entities = lookup_names(keys)
         try:
             replies: list[Any] = await self._redis.mget(names)
         except (RedisError, OSError) as err:
             self._failed("get", err)
-            return [SharedHit(None, ()) for _ in keys]
-        now = time.time()
-        generation = {
-            entity: int(g) if g is not None else 0 for entity, g in zip(entities, replies[len(keys) :], strict=True)
-        }
-        hits: list[SharedHit] = []
-        for key, raw in zip(keys, replies, strict=False):
-            current = tuple(generation[entity] for entity in key.entities)
-            answer: CachedAnswer | None = None
-            left = 0.0
-            if raw is not None:
-                try:
-                    stored, stored_gens, expires = decode_entry(raw)
-                except (ValueError, KeyError, TypeError):
-                    stored, stored_gens, expires = None, (), 0.0
-                if stored is not None and stored_gens == current and expires > now:
-                    answer, left = stored, expires - now
-            hits.append(SharedHit(answer, current, left))
-        return hits
+            return misses(keys)
+        return hits_of(keys, entities, replies)
 
     async def put_many(self, entries: Sequence[SharedEntry]) -> None:
         if not entries:
             return
-        now = time.time()
-        sets = [
-            (ENTRY_PREFIX + key.text, encode_entry(answer, generations, now + ttl_s), max(int(ttl_s * 1000), 1))
-            for key, answer, generations, ttl_s in entries
-        ]
+        sets = entry_sets(entries)
         try:
             if len(sets) == 1:  # one command: no pipeline object
                 await self._redis.set(sets[0][0], sets[0][1], px=sets[0][2])
@@ -146,13 +179,7 @@ class RedisSharedCache:
                 on_reset()
                 if ready is not None:
                     ready.set()
-                while True:
-                    msg = await pubsub.get_message(timeout=1.0)
-                    if msg is None or msg.get("type") != "message":
-                        continue
-                    entity = parse_invalidation(msg["data"])
-                    if entity is not None:
-                        on_entity(*entity)
+                await follow(pubsub, on_entity)
             except (RedisError, OSError) as err:
                 self._failed("subscribe", err)
                 on_reset()
