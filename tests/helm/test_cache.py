@@ -39,10 +39,21 @@ def test_cache_policy_is_rendered_for_the_gateway(helm_run: HelmRun) -> None:
 
 
 def test_shared_level_can_be_turned_off(helm_run: HelmRun) -> None:
-    for extra in ("gateway.cacheSharedRedis=false", "redis.url=redis+cluster://seed:6379"):
-        docs = render(helm_run, "--set", extra)
-        assert "PREDMESH_GATEWAY_CACHE_REDIS_URL" not in env_of(main_container(docs, "gateway")), extra
-        assert "cache" in routing_of(docs)["models"]["fraud"]
+    docs = render(helm_run, "--set", "gateway.cacheSharedRedis=false")
+    assert "PREDMESH_GATEWAY_CACHE_REDIS_URL" not in env_of(main_container(docs, "gateway"))
+    assert "cache" in routing_of(docs)["models"]["fraud"]
+
+
+def test_shared_level_on_a_redis_cluster(helm_run: HelmRun) -> None:
+    """The same cluster seed URL as the features and ingestion services (the gateway picks its
+    cluster level by the scheme), or the URL Secret."""
+    docs = render(helm_run, "--set", "redis.url=redis+cluster://seed:6379")
+    env = env_of(main_container(docs, "gateway"))
+    assert env["PREDMESH_GATEWAY_CACHE_REDIS_URL"] == "redis+cluster://seed:6379"
+    assert env_of(main_container(docs, "features"))["PREDMESH_FEATURES_REDIS_URL"] == "redis+cluster://seed:6379"
+    docs = render(helm_run, "--set", "redis.existingSecret=redis-auth")
+    secret = env_of(main_container(docs, "gateway"))["PREDMESH_GATEWAY_CACHE_REDIS_URL"]
+    assert secret["secretKeyRef"] == {"name": "redis-auth", "key": "redis-url"}
 
 
 def test_bad_cache_policies_are_refused(helm_run: HelmRun) -> None:

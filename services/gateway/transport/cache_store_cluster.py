@@ -41,7 +41,7 @@ from contextlib import suppress
 from typing import Any, Protocol, TypeVar
 
 import redis.asyncio as aioredis
-from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import RedisClusterException, RedisError
 
@@ -101,7 +101,6 @@ class ClusterSharedCache:
         self._max_connections = max_connections
         self._on_error = on_error or (lambda op: None)
         self._clients: dict[str, aioredis.Redis] = {}
-        self._slow_gate = asyncio.Semaphore(max_connections)
         self.fallbacks = 0
 
     async def close(self) -> None:
@@ -118,7 +117,7 @@ class ClusterSharedCache:
         replies, lost = await self._per_master(
             names,
             lambda node, idx: self._lookup(node, [names[i] for i in idx]),
-            lambda idx: self._cluster.mget_nonatomic([names[i] for i in idx]),
+            lambda pipe, i: pipe.get(names[i]),
             "get",
         )
         hits = hits_of(keys, entities, replies)
@@ -133,14 +132,10 @@ class ClusterSharedCache:
         if not entries:
             return
         sets = entry_sets(entries)
-
-        async def through_cluster_client(idx: list[int]) -> list[Any]:
-            return list(await asyncio.gather(*(self._cluster.set(sets[i][0], sets[i][1], px=sets[i][2]) for i in idx)))
-
         await self._per_master(
             [name for name, _, _ in sets],
             lambda node, idx: self._store(node, [sets[i] for i in idx]),
-            through_cluster_client,
+            lambda pipe, i: pipe.set(sets[i][0], sets[i][1], px=sets[i][2]),
             "put",
         )
 
@@ -148,12 +143,13 @@ class ClusterSharedCache:
         self,
         names: list[str],
         fast: Callable[[ClusterNode, list[int]], Awaitable[list[Any]]],
-        slow: Callable[[list[int]], Awaitable[list[Any]]],
+        slow: Callable[[ClusterPipeline, int], object],
         op: str,
     ) -> tuple[list[Any], set[int]]:
-        """`fast(node, positions)` per master, all at once; the positions of a master that failed
-        go through `slow(positions)` (the cluster client) per slot, all at once. Returns the
-        replies in `names` order and the positions that neither answered (one `op` failure)."""
+        """`fast(node, positions)` per master, all at once; the positions of the masters that
+        failed go through the cluster client's pipeline (`slow(pipe, position)` queues one
+        command), bounded by the timeout. Returns the replies in `names` order and the positions
+        that neither path answered (counted as one `op` failure)."""
         out: list[Any] = [None] * len(names)
         retry: list[int] = []
         try:
@@ -173,34 +169,17 @@ class ClusterSharedCache:
         if not retry:
             return out, set()
         self.fallbacks += 1
-        slots: dict[int, list[int]] = {}
-        for index in retry:
-            slots.setdefault(key_slot(names[index].encode()), []).append(index)
-
-        async def one_slot(indexes: list[int]) -> list[Any]:
-            async with self._slow_gate:  # within the cluster client's connections per node
-                return await slow(indexes)
-
-        try:  # the cluster client retries, re-reads the map and may back off: bounded like one call
-            async with asyncio.timeout(self._timeout_s):
-                parts = await asyncio.gather(*(one_slot(idx) for idx in slots.values()), return_exceptions=True)
-        except TimeoutError as err:
+        try:  # follows MOVED/ASK, re-reads the slot map, retries and may back off: bounded like one call
+            async with asyncio.timeout(self._timeout_s), self._cluster.pipeline() as pipe:
+                for index in retry:
+                    slow(pipe, index)
+                values = await pipe.execute()
+        except _ERRORS as err:
             self._failed(op, err)
             return out, set(retry)
-        lost: set[int] = set()
-        error: BaseException | None = None
-        for indexes, part in zip(slots.values(), parts, strict=True):
-            if isinstance(part, BaseException):
-                if not isinstance(part, _ERRORS):
-                    raise part
-                lost.update(indexes)
-                error = part
-                continue
-            for index, value in zip(indexes, part, strict=True):
-                out[index] = value
-        if error is not None:
-            self._failed(op, error)
-        return out, lost
+        for index, value in zip(retry, values, strict=True):
+            out[index] = value
+        return out, set()
 
     async def _lookup(self, node: ClusterNode, names: list[str]) -> list[Any]:
         return list(await self._client(node).eval(LOOKUP_SCRIPT, 0, *names))  # type: ignore[misc]
