@@ -85,7 +85,8 @@ class GatewaySettings(ServerSettings):
         "",
         description="Redis of the prediction cache level shared by all replicas, and of its per-entity invalidations "
         "(the Redis the ingestion service writes); empty = in-process level only (ingested writes reach it only "
-        "through the TTL). The cache is used only for models whose routing has a `cache` policy.",
+        "through the TTL). `redis+cluster://host:port` (or `rediss+cluster://`) names a seed node of a Redis "
+        "Cluster. The cache is used only for models whose routing has a `cache` policy.",
     )
     cache_timeout_ms: float = Field(
         20.0, gt=0, description="Timeout of one shared prediction cache lookup or store (milliseconds)."

@@ -1,6 +1,8 @@
 """The prediction cache's shared level on a real Redis Cluster (3 masters + 3 replicas on loopback).
 
 - stored by one replica, answered to another from every master (one script per master);
+- a slot moved to another master (MOVED): answered through redis-py's cluster client, whose
+  refreshed slot map the next lookup uses directly;
 - a write by the real ingestion cluster writer (`ClusterRedisWriter`: generation INCR + PUBLISH)
   invalidates exactly that entity's entries, in the shared level (generation) and, through the
   subscription, in the in-process level;
@@ -24,6 +26,7 @@ from typing import Any
 import pytest
 import redis
 import redis.cluster
+from redis.crc import key_slot
 from redis.exceptions import RedisClusterException
 
 from predmesh.common.predcache import INVALIDATE_CHANNEL, generation_key
@@ -131,6 +134,25 @@ async def test_cluster_ingest_write_invalidates_exactly_that_entity(
     await asyncio.to_thread(ingest_write, redis_cluster_url, "u5")
     assert (await predict_all(c)) == {u: u not in ("u3", "u5") for u in USERS} | {"u3": True}
     # (u3 was stored again by `a` with its new generation; u5's entry holds the old one)
+
+
+async def test_a_moved_slot_is_followed_then_read_directly_again(
+    redis_cluster: RedisCluster, cluster_replicas: Callable[..., Replica]
+) -> None:
+    b = cluster_replicas()
+    await predict_all(b)  # stored, and b's level holds the slot map
+    assert isinstance(b.shared, ClusterSharedCache) and b.shared.fallbacks == 0
+    moved = entry_key("u0")
+    source = redis_cluster.master_of(moved)
+    target = next(m for m in redis_cluster.masters_now() if m is not source)
+    await asyncio.to_thread(redis_cluster.move_slot, key_slot(moved.encode()), target)
+    assert redis_cluster.master_of(moved) is target
+    b.cache.clear()
+    assert all((await predict_all(b)).values())  # the script on the old master failed: the cluster client answered
+    assert b.shared.fallbacks == 1
+    b.cache.clear()
+    assert all((await predict_all(b)).values())  # the map was refreshed: one script per master again
+    assert b.shared.fallbacks == 1
 
 
 def _subscribers(cluster: RedisCluster) -> dict[str, int]:

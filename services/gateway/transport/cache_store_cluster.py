@@ -11,15 +11,17 @@ cannot cross slots and a window's entries and generations live on every master:
   KEYS (declared keys of several slots are refused with CROSSSLOT), and the server still checks
   every GET in the script against its own slot map: a key this node does not serve (stale map,
   slot being migrated, a failed master back as a replica) fails the script, it never reads as
-  absent. Cheaper for the gateway than one command per key (a pipeline of GETs per master, or
-  entries hash-tagged to their primary entity's generation slot and one MGET per slot): see
-  docs/BENCHMARKS.md (Scale-out, prediction cache shared level on a Redis Cluster);
+  absent. Cheaper for the gateway than one command per key (a pipeline of GETs per master):
+  docs/BENCHMARKS.md, "Prediction cache shared level on a Redis Cluster";
 - **store**: one `pipeline(transaction=False)` of `SET .. PX` per master, all at once;
-- **fallback**: anything unexpected on those paths (MOVED/ASK, a dead master, a timeout, the slot
-  map not loaded yet, a script refused by an older server) sends the same keys through redis-py's
-  cluster client (`mget_nonatomic`, its pipeline), which follows redirects, refreshes the slot
-  map and retries (`fallbacks` counts them). If that fails too: misses / nothing stored, counted
-  through `on_error` exactly like the single-Redis level; the caller never sees an error;
+- **fallback**: the keys of a master whose call failed (MOVED/ASK after a resharding or a
+  failover, a dead master, a timeout, a script refused by an older server), or all keys when the
+  slot map is not loaded, go through ONE pipeline of redis-py's cluster client, which follows
+  redirects, re-reads the slot map and retries (`fallbacks` counts them), bounded by the timeout.
+  What neither path read is a miss (an unread generation is never taken as 0) and what neither
+  stored is not stored, counted once per call through `on_error` like the single-Redis level;
+  the other masters' keys still answer, and the caller never sees an error. Worst case per call:
+  about two timeouts (the fast path's, then the fallback's);
 - **invalidations**: a PUBLISH reaches every node of the cluster, so the level subscribes on ONE
   node (master or replica, a random one so that gateways spread). When that subscription fails,
   `on_reset` clears the in-process level (messages may have been missed), the slot map is
