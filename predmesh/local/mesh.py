@@ -396,14 +396,12 @@ class LocalMesh:
         from predmesh.clients.featureevents import FEATURE_EVENTS_DLQ_TOPIC, FEATURE_EVENTS_TOPIC
         from predmesh.local.kafka import create_topics
 
-        if self.redis is None:
-            raise RuntimeError("the ingestion service needs a single Redis (not yet with redis_cluster)")
         create_topics(self.bootstrap_servers, [FEATURE_EVENTS_TOPIC, FEATURE_EVENTS_DLQ_TOPIC])
         self.ingest = self._service(
             "ingest",
             {
                 "PREDMESH_INGEST_BOOTSTRAP_SERVERS": self.bootstrap_servers,
-                "PREDMESH_INGEST_REDIS_URL": self.redis.url,
+                "PREDMESH_INGEST_REDIS_URL": self.redis_url,  # one Redis or the cluster (cluster_writer.py)
                 "PREDMESH_INGEST_REGISTRY_PATH": str(self.options.registry_path),
                 "PREDMESH_INGEST_KAFKA_EXTRA": json.dumps(DEV_CONSUMER_TIMEOUTS),
             },
@@ -470,12 +468,11 @@ class LocalMesh:
         }
 
     def _start_cache(self) -> dict[str, str]:
-        """The gateway env of the prediction cache's shared Redis level ({} when off)."""
+        """The gateway env of the prediction cache's shared Redis level ({} when off): the features'
+        Redis, one server or the cluster, where the ingestion service bumps generations and publishes."""
         if not self.options.with_cache:
             return {}
-        if self.redis is None:
-            raise RuntimeError("the shared prediction cache needs a single Redis (not with redis_cluster)")
-        return {"PREDMESH_GATEWAY_CACHE_REDIS_URL": self.redis.url}
+        return {"PREDMESH_GATEWAY_CACHE_REDIS_URL": self.redis_url}
 
     @property
     def batch_dir(self) -> Path:

@@ -3,7 +3,8 @@
 - fraud:3 reads two feature groups (its user's and its merchant's, `entities: {merchant: id}`) in one
   Redis round trip: the mesh's Redis counts exactly one HGETALL per entity and nothing else;
 - the prediction cache (`MeshOptions.with_cache`, the routing's `cache` policy) is hit, then invalidated by
-  an event for that entity pushed through the real broker and ingest service, then by a routing change.
+  an event for that entity pushed through the real broker and ingest service, then by a routing change;
+  the same with the features, the ingest service and the cache's shared level on a local Redis Cluster.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +33,10 @@ CACHED = {"models": {"fraud": {"versions": [{"version": "3", "weight": 100}], "c
 READS = {"hgetall", "hmget", "hget", "get", "mget", "evalsha", "eval"}
 
 
-@pytest.fixture(scope="module")
-def mesh(tmp_path_factory: pytest.TempPathFactory, demo_models: DemoModels) -> Iterator[LocalMesh]:
-    state = Path(tmp_path_factory.mktemp("fresh-mesh"))
-    shutil.copytree(demo_models.repo, state / "models")  # trained once per session
+def _options(state: Path, **extra: Any) -> MeshOptions:
     routing = state / "routing.yaml"
     routing.write_text(yaml.safe_dump(ROUTING))
-    options = MeshOptions(
+    return MeshOptions(
         state_dir=state,
         demo_users=50,
         routing_template=routing,
@@ -49,13 +48,20 @@ def mesh(tmp_path_factory: pytest.TempPathFactory, demo_models: DemoModels) -> I
         with_cache=True,
         supervise=False,
         extra_env={"PREDMESH_FEATURES_CACHE_TTL_MS": "0", "PREDMESH_GATEWAY_ROUTING_POLL_MS": "50"},
+        **extra,
     )
-    with LocalMesh(options) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")
-def predict(mesh: LocalMesh) -> Iterator[Callable[..., Any]]:
+def mesh(tmp_path_factory: pytest.TempPathFactory, demo_models: DemoModels) -> Iterator[LocalMesh]:
+    state = Path(tmp_path_factory.mktemp("fresh-mesh"))
+    shutil.copytree(demo_models.repo, state / "models")  # trained once per session
+    with LocalMesh(_options(state)) as running:
+        yield running
+
+
+@contextmanager
+def _predictor(mesh: LocalMesh) -> Iterator[Callable[..., Any]]:
     with mesh.gateway_channel() as channel:
         stub = prediction_pb2_grpc.PredictionServiceStub(channel)
 
@@ -68,6 +74,12 @@ def predict(mesh: LocalMesh) -> Iterator[Callable[..., Any]]:
             )
             return stub.Predict(request, timeout=10)
 
+        yield call
+
+
+@pytest.fixture(scope="module")
+def predict(mesh: LocalMesh) -> Iterator[Callable[..., Any]]:
+    with _predictor(mesh) as call:
         yield call
 
 
@@ -97,6 +109,20 @@ def test_a_two_group_model_reads_both_groups_in_one_round_trip(mesh: LocalMesh, 
 
 
 def test_cache_hit_then_ingest_invalidation_then_routing_change(mesh: LocalMesh, predict: Callable[..., Any]) -> None:
+    _cache_scenario(mesh, predict)
+
+
+def test_the_same_on_a_redis_cluster(tmp_path: Path, demo_models: DemoModels) -> None:
+    """Features, the ingestion service and the gateway's shared cache level on one local Redis
+    Cluster (`redis_cluster=True`): the ingest's cluster writer bumps generations and publishes
+    there, and the gateway's cluster level follows them."""
+    shutil.copytree(demo_models.repo, tmp_path / "models")
+    with LocalMesh(_options(tmp_path, redis_cluster=True)) as cluster_mesh, _predictor(cluster_mesh) as predict:
+        assert cluster_mesh.redis_url.startswith("redis+cluster://")
+        _cache_scenario(cluster_mesh, predict)
+
+
+def _cache_scenario(mesh: LocalMesh, predict: Callable[..., Any]) -> None:
     _write_routing(mesh, CACHED)
     _until(lambda: predict("u00002", "m0001").cached, "the cache policy never applied")
     first = predict("u00002", "m0001")
