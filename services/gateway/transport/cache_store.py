@@ -11,9 +11,9 @@ Layout (see core/cache.py for the design):
 A lookup of many keys (the core batches a coalescing window's lookups into one call) is ONE
 MGET of their entries and of their entities' generations (each entity once): one command, where
 a pipeline of GETs costs the client ~60 µs per command (redis-py). MGET needs every key on one
-node: on a Redis Cluster the same keys and helpers are read per master instead
-(`cache_store_cluster.py`). A store is one
-pipelined round trip of SETs with their TTL (`transaction=False`). Every Redis failure is a
+node: on a Redis Cluster the same keys are read per master instead (`cache_store_cluster.py`,
+which reuses the helpers below). A store is one pipelined round trip of SETs with their TTL
+(`transaction=False`). Every Redis failure is a
 miss (lookups) or a no-op (stores) and is counted; the request path never fails because of
 the cache.
 
