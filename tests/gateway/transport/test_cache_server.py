@@ -21,6 +21,8 @@ from tests.gateway.test_cache_cluster import ingest_write
 from tests.gateway.transport.upstream_fakes import Upstreams
 
 AUTH = (("x-api-key", "k"),)
+# Real Redis and Redis Cluster (the `cache_url` fixture picks one at run time, so say it here).
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
