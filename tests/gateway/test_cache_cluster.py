@@ -2,7 +2,7 @@
 
 - stored by one replica, answered to another from every master (one script per master);
 - a slot moved to another master (MOVED): answered through redis-py's cluster client, whose
-  refreshed slot map the next lookup uses directly;
+  refreshed slot map the next lookup uses directly; a key of a slot being migrated (ASK) likewise;
 - a write by the real ingestion cluster writer (`ClusterRedisWriter`: generation INCR + PUBLISH)
   invalidates exactly that entity's entries, in the shared level (generation) and, through the
   subscription, in the in-process level;
@@ -27,7 +27,7 @@ import pytest
 import redis
 import redis.cluster
 from redis.crc import key_slot
-from redis.exceptions import RedisClusterException
+from redis.exceptions import AskError, RedisClusterException
 
 from predmesh.common.predcache import INVALIDATE_CHANNEL, generation_key
 from predmesh.featurestore.redis_client import parse_target
@@ -153,6 +153,40 @@ async def test_a_moved_slot_is_followed_then_read_directly_again(
     b.cache.clear()
     assert all((await predict_all(b)).values())  # the map was refreshed: one script per master again
     assert b.shared.fallbacks == 1
+
+
+async def test_a_key_of_a_slot_being_migrated_is_followed_with_ask(
+    redis_cluster: RedisCluster, cluster_replicas: Callable[..., Replica]
+) -> None:
+    """Mid-migration (source MIGRATING, target IMPORTING, the entry already moved): the script on
+    the source must not read the entry as absent; the cluster client follows the ASK."""
+    b = cluster_replicas()
+    await predict_all(b)
+    assert isinstance(b.shared, ClusterSharedCache)
+    moving = entry_key("u1")
+    slot = key_slot(moving.encode())
+    source = redis_cluster.master_of(moving)
+    target = next(m for m in redis_cluster.masters_now() if m is not source)
+    src, dst = source.client(), target.client()
+    try:
+        src_id, dst_id = src.execute_command("CLUSTER", "MYID"), dst.execute_command("CLUSTER", "MYID")
+        dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
+        src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
+        src.execute_command("MIGRATE", target.host, target.port, moving, 0, 5000)
+        with pytest.raises(AskError):  # the source no longer holds it: clients are sent to the target
+            src.get(moving)
+        b.cache.clear()
+        assert all((await predict_all(b)).values())  # u1 answered from the target through ASK
+        assert b.shared.fallbacks == 1
+    finally:
+        for master in redis_cluster.masters_now():  # finish the migration: the slot is the target's
+            client = master.client()
+            try:
+                client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+            finally:
+                client.close()
+        src.close()
+        dst.close()
 
 
 def _subscribers(cluster: RedisCluster) -> dict[str, int]:

@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
 from typing import Any, Protocol, TypeVar
@@ -104,6 +105,7 @@ class ClusterSharedCache:
         self._on_error = on_error or (lambda op: None)
         self._clients: dict[str, aioredis.Redis] = {}
         self.fallbacks = 0
+        self._logged_fallback_at = -60.0
 
     async def close(self) -> None:
         clients, self._clients = self._clients, {}
@@ -154,23 +156,25 @@ class ClusterSharedCache:
         that neither path answered (counted as one `op` failure)."""
         out: list[Any] = [None] * len(names)
         retry: list[int] = []
+        why: BaseException | None = None
         try:
             await self._cluster.initialize()  # reads the slot map once (then: returns at once)
             groups = list(group_by_node(names, self._cluster.nodes_manager.get_node_from_slot).values())
-        except (*_ERRORS, KeyError):  # no slot map (seed unreachable) or a hole in it
-            groups, retry = [], list(range(len(names)))
+        except (*_ERRORS, KeyError) as err:  # no slot map (seed unreachable) or a hole in it
+            groups, retry, why = [], list(range(len(names))), err
         parts = await asyncio.gather(*(fast(node, idx) for node, idx in groups), return_exceptions=True)
         for (_, indexes), part in zip(groups, parts, strict=True):
             if isinstance(part, BaseException):
                 if not isinstance(part, _ERRORS):
                     raise part
                 retry.extend(indexes)
+                why = part
                 continue
             for index, value in zip(indexes, part, strict=True):
                 out[index] = value
         if not retry:
             return out, set()
-        self.fallbacks += 1
+        self._fell_back(op, why)
         try:  # follows MOVED/ASK, re-reads the slot map, retries and may back off: bounded like one call
             async with asyncio.timeout(self._timeout_s), self._cluster.pipeline() as pipe:
                 for index in retry:
@@ -197,6 +201,20 @@ class ClusterSharedCache:
         if client is None:
             client = self._clients[node.name] = node_client(node, self._timeout_s, self._max_connections)
         return client
+
+    def _fell_back(self, op: str, why: BaseException | None) -> None:
+        """Count a fallback; log it at most once a minute (a failover makes many; an old server
+        refusing the script makes every call fall back)."""
+        self.fallbacks += 1
+        now = time.monotonic()
+        if now - self._logged_fallback_at >= 60.0:
+            self._logged_fallback_at = now
+            log.warning(
+                "prediction cache cluster %s through the cluster client (%d fallbacks so far): %s",
+                op,
+                self.fallbacks,
+                type(why).__name__,
+            )
 
     def _failed(self, op: str, err: BaseException) -> None:
         self._on_error(op)
