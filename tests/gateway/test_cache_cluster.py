@@ -168,8 +168,8 @@ async def test_a_key_of_a_slot_being_migrated_is_followed_with_ask(
     source = redis_cluster.master_of(moving)
     target = next(m for m in redis_cluster.masters_now() if m is not source)
     src, dst = source.client(), target.client()
+    src_id, dst_id = src.execute_command("CLUSTER", "MYID"), dst.execute_command("CLUSTER", "MYID")
     try:
-        src_id, dst_id = src.execute_command("CLUSTER", "MYID"), dst.execute_command("CLUSTER", "MYID")
         dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
         src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
         src.execute_command("MIGRATE", target.host, target.port, moving, 0, 5000)
