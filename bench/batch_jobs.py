@@ -1,11 +1,12 @@
 """Real-time latency alone and under a server-side batch job, and batch job throughput (not a test).
 
-    python -m bench.batch_jobs [--rate 100] [--duration 10] [--rounds 2] [--configs 1024:1:0,64:1:50]
+    python -m bench.batch_jobs [--rate 100] [--duration 10] [--rounds 2] [--configs 1024:1:0,1024:1:50:pace]
                                [--job-rows 20000] [--background-rows 400000]
 
-For each `--configs` entry ITEMS:DUTY:YIELD_MS (the gateway's BATCH_ITEMS_PER_CALL, BATCH_DUTY_CYCLE and
-BATCH_YIELD_MAX_MS: rows per PredictBatch-path call of the job, share of time in calls, longest wait
-for a gap in real-time traffic before a call) a local mesh (`bench.mesh.bench_options`: plaintext
+For each `--configs` entry ITEMS:DUTY:YIELD_MS[:pace] (the gateway's BATCH_ITEMS_PER_CALL, BATCH_DUTY_CYCLE
+and BATCH_YIELD_MAX_MS: rows per PredictBatch-path call of the job, share of time in calls, longest wait
+for a gap in real-time traffic before a call; `pace` = BATCH_PACE on, the adaptive pace choosing the rows
+per call up to ITEMS and a pause, else fixed) a local mesh (`bench.mesh.bench_options`: plaintext
 Envoy edge, ORT in the orchestrator, no logger, no mTLS, no API key) with server-side batch jobs on:
 1. `--rounds` times, alternately: open-loop Predict through Envoy at `--rate` for `--duration`
    seconds **alone**, then the same load **while a batch job runs** (a `--background-rows` input,
@@ -26,6 +27,7 @@ import dataclasses
 import os
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,7 @@ from bench.loadgen import LoadSpec, TargetSpec
 from bench.mesh import bench_options
 from predmesh.common.values import scalar_to_value
 from predmesh.local.mesh import LocalMesh
+from predmesh.local.procs import free_port
 from predmesh.v1 import batchjobs_pb2, batchjobs_pb2_grpc, jobs_pb2, prediction_pb2, prediction_pb2_grpc
 
 COLUMNS = ["entity_id", *workload.REQUEST_FEATURES]
@@ -129,9 +132,27 @@ def batch_loop(mesh: LocalMesh, rows: int, items: int) -> float:
         return rows / (time.monotonic() - started)
 
 
+def pace_state(metrics_port: int) -> str:
+    """The gateway's adaptive pace now (its /metrics), as text."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as reply:
+            text = reply.read().decode()
+    except OSError as err:
+        return f"pace ? ({err})"
+    values = {}
+    for raw in text.splitlines():
+        for name in ("pace_items", "pace_pause_seconds", "background_overloaded", "pace_decisions_total"):
+            if raw.startswith(f"predmesh_gateway_background_{name}"):
+                key, _, value = raw.rpartition(" ")
+                values[key.removeprefix("predmesh_gateway_background_")] = float(value)
+    return "pace " + " ".join(f"{k}={v:g}" for k, v in values.items())
+
+
 def measure(config: str, args: argparse.Namespace, state: Path) -> None:
-    items_text, duty, yield_ms = config.split(":")
+    items_text, duty, yield_ms, *flags = config.split(":")
     items = int(items_text)
+    paced = "pace" in flags
+    metrics_port = free_port()
     options = dataclasses.replace(
         bench_options(state, logging_on=False, edge=True),
         with_batch_jobs=True,
@@ -143,17 +164,24 @@ def measure(config: str, args: argparse.Namespace, state: Path) -> None:
             "PREDMESH_GATEWAY_BATCH_WORKERS": str(args.workers),
             "PREDMESH_GATEWAY_BATCH_DUTY_CYCLE": duty,
             "PREDMESH_GATEWAY_BATCH_YIELD_MAX_MS": yield_ms,
+            "PREDMESH_GATEWAY_BATCH_PACE": "true" if paced else "false",
+            "PREDMESH_GATEWAY_METRICS_PORT": str(metrics_port),
         },
     )
     with LocalMesh(options) as mesh:
         background, small = mesh.batch_dir / "background.parquet", mesh.batch_dir / "job.parquet"
         write_input(background, args.background_rows)
         write_input(small, args.job_rows)
-        print(f"## items per call {items}, duty cycle {duty}, yield {yield_ms} ms (workers {args.workers})", flush=True)
+        print(
+            f"## items per call {items}{' (most; adaptive pace)' if paced else ''}, duty cycle {duty}, "
+            f"yield {yield_ms} ms (workers {args.workers})",
+            flush=True,
+        )
         with mesh.edge_channel() as channel:
             jobs = batchjobs_pb2_grpc.BatchJobServiceStub(channel)
             for round_ in range(args.rounds):
                 result, cpu, _ = realtime(mesh, args, seed=round_ * 2 + 1)
+                alone_p99 = result.latency_ms["p99"]
                 print(line(f"round {round_} alone", result, cpu), flush=True)
                 job = submit(jobs, background, mesh.batch_dir / f"bg-{round_}.parquet", args.chunk_rows)
                 wait_state(jobs, job.job_id, (batchjobs_pb2.BATCH_JOB_STATE_RUNNING,))
@@ -163,7 +191,9 @@ def measure(config: str, args: argparse.Namespace, state: Path) -> None:
                 jobs.CancelBatchJob(batchjobs_pb2.CancelBatchJobRequest(job_id=job.job_id), timeout=10)
                 rate = (after.rows_done - before) / wall
                 finished = " (job FINISHED during the load: raise --background-rows)" if after.state == 3 else ""
-                print(line(f"round {round_} with batch job", result, cpu, f"  job {rate:,.0f} rows/s{finished}"))
+                ratio = result.latency_ms["p99"] / alone_p99 if alone_p99 > 0 else 0.0
+                extra = f"  job {rate:,.0f} rows/s{finished}  p99 ratio {ratio:.2f}x  {pace_state(metrics_port)}"
+                print(line(f"round {round_} with batch job", result, cpu, extra), flush=True)
                 time.sleep(2.0)  # the cancelled job's chunk in flight ends
             with CpuSampler(sessions(mesh)) as sampler:
                 t0 = time.time()

@@ -33,6 +33,7 @@ from services.gateway.core.limits import PredictorLimits
 from services.gateway.core.model_health import ModelHealthReporter
 from services.gateway.core.model_stats import ModelStats
 from services.gateway.core.outcomes import OutcomeRecorder, OutcomeSink
+from services.gateway.core.pace import Pace, PaceLimits
 from services.gateway.core.ports import PredictionSink
 from services.gateway.core.predictor import Predictor
 from services.gateway.core.priority import LaneAdmission
@@ -212,6 +213,28 @@ class GatewayApp(ServiceApp[GatewaySettings]):
             runner.start()
         return jobs
 
+    def _pace(self) -> Pace | None:
+        """The adaptive pace of background work (None when `batch_pace` is off), exported as metrics."""
+        s = self.settings
+        if not s.batch_pace:
+            return None
+        most = max(1, min(s.batch_items_per_call, s.max_batch_items))
+        pace = Pace(
+            PaceLimits(
+                min_items=min(s.batch_pace_min_items, most),
+                max_items=most,
+                start_items=min(s.batch_pace_start_items, most),
+                increase_items=s.batch_pace_increase_items,
+                tolerance=s.batch_pace_latency_tolerance,
+                window=s.batch_pace_window_requests,
+                floor_s=s.batch_pace_latency_floor_ms / 1e3,
+                max_pause_s=s.batch_pace_max_pause_ms / 1e3,
+                idle_s=s.batch_pace_idle_ms / 1e3,
+            )
+        )
+        self.metrics.watch_pace(pace)
+        return pace
+
     async def _open_cache(self, stack: AsyncExitStack) -> PredictionCache:
         """The prediction cache (used only by routes with a `cache` policy); with `cache_redis_url`
         its shared level and the task following the ingestion service's invalidations."""
@@ -312,6 +335,7 @@ class GatewayApp(ServiceApp[GatewaySettings]):
             s.batch_lane_share,
             s.overload_retry_after_ms,
             on_refused=lambda lane: self.metrics.lane_refused.labels(lane).inc(),
+            pace=self._pace(),
         )
         durable = await self._open_durable_async(stack, predictor, callbacks, admission)
         batch_jobs = await self._open_batch_jobs(stack, predictor, admission)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from predmesh.common.metrics import LATENCY_BUCKETS
+from services.gateway.core.pace import Pace
 
 BATCH_ROWS_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 WINDOW_WAIT_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025)
@@ -138,6 +139,37 @@ class GatewayMetrics:
             ["result"],
             registry=r,
         )
+
+        self.pace_items = Gauge(
+            "predmesh_gateway_background_pace_items",
+            "Rows per batch-job call the adaptive background pace allows now (0: no pace).",
+            registry=r,
+        )
+        self.pace_pause = Gauge(
+            "predmesh_gateway_background_pace_pause_seconds",
+            "Pause before each background (batch job, async) call the adaptive pace imposes now (seconds).",
+            registry=r,
+        )
+        self.pace_overloaded = Gauge(
+            "predmesh_gateway_background_overloaded",
+            "1 while the pace is at its floor and real-time latency is still above tolerance (new batch and "
+            "async requests are refused).",
+            registry=r,
+        )
+        self.pace_decisions = Counter(
+            "predmesh_gateway_background_pace_decisions",
+            "Verdicts of the adaptive background pace, by kind: good (speed up), bad (back off), idle "
+            "(no real-time traffic: speed up).",
+            ["kind"],
+            registry=r,
+        )
+
+    def watch_pace(self, pace: Pace) -> None:
+        """Export the pace's state (gauges read on every scrape; verdicts counted as they happen)."""
+        self.pace_items.set_function(lambda: pace.items)
+        self.pace_pause.set_function(lambda: pace.pause_s)
+        self.pace_overloaded.set_function(lambda: 1.0 if pace.overloaded else 0.0)
+        pace.on_decision = lambda kind: self.pace_decisions.labels(kind).inc()
 
     def batch_chunk_done(self, rows: int, failed: int) -> None:
         """One batch job chunk checkpointed by this replica: `rows` rows, `failed` of them with an error."""

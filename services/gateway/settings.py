@@ -126,7 +126,43 @@ class GatewaySettings(ServerSettings):
     batch_max_chunk_rows: int = Field(50_000, ge=1, description="Largest chunk a job may ask for (rows).")
     batch_max_rows: int = Field(50_000_000, ge=1, description="Largest input a job may have (rows).")
     batch_items_per_call: int = Field(
-        1024, ge=1, description="Rows per PredictBatch-path call while scoring a chunk (at most max_batch_items)."
+        1024,
+        ge=1,
+        description="Most rows per PredictBatch-path call while scoring a chunk (at most max_batch_items); with "
+        "`batch_pace` the adaptive pace chooses the size below this.",
+    )
+    batch_pace: bool = Field(
+        True,
+        description="Adaptive pace of background work (batch job calls, durable async requests): AIMD on the rows "
+        "per batch call and a pause before each background call, driven by this replica's real-time latency with "
+        "and without background work in flight (services/gateway/README.md). False = fixed `batch_items_per_call` "
+        "and `batch_duty_cycle`.",
+    )
+    batch_pace_min_items: int = Field(8, ge=1, description="Fewest rows per batch-job call the pace goes down to.")
+    batch_pace_start_items: int = Field(64, ge=1, description="Rows per batch-job call the pace starts from.")
+    batch_pace_increase_items: int = Field(
+        16, ge=1, description="Rows per call the pace adds after each real-time window within tolerance."
+    )
+    batch_pace_latency_tolerance: float = Field(
+        1.15,
+        gt=1,
+        description="Ratio: a window of real-time requests whose p90 latency exceeds this multiple of the p90 "
+        "without background work makes the pace back off (halve the rows, then pause longer).",
+    )
+    batch_pace_window_requests: int = Field(
+        64, ge=4, description="Real-time requests per pace verdict (a clearly bad window is judged earlier)."
+    )
+    batch_pace_latency_floor_ms: float = Field(
+        1.0, ge=0, description="The real-time baseline is taken as at least this (milliseconds)."
+    )
+    batch_pace_max_pause_ms: float = Field(
+        1000.0,
+        gt=0,
+        description="Longest pause before a background call (milliseconds); at this pause and still too slow, "
+        "new batch/async-lane requests are refused (RESOURCE_EXHAUSTED, retry hint).",
+    )
+    batch_pace_idle_ms: float = Field(
+        1000.0, gt=0, description="No real-time request for this long: background work speeds up (milliseconds)."
     )
     batch_yield_max_ms: float = Field(
         50.0,

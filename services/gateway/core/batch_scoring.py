@@ -1,8 +1,10 @@
 """Scoring one chunk of a batch job through the gateway's own PredictBatch path, in the batch lane.
 
-Rows go to `Predictor.predict_batch` in calls of `items_per_call` rows (the same feature assembly,
-routing, inference, fallback and logging as a PredictBatch call), each admitted by `LaneAdmission`
-as batch work: it waits while the batch lane is full (real-time traffic first) and is never refused.
+Rows go to `Predictor.predict_batch` in calls of at most `items_per_call` rows (the same feature
+assembly, routing, inference, fallback and logging as a PredictBatch call), each admitted by
+`LaneAdmission` as batch work: it waits while the batch lane is full (real-time traffic first) and
+is never refused. With an adaptive pace (core/pace.py, on the admission) each call first pauses as
+long and carries as many rows as the pace says, from the real-time latency it measures.
 Before each call it also waits (at most `yield_max_s`) for a moment with no real-time request in
 flight on this replica, and with `duty_cycle` < 1 it pauses after each call so that batch calls
 take at most that share of the time: both keep real-time latency close to its value without the job.
@@ -59,10 +61,11 @@ class ChunkScorer:
     ) -> list[Row]:
         """One result per row, in order."""
         results: list[Row] = [{} for _ in rows]
-        step = max(1, self._limits.items_per_call)
-        for start in range(0, len(rows), step):
+        start = 0
+        while start < len(rows):
             if not await keep_going():
                 raise Abandoned(f"job {spec.job_id} chunk {chunk}")
+            step = await self._turn()
             inputs: list[PredictInput] = []
             positions: list[int] = []
             for offset, row in enumerate(rows[start : start + step]):
@@ -71,12 +74,18 @@ class ChunkScorer:
                     positions.append(start + offset)
                 except PredmeshError as err:
                     results[start + offset] = {"error": f"{err.code.name}: {err.message}"}
-            if not inputs:
-                continue
-            outcome = await self._call(spec, f"batch-{spec.job_id}-{chunk}-{start}", inputs)
-            for position, value in zip(positions, outcome, strict=True):
-                results[position] = value
+            if inputs:
+                outcome = await self._call(spec, f"batch-{spec.job_id}-{chunk}-{start}", inputs)
+                for position, value in zip(positions, outcome, strict=True):
+                    results[position] = value
+            start += step
         return results
+
+    async def _turn(self) -> int:
+        """Rows of the next call: the adaptive pace's (after its pause), at most `items_per_call`."""
+        most = max(1, self._limits.items_per_call)
+        items = await self._admission.background_turn()
+        return min(items, most) if items > 0 else most
 
     @staticmethod
     def _input(spec: JobSpec, chunk: int, row: Row) -> PredictInput:
@@ -107,7 +116,7 @@ class ChunkScorer:
             await self._admission.wait_for_room(Priority.BATCH)  # deferred, never refused
             started = time.monotonic()
             try:
-                with self._admission.admit(Priority.BATCH):
+                with self._admission.admit(Priority.BATCH, shed=False):
                     outs = await self._predictor.predict_batch(
                         request_id, spec.model, spec.version, inputs, Deadline.after(self._limits.call_timeout_s)
                     )

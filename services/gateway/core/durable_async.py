@@ -124,10 +124,11 @@ class DurableAsync:
 
     async def _score(self, job: AsyncJob) -> AsyncResult:
         if self._admission is not None:
+            await self._admission.background_turn()  # the adaptive pace's pause, if any
             await self._admission.wait_for_room(job.priority)  # real-time first: defer, never refuse
         try:
             if self._admission is not None:
-                with self._admission.admit(job.priority):
+                with self._admission.admit(job.priority, shed=False):
                     output = await self._predictor.predict(job.item, Deadline.after(self._limits.deadline_s))
             else:
                 output = await self._predictor.predict(job.item, Deadline.after(self._limits.deadline_s))

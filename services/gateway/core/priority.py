@@ -9,16 +9,23 @@ admits batch work while fewer than `batch_share * L` are in flight, async work b
 `async_share * L` and real-time work below L: under overload batch is refused first, then
 async, and real-time only when the gateway is full. A refusal is ResourceExhausted whose
 message carries a retry hint ("retry after N ms"). `max_inflight` 0 = no admission limit.
-One event loop; not thread-safe.
+
+With a `Pace` (core/pace.py) it also times every real-time request from admission to release,
+marks it contended when background (async or batch lane) work was in flight at any moment of it,
+and reports it to the pace; while the pace says `overloaded`, new background requests are refused
+too (`admit(..., shed=True)`, what client calls use) while the gateway's own accepted background
+work is deferred (`shed=False`, and `background_turn()` pauses it). One event loop; not thread-safe.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import time
 from collections.abc import Callable
 from types import TracebackType
 
+from services.gateway.core.pace import Pace
 from services.gateway.errors import PermissionDenied, ResourceExhausted
 
 
@@ -68,6 +75,8 @@ class LaneAdmission:
         batch_share: float = 0.5,
         retry_after_ms: int = 200,
         on_refused: Callable[[str], None] = lambda lane: None,
+        pace: Pace | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._max = max_inflight
         self._limits = {
@@ -79,6 +88,10 @@ class LaneAdmission:
         self.inflight = 0
         self.realtime_inflight = 0
         self._on_refused = on_refused
+        self.pace = pace
+        self._clock = clock
+        self.background_inflight = 0
+        self._background_starts = 0  # background calls admitted so far (a real-time request saw one start?)
         self._freed: asyncio.Event | None = None  # set (and replaced) whenever a slot is released
         self._quiet: asyncio.Event | None = None  # set (and replaced) when no real-time request is left
 
@@ -103,7 +116,18 @@ class LaneAdmission:
         except TimeoutError:
             pass
 
-    def release(self, priority: Priority | None = None) -> None:
+    async def background_turn(self) -> int:
+        """Before a background call: pause as the pace says; the rows the call may carry (0 = no pace)."""
+        if self.pace is None:
+            return 0
+        items, pause_s = self.pace.next_call(self._clock())
+        if pause_s > 0:
+            await asyncio.sleep(pause_s)
+        return items
+
+    def release(self, priority: Priority | None = None, started: tuple[float, int, bool] | None = None) -> None:
+        """Free one slot; `started` = (admission time, background starts then, background busy then)
+        of a real-time request, reported to the pace."""
         self.inflight -= 1
         freed, self._freed = self._freed, None
         if freed is not None:
@@ -113,10 +137,18 @@ class LaneAdmission:
             if self.realtime_inflight <= 0 and self._quiet is not None:
                 quiet, self._quiet = self._quiet, None
                 quiet.set()
+            if self.pace is not None and started is not None:
+                now = self._clock()
+                at, starts, busy = started
+                self.pace.observe_realtime(now - at, busy or starts != self._background_starts, now)
+        elif priority is not None:
+            self.background_inflight -= 1
 
-    def admit(self, priority: Priority) -> _Admitted:
-        """A context manager holding one in-flight slot; ResourceExhausted when the lane is full."""
-        if not self.has_room(priority):
+    def admit(self, priority: Priority, shed: bool = True) -> _Admitted:
+        """A context manager holding one in-flight slot; ResourceExhausted when the lane is full, or for
+        background work with `shed` while the pace is overloaded."""
+        overloaded = shed and priority != Priority.REALTIME and self.pace is not None and self.pace.overloaded
+        if overloaded or not self.has_room(priority):
             self._on_refused(priority.lane)
             raise ResourceExhausted(
                 f"gateway overloaded: {priority.lane} requests refused, retry after {self.retry_after_ms} ms"
@@ -124,13 +156,20 @@ class LaneAdmission:
         self.inflight += 1
         if priority == Priority.REALTIME:
             self.realtime_inflight += 1
+            started = (self._clock(), self._background_starts, self.background_inflight > 0)
+            return _Admitted(self, priority, started)
+        self.background_inflight += 1
+        self._background_starts += 1
         return _Admitted(self, priority)
 
 
 class _Admitted:
-    def __init__(self, admission: LaneAdmission, priority: Priority) -> None:
+    def __init__(
+        self, admission: LaneAdmission, priority: Priority, started: tuple[float, int, bool] | None = None
+    ) -> None:
         self._admission = admission
         self._priority = priority
+        self._started = started
 
     def __enter__(self) -> None:
         return None
@@ -138,4 +177,4 @@ class _Admitted:
     def __exit__(
         self, _type: type[BaseException] | None, _err: BaseException | None, _tb: TracebackType | None
     ) -> None:
-        self._admission.release(self._priority)
+        self._admission.release(self._priority, self._started)

@@ -1,0 +1,139 @@
+"""Adaptive pace of background work (batch job chunks, async requests) against real-time latency.
+
+The gateway runs batch-job chunks and durable async requests in its own event loop, next to
+real-time calls. Large background calls are cheap per row but hold the event loop (and the
+features and inference processes) long enough to delay every real-time request that arrives
+meanwhile; small calls with pauses protect real-time latency but cost throughput. `Pace` finds
+the largest background pace that leaves real-time latency where it is without the background
+work, by AIMD on two knobs: rows per background call (`items`) and a pause before each call.
+
+Signal: every real-time request's latency on this replica (LaneAdmission times it from admission
+to release), marked *contended* when a background call was in flight at any moment of it.
+- baseline = the `quantile` of the last `baseline_samples` uncontended latencies (at least
+  `floor_s`): what real-time costs now, on this box, without the background work;
+- a window of `window` real-time latencies is *bad* when its `quantile` exceeds `tolerance` x
+  baseline. A window is judged as soon as its verdict is certain: more than (1 - quantile) x
+  window samples above the threshold = bad at once (fast back-off); a full window otherwise.
+- bad: items x `decrease` (not below `min_items`); at `min_items` the pause doubles (from
+  `pause_step_s` up to `max_pause_s`). Good: the pause halves (0 below `pause_step_s`), then
+  items + `increase_items` (up to `max_items`). No real-time request for `idle_s`: speed up on
+  every call (nothing to protect).
+- `overloaded`: the pace is at its floor (min items, longest pause) and real-time latency is
+  still too high: new batch/async requests from clients are then refused (ResourceExhausted with
+  a retry hint) while the gateway's own background work keeps crawling at the floor.
+
+Pure logic: no clock of its own (callers pass monotonic seconds), no I/O. One event loop;
+not thread-safe.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PaceLimits:
+    min_items: int = 8
+    max_items: int = 1024
+    start_items: int = 64
+    increase_items: int = 16  # rows added per good window
+    decrease: float = 0.5  # items multiplied by this per bad window
+    tolerance: float = 1.15  # real-time latency may rise to this multiple of its baseline
+    quantile: float = 0.9  # of the window and of the baseline
+    window: int = 64  # real-time requests per verdict
+    baseline_samples: int = 256  # uncontended latencies the baseline is taken from
+    floor_s: float = 0.001  # baseline at least this (sub-millisecond jitter is not a regression)
+    pause_step_s: float = 0.005
+    max_pause_s: float = 1.0
+    idle_s: float = 1.0  # no real-time request for this long: background work speeds up freely
+
+
+def quantile(values: list[float], q: float) -> float:
+    """Nearest-rank quantile of a non-empty list."""
+    ordered = sorted(values)
+    rank = min(len(ordered) - 1, max(0, int(q * len(ordered) + 0.999999) - 1))
+    return ordered[rank]
+
+
+class Pace:
+    """AIMD pace of background calls (see the module docstring)."""
+
+    def __init__(self, limits: PaceLimits | None = None) -> None:
+        self.limits = lim = limits or PaceLimits()
+        self.items = max(lim.min_items, min(lim.start_items, lim.max_items))
+        self.pause_s = 0.0
+        self.overloaded = False
+        self.decisions = {"good": 0, "bad": 0, "idle": 0}
+        self.on_decision: Callable[[str], None] = lambda kind: None  # metrics
+        self._clean: deque[float] = deque(maxlen=max(1, lim.baseline_samples))
+        self._window: list[float] = []
+        self._above = 0  # samples of the current window above the threshold
+        self._last_realtime_s: float | None = None
+
+    # -- signal -------------------------------------------------------------------
+    def baseline_s(self) -> float:
+        if not self._clean:
+            return self.limits.floor_s
+        return max(self.limits.floor_s, quantile(list(self._clean), self.limits.quantile))
+
+    def threshold_s(self) -> float:
+        return self.limits.tolerance * self.baseline_s()
+
+    def observe_realtime(self, latency_s: float, contended: bool, now_s: float) -> None:
+        """One finished real-time request (its latency, whether background work overlapped it)."""
+        self._last_realtime_s = now_s
+        if not contended:
+            self._clean.append(latency_s)
+        self._window.append(latency_s)
+        if latency_s > self.threshold_s():
+            self._above += 1
+        lim = self.limits
+        allowed_above = int((1.0 - lim.quantile) * lim.window)
+        if self._above > allowed_above:
+            self._decide(good=False)
+        elif len(self._window) >= lim.window:
+            self._decide(good=quantile(self._window, lim.quantile) <= self.threshold_s())
+
+    # -- what background callers ask ----------------------------------------------
+    def next_call(self, now_s: float) -> tuple[int, float]:
+        """(rows for the next background call, seconds to pause before it)."""
+        last = self._last_realtime_s
+        if last is None or now_s - last >= self.limits.idle_s:
+            self._window.clear()
+            self._above = 0
+            self._count("idle")
+            self._increase()
+        return self.items, self.pause_s
+
+    # -- AIMD ---------------------------------------------------------------------
+    def _decide(self, good: bool) -> None:
+        self._window.clear()
+        self._above = 0
+        self._count("good" if good else "bad")
+        if good:
+            self._increase()
+        else:
+            self._decrease()
+
+    def _count(self, kind: str) -> None:
+        self.decisions[kind] += 1
+        self.on_decision(kind)
+
+    def _increase(self) -> None:
+        lim = self.limits
+        self.overloaded = False
+        if self.pause_s > 0:
+            self.pause_s = self.pause_s / 2 if self.pause_s / 2 >= lim.pause_step_s else 0.0
+        else:
+            self.items = min(lim.max_items, self.items + lim.increase_items)
+
+    def _decrease(self) -> None:
+        lim = self.limits
+        if self.items > lim.min_items:
+            self.items = max(lim.min_items, int(self.items * lim.decrease))
+            return
+        at_floor = self.pause_s >= lim.max_pause_s
+        self.pause_s = min(lim.max_pause_s, max(lim.pause_step_s, self.pause_s * 2))
+        self.overloaded = at_floor
