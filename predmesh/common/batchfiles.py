@@ -186,6 +186,23 @@ def write_atomic(table: Any, location: str) -> None:
         os.replace(target, path)
 
 
+def remove_parts(parts: str) -> None:
+    """Delete a parts directory and everything in it (nothing when it is not there), then its parent
+    when that is left empty (`<out>.parts/` of the server-side jobs)."""
+    import pyarrow.fs as pafs
+
+    fs, path = filesystem(parts)
+    if fs.get_file_info(path).type == pafs.FileType.Directory:
+        fs.delete_dir(path)
+    parent = path.rstrip("/").rpartition("/")[0]
+    if parent and parent.endswith(".parts") and fs.get_file_info(parent).type == pafs.FileType.Directory:
+        if not fs.get_file_info(pafs.FileSelector(parent)):
+            try:
+                fs.delete_dir(parent)
+            except OSError:  # another job's part appeared meanwhile: leave it
+                pass
+
+
 def join_parts(parts: str, chunks: int, output: str) -> tuple[int, list[str]]:
     """Concatenate the `chunks` part files in order into `output`; (rows, errors of failed rows)."""
     import pyarrow as pa

@@ -11,6 +11,7 @@ under a taken id is InvalidArgument. One event loop; file checks run in a thread
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 import uuid
@@ -21,6 +22,8 @@ from predmesh.common import batchfiles
 from services.gateway.core.batch_paths import PathPolicy
 from services.gateway.core.batch_ports import JobFiles, JobSpec, JobState, JobStatus, JobStore
 from services.gateway.errors import InvalidArgument, NotFound, PermissionDenied
+
+log = logging.getLogger(__name__)
 
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _COLUMN = re.compile(r"^[^\x00-\x1f]{1,128}$")
@@ -123,10 +126,17 @@ class BatchJobs:
         return found
 
     async def cancel(self, owner: str, job_id: str) -> JobStatus:
-        """CANCELLED unless the job already finished (then it is returned as it is)."""
+        """CANCELLED unless the job already finished (then it is returned as it is); a cancelled job's
+        part files are removed (a chunk still being scored removes them again once written)."""
         await self.get(owner, job_id)
         await self._store.finish(job_id, JobState.CANCELLED, "", self._clock_ms(), self._limits.job_ttl_s)
-        return await self.get(owner, job_id)
+        found = await self.get(owner, job_id)
+        if found.state == JobState.CANCELLED:
+            try:
+                await asyncio.to_thread(self._files.remove_parts, found.spec)
+            except (OSError, ValueError) as err:  # best effort: the job is cancelled either way
+                log.warning("batch job %s: parts not removed (%s)", job_id, type(err).__name__)
+        return found
 
     def now_ms(self) -> int:
         return self._clock_ms()

@@ -128,3 +128,7 @@ class JobFiles(Protocol):
 
     def finalize(self, spec: JobSpec) -> None:
         """Join every part into the output file (all of it or nothing)."""
+
+    def remove_parts(self, spec: JobSpec) -> None:
+        """Delete the job's part files (after the join, or of a cancelled or failed job); nothing when
+        there are none."""

@@ -6,8 +6,10 @@ every `lease_s / 3`. A chunk is read from the input, scored (core/batch_scoring.
 written as its part file and only then recorded as checkpointed, so a replica killed at any point
 leaves either a recorded part or a lease that expires: another replica (or the restarted one) takes
 the chunk again and writes the same part file (replaced whole; the counters move once). When every
-chunk is checkpointed one replica leases the final join, writes the output and marks the job DONE.
-An unreadable input or unwritable output marks the job FAILED. Chunks of one job thus spread over
+chunk is checkpointed one replica leases the final join, writes the output, marks the job DONE and
+removes the parts. An unreadable input or unwritable output marks the job FAILED; a failed job's
+parts are removed, and so are a cancelled job's (by the cancel, and again by a worker whose chunk
+in flight was written after it). Chunks of one job thus spread over
 every replica at cluster scale, one lease at a time per loop.
 
 Lifecycle: `start()` launches the loops, `stop()` cancels them (a chunk in flight is given back:
@@ -145,6 +147,9 @@ class BatchRunner:
         failed = sum(1 for r in results if r.get("error"))
         if await self._store.checkpoint(lease, self._worker, len(rows), failed):
             self._on_chunk(len(rows), failed)
+        after = await self._store.get(spec.job_id)
+        if after is None or after.state in (JobState.CANCELLED, JobState.FAILED):
+            await self._remove_parts(spec)  # cancelled while this chunk was scored: its part was written late
 
     async def _finalize(self, spec: JobSpec) -> None:
         try:
@@ -154,11 +159,22 @@ class BatchRunner:
             return
         await self._store.finish(spec.job_id, JobState.DONE, "", self._clock_ms(), self._limits.job_ttl_s)
         log.info("batch job %s done (%d rows)", spec.job_id, spec.rows_total)
+        await self._remove_parts(spec)  # the output holds every row now
 
     async def _fail(self, job_id: str, error: str) -> None:
         log.warning("batch job %s failed: %s", job_id, error)
         with contextlib.suppress(Unavailable):
             await self._store.finish(job_id, JobState.FAILED, error, self._clock_ms(), self._limits.job_ttl_s)
+            found = await self._store.get(job_id)
+            if found is not None and found.state == JobState.FAILED:
+                await self._remove_parts(found.spec)
+
+    async def _remove_parts(self, spec: JobSpec) -> None:
+        """Best effort: a part left behind wastes space, it never makes wrong output."""
+        try:
+            await asyncio.to_thread(self._files.remove_parts, spec)
+        except (OSError, ValueError) as err:
+            log.warning("batch job %s: parts not removed (%s)", spec.job_id, type(err).__name__)
 
     async def _heartbeat(self, lease: Lease, lost: asyncio.Event) -> None:
         while not self._stopping:

@@ -55,5 +55,8 @@ class ArrowJobFiles:
 
     def finalize(self, spec: JobSpec) -> None:
         batchfiles.join_parts(spec.parts, spec.chunks_total, spec.output)
+
+    def remove_parts(self, spec: JobSpec) -> None:
         with self._lock:
             self._cache.pop(spec.job_id, None)
+        batchfiles.remove_parts(spec.parts)

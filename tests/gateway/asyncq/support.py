@@ -85,19 +85,26 @@ def environment(fields: dict[str, Any]) -> dict[str, str]:
 
 
 class HoldingUpstreams(Upstreams):
-    """Upstreams whose Infer waits while `hold` is clear (to kill a gateway mid-flight)."""
+    """Upstreams whose Infer waits while `hold` is clear (to kill a gateway mid-flight); with `passes`
+    = N, the next N Infer calls go through even then."""
 
     def __init__(self) -> None:
         super().__init__()
         self.hold = asyncio.Event()
         self.hold.set()
         self.infer_started = asyncio.Event()
+        self.passes = 0
+        self.calls = 0  # Infer calls received
 
     async def Infer(
         self, request: inference_pb2.InferRequest, context: grpc.aio.ServicerContext
     ) -> inference_pb2.InferResponse:
         self.infer_started.set()
-        await self.hold.wait()
+        self.calls += 1
+        if self.passes > 0:
+            self.passes -= 1
+        else:
+            await self.hold.wait()
         return await super().Infer(request, context)
 
 

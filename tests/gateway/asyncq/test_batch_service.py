@@ -123,6 +123,7 @@ async def test_job_scores_every_row_as_predict_batch_does(stubs: tuple[Any, Any]
     assert submitted.chunks_total == 5
     done = await wait_state(jobs, submitted.job_id, DONE)
     assert (done.rows_done, done.rows_failed, done.chunks_done) == (ROWS, 0, 5)
+    assert not (root / "out.parquet.parts").exists()  # the parts are removed once the output is written
     assert done.rows_per_s > 0 and done.eta_s == 0 and done.finished_ms >= done.created_ms
 
     out = pq.read_table(root / "out.parquet")
@@ -213,6 +214,51 @@ async def test_cancel_stops_the_job(stubs: tuple[Any, Any], root: Path, upstream
     upstreams.hold.set()  # the chunk in flight is abandoned: no further chunk starts, no output
     final = await wait_state(jobs, job.job_id, batchjobs_pb2.BATCH_JOB_STATE_CANCELLED)
     assert final.rows_done < ROWS and not (root / "out.parquet").exists()
+
+
+async def test_cancelled_and_failed_jobs_leave_no_parts(
+    stubs: tuple[Any, Any], root: Path, upstreams: HoldingUpstreams
+) -> None:
+    jobs, _ = stubs
+    write_input(root / "in.parquet", 500)
+    parts = root / "out.parquet.parts"
+
+    async def submit(output: str) -> Any:
+        # 50-row chunks: one call each (the pace starts above 50 rows per call)
+        request = batchjobs_pb2.SubmitBatchJobRequest(
+            model="fraud", input=str(root / "in.parquet"), output=str(root / output), chunk_rows=50
+        )
+        return await jobs.SubmitBatchJob(request, metadata=AUTH, timeout=10)
+
+    async def status(job_id: str) -> Any:
+        return await jobs.GetBatchJob(batchjobs_pb2.GetBatchJobRequest(job_id=job_id), metadata=AUTH, timeout=5)
+
+    upstreams.hold.clear()
+    upstreams.passes = 1  # chunk 0 is scored and checkpointed, chunk 1 waits in inference
+    job = await submit("out.parquet")
+    await until(lambda: (parts / job.job_id / "chunk-000000.parquet").exists(), timeout_s=30)
+    await until(lambda: upstreams.calls == 2, timeout_s=30)  # chunk 1 is held in inference
+    await jobs.CancelBatchJob(batchjobs_pb2.CancelBatchJobRequest(job_id=job.job_id), metadata=AUTH, timeout=5)
+    assert not parts.exists()  # removed by the cancel
+    upstreams.hold.set()  # chunk 1 completes after the cancel: its part is written, then removed
+
+    async def late_chunk_recorded() -> bool:
+        return bool((await status(job.job_id)).rows_done == 100)
+
+    await until(late_chunk_recorded, timeout_s=30)
+    await until(lambda: not parts.exists(), timeout_s=10)
+    assert (await status(job.job_id)).state == batchjobs_pb2.BATCH_JOB_STATE_CANCELLED
+    assert not (root / "out.parquet").exists()
+
+    # a job failing mid-way (chunk 3's part cannot be written: a directory is in its place)
+    upstreams.hold.clear()
+    failing = await submit("fail.parquet")
+    blocker = root / "fail.parquet.parts" / failing.job_id / "chunk-000003.parquet"
+    blocker.mkdir(parents=True)
+    upstreams.hold.set()
+    final = await wait_state(jobs, failing.job_id, batchjobs_pb2.BATCH_JOB_STATE_FAILED)
+    assert "output not writable" in final.error and final.rows_done >= 150
+    await until(lambda: not (root / "fail.parquet.parts").exists(), timeout_s=10)
 
 
 @pytest.mark.parametrize(
