@@ -26,6 +26,7 @@ import argparse
 import dataclasses
 import os
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -132,20 +133,67 @@ def batch_loop(mesh: LocalMesh, rows: int, items: int) -> float:
         return rows / (time.monotonic() - started)
 
 
-def pace_state(metrics_port: int) -> str:
-    """The gateway's adaptive pace now (its /metrics), as text."""
+def pace_values(metrics_port: int) -> dict[str, float]:
+    """The gateway's adaptive pace now (its /metrics): items, pause_s, overloaded, verdict counts."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as reply:
             text = reply.read().decode()
-    except OSError as err:
-        return f"pace ? ({err})"
-    values = {}
+    except OSError:
+        return {}
+    names = {
+        "predmesh_gateway_background_pace_items ": "items",
+        "predmesh_gateway_background_pace_pause_seconds ": "pause_s",
+        "predmesh_gateway_background_overloaded ": "overloaded",
+        'predmesh_gateway_background_pace_decisions_total{kind="good"} ': "good",
+        'predmesh_gateway_background_pace_decisions_total{kind="bad"} ': "bad",
+    }
+    out = {}
     for raw in text.splitlines():
-        for name in ("pace_items", "pace_pause_seconds", "background_overloaded", "pace_decisions_total"):
-            if raw.startswith(f"predmesh_gateway_background_{name}"):
-                key, _, value = raw.rpartition(" ")
-                values[key.removeprefix("predmesh_gateway_background_")] = float(value)
-    return "pace " + " ".join(f"{k}={v:g}" for k, v in values.items())
+        for prefix, key in names.items():
+            if raw.startswith(prefix):
+                out[key] = float(raw.rpartition(" ")[2])
+    return out
+
+
+class PaceSampler:
+    """Samples the pace every `every_s` in a thread while the load runs (with a job)."""
+
+    def __init__(self, metrics_port: int, every_s: float = 0.25) -> None:
+        self._port = metrics_port
+        self._every_s = every_s
+        self._stop = threading.Event()
+        self.samples: list[dict[str, float]] = []
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every_s):
+            values = pace_values(self._port)
+            if values:
+                self.samples.append(values)
+
+    def __enter__(self) -> PaceSampler:
+        self.samples.append(pace_values(self._port))
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.samples.append(pace_values(self._port))
+
+    def summary(self) -> str:
+        found = [v for v in self.samples if "items" in v]
+        if not found:
+            return "no pace"
+        items = sorted(v["items"] for v in found)
+        pauses = sorted(v.get("pause_s", 0.0) * 1e3 for v in found)
+        overloaded = sum(1 for v in found if v.get("overloaded"))
+        verdicts = {k: found[-1].get(k, 0.0) - found[0].get(k, 0.0) for k in ("good", "bad")}
+        return (
+            f"pace rows/call median {items[len(items) // 2]:.0f} (min {items[0]:.0f}, max {items[-1]:.0f}), "
+            f"pause median {pauses[len(pauses) // 2]:.0f} ms (max {pauses[-1]:.0f}), overloaded "
+            f"{overloaded}/{len(found)} samples, verdicts good {verdicts['good']:.0f} bad {verdicts['bad']:.0f}"
+        )
 
 
 def measure(config: str, args: argparse.Namespace, state: Path) -> None:
@@ -186,13 +234,14 @@ def measure(config: str, args: argparse.Namespace, state: Path) -> None:
                 job = submit(jobs, background, mesh.batch_dir / f"bg-{round_}.parquet", args.chunk_rows)
                 wait_state(jobs, job.job_id, (batchjobs_pb2.BATCH_JOB_STATE_RUNNING,))
                 before = status(jobs, job.job_id).rows_done
-                result, cpu, wall = realtime(mesh, args, seed=round_ * 2 + 2)
+                with PaceSampler(metrics_port) as paced_by:
+                    result, cpu, wall = realtime(mesh, args, seed=round_ * 2 + 2)
                 after = status(jobs, job.job_id)
                 jobs.CancelBatchJob(batchjobs_pb2.CancelBatchJobRequest(job_id=job.job_id), timeout=10)
                 rate = (after.rows_done - before) / wall
                 finished = " (job FINISHED during the load: raise --background-rows)" if after.state == 3 else ""
                 ratio = result.latency_ms["p99"] / alone_p99 if alone_p99 > 0 else 0.0
-                extra = f"  job {rate:,.0f} rows/s{finished}  p99 ratio {ratio:.2f}x  {pace_state(metrics_port)}"
+                extra = f"  job {rate:,.0f} rows/s{finished}  p99 ratio {ratio:.2f}x  {paced_by.summary()}"
                 print(line(f"round {round_} with batch job", result, cpu, extra), flush=True)
                 time.sleep(2.0)  # the cancelled job's chunk in flight ends
             with CpuSampler(sessions(mesh)) as sampler:

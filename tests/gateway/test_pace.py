@@ -65,17 +65,17 @@ def test_slow_windows_halve_the_rows_then_lengthen_the_pause_then_overload() -> 
     assert pace.baseline_s() == pytest.approx(0.010)
     sizes = []
     for _ in range(3):
-        window(pace, 0.030)
+        window(pace, 0.020)  # threshold 12 ms: a little above it
         sizes.append(pace.items)
     assert sizes == [32, 16, 8]
     assert pace.pause_s == 0.0
     pauses = []
     for _ in range(4):
-        window(pace, 0.030)
+        window(pace, 0.020)
         pauses.append(pace.pause_s)
     assert pauses == pytest.approx([0.01, 0.02, 0.04, 0.08])
     assert not pace.overloaded  # just reached the floor
-    window(pace, 0.030)
+    window(pace, 0.020)
     assert pace.overloaded and pace.pause_s == pytest.approx(0.08) and pace.items == 8
     # good windows: the pause shrinks first, then the rows grow again
     window(pace, 0.010)
@@ -85,6 +85,15 @@ def test_slow_windows_halve_the_rows_then_lengthen_the_pause_then_overload() -> 
     assert pace.pause_s == 0.0 and pace.items == 8
     window(pace, 0.010)
     assert pace.items == 24
+
+
+def test_far_slower_requests_cut_the_rows_in_proportion() -> None:
+    pace = warmed()
+    pace.items = 256
+    window(pace, 0.048)  # 4x the 12 ms threshold: rows / 4
+    assert pace.items == 64
+    window(pace, 1.0)  # ~80x: at most / 8
+    assert pace.items == 8
 
 
 def test_latency_within_tolerance_speeds_up_to_the_cap() -> None:
@@ -99,9 +108,9 @@ def test_a_clearly_bad_window_is_judged_before_it_is_full() -> None:
     pace = warmed()
     allowed = int((1 - LIMITS.quantile) * LIMITS.window)  # samples above the threshold a good window may hold
     for _ in range(allowed):
-        pace.observe_realtime(0.050, contended=True, now_s=0.0)
+        pace.observe_realtime(0.020, contended=True, now_s=0.0)
     assert pace.items == 64
-    pace.observe_realtime(0.050, contended=True, now_s=0.0)
+    pace.observe_realtime(0.020, contended=True, now_s=0.0)
     assert pace.items == 32 and pace.decisions["bad"] == 1
 
 
@@ -124,14 +133,19 @@ def test_the_baseline_has_a_floor() -> None:
 
 def test_without_realtime_traffic_every_call_speeds_up() -> None:
     pace = warmed()
-    pace.items, pace.pause_s = 8, 0.04
     pace.observe_realtime(0.010, contended=False, now_s=10.0)
+    pace.items, pace.pause_s = 8, 0.04
     assert pace.next_call(10.5) == (8, 0.04)  # real-time seen 0.5 s ago: no change
     assert pace.next_call(11.0) == (8, 0.02)  # 1 s without real-time: faster on every call
     pace.next_call(11.1)
     pace.next_call(11.2)
     assert pace.next_call(11.3) == (24, 0.0)
     assert Pace(LIMITS).next_call(0.0)[0] == 80  # nothing ever seen: idle
+    for step in range(20):
+        pace.next_call(12.0 + step / 10)
+    assert pace.items == LIMITS.max_items
+    pace.observe_realtime(0.010, contended=True, now_s=14.5)  # traffic resumes after the gap
+    assert (pace.items, pace.pause_s) == (LIMITS.start_items, 0.0)
 
 
 class Clock:

@@ -14,10 +14,13 @@ to release), marked *contended* when a background call was in flight at any mome
 - a window of `window` real-time latencies is *bad* when its `quantile` exceeds `tolerance` x
   baseline. A window is judged as soon as its verdict is certain: more than (1 - quantile) x
   window samples above the threshold = bad at once (fast back-off); a full window otherwise.
-- bad: items x `decrease` (not below `min_items`); at `min_items` the pause doubles (from
-  `pause_step_s` up to `max_pause_s`). Good: the pause halves (0 below `pause_step_s`), then
-  items + `increase_items` (up to `max_items`). No real-time request for `idle_s`: speed up on
-  every call (nothing to protect).
+- bad: items x `decrease`, or less in proportion when the slow requests are far above the
+  threshold (x threshold / their median, at least x 1/8), not below `min_items`; at `min_items`
+  the pause doubles (from `pause_step_s` up to `max_pause_s`). Good: the pause halves (0 below
+  `pause_step_s`), then items + `increase_items` (up to `max_items`).
+- No real-time request for `idle_s`: speed up on every call (nothing to protect). The first
+  real-time request after such a gap brings the rows back to `start_items` at most (traffic
+  resumed: probe again from a safe size, as TCP restarts slow start after idle).
 - `overloaded`: the pace is at its floor (min items, longest pause) and real-time latency is
   still too high: new batch/async requests from clients are then refused (ResourceExhausted with
   a retry hint) while the gateway's own background work keeps crawling at the floor.
@@ -69,7 +72,7 @@ class Pace:
         self.on_decision: Callable[[str], None] = lambda kind: None  # metrics
         self._clean: deque[float] = deque(maxlen=max(1, lim.baseline_samples))
         self._window: list[float] = []
-        self._above = 0  # samples of the current window above the threshold
+        self._above: list[float] = []  # samples of the current window above the threshold
         self._last_realtime_s: float | None = None
 
     # -- signal -------------------------------------------------------------------
@@ -83,15 +86,18 @@ class Pace:
 
     def observe_realtime(self, latency_s: float, contended: bool, now_s: float) -> None:
         """One finished real-time request (its latency, whether background work overlapped it)."""
-        self._last_realtime_s = now_s
+        lim = self.limits
+        last, self._last_realtime_s = self._last_realtime_s, now_s
+        if last is not None and now_s - last >= lim.idle_s:  # traffic resumed after a gap
+            self.items = min(self.items, max(lim.min_items, lim.start_items))
+            self.pause_s = 0.0
         if not contended:
             self._clean.append(latency_s)
         self._window.append(latency_s)
         if latency_s > self.threshold_s():
-            self._above += 1
-        lim = self.limits
+            self._above.append(latency_s)
         allowed_above = int((1.0 - lim.quantile) * lim.window)
-        if self._above > allowed_above:
+        if len(self._above) > allowed_above:
             self._decide(good=False)
         elif len(self._window) >= lim.window:
             self._decide(good=quantile(self._window, lim.quantile) <= self.threshold_s())
@@ -102,20 +108,21 @@ class Pace:
         last = self._last_realtime_s
         if last is None or now_s - last >= self.limits.idle_s:
             self._window.clear()
-            self._above = 0
+            self._above.clear()
             self._count("idle")
             self._increase()
         return self.items, self.pause_s
 
     # -- AIMD ---------------------------------------------------------------------
     def _decide(self, good: bool) -> None:
+        slow = quantile(self._above, 0.5) if self._above else 0.0
         self._window.clear()
-        self._above = 0
+        self._above.clear()
         self._count("good" if good else "bad")
         if good:
             self._increase()
         else:
-            self._decrease()
+            self._decrease(self.threshold_s() / slow if slow > 0 else 1.0)
 
     def _count(self, kind: str) -> None:
         self.decisions[kind] += 1
@@ -129,10 +136,12 @@ class Pace:
         else:
             self.items = min(lim.max_items, self.items + lim.increase_items)
 
-    def _decrease(self) -> None:
+    def _decrease(self, severity: float) -> None:
+        """`severity`: threshold / the slow requests' median latency (< 1: how far above they were)."""
         lim = self.limits
         if self.items > lim.min_items:
-            self.items = max(lim.min_items, int(self.items * lim.decrease))
+            factor = max(0.125, min(lim.decrease, severity))
+            self.items = max(lim.min_items, int(self.items * factor))
             return
         at_floor = self.pause_s >= lim.max_pause_s
         self.pause_s = min(lim.max_pause_s, max(lim.pause_step_s, self.pause_s * 2))
