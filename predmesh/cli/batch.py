@@ -274,6 +274,14 @@ def _job_call(
             return 130
 
 
+def _server_location(location: str) -> str:
+    """A URL as it is; a local path made absolute (the gateway refuses relative paths: in a local mesh it
+    sees this machine's files)."""
+    if "://" in location:
+        return location
+    return os.path.abspath(location)
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
     import uuid
 
@@ -282,8 +290,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
     request = batchjobs_pb2.SubmitBatchJobRequest(
         model=args.model,
         version=args.version,
-        input=args.input,
-        output=args.out,
+        input=_server_location(args.input),
+        output=_server_location(args.out),
         chunk_rows=args.chunk_rows,
         entity_column=args.entity_column,
         job_id=args.job_id or uuid.uuid4().hex,  # ours: a retried submit is the same job
@@ -311,7 +319,11 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 def _add_job_parsers(batch_sub: Any) -> None:
     submit = batch_sub.add_parser("submit", help="submit a server-side batch job (runs in the mesh)")
     add_connection_args(submit)
-    submit.add_argument("input", help="Parquet/CSV path or URL the gateway may read (its allowed roots)")
+    submit.add_argument(
+        "input",
+        help="Parquet/CSV path or URL the gateway may read (its allowed roots; `predmesh up`: <state-dir>/batch/); "
+        "a relative path is made absolute here",
+    )
     submit.add_argument("--model", required=True)
     submit.add_argument("--version", default="")
     submit.add_argument("--out", required=True, help="output path or URL (.parquet or .csv) under the allowed roots")

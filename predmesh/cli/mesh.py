@@ -13,10 +13,11 @@ from typing import Any
 from predmesh.cli.common import STATE_FILE, STATUS_STALE_S, running_mesh
 
 
-def cmd_up(args: argparse.Namespace) -> int:
-    from predmesh.local.mesh import LocalMesh, MeshOptions
+def up_options(args: argparse.Namespace) -> Any:
+    """The MeshOptions `predmesh up` runs with (server-side batch jobs on: files under <state>/batch)."""
+    from predmesh.local.mesh import MeshOptions
 
-    options = MeshOptions(
+    return MeshOptions(
         state_dir=Path(args.state_dir),
         demo_users=args.users,
         gateway_port=args.gateway_port,
@@ -26,8 +27,14 @@ def cmd_up(args: argparse.Namespace) -> int:
         gateway_replicas=args.replicas.get("gateway", 1),
         features_replicas=args.replicas.get("features", 1),
         inference_replicas=args.replicas.get("inference", 1),
+        with_batch_jobs=True,
     )
-    mesh = LocalMesh(options)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from predmesh.local.mesh import LocalMesh
+
+    mesh = LocalMesh(up_options(args))
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -53,6 +60,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f'  {curl} -XPOST {url} -d \'{{"model":"fraud","entity_id":"u00042"}}\'')
         if mesh.broker is not None:
             print(f"  predmesh logs tail --bootstrap {mesh.bootstrap_servers} --from-beginning --max-messages 5")
+        if mesh.batch_jobs_on:
+            batch = mesh.batch_dir
+            print(f"  predmesh batch submit {batch}/in.parquet --model fraud --out {batch}/out.parquet --wait")
         print("\nCtrl-C stops everything.", flush=True)
         stop.wait()
         print("predmesh: stopping...", flush=True)
@@ -107,7 +117,13 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: Any) -> None:
-    up = sub.add_parser("up", help="run the whole mesh locally on loopback (Ctrl-C stops it)")
+    up = sub.add_parser(
+        "up",
+        help="run the whole mesh locally on loopback (Ctrl-C stops it)",
+        description="Run the whole mesh locally on loopback (Ctrl-C stops it). Server-side batch jobs "
+        "(`predmesh batch submit`) are on, with their state in the mesh's Redis and files only under "
+        "<state-dir>/batch/ (the gateway's one allowed root); not with --redis-cluster.",
+    )
     up.add_argument("--state-dir", default=".predmesh", help="models, logs and mesh.json go here")
     up.add_argument("--users", type=int, default=1000, help="demo users loaded into Redis")
     up.add_argument("--gateway-port", type=int, default=0, help="gateway port (0 = free port)")

@@ -479,10 +479,15 @@ class LocalMesh:
         """The one folder server-side batch jobs may read and write (with_batch_jobs)."""
         return self.state_dir / "batch"
 
+    @property
+    def batch_jobs_on(self) -> bool:
+        """Server-side batch jobs run (with_batch_jobs, on a single Redis)."""
+        return self.options.with_batch_jobs and self.redis is not None
+
     def _start_batch_jobs(self) -> dict[str, str]:
         """Gateway env that turns server-side batch jobs on ({} when off): state in the mesh's Redis, files
         only under <state>/batch (created here)."""
-        if not (self.options.with_batch_jobs and self.redis is not None):
+        if not self.batch_jobs_on or self.redis is None:
             return {}
         self.batch_dir.mkdir(parents=True, exist_ok=True)
         return {
@@ -722,6 +727,8 @@ class LocalMesh:
         if self.broker:
             out["kafka (tansu) bootstrap"] = self.bootstrap_servers
         out["routing (edit: applies live)"] = str(self.routing_path)
+        if self.batch_jobs_on:
+            out["batch jobs (files only under)"] = str(self.batch_dir)
         if self.mesh_ca:
             out["mTLS (internal hops; operator cert)"] = str(self.pki_dir / "operator.crt")
         out["logs"] = str(self.state_dir / "logs")

@@ -3,13 +3,16 @@ per test session, with every service tracing to an in-test OTLP collector and se
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from predmesh.local.mesh import LocalMesh, MeshOptions
+from predmesh.cli import build_parser
+from predmesh.cli.mesh import up_options
+from predmesh.local.mesh import LocalMesh
 from predmesh.local.procs import free_port
 from predmesh.v1 import prediction_pb2_grpc
 from tests.common.otlp_collector import OtlpCollector
@@ -47,7 +50,9 @@ def mesh(tmp_path_factory: pytest.TempPathFactory, observability: Observability)
         "PREDMESH_MONITOR_MIN_EVENTS": "30",
         "PREDMESH_MONITOR_EVALUATE_INTERVAL_S": "0.5",
     }
-    with LocalMesh(MeshOptions(state_dir=state, demo_users=200, extra_env=env)) as running:
+    # the options of `predmesh up` (server-side batch jobs on, files under <state>/batch)
+    options = up_options(build_parser().parse_args(["up", "--state-dir", str(state), "--users", "200"]))
+    with LocalMesh(dataclasses.replace(options, extra_env=env)) as running:
         yield running
 
 

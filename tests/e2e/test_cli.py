@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from predmesh.cli import main
@@ -20,6 +22,30 @@ def via_gateway(mesh: LocalMesh) -> list[str]:
     pki = mesh.pki_dir
     tls = ["--cacert", str(pki / "ca.crt"), "--cert", str(pki / "operator.crt"), "--key", str(pki / "operator.key")]
     return ["--target", mesh.gateway_address, *tls, "--api-key", mesh.api_key]
+
+
+def test_batch_submit_works_right_after_up(
+    mesh: LocalMesh, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`predmesh up` serves batch jobs on files under <state>/batch: submit (relative paths) and wait."""
+    assert mesh.batch_jobs_on and mesh.batch_dir == mesh.state_dir / "batch"
+    rows = 300
+    pq.write_table(
+        pa.table({"entity_id": [f"u{i % 200:05d}" for i in range(rows)], "amount": [float(i) for i in range(rows)]}),
+        mesh.batch_dir / "in.parquet",
+    )
+    monkeypatch.chdir(mesh.state_dir)
+    argv = ["batch", "submit", "batch/in.parquet", "--model", "fraud", "--out", "batch/out.parquet"]
+    assert main([*argv, "--chunk-rows", "100", "--wait", "--poll", "0.1", *via_edge(mesh)]) == 0
+    job = json.loads(capsys.readouterr().out)
+    assert (job["state"], job["rows_done"], job["rows_failed"], job["chunks"]) == ("DONE", rows, 0, "3/3")
+    out = pq.read_table(mesh.batch_dir / "out.parquet")
+    assert out.column("row").to_pylist() == list(range(rows))
+    assert all(0.0 <= s <= 1.0 for s in out.column("score").to_pylist())
+    assert not (mesh.batch_dir / "out.parquet.parts").exists()
+    outside = ["batch", "submit", "/etc/hosts.parquet", "--model", "fraud", "--out", "x.parquet"]
+    assert main([*outside, *via_edge(mesh)]) == 1
+    assert "PERMISSION_DENIED" in capsys.readouterr().err
 
 
 def test_predict_through_the_edge_prints_a_real_score(mesh: LocalMesh, capsys: pytest.CaptureFixture[str]) -> None:
