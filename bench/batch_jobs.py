@@ -103,7 +103,8 @@ def line(label: str, result: Any, cpu: dict[str, float], extra: str = "") -> str
     us = per_request_us(cpu, result.ok)
     lat = result.latency_ms
     return (
-        f"{label:28s} ok {result.ok:5d} err {sum(result.errors.values()) if result.errors else 0:3d}  "
+        f"{label:28s} ok {result.ok:5d} err {sum(result.errors.values()) if result.errors else 0:3d} "
+        f"{dict(result.errors) if result.errors else ''}  "
         f"p50 {lat['p50']:6.2f} ms  p99 {lat['p99']:7.2f} ms  cores {cores:4.2f}  "
         f"CPU/req {sum(us.values()):7.0f} us ({', '.join(f'{k} {v:.0f}' for k, v in us.items())}){extra}  "
         f"load {os.getloadavg()[0]:.1f}"

@@ -121,8 +121,8 @@ def add_parser(sub: Any) -> None:
         "up",
         help="run the whole mesh locally on loopback (Ctrl-C stops it)",
         description="Run the whole mesh locally on loopback (Ctrl-C stops it). Server-side batch jobs "
-        "(`predmesh batch submit`) are on, with their state in the mesh's Redis and files only under "
-        "<state-dir>/batch/ (the gateway's one allowed root); not with --redis-cluster.",
+        "(`predmesh batch submit`) are on, with their state in the mesh's Redis (or Redis Cluster) and files "
+        "only under <state-dir>/batch/ (the gateway's one allowed root).",
     )
     up.add_argument("--state-dir", default=".predmesh", help="models, logs and mesh.json go here")
     up.add_argument("--users", type=int, default=1000, help="demo users loaded into Redis")

@@ -481,17 +481,18 @@ class LocalMesh:
 
     @property
     def batch_jobs_on(self) -> bool:
-        """Server-side batch jobs run (with_batch_jobs, on a single Redis)."""
-        return self.options.with_batch_jobs and self.redis is not None
+        """Server-side batch jobs run (with_batch_jobs, once the mesh's Redis or Redis Cluster is up)."""
+        return self.options.with_batch_jobs and (self.redis is not None or self.redis_cluster is not None)
 
     def _start_batch_jobs(self) -> dict[str, str]:
-        """Gateway env that turns server-side batch jobs on ({} when off): state in the mesh's Redis, files
-        only under <state>/batch (created here)."""
-        if not self.batch_jobs_on or self.redis is None:
+        """Gateway env that turns server-side batch jobs on ({} when off): state in the mesh's Redis (or
+        Redis Cluster), files only under <state>/batch (created here)."""
+        store = self.redis or self.redis_cluster
+        if not self.options.with_batch_jobs or store is None:
             return {}
         self.batch_dir.mkdir(parents=True, exist_ok=True)
         return {
-            "PREDMESH_GATEWAY_ASYNC_REDIS_URL": self.redis.url,
+            "PREDMESH_GATEWAY_BATCH_REDIS_URL": store.url,
             "PREDMESH_GATEWAY_BATCH_ALLOWED_ROOTS": json.dumps([str(self.batch_dir)]),
         }
 

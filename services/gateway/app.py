@@ -166,12 +166,14 @@ class GatewayApp(ServiceApp[GatewaySettings]):
     async def _open_batch_jobs(
         self, stack: AsyncExitStack, predictor: Predictor, admission: LaneAdmission
     ) -> BatchJobs | None:
-        """Server-side batch jobs (state in `async_redis_url`, files under `batch_allowed_roots`) and this
-        replica's chunk runner; None when either setting is empty (BatchJobService then refuses)."""
+        """Server-side batch jobs (state in `batch_redis_url` or else `async_redis_url`, files under
+        `batch_allowed_roots`) and this replica's chunk runner; None when either is empty (BatchJobService
+        then refuses)."""
         s = self.settings
-        if not (s.async_redis_url and s.batch_allowed_roots):
+        redis_url = s.batch_redis_url or s.async_redis_url
+        if not (redis_url and s.batch_allowed_roots):
             return None
-        store = RedisJobStore(s.async_redis_url, job_ttl_s=s.batch_job_ttl_s)
+        store = RedisJobStore(redis_url, job_ttl_s=s.batch_job_ttl_s)
         stack.push_async_callback(store.close)
         files = ArrowJobFiles()
         jobs = BatchJobs(

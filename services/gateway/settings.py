@@ -115,8 +115,13 @@ class GatewaySettings(ServerSettings):
         default_factory=list,
         description="Where batch jobs (BatchJobService) may read and write: absolute local directories and URL "
         "prefixes (s3://bucket/scoring/, memory://batch/). Empty = no file at all (every submission is "
-        "PERMISSION_DENIED). Batch jobs need `async_redis_url` too (their state and checkpoints).",
+        "PERMISSION_DENIED). Batch jobs need `batch_redis_url` or `async_redis_url` too (their state and checkpoints).",
         examples=[["/data/batch", "s3://scoring-bucket/jobs/"]],
+    )
+    batch_redis_url: str = Field(
+        "",
+        description="Redis of batch job state (leases, checkpoints, counters): redis://host:port, or a Redis "
+        "Cluster seed node redis+cluster://host:port (a job's keys share one slot); empty = `async_redis_url`.",
     )
     batch_worker: bool = Field(
         True, description="Score chunks of batch jobs on this replica (every replica shares them)."

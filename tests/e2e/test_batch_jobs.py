@@ -83,7 +83,7 @@ def lease_holders(mesh: LocalMesh, job_id: str) -> set[int]:
     """Pids of the gateways holding a chunk lease of the job right now (lease value host:pid:tag)."""
     client = redis.Redis.from_url(mesh.redis_url)
     try:
-        values = [client.get(k) for k in client.scan_iter(f"predmesh:batch:l:{job_id}:*")]
+        values = [client.get(k) for k in client.scan_iter(f"predmesh:batch:{{{job_id}}}:l:*")]
     finally:
         client.close()
     return {int((v.decode() if isinstance(v, bytes) else str(v)).split(":")[1]) for v in values if v}
