@@ -131,16 +131,14 @@ def test_the_baseline_has_a_floor() -> None:
     assert pace.baseline_s() == LIMITS.floor_s
 
 
-def test_without_realtime_traffic_every_call_speeds_up() -> None:
+def test_without_realtime_traffic_rows_double_per_call() -> None:
     pace = warmed()
     pace.observe_realtime(0.010, contended=False, now_s=10.0)
     pace.items, pace.pause_s = 8, 0.04
     assert pace.next_call(10.5) == (8, 0.04)  # real-time seen 0.5 s ago: no change
-    assert pace.next_call(11.0) == (8, 0.02)  # 1 s without real-time: faster on every call
-    pace.next_call(11.1)
-    pace.next_call(11.2)
-    assert pace.next_call(11.3) == (24, 0.0)
-    assert Pace(LIMITS).next_call(0.0)[0] == 80  # nothing ever seen: idle
+    assert pace.next_call(11.0) == (16, 0.0)  # 1 s without real-time: no pause, rows double per call
+    assert pace.next_call(11.1) == (32, 0.0)
+    assert Pace(LIMITS).next_call(0.0)[0] == 128  # nothing ever seen: idle
     for step in range(20):
         pace.next_call(12.0 + step / 10)
     assert pace.items == LIMITS.max_items

@@ -118,8 +118,8 @@ class JobFiles(Protocol):
     def describe(self, location: str) -> tuple[int, list[str]]:
         """(rows, columns) of an input file."""
 
-    def read_chunk(self, spec: JobSpec, chunk: int) -> list[dict[str, Any]]:
-        """The input rows of one chunk."""
+    def read_chunk(self, spec: JobSpec, chunk: int) -> Sequence[dict[str, Any]]:
+        """The input rows of one chunk (a sequence that may convert rows lazily, slice by slice)."""
 
     def write_chunk(
         self, spec: JobSpec, chunk: int, rows: Sequence[dict[str, Any]], results: Sequence[dict[str, Any]]

@@ -18,7 +18,8 @@ to release), marked *contended* when a background call was in flight at any mome
   threshold (x threshold / their median, at least x 1/8), not below `min_items`; at `min_items`
   the pause doubles (from `pause_step_s` up to `max_pause_s`). Good: the pause halves (0 below
   `pause_step_s`), then items + `increase_items` (up to `max_items`).
-- No real-time request for `idle_s`: speed up on every call (nothing to protect). The first
+- No real-time request for `idle_s`: no pause, and the rows double on every call up to
+  `max_items` (nothing to protect: slow start, as TCP's). The first
   real-time request after such a gap brings the rows back to `start_items` at most (traffic
   resumed: probe again from a safe size, as TCP restarts slow start after idle).
 - `overloaded`: the pace is at its floor (min items, longest pause) and real-time latency is
@@ -106,11 +107,13 @@ class Pace:
     def next_call(self, now_s: float) -> tuple[int, float]:
         """(rows for the next background call, seconds to pause before it)."""
         last = self._last_realtime_s
-        if last is None or now_s - last >= self.limits.idle_s:
+        if last is None or now_s - last >= self.limits.idle_s:  # nothing to protect: slow start
             self._window.clear()
             self._above.clear()
             self._count("idle")
-            self._increase()
+            self.overloaded = False
+            self.pause_s = 0.0
+            self.items = min(self.limits.max_items, self.items * 2)
         return self.items, self.pause_s
 
     # -- AIMD ---------------------------------------------------------------------
