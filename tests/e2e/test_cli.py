@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
@@ -46,6 +48,26 @@ def test_batch_submit_works_right_after_up(
     outside = ["batch", "submit", "/etc/hosts.parquet", "--model", "fraud", "--out", "x.parquet"]
     assert main([*outside, *via_edge(mesh)]) == 1
     assert "PERMISSION_DENIED" in capsys.readouterr().err
+
+
+def test_batch_score_from_this_machine_prints_a_summary(
+    mesh: LocalMesh, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """`predmesh batch score` (client side: PredictBatch calls through the edge) against the running mesh: a
+    progress bar, a JSON summary, one output row per input row."""
+    rows = 250
+    source = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"entity_id": [f"u{i % 200:05d}" for i in range(rows)], "amount": [1.5] * rows}), source)
+    argv = ["batch", "score", str(source), "--model", "fraud", "--version", "1", "--out", str(tmp_path / "out.csv")]
+    assert main([*argv, "--chunk-rows", "100", "--batch-items", "40", *via_edge(mesh)]) == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    assert (summary["rows"], summary["scored_now"], summary["failed"]) == (rows, rows, 0)
+    assert f"{rows}/{rows} rows" in captured.err  # the progress bar's last state
+    out = pacsv.read_csv(tmp_path / "out.csv")
+    assert out.column("row").to_pylist() == list(range(rows))
+    assert {str(v) for v in out.column("version").to_pylist()} == {"1"}
+    assert all(0.0 <= s <= 1.0 for s in out.column("score").to_pylist())
 
 
 def test_predict_through_the_edge_prints_a_real_score(mesh: LocalMesh, capsys: pytest.CaptureFixture[str]) -> None:
