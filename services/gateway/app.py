@@ -228,7 +228,7 @@ class GatewayApp(ServiceApp[GatewaySettings]):
                 start_items=min(s.batch_pace_start_items, most),
                 increase_items=s.batch_pace_increase_items,
                 tolerance=s.batch_pace_latency_tolerance,
-                window=s.batch_pace_window_requests,
+                window=s.batch_pace_verdict_requests,
                 floor_s=s.batch_pace_latency_floor_ms / 1e3,
                 max_pause_s=s.batch_pace_max_pause_ms / 1e3,
                 idle_s=s.batch_pace_idle_ms / 1e3,

@@ -154,7 +154,7 @@ class GatewaySettings(ServerSettings):
         description="Ratio: a window of real-time requests whose p90 latency exceeds this multiple of the p90 "
         "without background work makes the pace back off (halve the rows, then pause longer).",
     )
-    batch_pace_window_requests: int = Field(
+    batch_pace_verdict_requests: int = Field(
         64, ge=4, description="Real-time requests per pace verdict (a clearly bad window is judged earlier)."
     )
     batch_pace_latency_floor_ms: float = Field(

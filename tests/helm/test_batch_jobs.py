@@ -35,6 +35,9 @@ def test_enabled_renders_settings_the_gateway_parses(helm_run: HelmRun) -> None:
     )
     assert settings.batch_allowed_roots == ["s3://scoring/jobs/", "gs://b/x/"]
     assert settings.batch_items_per_call == 64 and settings.batch_duty_cycle == 1.0
+    assert fields["batch_pace"] == "true"  # the adaptive pace is on unless turned off
+    off = main_container(helm_run.template((BASE,), (*flags, "--set", "batchJobs.pace=false")), "gateway")
+    assert env_of(off)[PREFIX + "BATCH_PACE"] == "false"
 
     both = main_container(helm_run.template((BASE,), (*flags, "--set", "asyncQueue.enabled=true")), "gateway")
     names = [e["name"] for e in both["env"]]
