@@ -12,6 +12,7 @@ import pytest
 from predmesh.common.callback_policy import CallbackPolicy
 from services.gateway.core.async_ports import AsyncJob, AsyncResult, DueCallback, Lookup, State
 from services.gateway.core.durable_async import DurableAsync, DurableAsyncLimits
+from services.gateway.core.pace import Pace, PaceLimits
 from services.gateway.core.priority import LaneAdmission, Priority
 from services.gateway.errors import NotFound
 from services.gateway.metrics import GatewayMetrics
@@ -126,6 +127,22 @@ async def test_async_scoring_waits_while_its_lane_is_full() -> None:
     slot.__exit__(None, None, None)
     await asyncio.wait_for(waiting, 1.0)
     assert store.stored == ["r1"]
+
+
+async def test_async_scoring_follows_the_pace_and_is_never_shed() -> None:
+    asked: list[float] = []
+
+    class Overloaded(Pace):
+        def next_call(self, now_s: float) -> tuple[int, float]:
+            asked.append(now_s)
+            return self.items, 0.0
+
+    pace = Overloaded(PaceLimits())
+    pace.overloaded = True  # client async/batch requests would be refused now
+    lanes = LaneAdmission(0, pace=pace, clock=lambda: 42.0)
+    durable, store, _, _ = build(lanes)
+    await asyncio.wait_for(durable.process([job("r1"), job("r2")]), 1.0)
+    assert sorted(store.stored) == ["r1", "r2"] and asked == [42.0, 42.0]  # one turn per request, accepted work runs
 
 
 async def test_polling_is_limited_to_the_submitting_key() -> None:
