@@ -16,7 +16,7 @@ from services.gateway.core.batch_scoring import ChunkScorer, ScoringLimits
 from services.gateway.core.pace import Pace, PaceLimits, quantile
 from services.gateway.core.priority import LaneAdmission, Priority
 from services.gateway.core.types import Arm, PredictInput, PredictOutput, Score, Timings
-from services.gateway.errors import ResourceExhausted
+from services.gateway.errors import DeadlineExceeded, InvalidArgument, ResourceExhausted
 
 LIMITS = PaceLimits(
     min_items=8,
@@ -156,10 +156,12 @@ class Clock:
 
 def test_admission_times_realtime_requests_and_marks_background_overlap() -> None:
     seen: list[tuple[float, bool]] = []
+    failures: list[bool] = []
 
     class Recorder(Pace):
-        def observe_realtime(self, latency_s: float, contended: bool, now_s: float) -> None:
+        def observe_realtime(self, latency_s: float, contended: bool, now_s: float, failed: bool = False) -> None:
             seen.append((round(latency_s, 6), contended))
+            failures.append(failed)
 
     clock = Clock()
     lanes = LaneAdmission(0, pace=Recorder(LIMITS), clock=clock)
@@ -176,6 +178,24 @@ def test_admission_times_realtime_requests_and_marks_background_overlap() -> Non
         clock.now += 0.001
     assert seen == [(0.004, False), (0.003, True), (0.005, True), (0.001, False)]
     assert (lanes.inflight, lanes.realtime_inflight, lanes.background_inflight) == (0, 0, 0)
+    assert failures == [False] * 4
+    with lanes.admit(Priority.REALTIME) as slot:
+        slot.fell_back(False)
+        slot.fell_back()  # served by the fallback chain
+    for error, load in ((DeadlineExceeded("late"), True), (InvalidArgument("bad"), False)):
+        with pytest.raises(type(error)), lanes.admit(Priority.REALTIME):
+            raise error
+        assert failures[-1] is load
+    assert failures[4] is True and len(failures) == 7
+
+
+def test_a_fallback_answer_is_a_miss_however_fast() -> None:
+    pace = warmed()
+    allowed = int((1 - LIMITS.quantile) * LIMITS.window)
+    for _ in range(allowed + 1):
+        pace.observe_realtime(0.001, contended=False, now_s=0.0, failed=True)
+    assert pace.decisions["bad"] == 1 and pace.items == 16  # 4x the threshold: rows / 4
+    assert pace.baseline_s() == pytest.approx(0.010)  # never part of the baseline
 
 
 async def test_an_overloaded_pace_refuses_client_background_work_never_realtime() -> None:

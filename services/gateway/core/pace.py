@@ -12,8 +12,10 @@ to release), marked *contended* when a background call was in flight at any mome
 - baseline = the `quantile` of the last `baseline_samples` uncontended latencies (at least
   `floor_s`): what real-time costs now, on this box, without the background work;
 - a window of `window` real-time latencies is *bad* when its `quantile` exceeds `tolerance` x
-  baseline. A window is judged as soon as its verdict is certain: more than (1 - quantile) x
-  window samples above the threshold = bad at once (fast back-off); a full window otherwise.
+  baseline; a request answered by the fallback chain or failed with a load error counts as slow
+  (fallback answers are fast: by latency alone they would look fine). A window is judged as soon
+  as its verdict is certain: more than (1 - quantile) x window samples above the threshold = bad
+  at once (fast back-off); a full window otherwise.
 - bad: items x `decrease`, or less in proportion when the slow requests are far above the
   threshold (x threshold / their median, at least x 1/8), not below `min_items`; at `min_items`
   the pause doubles (from `pause_step_s` up to `max_pause_s`). Good: the pause halves (0 below
@@ -85,9 +87,14 @@ class Pace:
     def threshold_s(self) -> float:
         return self.limits.tolerance * self.baseline_s()
 
-    def observe_realtime(self, latency_s: float, contended: bool, now_s: float) -> None:
-        """One finished real-time request (its latency, whether background work overlapped it)."""
+    def observe_realtime(self, latency_s: float, contended: bool, now_s: float, failed: bool = False) -> None:
+        """One finished real-time request: its latency, whether background work overlapped it, and whether
+        it `failed` for a load reason (answered by the fallback chain, timed out): a fast fallback answer
+        is a miss, so it counts as a slow request (4 x the threshold at least), never as the baseline."""
         lim = self.limits
+        if failed:
+            latency_s = max(latency_s, 4 * self.threshold_s())
+            contended = True
         last, self._last_realtime_s = self._last_realtime_s, now_s
         if last is not None and now_s - last >= lim.idle_s:  # traffic resumed after a gap
             self.items = min(self.items, max(lim.min_items, lim.start_items))

@@ -25,8 +25,9 @@ import time
 from collections.abc import Callable
 from types import TracebackType
 
+from predmesh.common.errors import ErrorCode
 from services.gateway.core.pace import Pace
-from services.gateway.errors import PermissionDenied, ResourceExhausted
+from services.gateway.errors import PermissionDenied, PredmeshError, ResourceExhausted
 
 
 class Priority(enum.IntEnum):
@@ -125,9 +126,11 @@ class LaneAdmission:
             await asyncio.sleep(pause_s)
         return items
 
-    def release(self, priority: Priority | None = None, started: tuple[float, int, bool] | None = None) -> None:
+    def release(
+        self, priority: Priority | None = None, started: tuple[float, int, bool] | None = None, failed: bool = False
+    ) -> None:
         """Free one slot; `started` = (admission time, background starts then, background busy then)
-        of a real-time request, reported to the pace."""
+        of a real-time request, reported to the pace with `failed` (fallback answer or load error)."""
         self.inflight -= 1
         freed, self._freed = self._freed, None
         if freed is not None:
@@ -140,7 +143,7 @@ class LaneAdmission:
             if self.pace is not None and started is not None:
                 now = self._clock()
                 at, starts, busy = started
-                self.pace.observe_realtime(now - at, busy or starts != self._background_starts, now)
+                self.pace.observe_realtime(now - at, busy or starts != self._background_starts, now, failed)
         elif priority is not None:
             self.background_inflight -= 1
 
@@ -163,18 +166,28 @@ class LaneAdmission:
         return _Admitted(self, priority)
 
 
+_LOAD_ERRORS = (ErrorCode.DEADLINE_EXCEEDED, ErrorCode.UNAVAILABLE, ErrorCode.RESOURCE_EXHAUSTED)
+
+
 class _Admitted:
+    """One admitted request's slot (`with admission.admit(p) as slot:`); `slot.fell_back()` marks an
+    answer served by the fallback chain (a miss for the pace, however fast)."""
+
     def __init__(
         self, admission: LaneAdmission, priority: Priority, started: tuple[float, int, bool] | None = None
     ) -> None:
         self._admission = admission
         self._priority = priority
         self._started = started
+        self._failed = False
 
-    def __enter__(self) -> None:
-        return None
+    def fell_back(self, yes: bool = True) -> None:
+        self._failed = self._failed or yes
 
-    def __exit__(
-        self, _type: type[BaseException] | None, _err: BaseException | None, _tb: TracebackType | None
-    ) -> None:
-        self._admission.release(self._priority, self._started)
+    def __enter__(self) -> _Admitted:
+        return self
+
+    def __exit__(self, _type: type[BaseException] | None, err: BaseException | None, _tb: TracebackType | None) -> None:
+        if isinstance(err, asyncio.CancelledError) or (isinstance(err, PredmeshError) and err.code in _LOAD_ERRORS):
+            self._failed = True
+        self._admission.release(self._priority, self._started, self._failed)

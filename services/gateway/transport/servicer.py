@@ -15,6 +15,7 @@ from services.gateway.core.model_health import ModelHealthReporter
 from services.gateway.core.model_stats import ModelStats
 from services.gateway.core.predictor import Predictor
 from services.gateway.core.priority import LaneAdmission, Priority, resolve
+from services.gateway.core.types import Arm
 from services.gateway.errors import InvalidArgument
 from services.gateway.transport import converters
 from services.gateway.transport.health import model_health_to_pb
@@ -93,8 +94,9 @@ class PredictionServicer(prediction_pb2_grpc.PredictionServiceServicer):
     ) -> prediction_pb2.PredictResponse:
         grant = self._auth.check(api_key(context), request.model)
         priority = resolve(request.priority, grant.priority)
-        with self._admission.admit(priority):
+        with self._admission.admit(priority) as slot:
             out = await self._predictor.predict(converters.predict_input(request, priority), self._deadline(context))
+            slot.fell_back(out.arm is Arm.FALLBACK)  # for the background pace: a fallback answer is a miss
         self._stats.record(request.model, out.timings.inference_ms, out.degraded)
         await _send_degraded(context, [out.degraded_reason] if out.degraded else [])
         return converters.predict_response(out)
@@ -104,7 +106,7 @@ class PredictionServicer(prediction_pb2_grpc.PredictionServiceServicer):
     ) -> prediction_pb2.PredictBatchResponse:
         grant = self._auth.check(api_key(context), request.model)
         priority = resolve(request.priority, grant.priority)
-        with self._admission.admit(priority):
+        with self._admission.admit(priority) as slot:
             outs = await self._predictor.predict_batch(
                 request.request_id,
                 request.model,
@@ -112,6 +114,7 @@ class PredictionServicer(prediction_pb2_grpc.PredictionServiceServicer):
                 converters.batch_inputs(request, self._max_batch_items, priority),  # counted before any conversion
                 self._deadline(context),
             )
+            slot.fell_back(any(o.arm is Arm.FALLBACK for o in outs))
         for o in outs:
             self._stats.record(request.model, o.timings.inference_ms, o.degraded)
         await _send_degraded(context, [o.degraded_reason for o in outs if o.degraded])
