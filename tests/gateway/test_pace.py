@@ -144,6 +144,10 @@ def test_without_realtime_traffic_rows_double_per_call() -> None:
     assert pace.items == LIMITS.max_items
     pace.observe_realtime(0.010, contended=True, now_s=14.5)  # traffic resumes after the gap
     assert (pace.items, pace.pause_s) == (LIMITS.start_items, 0.0)
+    for step in range(20):
+        pace.next_call(16.0 + step / 10)
+    pace.realtime_arrived(18.0)  # admitted, not finished yet: the next call is small already
+    assert pace.next_call(18.0) == (LIMITS.start_items, 0.0)
 
 
 class Clock:

@@ -22,8 +22,8 @@ to release), marked *contended* when a background call was in flight at any mome
   `pause_step_s`), then items + `increase_items` (up to `max_items`).
 - No real-time request for `idle_s`: no pause, and the rows double on every call up to
   `max_items` (nothing to protect: slow start, as TCP's). The first
-  real-time request after such a gap brings the rows back to `start_items` at most (traffic
-  resumed: probe again from a safe size, as TCP restarts slow start after idle).
+  real-time request admitted after such a gap brings the rows back to `start_items` at most
+  (traffic resumed: probe again from a safe size, as TCP restarts slow start after idle).
 - `overloaded`: the pace is at its floor (min items, longest pause) and real-time latency is
   still too high: new batch/async requests from clients are then refused (ResourceExhausted with
   a retry hint) while the gateway's own background work keeps crawling at the floor.
@@ -87,6 +87,18 @@ class Pace:
     def threshold_s(self) -> float:
         return self.limits.tolerance * self.baseline_s()
 
+    def realtime_arrived(self, now_s: float) -> None:
+        """A real-time request was admitted: after a gap of `idle_s`, traffic resumed, so the next
+        background call is already small (not only once the first request finished behind a large one)."""
+        self._resume(now_s)
+
+    def _resume(self, now_s: float) -> None:
+        lim = self.limits
+        last, self._last_realtime_s = self._last_realtime_s, now_s
+        if last is not None and now_s - last >= lim.idle_s:  # traffic resumed after a gap
+            self.items = min(self.items, max(lim.min_items, lim.start_items))
+            self.pause_s = 0.0
+
     def observe_realtime(self, latency_s: float, contended: bool, now_s: float, failed: bool = False) -> None:
         """One finished real-time request: its latency, whether background work overlapped it, and whether
         it `failed` for a load reason (answered by the fallback chain, timed out): a fast fallback answer
@@ -95,10 +107,7 @@ class Pace:
         if failed:
             latency_s = max(latency_s, 4 * self.threshold_s())
             contended = True
-        last, self._last_realtime_s = self._last_realtime_s, now_s
-        if last is not None and now_s - last >= lim.idle_s:  # traffic resumed after a gap
-            self.items = min(self.items, max(lim.min_items, lim.start_items))
-            self.pause_s = 0.0
+        self._resume(now_s)
         if not contended:
             self._clean.append(latency_s)
         self._window.append(latency_s)

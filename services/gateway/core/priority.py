@@ -160,6 +160,8 @@ class LaneAdmission:
         if priority == Priority.REALTIME:
             self.realtime_inflight += 1
             started = (self._clock(), self._background_starts, self.background_inflight > 0)
+            if self.pace is not None:
+                self.pace.realtime_arrived(started[0])
             return _Admitted(self, priority, started)
         self.background_inflight += 1
         self._background_starts += 1
