@@ -166,6 +166,12 @@ class GatewaySettings(ServerSettings):
         description="Longest pause before a background call (milliseconds); at this pause and still too slow, "
         "new batch/async-lane requests are refused (RESOURCE_EXHAUSTED, retry hint).",
     )
+    batch_pace_max_call_ms: float = Field(
+        50.0,
+        gt=0,
+        description="A batch-job call carries at most the rows that last about this long at the measured time per "
+        "row (milliseconds): the longest a real-time request waits behind one.",
+    )
     batch_pace_idle_ms: float = Field(
         1000.0, gt=0, description="No real-time request for this long: background work speeds up (milliseconds)."
     )

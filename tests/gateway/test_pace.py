@@ -253,3 +253,17 @@ async def test_the_chunk_scorer_sends_calls_of_the_paces_size() -> None:
     results = await scorer.score(spec, 0, rows, keep_going)
     assert predictor.calls == [16, 16, 40, 28]
     assert len(results) == 100 and all(r["score"] == 0.5 for r in results)
+
+
+def test_calls_are_capped_to_last_about_max_call_s() -> None:
+    pace = Pace(LIMITS)  # max_call_s 50 ms, max 256 rows
+    assert pace.call_cap() == 256  # nothing measured yet
+    pace.call_done(100, 0.100)  # 1 ms per row: 50 rows fit in 50 ms
+    assert pace.call_cap() == 50
+    assert pace.next_call(0.0)[0] == 50  # idle doubling is capped too
+    pace.call_done(100, 0.010)  # faster now: 0.7 x 1 ms + 0.3 x 0.1 ms per row
+    assert pace.call_cap() == int(0.05 / 0.00073)
+    pace.call_done(10, 10.0)  # a stalled call: never below min_items
+    assert pace.call_cap() == LIMITS.min_items
+    pace.call_done(0, 1.0)  # nothing to learn from
+    assert pace.call_cap() == LIMITS.min_items

@@ -120,6 +120,7 @@ class ChunkScorer:
                     outs = await self._predictor.predict_batch(
                         request_id, spec.model, spec.version, inputs, Deadline.after(self._limits.call_timeout_s)
                     )
+                self._admission.background_done(len(inputs), time.monotonic() - started)
                 return [_result(o) for o in outs]
             except PredmeshError as err:
                 error = err

@@ -20,6 +20,9 @@ to release), marked *contended* when a background call was in flight at any mome
   threshold (x threshold / their median, at least x 1/8), not below `min_items`; at `min_items`
   the pause doubles (from `pause_step_s` up to `max_pause_s`). Good: the pause halves (0 below
   `pause_step_s`), then items + `increase_items` (up to `max_items`).
+- A call never carries more rows than last about `max_call_s` at the measured wall time per row
+  (`call_done`): a real-time request arriving behind a background call (at a hop that serves
+  both in order) waits at most about that long, on a quiet box or a busy one.
 - No real-time request for `idle_s`: no pause, and the rows double on every call up to
   `max_items` (nothing to protect: slow start, as TCP's). The first
   real-time request admitted after such a gap brings the rows back to `start_items` at most
@@ -54,6 +57,7 @@ class PaceLimits:
     pause_step_s: float = 0.005
     max_pause_s: float = 1.0
     idle_s: float = 1.0  # no real-time request for this long: background work speeds up freely
+    max_call_s: float = 0.05  # a background call may take about this long at most (rows capped by its per-row time)
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -77,6 +81,7 @@ class Pace:
         self._window: list[float] = []
         self._above: list[float] = []  # samples of the current window above the threshold
         self._last_realtime_s: float | None = None
+        self._per_row_s = 0.0  # smoothed wall time per row of background calls (0 = none measured yet)
 
     # -- signal -------------------------------------------------------------------
     def baseline_s(self) -> float:
@@ -120,6 +125,20 @@ class Pace:
             self._decide(good=quantile(self._window, lim.quantile) <= self.threshold_s())
 
     # -- what background callers ask ----------------------------------------------
+    def call_done(self, rows: int, seconds: float) -> None:
+        """A background call of `rows` rows took `seconds` (wall time, contention included)."""
+        if rows <= 0 or seconds <= 0:
+            return
+        per_row = seconds / rows
+        self._per_row_s = per_row if self._per_row_s <= 0 else 0.7 * self._per_row_s + 0.3 * per_row
+
+    def call_cap(self) -> int:
+        """Most rows a call may carry to last about `max_call_s` (`max_items` before any measure)."""
+        lim = self.limits
+        if self._per_row_s <= 0:
+            return lim.max_items
+        return max(lim.min_items, min(lim.max_items, int(lim.max_call_s / self._per_row_s)))
+
     def next_call(self, now_s: float) -> tuple[int, float]:
         """(rows for the next background call, seconds to pause before it)."""
         last = self._last_realtime_s
@@ -130,6 +149,7 @@ class Pace:
             self.overloaded = False
             self.pause_s = 0.0
             self.items = min(self.limits.max_items, self.items * 2)
+        self.items = min(self.items, self.call_cap())
         return self.items, self.pause_s
 
     # -- AIMD ---------------------------------------------------------------------

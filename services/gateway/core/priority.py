@@ -126,6 +126,11 @@ class LaneAdmission:
             await asyncio.sleep(pause_s)
         return items
 
+    def background_done(self, rows: int, seconds: float) -> None:
+        """After a background call: its size and duration (the pace caps how long calls last)."""
+        if self.pace is not None:
+            self.pace.call_done(rows, seconds)
+
     def release(
         self, priority: Priority | None = None, started: tuple[float, int, bool] | None = None, failed: bool = False
     ) -> None:
