@@ -233,6 +233,7 @@ class GatewayApp(ServiceApp[GatewaySettings]):
                 max_pause_s=s.batch_pace_max_pause_ms / 1e3,
                 idle_s=s.batch_pace_idle_ms / 1e3,
                 max_call_s=s.batch_pace_max_call_ms / 1e3,
+                idle_max_call_s=s.batch_pace_idle_max_call_ms / 1e3,
             )
         )
         self.metrics.watch_pace(pace)

@@ -172,6 +172,12 @@ class GatewaySettings(ServerSettings):
         description="A batch-job call carries at most the rows that last about this long at the measured time per "
         "row (milliseconds): the longest a real-time request waits behind one.",
     )
+    batch_pace_idle_max_call_ms: float = Field(
+        200.0,
+        gt=0,
+        description="The same bound while no real-time request is seen (milliseconds): larger calls score faster, "
+        "and the first real-time request after the gap waits behind one call at most this long.",
+    )
     batch_pace_idle_ms: float = Field(
         1000.0, gt=0, description="No real-time request for this long: background work speeds up (milliseconds)."
     )

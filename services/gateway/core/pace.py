@@ -21,8 +21,9 @@ to release), marked *contended* when a background call was in flight at any mome
   the pause doubles (from `pause_step_s` up to `max_pause_s`). Good: the pause halves (0 below
   `pause_step_s`), then items + `increase_items` (up to `max_items`).
 - A call never carries more rows than last about `max_call_s` at the measured wall time per row
-  (`call_done`): a real-time request arriving behind a background call (at a hop that serves
-  both in order) waits at most about that long, on a quiet box or a busy one.
+  (`call_done`; `idle_max_call_s` while no real-time traffic is seen): a real-time request
+  arriving behind a background call (at a hop that serves both in order) waits at most about
+  that long, on a quiet box or a busy one.
 - No real-time request for `idle_s`: no pause, and the rows double on every call up to
   `max_items` (nothing to protect: slow start, as TCP's). The first
   real-time request admitted after such a gap brings the rows back to `start_items` at most
@@ -37,6 +38,7 @@ not thread-safe.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,6 +60,7 @@ class PaceLimits:
     max_pause_s: float = 1.0
     idle_s: float = 1.0  # no real-time request for this long: background work speeds up freely
     max_call_s: float = 0.05  # a background call may take about this long at most (rows capped by its per-row time)
+    idle_max_call_s: float = 0.2  # the same while no real-time traffic is seen (bounds the wait when it resumes)
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -118,7 +121,7 @@ class Pace:
         self._window.append(latency_s)
         if latency_s > self.threshold_s():
             self._above.append(latency_s)
-        allowed_above = int((1.0 - lim.quantile) * lim.window)
+        allowed_above = lim.window - math.ceil(lim.quantile * lim.window - 1e-9)  # a good window's slow ones
         if len(self._above) > allowed_above:
             self._decide(good=False)
         elif len(self._window) >= lim.window:
@@ -132,24 +135,27 @@ class Pace:
         per_row = seconds / rows
         self._per_row_s = per_row if self._per_row_s <= 0 else 0.7 * self._per_row_s + 0.3 * per_row
 
-    def call_cap(self) -> int:
-        """Most rows a call may carry to last about `max_call_s` (`max_items` before any measure)."""
+    def call_cap(self, idle: bool = False) -> int:
+        """Most rows a call may carry to last about `max_call_s` (`idle_max_call_s` while no real-time
+        traffic is seen; `max_items` before any measure)."""
         lim = self.limits
         if self._per_row_s <= 0:
             return lim.max_items
-        return max(lim.min_items, min(lim.max_items, int(lim.max_call_s / self._per_row_s)))
+        budget_s = lim.idle_max_call_s if idle else lim.max_call_s
+        return max(lim.min_items, min(lim.max_items, int(budget_s / self._per_row_s)))
 
     def next_call(self, now_s: float) -> tuple[int, float]:
         """(rows for the next background call, seconds to pause before it)."""
         last = self._last_realtime_s
-        if last is None or now_s - last >= self.limits.idle_s:  # nothing to protect: slow start
+        idle = last is None or now_s - last >= self.limits.idle_s
+        if idle:  # nothing to protect: slow start
             self._window.clear()
             self._above.clear()
             self._count("idle")
             self.overloaded = False
             self.pause_s = 0.0
             self.items = min(self.limits.max_items, self.items * 2)
-        self.items = min(self.items, self.call_cap())
+        self.items = min(self.items, self.call_cap(idle))
         return self.items, self.pause_s
 
     # -- AIMD ---------------------------------------------------------------------
