@@ -1,6 +1,7 @@
 """Composition root of the features service.
 
-`FeaturesApp(settings)` wires registry, Redis store, cache, assembler and gRPC server.
+`FeaturesApp(settings)` wires registry, Redis store, read coalescer, cache, assembler and
+gRPC server.
 Lifecycle (predmesh.common.app.ServiceApp): `await start()` loads the registry (in a
 thread), opens the Redis pool and serves; `await stop()` flips health to NOT_SERVING,
 drains in-flight RPCs for `grace_s`, then closes the Redis pool. A failed start closes
@@ -20,7 +21,8 @@ from predmesh.common.redact import redact_url
 from predmesh.featurestore.registry import Registry, load_registry
 from services.features.core.assembler import FeatureAssembler, Limits
 from services.features.core.cache import EntityCache
-from services.features.core.store import RedisFeatureStore
+from services.features.core.coalescer import ReadCoalescer
+from services.features.core.store import EntityReader, RedisFeatureStore
 from services.features.errors import StoreUnavailable
 from services.features.metrics import FeaturesMetrics
 from services.features.settings import FeaturesSettings
@@ -63,11 +65,21 @@ class FeaturesApp(ServiceApp[FeaturesSettings]):
         except StoreUnavailable as err:
             # Serve anyway: requests fail UNAVAILABLE until Redis is back, and the gateway degrades.
             log.warning("Redis not reachable at start (%s); serving anyway", err)
+        reader: EntityReader = store
+        if settings.redis_coalesce:
+            coalescer = ReadCoalescer(
+                store.read,
+                max_keys=settings.redis_coalesce_max_keys,
+                max_inflight=settings.redis_coalesce_max_inflight,
+                observe=self.metrics.observe_read,
+            )
+            stack.push_async_callback(coalescer.aclose)  # before the store closes (LIFO)
+            reader = coalescer
         if settings.cache_ttl_ms > 0 and settings.cache_max_entries > 0:
             self.cache = EntityCache(settings.cache_ttl_ms / 1000.0, settings.cache_max_entries)
         assembler = FeatureAssembler(
             registry,
-            store,
+            reader,
             self.cache,
             Limits(max_entities=settings.max_entities, max_entity_id_length=settings.max_entity_id_length),
             self.metrics,

@@ -6,6 +6,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 # Ages of stored features: seconds to weeks.
 AGE_BUCKETS_S = (1, 5, 30, 60, 300, 900, 3600, 4 * 3600, 86400, 7 * 86400, float("inf"))
+# Sizes of coalesced Redis reads.
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, float("inf"))
 
 
 class FeaturesMetrics:
@@ -32,6 +34,18 @@ class FeaturesMetrics:
             ["entity_type"],
             registry=r,
         )
+        self.read_batch_calls = Histogram(
+            "predmesh_features_redis_read_calls",
+            "GetFeatures calls served by one coalesced Redis read (calls per read).",
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.read_batch_entities = Histogram(
+            "predmesh_features_redis_read_entities",
+            "Entities in one coalesced Redis read (entities per read).",
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
         self.age = Histogram(
             "predmesh_features_age_seconds",
             "Age of the stored features read (now minus the entity's stored event time), per entity type.",
@@ -39,3 +53,8 @@ class FeaturesMetrics:
             buckets=AGE_BUCKETS_S,
             registry=r,
         )
+
+    def observe_read(self, calls: int, entities: int) -> None:
+        """One coalesced Redis read of `entities` entities for `calls` GetFeatures calls."""
+        self.read_batch_calls.observe(calls)
+        self.read_batch_entities.observe(entities)

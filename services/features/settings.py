@@ -51,6 +51,20 @@ class FeaturesSettings(ServerSettings, RedisTlsSettings):
         " about (retries + 1) * redis_timeout_ms.",
     )
     redis_max_connections: int = Field(64, gt=0, description="Size of the Redis connection pool (connections).")
+    redis_coalesce: bool = Field(
+        True,
+        description="Read the entities of concurrent GetFeatures calls together: one pipeline per event-loop"
+        " iteration, at most redis_coalesce_max_inflight at once (false: one pipeline per call).",
+    )
+    redis_coalesce_max_inflight: int = Field(
+        1,
+        gt=0,
+        description="Most coalesced Redis reads in flight at once (reads); callers arriving meanwhile wait for one"
+        " to finish and go together (1 measured cheapest, docs/BENCHMARKS.md).",
+    )
+    redis_coalesce_max_keys: int = Field(
+        1024, gt=0, description="Most entities in one coalesced Redis read (entities; a larger call is read alone)."
+    )
 
     cache_ttl_ms: float = Field(
         200.0,

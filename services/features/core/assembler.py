@@ -37,7 +37,7 @@ from predmesh.featurestore.registry import Registry
 from predmesh.featurestore.spec import FeatureGroup, FeatureSpec, Scalar, Source
 from predmesh.featurestore.values import coerce, parse_stored, why_invalid
 from services.features.core.cache import EntityCache
-from services.features.core.store import FeatureStore, StoredEntity
+from services.features.core.store import EntityReader, StoredEntity
 from services.features.errors import BadEntities, InvalidContextValue, UnknownFeature
 from services.features.metrics import FeaturesMetrics
 
@@ -95,7 +95,7 @@ class FeatureAssembler:
     def __init__(
         self,
         registry: Registry,
-        store: FeatureStore,
+        store: EntityReader,
         cache: EntityCache | None = None,
         limits: Limits | None = None,
         metrics: FeaturesMetrics | None = None,

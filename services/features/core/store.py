@@ -67,15 +67,19 @@ class StoredEntity:
     event_time_ms: int | None = None
 
 
-class FeatureStore(Protocol):
+class EntityReader(Protocol):
+    """What the assembler reads through: a store, or the `ReadCoalescer` in front of one."""
+
+    async def fetch_keys(self, keys: Sequence[tuple[str, str, Sequence[str]]]) -> list[StoredEntity]:
+        """Read (entity_type, entity_id, fields) entities of any types, in one round trip; aligned with `keys`."""
+        ...
+
+
+class FeatureStore(EntityReader, Protocol):
     """Async read interface of a feature store."""
 
     async def fetch(self, entity_type: str, entity_ids: Sequence[str], fields: Sequence[str]) -> list[StoredEntity]:
         """Read `fields` of every entity, in one round trip; aligned with `entity_ids`."""
-        ...
-
-    async def fetch_keys(self, keys: Sequence[tuple[str, str, Sequence[str]]]) -> list[StoredEntity]:
-        """Read (entity_type, entity_id, fields) entities of any types, in one round trip; aligned with `keys`."""
         ...
 
     async def ping(self) -> None: ...
@@ -131,16 +135,22 @@ class RedisFeatureStore:
             PIPELINE_SPAN,
             **{"db.system": "redis", "db.operation": "HGETALL", "predmesh.entities": len(keys)},
         ):
-            try:
-                if self._sharded is not None:
-                    replies = await self._sharded.hgetall_many([entity_key(t, e) for t, e, _ in keys])
-                else:
-                    async with self._client.pipeline(transaction=False) as pipe:
-                        for entity_type, entity_id, _fields in keys:
-                            pipe.hgetall(entity_key(entity_type, entity_id))
-                        replies = await pipe.execute()
-            except (TimeoutError, RedisError, OSError) as err:
-                raise StoreUnavailable(f"feature store unavailable: {type(err).__name__}: {err}") from err
+            return await self.read(keys)
+
+    async def read(self, keys: Sequence[tuple[str, str, Sequence[str]]]) -> list[StoredEntity]:
+        """`fetch_keys` without its span (the `ReadCoalescer` traces each of its callers instead)."""
+        if not keys:
+            return []
+        try:
+            if self._sharded is not None:
+                replies = await self._sharded.hgetall_many([entity_key(t, e) for t, e, _ in keys])
+            else:
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for entity_type, entity_id, _fields in keys:
+                        pipe.hgetall(entity_key(entity_type, entity_id))
+                    replies = await pipe.execute()
+        except (TimeoutError, RedisError, OSError) as err:
+            raise StoreUnavailable(f"feature store unavailable: {type(err).__name__}: {err}") from err
         encoded: dict[int, list[tuple[str, bytes]]] = {}  # field names encoded once per distinct list
         out = []
         for (_type, _id, fields), hash_ in zip(keys, replies, strict=True):
