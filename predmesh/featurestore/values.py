@@ -81,8 +81,9 @@ def parse_stored(spec: FeatureSpec, raw: bytes) -> Scalar | None:
     """Parse a raw Redis value (bytes); invalid UTF-8 counts as invalid.
 
     Numbers, the common case, are parsed from the bytes directly (`float`/`int` accept
-    ASCII bytes with surrounding whitespace, as the text path does); anything they refuse
-    takes the text path, so the result is always what `parse_text` says.
+    ASCII bytes with surrounding whitespace, as the text path does), and bools stored as
+    `1`/`0` are compared as bytes; anything else takes the text path, so the result is
+    always what `parse_text` says.
     """
     dtype = spec.dtype
     if dtype is DType.FLOAT:
@@ -95,6 +96,18 @@ def parse_stored(spec: FeatureSpec, raw: bytes) -> Scalar | None:
                 (spec.min is not None and number < spec.min) or (spec.max is not None and number > spec.max)
             )
             return number if ok else None
+    elif dtype is DType.INT:
+        try:
+            integer = int(raw)  # ASCII digits (and whitespace, `_`), exactly what int(text) accepts of them
+        except ValueError:
+            pass
+        else:
+            return integer if in_domain(spec, integer) else None
+    elif dtype is DType.BOOL:
+        if raw == b"1":
+            return True
+        if raw == b"0":
+            return False
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:

@@ -15,6 +15,7 @@ import asyncio
 import logging
 from contextlib import AsyncExitStack
 
+from predmesh.common import telemetry
 from predmesh.common.app import ServiceApp, run_app
 from predmesh.common.grpcserver import GrpcServer
 from predmesh.common.redact import redact_url
@@ -65,6 +66,7 @@ class FeaturesApp(ServiceApp[FeaturesSettings]):
         except StoreUnavailable as err:
             # Serve anyway: requests fail UNAVAILABLE until Redis is back, and the gateway degrades.
             log.warning("Redis not reachable at start (%s); serving anyway", err)
+        server = GrpcServer(settings, registry=self.metrics.registry)  # sets up tracing when configured
         reader: EntityReader = store
         if settings.redis_coalesce:
             coalescer = ReadCoalescer(
@@ -72,6 +74,7 @@ class FeaturesApp(ServiceApp[FeaturesSettings]):
                 max_keys=settings.redis_coalesce_max_keys,
                 max_inflight=settings.redis_coalesce_max_inflight,
                 observe=self.metrics.observe_read,
+                traced=telemetry.tracing_enabled(),
             )
             stack.push_async_callback(coalescer.aclose)  # before the store closes (LIFO)
             reader = coalescer
@@ -84,7 +87,6 @@ class FeaturesApp(ServiceApp[FeaturesSettings]):
             Limits(max_entities=settings.max_entities, max_entity_id_length=settings.max_entity_id_length),
             self.metrics,
         )
-        server = GrpcServer(settings, registry=self.metrics.registry)
         server.add_servicer(register, FeatureServicer(assembler), SERVICE_NAME)
         await self.serve(stack, server)
         log.info("features service listening on %s (redis %s)", server.address, redact_url(settings.redis_url))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 # Ages of stored features: seconds to weeks.
@@ -11,7 +13,12 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, float("inf"))
 
 
 class FeaturesMetrics:
-    """Counters the assembler updates; thread-safe (prometheus_client). One instance per app."""
+    """Counters the assembler updates; thread-safe (prometheus_client). One instance per app.
+
+    The `*_of`/`*_from`/`default_used` methods return label children bound once per label set
+    (a dict lookup per call instead of prometheus_client's `labels()`); the label sets are
+    bounded by the registry (entity types, feature names, three reasons).
+    """
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
@@ -53,8 +60,31 @@ class FeaturesMetrics:
             buckets=AGE_BUCKETS_S,
             registry=r,
         )
+        self._bound: dict[tuple[Any, ...], Any] = {}
+
+    def entities_from(self, entity_type: str, source: str) -> Any:
+        """The `entities` counter child of (entity_type, source)."""
+        return _child(self._bound, self.entities, entity_type, source)
+
+    def default_used(self, entity_type: str, feature: str, reason: str) -> Any:
+        """The `defaults_used` counter child of (entity_type, feature, reason)."""
+        return _child(self._bound, self.defaults_used, entity_type, feature, reason)
+
+    def unknown_of(self, entity_type: str) -> Any:
+        return _child(self._bound, self.unknown_entities, entity_type)
+
+    def age_of(self, entity_type: str) -> Any:
+        return _child(self._bound, self.age, entity_type)
 
     def observe_read(self, calls: int, entities: int) -> None:
         """One coalesced Redis read of `entities` entities for `calls` GetFeatures calls."""
         self.read_batch_calls.observe(calls)
         self.read_batch_entities.observe(entities)
+
+
+def _child(bound: dict[tuple[Any, ...], Any], metric: Any, *labels: str) -> Any:
+    key = (id(metric), *labels)
+    child = bound.get(key)
+    if child is None:
+        child = bound[key] = metric.labels(*labels)
+    return child

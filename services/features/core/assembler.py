@@ -30,7 +30,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from predmesh.common.errors import InvalidArgument
 from predmesh.featurestore.registry import Registry
@@ -87,6 +86,18 @@ class _Resolved:
 
 
 _Key = tuple[str, str]  # (entity type, entity id)
+_MAX_PLANS = 1024  # distinct (entity type, feature list) shapes kept resolved
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """A resolved query shape: what to read for which entity type, and how to assemble each name."""
+
+    entity_type: str
+    group: FeatureGroup
+    resolved: tuple[_Resolved, ...]
+    fields: dict[str, list[str]]  # store fields to read, per entity type (the query's own type first)
+    related_types: tuple[str, ...]  # other entity types with store fields in the query
 
 
 class FeatureAssembler:
@@ -107,56 +118,71 @@ class FeatureAssembler:
         self._cache = cache
         self._limits = limits or Limits()
         self._metrics = metrics
+        # Resolved queries by (entity type, requested names): the registry is immutable, so a
+        # query shape is resolved once (only valid ones are kept; bounded, cleared when full).
+        self._plans: dict[tuple[str, tuple[str, ...]], _Plan] = {}
 
     def describe(self, entity_type: str) -> FeatureGroup:
         return self._registry.group(entity_type)
 
     async def get_features(self, query: FeatureQuery) -> list[FeatureVector]:
-        group = self._registry.group(query.entity_type)
-        resolved = self._resolve(group, query.features)
-        self._check_entities(group, query.entities)
-        fields: dict[str, list[str]] = {}
-        for r in resolved:
-            if r.spec.source is Source.STORE:
-                names = fields.setdefault(r.entity_type, [])
-                if r.spec.name not in names:
-                    names.append(r.spec.name)
+        plan = self._plan(query.entity_type, query.features)
+        entity_type = plan.entity_type
+        self._check_entities(plan.group, query.entities)
+        fields = plan.fields
         keys: dict[_Key, None] = {}
         for entity in query.entities:
-            keys[(query.entity_type, entity.entity_id)] = None
-            for entity_type in fields:
-                if entity_type != query.entity_type and entity_type in entity.related:
-                    keys[(entity_type, entity.related[entity_type])] = None
+            keys[(entity_type, entity.entity_id)] = None
+            if plan.related_types and entity.related:
+                for other in plan.related_types:
+                    if other in entity.related:
+                        keys[(other, entity.related[other])] = None
         stored = await self._read(list(keys), fields)
         now_ms = self._wall_clock() * 1000.0
-        vectors = [_assemble(query.entity_type, resolved, entity, stored, now_ms) for entity in query.entities]
+        vectors = [_assemble(entity_type, plan.resolved, entity, stored, now_ms) for entity in query.entities]
         if self._metrics is not None:
-            self._count(query.entity_type, vectors)
+            self._count(entity_type, vectors)
             self._observe_ages(stored, now_ms)
         return vectors
 
+    def _plan(self, entity_type: str, names: Sequence[str]) -> _Plan:
+        key = (entity_type, tuple(names))
+        plan = self._plans.get(key)
+        if plan is None:
+            group = self._registry.group(entity_type)
+            resolved = self._resolve(group, names)
+            fields: dict[str, list[str]] = {}
+            for r in resolved:
+                if r.spec.source is Source.STORE:
+                    stored_names = fields.setdefault(r.entity_type, [])
+                    if r.spec.name not in stored_names:
+                        stored_names.append(r.spec.name)
+            related_types = tuple(t for t in fields if t != entity_type)
+            plan = _Plan(entity_type, group, tuple(resolved), fields, related_types)
+            if len(self._plans) >= _MAX_PLANS:
+                self._plans.clear()
+            self._plans[key] = plan
+        return plan
+
     def _observe_ages(self, stored: Mapping[_Key, StoredEntity], now_ms: float) -> None:
         assert self._metrics is not None
-        histograms: dict[str, Any] = {}  # one labels() lookup per entity type, not per entity
+        age_of = self._metrics.age_of
         for (entity_type, _id), entity in stored.items():
             if entity.event_time_ms is not None:
-                histogram = histograms.get(entity_type)
-                if histogram is None:
-                    histogram = histograms[entity_type] = self._metrics.age.labels(entity_type)
-                histogram.observe(max(0.0, now_ms - entity.event_time_ms) / 1000.0)
+                age_of(entity_type).observe(max(0.0, now_ms - entity.event_time_ms) / 1000.0)
 
     def _count(self, entity_type: str, vectors: Sequence[FeatureVector]) -> None:
         assert self._metrics is not None
         m = self._metrics
         for vec in vectors:
             for name in vec.missing:
-                m.defaults_used.labels(entity_type, name, "missing").inc()
+                m.default_used(entity_type, name, "missing").inc()
             for name in vec.invalid:
-                m.defaults_used.labels(entity_type, name, "invalid").inc()
+                m.default_used(entity_type, name, "invalid").inc()
             for name in vec.stale:
-                m.defaults_used.labels(entity_type, name, "stale").inc()
+                m.default_used(entity_type, name, "stale").inc()
             if vec.entity_unknown:
-                m.unknown_entities.labels(entity_type).inc()
+                m.unknown_of(entity_type).inc()
 
     def _resolve(self, group: FeatureGroup, names: Sequence[str]) -> list[_Resolved]:
         if not names:
@@ -230,10 +256,11 @@ class FeatureAssembler:
             else:
                 to_fetch.append(key)
         if self._metrics is not None:
+            m = self._metrics
             for key in stored:
-                self._metrics.entities.labels(key[0], "cache").inc()
+                m.entities_from(key[0], "cache").inc()
             for key in to_fetch:
-                self._metrics.entities.labels(key[0], "redis").inc()
+                m.entities_from(key[0], "redis").inc()
         if to_fetch:
             fetched = await self._store.fetch_keys([(t, i, fields.get(t, [])) for t, i in to_fetch])
             for key, entity in zip(to_fetch, fetched, strict=True):

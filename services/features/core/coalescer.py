@@ -20,8 +20,9 @@ partial). A caller cancelled while waiting (its deadline) is skipped when the re
 or its share of a read already running is dropped; the read runs in its own task, so the
 other callers never see the cancellation.
 
-Tracing: while tracing is on, each caller gets a `redis.pipeline` span of its own (child of
-its RPC's span) covering its wait and the shared read, with the read's size in attributes.
+Tracing (`traced`, decided once: tracing is set up per process before serving): each caller
+gets a `redis.pipeline` span of its own (child of its RPC's span) covering its wait and the
+shared read, with the read's size (`predmesh.batch_entities`) in its attributes.
 
 Ownership/threading: one event loop. The coalescer holds the queue and a set of its running
 read tasks (so none is garbage-collected mid-flight); `aclose()` refuses new reads
@@ -73,6 +74,7 @@ class ReadCoalescer:
         max_keys: int = 1024,
         max_inflight: int = 1,
         observe: Callable[[int, int], None] | None = None,
+        traced: bool = False,
     ) -> None:
         if max_keys < 1 or max_inflight < 1:
             raise ValueError("max_keys and max_inflight must be at least 1")
@@ -80,6 +82,7 @@ class ReadCoalescer:
         self._max_keys = max_keys
         self._max_inflight = max_inflight
         self._observe = observe  # (callers, keys) of each read
+        self._traced = traced  # a span per caller (tracing is set up once per process, before serving)
         self._queue: list[_Waiter] = []
         self._flush_scheduled = False
         self._running: set[asyncio.Task[None]] = set()
@@ -92,11 +95,11 @@ class ReadCoalescer:
             return []
         if self._closed:
             raise StoreUnavailable("feature store is shutting down")
-        if telemetry.tracing_enabled():
-            return await self._traced(keys)
+        if self._traced:
+            return await self._spanned(keys)
         return await self._enqueue(keys).future
 
-    async def _traced(self, keys: Sequence[Key]) -> list[StoredEntity]:
+    async def _spanned(self, keys: Sequence[Key]) -> list[StoredEntity]:
         attributes: dict[str, Any] = {"db.system": "redis", "db.operation": "HGETALL", "predmesh.entities": len(keys)}
         with telemetry.span(PIPELINE_SPAN, **attributes) as span:
             waiter = self._enqueue(keys)

@@ -2,28 +2,37 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
 from predmesh.common.values import scalar_from_value, scalar_to_value
 from predmesh.featurestore.spec import DType, FeatureGroup, FeatureSpec
 from predmesh.v1 import features_pb2
 from services.features.core.assembler import EntityRequest, FeatureQuery, FeatureVector
 from services.features.errors import BadEntities
 
+_EMPTY: Mapping[str, Any] = MappingProxyType({})  # shared by entities without context or related ids
+
 
 def query_from_pb(request: features_pb2.GetFeaturesRequest) -> FeatureQuery:
     related = request.related
-    if related and len(related) != len(request.entities):
-        raise BadEntities(f"related has {len(related)} rows for {len(request.entities)} entities (empty or aligned)")
+    entities = request.entities
+    if related and len(related) != len(entities):
+        raise BadEntities(f"related has {len(related)} rows for {len(entities)} entities (empty or aligned)")
     return FeatureQuery(
         entity_type=request.entity_type,
         entities=[
             EntityRequest(
-                entity_id=entity.entity_id,
-                context={name: scalar_from_value(value) for name, value in entity.context.items()},
-                related=dict(related[index].ids) if related else {},
+                entity.entity_id,
+                {name: scalar_from_value(value) for name, value in entity.context.items()}
+                if entity.context
+                else _EMPTY,
+                dict(related[index].ids) if related else _EMPTY,
             )
-            for index, entity in enumerate(request.entities)
+            for index, entity in enumerate(entities)
         ],
-        features=list(request.features),
+        features=tuple(request.features),
     )
 
 

@@ -205,3 +205,25 @@ async def test_no_keys_need_no_read() -> None:
 def test_limits_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         ReadCoalescer(FakeRead(), max_inflight=0)
+
+
+async def test_traced_each_caller_gets_its_own_pipeline_span_under_its_own_parent() -> None:
+    from opentelemetry import trace
+
+    from tests.common.tracing_support import memory_exporter
+
+    exporter = memory_exporter()
+    tracer = trace.get_tracer("test")
+    coalescer = ReadCoalescer(FakeRead(), traced=True)
+
+    async def call(name: str, entity_id: str) -> list[StoredEntity]:
+        with tracer.start_as_current_span(name):
+            return await coalescer.fetch_keys(keys(entity_id))
+
+    results = await asyncio.gather(call("rpc-1", "u1"), call("rpc-2", "u2"))
+    assert [ids_of(r) for r in results] == [["u1"], ["u2"]]
+    parents = {s.context.span_id: s.name for s in exporter.get_finished_spans() if s.name.startswith("rpc-")}
+    pipelines = [s for s in exporter.get_finished_spans() if s.name == "redis.pipeline"]
+    assert len(pipelines) == 2
+    assert sorted(parents[s.parent.span_id] for s in pipelines if s.parent is not None) == ["rpc-1", "rpc-2"]
+    assert [dict(s.attributes or {}).get("predmesh.batch_entities") for s in pipelines] == [2, 2]

@@ -51,16 +51,21 @@ def test_parse_stored(spec: FeatureSpec, raw: bytes, expected: object) -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    [b"2.5", b" 3\t", b"1_0", b"+1e0", b"-0.0", b"0x10", b"1e400", b"-inf", b"NaN", b"\xd9\xa3", b"\xff", b"9.5\n"],
+    [
+        *(b"2.5", b" 3\t", b"1_0", b"+1e0", b"-0.0", b"0x10", b"1e400", b"-inf", b"NaN", b"\xd9\xa3", b"\xff"),
+        *(b"9.5\n", b"1", b"0", b" 1", b"01", b"10", b"-0", b"+7", b"7 ", b"1.0", b"true", b"\xd9\xa1"),
+    ],
 )
-@pytest.mark.parametrize("spec", [FLOAT, INT])
-def test_number_fast_path_agrees_with_the_text_path(spec: FeatureSpec, raw: bytes) -> None:
+@pytest.mark.parametrize("spec", [FLOAT, INT, BOOL])
+def test_fast_paths_agree_with_the_text_path(spec: FeatureSpec, raw: bytes) -> None:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         assert parse_stored(spec, raw) is None
         return
-    assert parse_stored(spec, raw) == parse_text(spec, text)
+    stored, parsed = parse_stored(spec, raw), parse_text(spec, text)
+    assert stored == parsed
+    assert type(stored) is type(parsed)  # True is not 1
 
 
 @pytest.mark.parametrize(
