@@ -3,8 +3,8 @@
 redis-py's cluster pipeline resolves a command policy, a slot and a node in Python for every
 command before grouping them (~1.36x the features service's CPU per entity of a single Redis,
 docs/BENCHMARKS.md). `ShardedReader` does only what a read of entity hashes needs: the slot of
-each key (`key_slot`, C CRC16), its master from the cluster client's slot map, then one ordinary
-`pipeline(transaction=False)` per master on a plain client of that node, all awaited together.
+each key (`key_slot`, C CRC16), its master from the cluster client's slot map, then one pipelined
+read per master (`hgetall.hgetall_many`) on a plain client of that node, all awaited together.
 
 Anything unexpected on the fast path (slot map not loaded yet, MOVED/ASK after a resharding or a
 failover, a connection error or timeout to a dead master) sends the whole batch through the
@@ -27,6 +27,8 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import RedisClusterException, RedisError
+
+from services.features.core.hgetall import hgetall_many
 
 _FAST_PATH_ERRORS = (RedisError, RedisClusterException, OSError, TimeoutError)
 
@@ -70,10 +72,7 @@ class ShardedReader:
         return out
 
     async def _pipeline(self, node: ClusterNode, keys: list[str]) -> list[Any]:
-        async with self._client(node).pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.hgetall(key)
-            return list(await pipe.execute())
+        return await hgetall_many(self._client(node), keys)
 
     def _client(self, node: ClusterNode) -> aioredis.Redis:
         client = self._clients.get(node.name)

@@ -6,7 +6,8 @@ text, plus the reserved field `@event_time_ms`: the event time (Unix ms) of the 
 write, read here with the values in one HGETALL.
 
 `RedisFeatureStore.fetch_keys` reads any number of entities, of any entity types, in ONE
-pipelined round trip (`pipeline(transaction=False)`, one HGETALL per entity), traced as one
+pipelined round trip (one HGETALL per entity, written at once: `hgetall.hgetall_many`, what
+`pipeline(transaction=False)` did without redis-py's pipeline layer), traced as one
 `redis.pipeline` span (`fetch` is the one-type shorthand). Redis never keeps an empty
 hash, so an empty reply means the entity does not exist (what EXISTS said before); one
 command per entity instead of EXISTS + HMGET halves the commands Redis parses and the
@@ -39,6 +40,7 @@ from predmesh.featurestore import redis_client
 from predmesh.featurestore.layout import EVENT_TIME_FIELD, entity_key
 from predmesh.featurestore.redis_client import AsyncClient
 from services.features.core.cluster_reads import ShardedReader
+from services.features.core.hgetall import hgetall_many
 from services.features.errors import StoreUnavailable
 
 PIPELINE_SPAN = "redis.pipeline"
@@ -144,11 +146,13 @@ class RedisFeatureStore:
         try:
             if self._sharded is not None:
                 replies = await self._sharded.hgetall_many([entity_key(t, e) for t, e, _ in keys])
-            else:
+            elif isinstance(self._client, RedisCluster):  # cluster without the fast path
                 async with self._client.pipeline(transaction=False) as pipe:
                     for entity_type, entity_id, _fields in keys:
                         pipe.hgetall(entity_key(entity_type, entity_id))
                     replies = await pipe.execute()
+            else:
+                replies = await hgetall_many(self._client, [entity_key(t, e) for t, e, _ in keys])
         except (TimeoutError, RedisError, OSError) as err:
             raise StoreUnavailable(f"feature store unavailable: {type(err).__name__}: {err}") from err
         encoded: dict[int, list[tuple[str, bytes]]] = {}  # field names encoded once per distinct list
