@@ -1,13 +1,14 @@
 """CPU per entity of the features service against a real Redis (not a test; run by hand).
 
-    python -m bench.features_cost [--entities 1,32] [--duration 5] [--concurrency 16] [--service-root DIR]
+    python -m bench.features_cost [--entities 1,32] [--duration 5] [--concurrency 16] [--service-root DIR[,DIR]]
                                   [--redis single|cluster|both] [--rounds N]
 
 Starts redis-server with the demo users, one features service process (local cache off, so
 every entity is read from Redis) and measures GetFeatures closed loop for each batch size;
 prints CPU microseconds per entity of the features process, Redis and the client, from /proc
 (`bench.cpu`) over the measured window. `--service-root` runs the service from another
-checkout (e.g. an export of the previous commit) for a before/after on the same machine.
+checkout (e.g. an export of the previous commit) for a before/after on the same machine;
+several comma-separated roots are measured alternately in every round (before, after, before...).
 `--redis single,cluster,cluster-redispy` alternates one Redis, a local Redis Cluster (3 masters +
 3 replicas; `redis` sums every node) read with per-master pipelines, and the same cluster read with
 redis-py's cluster pipeline, for `--rounds` rounds (drift hits all alike).
@@ -33,7 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--entities", default="1,32")
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--service-root", type=Path, default=ROOT)
+    parser.add_argument(
+        "--service-root", default=str(ROOT), help="checkout(s) to run the service from; a comma list alternates them"
+    )
     parser.add_argument(
         "--redis",
         default="single",
@@ -62,7 +65,9 @@ def main(argv: list[str] | None = None) -> int:
                     url, pids = redis.url, [redis.pid or 0]
                 else:
                     url, pids = cluster.url, [n.pid or 0 for n in cluster.nodes]
-                _measure(args, work / f"features-{kind}-{round_}", url, pids, kind)
+                for index, root in enumerate(args.service_root.split(",")):
+                    workdir = work / f"features-{kind}-{round_}-{index}"
+                    _measure(args, Path(root), workdir, url, pids, kind)
 
     finally:
         cluster.stop()
@@ -70,9 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _measure(args: argparse.Namespace, workdir: Path, redis_url: str, redis_pids: list[int], kind: str) -> None:
+def _measure(
+    args: argparse.Namespace, root: Path, workdir: Path, redis_url: str, redis_pids: list[int], kind: str
+) -> None:
     port = free_port()
-    service_root = args.service_root.resolve()
+    service_root = root.resolve()
     features = PythonService(
         "features",
         "services.features.app",
