@@ -110,7 +110,8 @@ def _measure(
             us = per_request_us(cpu, entities)
             print(
                 f"{service_root.name} {kind:15s} entities={n:>3}: {result.items_per_s:8.0f}/s"
-                f"  p99 {result.latency_ms['p99']:6.1f} ms/call  errors {result.errors or '-'}"
+                f"  p50 {result.latency_ms['p50']:6.2f} p99 {result.latency_ms['p99']:6.1f} ms/call"
+                f"  errors {result.errors or '-'}"
                 + "".join(f"  {k} {v:6.1f}" for k, v in us.items())
                 + f"  (CPU us per entity; load {os.getloadavg()[0]:.1f})",
                 flush=True,
