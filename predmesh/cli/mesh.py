@@ -14,7 +14,10 @@ from predmesh.cli.common import STATE_FILE, STATUS_STALE_S, running_mesh
 
 
 def up_options(args: argparse.Namespace) -> Any:
-    """The MeshOptions `predmesh up` runs with (server-side batch jobs on: files under <state>/batch)."""
+    """The MeshOptions `predmesh up` runs with: the whole mesh, i.e. besides the request path also the
+    analytics sink (embedded ClickHouse, local traces for `predmesh trace`, rollout controller), streaming
+    feature ingestion, durable PredictAsync + polling, the prediction cache's shared level and
+    server-side batch jobs (files under <state>/batch)."""
     from predmesh.local.mesh import MeshOptions
 
     return MeshOptions(
@@ -27,6 +30,10 @@ def up_options(args: argparse.Namespace) -> Any:
         gateway_replicas=args.replicas.get("gateway", 1),
         features_replicas=args.replicas.get("features", 1),
         inference_replicas=args.replicas.get("inference", 1),
+        with_sink=True,
+        with_ingest=True,
+        with_async_queue=True,
+        with_cache=True,
         with_batch_jobs=True,
     )
 
