@@ -11,7 +11,7 @@ cache answers a counted miss (the request still succeeds) and the stores fail `U
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -23,9 +23,11 @@ import pytest
 
 from predmesh.common.errors import Unavailable
 from predmesh.common.redistls import RedisTls
+from predmesh.common.tls import TlsFiles
 from predmesh.common.values import scalar_to_value
 from predmesh.local.pki import LocalCA
 from predmesh.local.procs import RedisServer
+from predmesh.local.rediscluster import RedisCluster
 from predmesh.v1 import batchjobs_pb2, batchjobs_pb2_grpc, prediction_pb2, prediction_pb2_grpc
 from services.gateway.app import GatewayApp
 from services.gateway.core.cache import CachedAnswer, CacheKey
@@ -33,7 +35,7 @@ from services.gateway.core.types import Score
 from services.gateway.settings import GatewaySettings
 from services.gateway.transport.async_store import RedisResultStore
 from services.gateway.transport.batch_store import RedisJobStore
-from services.gateway.transport.cache_store_cluster import open_shared_cache
+from services.gateway.transport.cache_store_cluster import ClusterSharedCache, open_shared_cache
 from tests.features.test_redis_tls import client_tls, tls_redis  # noqa: F401 - the TLS-only redis-server fixture
 from tests.gateway.transport.upstream_fakes import Upstreams
 
@@ -223,3 +225,63 @@ async def test_gateway_app_uses_the_redis_tls_settings(
         assert server.host not in (job.details() or "")  # no internal address to the caller
     finally:
         await upstreams.stop()
+
+
+@pytest.fixture(scope="module")
+def tls_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RedisCluster, LocalCA]]:
+    """A 3-master Redis Cluster serving TLS only (clients, bus), client certificates required."""
+    root = tmp_path_factory.mktemp("redis-cluster-tls")
+    ca = LocalCA(root / "pki")
+    paths = ca.issue("redis", ["127.0.0.1", "localhost"])
+    with RedisCluster(root / "run", masters=3, replicas=0, tls=TlsFiles(paths.cert, paths.key, ca.cert_path)) as c:
+        yield c, ca
+
+
+async def test_cluster_cache_level_over_tls_and_a_counted_miss_without_the_ca(
+    tls_cluster: tuple[RedisCluster, LocalCA],
+) -> None:
+    cluster, ca = tls_cluster
+    assert cluster.url.startswith("rediss+cluster://")
+    tls = client_tls(ca)
+    failures: list[str] = []
+    keys = [CacheKey(f"fraud|v1|u{i}", (("user", f"u{i}"),)) for i in range(12)]  # spread over the masters
+    cache = open_shared_cache(cluster.url, 2.0, failures.append, tls=tls)
+    assert isinstance(cache, ClusterSharedCache)
+    subscribed = asyncio.Event()
+    follower = asyncio.create_task(cache.run_invalidations(lambda t, i: None, lambda: None, subscribed))
+    try:
+        await cache.put_many([(key, ANSWER, (0,), 60.0) for key in keys])
+        hits = await cache.get_many(keys)
+        assert [hit.answer for hit in hits] == [ANSWER] * len(keys)
+        assert (failures, cache.fallbacks) == ([], 0)  # the per-master clients speak TLS too (no fallback)
+        async with asyncio.timeout(10):
+            await subscribed.wait()
+    finally:
+        follower.cancel()
+        await asyncio.gather(follower, return_exceptions=True)
+        await cache.close()
+
+    untrusting = open_shared_cache(cluster.url, 1.0, failures.append, tls=without_ca(tls))
+    try:
+        misses = await untrusting.get_many(keys)
+    finally:
+        await untrusting.close()
+    assert [hit.answer for hit in misses] == [None] * len(keys) and failures == ["get"]
+
+
+async def test_cluster_job_store_over_tls_and_unavailable_without_the_ca(
+    tls_cluster: tuple[RedisCluster, LocalCA],
+) -> None:
+    cluster, ca = tls_cluster
+    tls = client_tls(ca)
+    store = RedisJobStore(cluster.url, timeout_s=2.0, tls=tls)
+    try:
+        assert await store.get("no-such-job") is None
+    finally:
+        await store.close()
+    untrusting = RedisJobStore(cluster.url, timeout_s=1.0, tls=without_ca(tls))
+    try:
+        with pytest.raises(Unavailable, match="unavailable"):
+            await untrusting.get("no-such-job")
+    finally:
+        await untrusting.close()
