@@ -1,10 +1,12 @@
-"""Redis over TLS for every service that talks to Redis (features, ingest): settings and client options.
+"""Redis over TLS for every service that talks to Redis (features, ingest, gateway): settings and client options.
 
 A `rediss://` URL turns TLS on; `RedisTlsSettings` adds the PEM files (the CA of the server
 certificate, and a client certificate for servers with `tls-auth-clients yes`) and refuses TLS
 files with a plain `redis://` URL, which would otherwise connect in plaintext while the
-operator believes it is encrypted. `ssl_options(url, tls)` gives the keyword arguments for
-redis-py's `from_url` (sync or asyncio): certificate and host name verified, TLS 1.2+.
+operator believes it is encrypted. A service with several Redis URLs (the gateway: cache, async
+results, batch jobs) lists them in `redis_tls_urls()`; the files then apply to every one of them.
+`ssl_options(url, tls)` gives the keyword arguments for redis-py's `from_url` (sync or asyncio):
+certificate and host name verified, TLS 1.2+.
 """
 
 from __future__ import annotations
@@ -38,13 +40,24 @@ class RedisTlsSettings(BaseModel):
     )
     redis_tls_key_path: Path | None = Field(None, description="PEM private key of `redis_tls_cert_path`.")
 
+    def redis_tls_urls(self) -> dict[str, str]:
+        """The Redis URLs the `redis_tls_*` files apply to, by setting name (empty URLs left out);
+        a service with other URL settings than `redis_url` overrides this."""
+        url = str(getattr(self, "redis_url", ""))
+        return {"redis_url": url} if url else {}
+
     @model_validator(mode="after")
     def _redis_tls_needs_rediss(self) -> RedisTlsSettings:
-        url = str(getattr(self, "redis_url", ""))
-        if any((self.redis_tls_ca_path, self.redis_tls_cert_path, self.redis_tls_key_path)) and not url.startswith(
-            ("rediss://", "rediss+cluster://")
-        ):
-            raise ValueError("redis_tls_* are set but redis_url is not rediss:// (the connection would be plaintext)")
+        if any((self.redis_tls_ca_path, self.redis_tls_cert_path, self.redis_tls_key_path)):
+            urls = self.redis_tls_urls()
+            plain = sorted(name for name, url in urls.items() if not url.startswith(("rediss://", "rediss+cluster://")))
+            if not urls:
+                raise ValueError("redis_tls_* are set but no Redis URL is (a rediss:// URL is needed)")
+            if plain:
+                names = ", ".join(plain)
+                raise ValueError(
+                    f"redis_tls_* are set but {names} is not rediss:// (the connection would be plaintext)"
+                )
         if bool(self.redis_tls_cert_path) != bool(self.redis_tls_key_path):
             raise ValueError("redis_tls_cert_path and redis_tls_key_path go together")
         return self

@@ -8,7 +8,9 @@ slot ranges on the masters (CLUSTER ADDSLOTSRANGE), distinct config epochs, CLUS
 from the first node, then CLUSTER REPLICATE on each replica; it returns once every node
 says `cluster_state:ok`, every slot is covered and every replica's link to its master is up.
 `node_timeout_ms` is `cluster-node-timeout`: how long a master may be unreachable before its
-replica is promoted (a small value, e.g. 1000 ms, keeps failover tests short).
+replica is promoted (a small value, e.g. 1000 ms, keeps failover tests short). `tls`
+(TlsFiles: certificate, key, CA) serves clients, the cluster bus and replication over TLS only,
+with client certificates of that CA required; `url` is then `rediss+cluster://`.
 
 The local mesh starts the nodes itself (so its supervisor watches each one) and calls
 `create()`. A node restarted in place (same port and directory) rejoins from its
@@ -23,6 +25,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -34,20 +37,22 @@ SLOTS = 16384
 class RedisClusterNode(RedisServer):
     """One cluster-mode redis-server (`cluster-enabled yes`) on a loopback port."""
 
-    def __init__(self, name: str, workdir: Path, node_timeout_ms: int, persist: bool = False) -> None:
+    def __init__(self, name: str, workdir: Path, node_timeout_ms: int, persist: bool = False, tls: Any = None) -> None:
         self.name = name  # before the base class names the log file after it
-        super().__init__(workdir=workdir, persist=persist)
+        super().__init__(workdir=workdir, persist=persist, tls=tls)
         self.node_timeout_ms = node_timeout_ms
         # The cluster bus defaults to port + 10000, which may be taken or out of range for a free port.
         self.bus_port = free_port()
 
     @property
     def url(self) -> str:
-        return f"redis://{self.host}:{self.port}"
+        return f"{'rediss' if self.tls else 'redis'}://{self.host}:{self.port}"
 
     def command(self) -> Sequence[str]:
+        tls = ["--tls-cluster", "yes", "--tls-replication", "yes"] if self.tls is not None else []
         return [
             *super().command(),
+            *tls,
             "--cluster-enabled",
             "yes",
             "--cluster-config-file",
@@ -67,8 +72,16 @@ class RedisClusterNode(RedisServer):
         ]
 
     def client(self) -> redis.Redis:
-        """A plain (non-cluster) connection to this node only; the caller closes it."""
-        return redis.Redis(host=self.host, port=self.port, socket_timeout=5, decode_responses=True)
+        """A plain (non-cluster) connection to this node only (TLS with `tls`); the caller closes it."""
+        tls: dict[str, Any] = {}
+        if self.tls is not None:
+            tls = {
+                "ssl": True,
+                "ssl_ca_certs": str(self.tls.ca),
+                "ssl_certfile": str(self.tls.cert),
+                "ssl_keyfile": str(self.tls.key),
+            }
+        return redis.Redis(host=self.host, port=self.port, socket_timeout=5, decode_responses=True, **tls)
 
 
 class RedisCluster:
@@ -81,13 +94,14 @@ class RedisCluster:
         replicas: int = 1,
         node_timeout_ms: int = 1000,
         persist: bool = False,
+        tls: Any = None,
     ) -> None:
         if masters < 3:
             raise ValueError("a Redis Cluster needs at least 3 masters to elect a replica after a failure")
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="predmesh-redis-cluster-"))
         self.masters = masters
         self.nodes = [
-            RedisClusterNode(f"redis-{i}", self.workdir / f"redis-{i}", node_timeout_ms, persist)
+            RedisClusterNode(f"redis-{i}", self.workdir / f"redis-{i}", node_timeout_ms, persist, tls)
             for i in range(masters * (1 + replicas))
         ]
 
@@ -95,7 +109,7 @@ class RedisCluster:
     def url(self) -> str:
         """Seed URL for clients (`redis+cluster://`, see predmesh.featurestore.redis_client)."""
         first = self.nodes[0]
-        return f"redis+cluster://{first.host}:{first.port}"
+        return f"{'rediss' if first.tls else 'redis'}+cluster://{first.host}:{first.port}"
 
     def start(self, timeout_s: float = 30.0) -> RedisCluster:
         try:

@@ -108,7 +108,7 @@ class GatewayApp(ServiceApp[GatewaySettings]):
             return None
         if not s.async_redis_url:
             raise RuntimeError("PREDMESH_GATEWAY_ASYNC_KAFKA_BOOTSTRAP needs PREDMESH_GATEWAY_ASYNC_REDIS_URL too")
-        store = RedisResultStore(s.async_redis_url)
+        store = RedisResultStore(s.async_redis_url, tls=s.redis_tls)
         stack.push_async_callback(store.close)
         kafka = KafkaAsyncLog(
             s.async_kafka_bootstrap,
@@ -173,7 +173,7 @@ class GatewayApp(ServiceApp[GatewaySettings]):
         redis_url = s.batch_redis_url or s.async_redis_url
         if not (redis_url and s.batch_allowed_roots):
             return None
-        store = RedisJobStore(redis_url, job_ttl_s=s.batch_job_ttl_s)
+        store = RedisJobStore(redis_url, job_ttl_s=s.batch_job_ttl_s, tls=s.redis_tls)
         stack.push_async_callback(store.close)
         files = ArrowJobFiles()
         jobs = BatchJobs(
@@ -247,7 +247,10 @@ class GatewayApp(ServiceApp[GatewaySettings]):
             return PredictionCache(s.cache_max_entries)
         errors = self.metrics.cache_lookups
         shared = open_shared_cache(
-            s.cache_redis_url, s.cache_timeout_ms / 1e3, on_error=lambda op: errors.labels("", f"error_{op}").inc()
+            s.cache_redis_url,
+            s.cache_timeout_ms / 1e3,
+            on_error=lambda op: errors.labels("", f"error_{op}").inc(),
+            tls=s.redis_tls,
         )
         stack.push_async_callback(shared.close)
         cache = PredictionCache(s.cache_max_entries, shared)

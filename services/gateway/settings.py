@@ -7,13 +7,24 @@ from typing import Any
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from predmesh.common.redistls import RedisTlsSettings
 from predmesh.common.settings import ServerSettings
 
 
-class GatewaySettings(ServerSettings):
+class GatewaySettings(ServerSettings, RedisTlsSettings):
     """Settings of the gateway service; every field can be set as PREDMESH_GATEWAY_<FIELD>."""
 
     model_config = SettingsConfigDict(env_prefix="PREDMESH_GATEWAY_")
+
+    def redis_tls_urls(self) -> dict[str, str]:
+        """`redis_tls_*` (rediss:// CA and client certificate) apply to every Redis of the gateway:
+        the prediction cache's shared level, the async results and the batch jobs."""
+        urls = {
+            "cache_redis_url": self.cache_redis_url,
+            "async_redis_url": self.async_redis_url,
+            "batch_redis_url": self.batch_redis_url,
+        }
+        return {name: url for name, url in urls.items() if url}
 
     allowed_clients: dict[str, list[str]] = Field(
         default_factory=lambda: {

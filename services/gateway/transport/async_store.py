@@ -8,7 +8,8 @@ Keys (prefix `predmesh:async:`), each with the result TTL unless noted:
 - `pending`  sorted set id -> acceptance time (ms), no TTL: accepted and not yet answered.
 A result and its callback schedule are written in one MULTI (never one without the other);
 `claim_due` is one Lua script (each due callback goes to one sender per lease).
-Redis errors become Unavailable. Owns one redis.asyncio client (`close()` at stop).
+Redis errors become Unavailable (a failed TLS handshake too: a rediss:// URL verifies the server
+against the `tls` files, predmesh.common.redistls). Owns one redis.asyncio client (`close()` at stop).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 
+from predmesh.common.redistls import RedisTls, ssl_options
 from services.gateway.core.async_ports import AsyncJob, AsyncResult, DueCallback, Lookup, State
 from services.gateway.transport.async_codec import decode_result, encode_result, target_from_text, target_to_text
 from services.gateway.transport.redis_call import redis_call
@@ -42,8 +44,10 @@ def _ms(seconds: float) -> int:
 
 
 class RedisResultStore:
-    def __init__(self, url: str, timeout_s: float = 1.0) -> None:
-        self._redis = aioredis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+    def __init__(self, url: str, timeout_s: float = 1.0, tls: RedisTls | None = None) -> None:
+        self._redis = aioredis.Redis.from_url(
+            url, **ssl_options(url, tls), socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+        )
         self._claim_due = self._redis.register_script(_CLAIM_DUE)
         self._due = PREFIX + "due"
         self._pending = PREFIX + "pending"

@@ -11,7 +11,9 @@ replicas never hold one lease and a chunk's counters move once. `active` is upda
 a job is added after it is stored (again on a retried submit of an unfinished job) and removed
 after it finishes; a member whose job is finished or gone is removed by the next lease attempt,
 so a replica dying between the two steps leaves nothing stuck. A `redis+cluster://` URL
-(predmesh.featurestore.redis_client) selects the cluster client. Redis errors become Unavailable.
+(predmesh.featurestore.redis_client) selects the cluster client; a rediss URL verifies the server
+against the `tls` files (predmesh.common.redistls). Redis errors (a failed TLS handshake too)
+become Unavailable.
 Owns one client.
 """
 
@@ -23,6 +25,7 @@ from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 
+from predmesh.common.redistls import RedisTls, ssl_options
 from predmesh.featurestore.redis_client import aclose, async_client, parse_target
 from services.gateway.core.batch_ports import JobSpec, JobState, JobStatus, Lease
 from services.gateway.errors import Unavailable
@@ -113,13 +116,17 @@ def _spec_from_json(text: str) -> JobSpec:
 
 
 class RedisJobStore:
-    def __init__(self, url: str, timeout_s: float = 2.0, job_ttl_s: float = 7 * 86400.0) -> None:
+    def __init__(
+        self, url: str, timeout_s: float = 2.0, job_ttl_s: float = 7 * 86400.0, tls: RedisTls | None = None
+    ) -> None:
         self._job_ttl_s = job_ttl_s  # the checkpoint set's expiry, renewed with every new chunk
         target = parse_target(url)
         self._redis: Any = (
-            async_client(target, timeout_s, max_connections=32, retries=1)
+            async_client(target, timeout_s, max_connections=32, retries=1, tls=tls)
             if target.cluster
-            else aioredis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+            else aioredis.Redis.from_url(
+                url, **ssl_options(url, tls), socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+            )
         )
         self._create = self._redis.register_script(_CREATE)
         self._lease = self._redis.register_script(_LEASE)

@@ -35,6 +35,7 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from predmesh.common.predcache import INVALIDATE_CHANNEL, generation_key, parse_invalidation
+from predmesh.common.redistls import RedisTls, ssl_options
 from services.gateway.core.cache import CachedAnswer, CacheKey, SharedEntry, SharedHit
 from services.gateway.core.types import Score
 
@@ -120,12 +121,18 @@ async def follow(pubsub: PubSub, on_entity: Callable[[str, str], None]) -> None:
 
 
 class RedisSharedCache:
-    def __init__(self, url: str, timeout_s: float, on_error: Callable[[str], None] | None = None) -> None:
-        self._redis = aioredis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+    """The shared level on one Redis; a rediss:// `url` verifies the server against `tls`
+    (predmesh.common.redistls: CA, client certificate), a failed handshake is a counted miss."""
+
+    def __init__(
+        self, url: str, timeout_s: float, on_error: Callable[[str], None] | None = None, tls: RedisTls | None = None
+    ) -> None:
+        ssl = ssl_options(url, tls)
+        self._redis = aioredis.Redis.from_url(url, **ssl, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
         # The subscription's own connection: it waits for messages, so no read timeout (a health
         # check PING every 30 s finds a dead connection instead).
         self._listener = aioredis.Redis.from_url(
-            url, socket_connect_timeout=timeout_s, socket_keepalive=True, health_check_interval=30
+            url, **ssl, socket_connect_timeout=timeout_s, socket_keepalive=True, health_check_interval=30
         )
         self._on_error = on_error or (lambda op: None)
 

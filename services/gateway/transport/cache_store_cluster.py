@@ -28,8 +28,9 @@ cannot cross slots and a window's entries and generations live on every master:
   re-read and another node is tried at once (then every `retry_s`); `on_reset` runs again once
   subscribed, as on a single Redis.
 
-Ownership: the level owns its cluster client and its per-node clients (`close()`); TLS and
-passwords come from the URL (`predmesh.featurestore.redis_client`). Use from one event loop;
+Ownership: the level owns its cluster client and its per-node clients (`close()`); passwords
+come from the URL, TLS from a `rediss+cluster://` URL with the `tls` files (CA, client
+certificate: `predmesh.featurestore.redis_client`), and every per-node client copies them. Use from one event loop;
 `run_invalidations` runs as one task until cancelled.
 """
 
@@ -49,6 +50,7 @@ from redis.crc import key_slot
 from redis.exceptions import RedisClusterException, RedisError
 
 from predmesh.common.predcache import INVALIDATE_CHANNEL
+from predmesh.common.redistls import RedisTls
 from predmesh.featurestore.redis_client import aclose, async_client, node_client, parse_target
 from services.gateway.core.cache import CacheKey, SharedEntry, SharedHit
 from services.gateway.transport.cache_store import RedisSharedCache, entry_sets, follow, hits_of, lookup_names
@@ -95,8 +97,9 @@ class ClusterSharedCache:
         on_error: Callable[[str], None] | None = None,
         max_connections: int = 8,
         retries: int = 1,
+        tls: RedisTls | None = None,
     ) -> None:
-        cluster = async_client(parse_target(url, cluster=True), timeout_s, max_connections, retries)
+        cluster = async_client(parse_target(url, cluster=True), timeout_s, max_connections, retries, tls)
         if not isinstance(cluster, RedisCluster):  # parse_target(.., cluster=True) always names a cluster
             raise TypeError(f"not a cluster client: {type(cluster).__name__}")
         self._cluster = cluster
@@ -273,10 +276,10 @@ class ClusterSharedCache:
 
 
 def open_shared_cache(
-    url: str, timeout_s: float, on_error: Callable[[str], None] | None = None
+    url: str, timeout_s: float, on_error: Callable[[str], None] | None = None, tls: RedisTls | None = None
 ) -> RedisSharedCache | ClusterSharedCache:
     """The shared level for `url`: a Redis Cluster for `redis+cluster://` / `rediss+cluster://`
-    (predmesh.featurestore.redis_client), else one Redis."""
+    (predmesh.featurestore.redis_client), else one Redis; rediss URLs verify against `tls`."""
     if parse_target(url).cluster:
-        return ClusterSharedCache(url, timeout_s, on_error)
-    return RedisSharedCache(url, timeout_s, on_error)
+        return ClusterSharedCache(url, timeout_s, on_error, tls=tls)
+    return RedisSharedCache(url, timeout_s, on_error, tls)

@@ -1,8 +1,9 @@
 {{/*
 TLS of the Python services as clients of external systems, from Secrets (docs/SECURITY.md):
 - every service: the OTLP collector's CA (tracing.tls.caSecret) -> <PREFIX>OTLP_TLS_CA_PATH;
-- features and ingest: Redis TLS (redis.tls.secretName: ca.crt, and tls.crt/tls.key with
-  redis.tls.clientCertificate) for a rediss:// URL -> <PREFIX>REDIS_TLS_*;
+- Redis clients (features, ingest, and the gateway whenever it has a Redis URL: shared prediction
+  cache, asyncQueue, batchJobs): Redis TLS (redis.tls.secretName: ca.crt, and tls.crt/tls.key
+  with redis.tls.clientCertificate) for a rediss:// URL -> <PREFIX>REDIS_TLS_*;
 - Kafka clients (logger, monitor, sink, ingest, and the gateway with asyncQueue): librdkafka
   properties for SASL_SSL (kafka.clientConfigSecret, a JSON object with sasl.username/
   sasl.password...) -> <PREFIX>KAFKA_EXTRA (ingest: also PRODUCER_EXTRA of its dead-letter
@@ -16,7 +17,7 @@ Each define takes the pod spec's dict (root, component, prefix).
 - name: {{ .prefix }}OTLP_TLS_CA_PATH
   value: /etc/predmesh/otlp-tls/ca.crt
 {{- end }}
-{{- if and (has .component (list "features" "ingest")) $v.redis.tls.secretName }}
+{{- if and (include "predmesh.redisClient" .) $v.redis.tls.secretName }}
 - name: {{ .prefix }}REDIS_TLS_CA_PATH
   value: /etc/predmesh/redis-tls/ca.crt
 {{- if $v.redis.tls.clientCertificate }}
@@ -52,7 +53,7 @@ Each define takes the pod spec's dict (root, component, prefix).
   mountPath: /etc/predmesh/otlp-tls
   readOnly: true
 {{- end }}
-{{- if and (has .component (list "features" "ingest")) $v.redis.tls.secretName }}
+{{- if and (include "predmesh.redisClient" .) $v.redis.tls.secretName }}
 - name: redis-tls
   mountPath: /etc/predmesh/redis-tls
   readOnly: true
@@ -72,7 +73,7 @@ Each define takes the pod spec's dict (root, component, prefix).
     secretName: {{ $v.tracing.tls.caSecret }}
     defaultMode: 0440
 {{- end }}
-{{- if and (has .component (list "features" "ingest")) $v.redis.tls.secretName }}
+{{- if and (include "predmesh.redisClient" .) $v.redis.tls.secretName }}
 - name: redis-tls
   secret:
     secretName: {{ $v.redis.tls.secretName }}
@@ -84,6 +85,14 @@ Each define takes the pod spec's dict (root, component, prefix).
     secretName: {{ $v.kafka.caSecret }}
     defaultMode: 0440
 {{- end }}
+{{- end -}}
+
+{{/* "true" when the component talks to Redis (the gateway sets `redisClient` in its pod dict when it
+renders a Redis URL), else "". */}}
+{{- define "predmesh.redisClient" -}}
+{{- if or (has .component (list "features" "ingest")) .redisClient -}}
+true
+{{- end -}}
 {{- end -}}
 
 {{/* "true" when the component talks to Kafka (the gateway only with asyncQueue), else "". */}}
