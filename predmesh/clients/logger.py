@@ -19,8 +19,8 @@ Wire form: each event is serialized once, in `emit`, straight into its framing a
 sequence number (`encode_batch`), and the Publish stream carries bytes (no message is
 built or copied again; a resend writes the same bytes).
 
-Delivery: a background task batches buffered events (up to `max_batch` events or
-`max_wait_s` of accumulation), writes them on the stream with increasing sequence
+Delivery: a background task batches buffered events (a batch leaves when it holds
+`max_batch` events or when its oldest event has waited `max_wait_s`), writes them on the stream with increasing sequence
 numbers and keeps each batch until its PublishAck arrives (the logger acks once the
 batch is fsynced to its journal). On any stream failure it reconnects with back-off
 and resends every unacknowledged batch in order: at-least-once, so the logger may
@@ -75,6 +75,11 @@ def encode_batch(sequence: int, frames: list[bytes]) -> bytes:
     return _SEQUENCE_TAG + _varint(sequence) + b"".join(frames)
 
 
+def _set_done(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 @dataclass(frozen=True)
 class ClientStats:
     emitted: int  # accepted by emit()
@@ -113,7 +118,9 @@ class LoggerClient:
         self._unacked: collections.OrderedDict[int, tuple[int, bytes]] = collections.OrderedDict()
         self._pending = 0
         self._sequence = 0
-        self._wakeup = asyncio.Event()
+        self._first_at = 0.0  # monotonic time the oldest buffered event arrived
+        self._waiter: asyncio.Future[None] | None = None  # the sender task's current wait, if any
+        self._wake_when_full = False  # that wait is for the batch window: only a full batch ends it early
         self._channel: grpc.aio.Channel | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -131,7 +138,7 @@ class LoggerClient:
         """Flush buffered and unacknowledged events for up to `timeout_s`; True when all were acked."""
         self._closed = True
         self._stopping = True
-        self._wakeup.set()
+        self._wake()
         if self._task is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
@@ -150,17 +157,27 @@ class LoggerClient:
     def emit(self, event: PredictionEvent) -> bool:
         """Queue one event; never blocks. False when dropped (buffer full / stopped) or malformed."""
         accepted = self._queue(event)
-        if accepted and not self._wakeup.is_set():
-            self._wakeup.set()
+        if accepted:
+            self._wake_sender()
         return accepted
 
     def emit_many(self, events: Iterable[PredictionEvent]) -> int:
         """Queue several events (e.g. a coalesced batch's); never blocks. Returns how many were
         accepted; each refused one is counted as in `emit` (dropped or rejected)."""
         accepted = sum(self._queue(event) for event in events)
-        if accepted and not self._wakeup.is_set():
-            self._wakeup.set()
+        if accepted:
+            self._wake_sender()
         return accepted
+
+    def _wake_sender(self) -> None:
+        """After events were queued: end the sender's idle wait, or its batch window once a batch is full."""
+        if not self._wake_when_full or len(self._buffer) >= self._max_batch:
+            self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def _queue(self, event: PredictionEvent) -> bool:
         try:
@@ -172,6 +189,8 @@ class LoggerClient:
         if self._closed or self._pending >= self._max_pending:
             self._dropped += 1
             return False
+        if not self._buffer:
+            self._first_at = time.monotonic()
         self._buffer.append(frame_event(event))
         self._pending += 1
         self._emitted += 1
@@ -223,26 +242,31 @@ class LoggerClient:
         )  # requests are EventBatch wire bytes (encode_batch)
         call = publish(wait_for_ready=True)
         acks = asyncio.create_task(self._read_acks(call))
+        acks.add_done_callback(lambda _: self._wake())
         try:
             self._last_progress = time.monotonic()
             for _, batch in list(self._unacked.values()):
                 await call.write(batch)
                 self._resent += 1
             while True:
-                self._wakeup.clear()
                 if acks.done():
                     acks.result()
                     raise ConnectionError("logger closed the stream")
                 if self._buffer and len(self._unacked) < self._max_unacked:
-                    if len(self._buffer) < self._max_batch and not self._stopping and self._max_wait_s > 0:
-                        await asyncio.sleep(self._max_wait_s)
+                    if len(self._buffer) < self._max_batch and not self._stopping:
+                        left = self._first_at + self._max_wait_s - time.monotonic()
+                        if left > 0:  # the batch window of the oldest buffered event is still open
+                            await self._wait(left, until_full=True)
+                            continue
                     await call.write(self._next_batch())
                     continue
                 if self._stopping and not self._buffer and not self._unacked:
                     await call.done_writing()
                     await acks
                     return
-                await self._wait(acks)
+                await self._wait(1.0)
+                if self._unacked and time.monotonic() - self._last_progress > self._ack_timeout_s:
+                    raise TimeoutError(f"no ack from the logger for {self._ack_timeout_s:.0f}s")
         finally:
             if not acks.done():
                 acks.cancel()
@@ -258,14 +282,20 @@ class LoggerClient:
         self._unacked[self._sequence] = (n, batch)
         return batch
 
-    async def _wait(self, acks: asyncio.Task[None]) -> None:
-        waiter = asyncio.ensure_future(self._wakeup.wait())
+    async def _wait(self, timeout_s: float, until_full: bool = False) -> None:
+        """Sleep up to `timeout_s`; woken early by stop(), the ack stream ending and, unless
+        `until_full`, by an emit or an ack (`until_full`: only by a full batch). One future and
+        one timer per wait."""
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        self._wake_when_full = until_full
+        timer = loop.call_later(timeout_s, _set_done, waiter)
         try:
-            await asyncio.wait({waiter, acks}, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+            await waiter
         finally:
-            waiter.cancel()
-        if self._unacked and time.monotonic() - self._last_progress > self._ack_timeout_s:
-            raise TimeoutError(f"no ack from the logger for {self._ack_timeout_s:.0f}s")
+            timer.cancel()
+            self._waiter = None
+            self._wake_when_full = False
 
     async def _read_acks(self, call: grpc.aio.StreamStreamCall) -> None:
         ack: PublishAck
@@ -276,4 +306,5 @@ class LoggerClient:
                 self._pending -= n
                 self._acked += n
             self._last_progress = time.monotonic()
-            self._wakeup.set()
+            if not self._wake_when_full:
+                self._wake()

@@ -276,7 +276,9 @@ class GatewayApp(ServiceApp[GatewaySettings]):
         tls = client_tls(s)  # mTLS to the mesh with the gateway's certificate (None = plaintext)
         sink = self._sink
         if sink is None and s.logger_target:
-            logger = LoggerClient(s.logger_target, max_pending=s.logger_buffer, tls=tls)
+            logger = LoggerClient(
+                s.logger_target, max_pending=s.logger_buffer, max_wait_s=s.logger_max_wait_ms / 1e3, tls=tls
+            )
             stack.push_async_callback(logger.stop, grace_s)  # last: flushes what the drains below logged
             await logger.start()
             sink = LoggerSink(logger)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, TypeVar
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from predmesh.common.metrics import LATENCY_BUCKETS
@@ -10,6 +12,7 @@ from services.gateway.core.pace import Pace
 BATCH_ROWS_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 WINDOW_WAIT_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025)
 DELTA_BUCKETS = (-0.5, -0.2, -0.1, -0.05, -0.01, 0.0, 0.01, 0.05, 0.1, 0.2, 0.5)
+M = TypeVar("M", Counter, Histogram, Gauge)
 
 
 class GatewayMetrics:
@@ -17,6 +20,7 @@ class GatewayMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        self._bound: dict[tuple[int, tuple[str, ...]], Any] = {}
         r = self.registry
         self.predictions = Counter(
             "predmesh_gateway_predictions",
@@ -170,6 +174,15 @@ class GatewayMetrics:
         self.pace_pause.set_function(lambda: pace.pause_s)
         self.pace_overloaded.set_function(lambda: 1.0 if pace.overloaded else 0.0)
         pace.on_decision = lambda kind: self.pace_decisions.labels(kind).inc()
+
+    def bound(self, metric: M, *labels: str) -> M:
+        """`metric.labels(*labels)`, bound once per label set (a `.labels()` lookup on every batch
+        costs more than the update itself). Label sets come from the routing table and fixed names."""
+        key = (id(metric), labels)
+        child = self._bound.get(key)
+        if child is None:
+            child = self._bound[key] = metric.labels(*labels)
+        return child  # type: ignore[no-any-return]
 
     def batch_chunk_done(self, rows: int, failed: int) -> None:
         """One batch job chunk checkpointed by this replica: `rows` rows, `failed` of them with an error."""

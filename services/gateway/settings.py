@@ -296,7 +296,10 @@ class GatewaySettings(ServerSettings, RedisTlsSettings):
         "out, new requests wait for one to return and leave together, so batches grow with load (0: no bound).",
     )
     shadow_max_wait_ms: float = Field(
-        5.0, ge=0, description="How long shadow rows are gathered into one batch before scoring (milliseconds)."
+        50.0,
+        ge=0,
+        description="How long shadow rows are gathered into one batch before scoring (milliseconds). Nobody "
+        "waits for a shadow: a longer window only means fewer, larger shadow Infer calls.",
     )
     log_features_sample: float = Field(
         0.0,
@@ -306,6 +309,13 @@ class GatewaySettings(ServerSettings, RedisTlsSettings):
         "for feature drift monitoring (services/monitor).",
     )
     logger_buffer: int = Field(10000, description="Prediction records buffered for the logger before drops.")
+    logger_max_wait_ms: float = Field(
+        50.0,
+        ge=0,
+        description="Longest a prediction record waits in the gateway to share one Publish batch with later ones "
+        "(milliseconds; a full batch of 500 leaves at once; 0 = each write goes out at once). Off the request "
+        "path: it only delays when the record reaches the logger's journal.",
+    )
     api_keys: dict[str, list[str] | dict[str, Any]] = Field(
         default_factory=dict,
         description=(

@@ -15,15 +15,20 @@ def features_hash(names: Sequence[str], values: Sequence[Scalar]) -> str:
     Types are tagged so 1.0, "1" and True hash differently; floats are hashed as IEEE-754
     doubles so the hash does not depend on text formatting.
     """
-    digest = hashlib.sha256()
+    parts: list[bytes] = []  # hashed in one call: the same digest as updating part by part
+    append = parts.append
     for name, value in zip(names, values, strict=True):
-        digest.update(name.encode())
-        digest.update(b"\x00")
+        append(name.encode())
         if isinstance(value, bool):
-            digest.update(b"b" + (b"\x01" if value else b"\x00"))
+            append(b"\x00b\x01" if value else b"\x00b\x00")
         elif isinstance(value, str):
             raw = value.encode()
-            digest.update(b"s" + struct.pack(">I", len(raw)) + raw)
+            append(b"\x00s" + _LENGTH.pack(len(raw)))
+            append(raw)
         else:
-            digest.update(b"f" + struct.pack(">d", float(value)))
-    return digest.hexdigest()
+            append(b"\x00f" + _DOUBLE.pack(float(value)))
+    return hashlib.sha256(b"".join(parts)).hexdigest()
+
+
+_LENGTH = struct.Struct(">I")
+_DOUBLE = struct.Struct(">d")

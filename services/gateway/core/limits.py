@@ -23,7 +23,7 @@ class PredictorLimits:
     coalesce_max_rows: int = 64
     coalesce_max_wait_s: float = 0.001
     coalesce_max_inflight: int = 2
-    shadow_max_wait_s: float = 0.005
+    shadow_max_wait_s: float = 0.05
 
     def features_timeout(self, items: int) -> float:
         """Upper bound on one feature fetch for `items` entities (seconds)."""

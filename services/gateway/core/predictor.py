@@ -152,6 +152,15 @@ class Predictor:
         request_id = request_id or uuid.uuid4().hex
         table = self._routing
         route = table.get(model)
+        policy = route.cache if self._cache is not None else None
+        if len(items) == 1:  # every Predict: one item, one job (what the grouping below gives, without it)
+            item = items[0]
+            ver, arm = (version, Arm.PINNED) if version else route.assign(item.entity_id)
+            if policy is None:
+                return await self._score(route, ver, arm, [item], [request_id], deadline, started)
+            return await self._score_cached(
+                route, policy, table.revision, ver, arm, [item], [request_id], deadline, started
+            )
         groups: dict[tuple[str, Arm], list[int]] = {}
         for idx, item in enumerate(items):
             key = (version, Arm.PINNED) if version else route.assign(item.entity_id)
@@ -166,7 +175,6 @@ class Predictor:
         def ids(positions: list[int]) -> list[str]:
             return [f"{request_id}/{pos}" for pos in positions] if len(items) > 1 else [request_id]
 
-        policy = route.cache if self._cache is not None else None
         jobs = [
             self._score(route, ver, arm, [items[i] for i in idxs], ids(idxs), deadline, started)
             if policy is None

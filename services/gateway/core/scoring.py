@@ -99,8 +99,8 @@ class BatchScorer:
             return
         metrics = self._d.metrics
         now = self._d.clock()
-        metrics.batch_rows.labels(model, "primary").observe(sum(job.rows for job in jobs))
-        wait = metrics.window_wait.labels(model, "primary")
+        metrics.bound(metrics.batch_rows, model, "primary").observe(sum(job.rows for job in jobs))
+        wait = metrics.bound(metrics.window_wait, model, "primary")
         for job in jobs:
             wait.observe(now - job.enqueued_s)
         with _traced(model, jobs):
@@ -179,7 +179,7 @@ class BatchScorer:
             entries.append(LogEntry(outputs, desc.features, [row.values for row in part.rows], job.trace_ids))
             answers.append((part, outputs))
         for (model, arm), n in per_arm.items():
-            metrics.predictions.labels(model, result.version, arm).inc(n)
+            metrics.bound(metrics.predictions, model, result.version, arm).inc(n)
         self._d.log.emit_many(entries)
         for part, outputs in answers:
             job = part.job

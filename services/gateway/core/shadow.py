@@ -124,7 +124,7 @@ class ShadowRunner:
     async def _run(self, key: tuple[str, str], jobs: list[ShadowJob]) -> None:
         model, version = key
         n = sum(job.rows for job in jobs)
-        self._d.metrics.batch_rows.labels(model, "shadow").observe(n)
+        self._d.metrics.bound(self._d.metrics.batch_rows, model, "shadow").observe(n)
         deadline = Deadline.after(self._d.limits.features_timeout(n) + self._d.limits.inference_timeout(n))
         try:
             desc = await self._d.catalog.describe(model, version, deadline.budget(what="shadow lookup"))
@@ -190,10 +190,12 @@ class ShadowRunner:
     ) -> LogEntry:
         """Count agreement with the primary; the job's log entry (arm `shadow`)."""
         model, version = key
+        metrics = self._d.metrics
+        delta = metrics.bound(metrics.shadow_delta, model, version)
         for primary, score in zip(job.primary, scores, strict=True):
             agree = score.label == primary.score.label
-            self._d.metrics.shadow_compared.labels(model, version, "true" if agree else "false").inc()
-            self._d.metrics.shadow_delta.labels(model, version).observe(score.score - primary.score.score)
+            metrics.bound(metrics.shadow_compared, model, version, "true" if agree else "false").inc()
+            delta.observe(score.score - primary.score.score)
         ids = [out.request_id for out in job.primary]
         timings = Timings(inference_ms=latency_ms, total_ms=latency_ms)
         defaulted = [row.defaulted for row in rows]

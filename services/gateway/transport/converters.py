@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from google.protobuf import struct_pb2
 
@@ -19,6 +20,45 @@ def value_to_scalar(value: common_pb2.Value, name: str) -> Scalar:
     if scalar is None:
         raise InvalidArgument(f"feature {name!r} has no value set")
     return scalar
+
+
+def row_scalars(values: Sequence[common_pb2.Value], names: Sequence[str]) -> tuple[Scalar, ...]:
+    """`value_to_scalar` of each value (named by `names`, same length), as one tuple."""
+    out: list[Scalar] = []
+    append = out.append
+    for value, name in zip(values, names, strict=True):
+        kind = value.WhichOneof("kind")
+        if kind == "number_value":
+            append(value.number_value)
+        elif kind == "string_value":
+            append(value.string_value)
+        elif kind == "bool_value":
+            append(value.bool_value)
+        else:
+            raise InvalidArgument(f"feature {name!r} has no value set")
+    return tuple(out)
+
+
+def set_value(target: common_pb2.Value, value: Scalar) -> None:
+    """Write `value` into `target` as `scalar_to_value` would build it (bool, then str, else a float)."""
+    if isinstance(value, bool):
+        target.bool_value = value
+    elif isinstance(value, str):
+        target.string_value = value
+    else:
+        target.number_value = float(value)
+
+
+def add_values(container: Any, row: Sequence[Scalar]) -> None:
+    """Append `row` to a repeated `Value` field, each as `scalar_to_value` builds it (in place: no copies)."""
+    add = container.add
+    for value in row:
+        if isinstance(value, bool):
+            add(bool_value=value)
+        elif isinstance(value, str):
+            add(string_value=value)
+        else:
+            add(number_value=float(value))
 
 
 # Per-field limits, checked before anything is converted (a caller cannot make the gateway
@@ -59,18 +99,30 @@ def context_from_pb(
     plain_fields = plain.fields if plain is not None else {}
     if len(context) + len(plain_fields) > MAX_CONTEXT_FIELDS:
         raise InvalidArgument(f"more than {MAX_CONTEXT_FIELDS} context features")
+    if not plain_fields:  # the usual request: typed context only
+        return {name: _context_scalar(name, value) for name, value in context.items()}
     both = sorted(set(context) & set(plain_fields))
     if both:
         raise InvalidArgument(f"context[{both[0]!r}] given both as a typed and as a plain value")
-    out: dict[str, Scalar] = {}
     items = [*context.items(), *((n, plain_value(v, n)) for n, v in plain_fields.items())]
-    for name, value in items:
-        if len(name) > MAX_CONTEXT_KEY_CHARS:
-            raise InvalidArgument(f"context key longer than {MAX_CONTEXT_KEY_CHARS} characters")
-        if value.WhichOneof("kind") == "string_value" and len(value.string_value) > MAX_STRING_VALUE_CHARS:
+    return {name: _context_scalar(name, value) for name, value in items}
+
+
+def _context_scalar(name: str, value: common_pb2.Value) -> Scalar:
+    """One context value's scalar, checked: key length, string length, a kind set, a finite number."""
+    if len(name) > MAX_CONTEXT_KEY_CHARS:
+        raise InvalidArgument(f"context key longer than {MAX_CONTEXT_KEY_CHARS} characters")
+    kind = value.WhichOneof("kind")
+    if kind == "number_value":
+        return check_context_value(name, value.number_value)
+    if kind == "string_value":
+        text = value.string_value
+        if len(text) > MAX_STRING_VALUE_CHARS:
             raise InvalidArgument(f"context value {name!r} longer than {MAX_STRING_VALUE_CHARS} characters")
-        out[name] = check_context_value(name, value_to_scalar(value, name))
-    return out
+        return text
+    if kind == "bool_value":
+        return value.bool_value
+    raise InvalidArgument(f"feature {name!r} has no value set")
 
 
 def predict_input(req: prediction_pb2.PredictRequest, priority: int = 0) -> PredictInput:

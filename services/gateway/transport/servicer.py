@@ -92,13 +92,15 @@ class PredictionServicer(prediction_pb2_grpc.PredictionServiceServicer):
     async def Predict(
         self, request: prediction_pb2.PredictRequest, context: grpc.aio.ServicerContext
     ) -> prediction_pb2.PredictResponse:
-        grant = self._auth.check(api_key(context), request.model)
+        # Without keys and with anonymous access the grant never depends on the key: skip reading metadata.
+        grant = self._auth.check(api_key(context) if self._auth.enabled else None, request.model)
         priority = resolve(request.priority, grant.priority)
         with self._admission.admit(priority) as slot:
             out = await self._predictor.predict(converters.predict_input(request, priority), self._deadline(context))
             slot.fell_back(out.arm is Arm.FALLBACK)  # for the background pace: a fallback answer is a miss
         self._stats.record(request.model, out.timings.inference_ms, out.degraded)
-        await _send_degraded(context, [out.degraded_reason] if out.degraded else [])
+        if out.degraded:
+            await _send_degraded(context, [out.degraded_reason])
         return converters.predict_response(out)
 
     async def PredictBatch(

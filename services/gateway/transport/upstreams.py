@@ -15,7 +15,6 @@ import grpc
 from predmesh.common.callback_policy import CallbackTarget
 from predmesh.common.errors import InvalidArgument, PredmeshError, Unavailable
 from predmesh.common.grpcclient import CHANNEL_OPTIONS, insecure_channel, upstream_error
-from predmesh.common.values import scalar_to_value
 from predmesh.v1 import (
     features_pb2,
     features_pb2_grpc,
@@ -25,7 +24,7 @@ from predmesh.v1 import (
     prediction_pb2_grpc,
 )
 from services.gateway.core.types import FeatureRow, InferenceResult, ModelDescriptor, PredictOutput, Scalar
-from services.gateway.transport.converters import predict_response, score_from_pb, value_to_scalar
+from services.gateway.transport.converters import add_values, predict_response, row_scalars, score_from_pb, set_value
 
 
 class FeaturesClient:
@@ -44,13 +43,14 @@ class FeaturesClient:
     ) -> list[FeatureRow]:
         request = features_pb2.GetFeaturesRequest(
             entity_type=entity_type,
-            entities=[
-                features_pb2.EntityKey(entity_id=entity_id, context={k: scalar_to_value(v) for k, v in context.items()})
-                for entity_id, context in entities
-            ],
             features=list(features),
             related=[features_pb2.RelatedEntities(ids=ids) for ids in related] if related else [],
         )
+        add_entity = request.entities.add
+        for entity_id, context in entities:
+            values = add_entity(entity_id=entity_id).context
+            for name, value in context.items():
+                set_value(values[name], value)
         try:
             response = await self._stub.GetFeatures(request, timeout=timeout_s)
         except grpc.aio.AioRpcError as err:
@@ -59,7 +59,7 @@ class FeaturesClient:
             return [
                 FeatureRow(
                     entity_id=vec.entity_id,
-                    values=tuple(value_to_scalar(v, name) for v, name in zip(vec.values, features, strict=True)),
+                    values=row_scalars(vec.values, features),
                     missing=tuple(vec.missing),
                     invalid=tuple(vec.invalid),
                     entity_unknown=vec.entity_unknown,
@@ -110,8 +110,10 @@ class InferenceClient:
             model=model,
             version=version,
             feature_names=list(features),
-            rows=[inference_pb2.Row(values=[scalar_to_value(v) for v in row]) for row in rows],
         )
+        add_row = request.rows.add
+        for row in rows:
+            add_values(add_row().values, row)
         try:
             response = await self._stub.Infer(request, timeout=timeout_s)
         except grpc.aio.AioRpcError as err:
