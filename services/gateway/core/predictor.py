@@ -47,7 +47,7 @@ from services.gateway.core.coalescer import Coalescer
 from services.gateway.core.deps import PathDeps
 from services.gateway.core.fallback import FallbackChain
 from services.gateway.core.limits import PredictorLimits
-from services.gateway.core.outputs import LogEntry, PredictionLog, TraceIds, build_outputs
+from services.gateway.core.outputs import NO_TRACE, LogEntry, PredictionLog, TraceIds, build_outputs
 from services.gateway.core.ports import FeatureSource, ModelRunner, PredictionSink
 from services.gateway.core.routing import EMPTY, ModelRoute, RoutingTable
 from services.gateway.core.scoring import BatchScorer, ScoreJob
@@ -257,9 +257,11 @@ class Predictor:
         remaining = deadline.remaining()
         if remaining <= 0:
             raise DeadlineExceeded("deadline exceeded before scoring")
-        queued = telemetry.enqueue_trace() if telemetry.tracing_enabled() else None
+        traced = telemetry.tracing_enabled()
+        queued = telemetry.enqueue_trace() if traced else None
         future: asyncio.Future[list[PredictOutput]] = asyncio.get_running_loop().create_future()
-        job = ScoreJob(route, arm, items, ids, deadline, started, future, self._clock(), TraceIds.current(), queued)
+        trace_ids = TraceIds.current() if traced else NO_TRACE
+        job = ScoreJob(route, arm, items, ids, deadline, started, future, self._clock(), trace_ids, queued)
         self._batches.submit((route.model, version), job)
         # The request's own deadline ends its wait (the batch goes on for the others); a timer
         # on the future costs less per request than asyncio.wait_for's extra waiter.
