@@ -24,8 +24,8 @@ Delivery: a background task batches buffered events (a batch leaves when it hold
 writes them on the stream with increasing sequence numbers and keeps each batch until
 its PublishAck arrives (the logger acks once the batch is fsynced to its journal). On
 any stream failure it reconnects with back-off and resends every unacknowledged batch
-in order: at-least-once, so the logger may see a batch twice. A batch the logger rejects as INVALID_ARGUMENT is dropped and
-counted in `rejected` (resending it would fail forever).
+in order: at-least-once, so the logger may see a batch twice. A batch the logger rejects
+as INVALID_ARGUMENT is dropped and counted in `rejected` (resending it would fail forever).
 
 Memory bound: at most `max_pending` events are buffered or unacknowledged; beyond
 that `emit` returns False and counts a drop.
