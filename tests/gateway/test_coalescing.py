@@ -16,6 +16,7 @@ from predmesh.common.deadline import Deadline
 from services.gateway.core.breaker import BreakerRegistry
 from services.gateway.core.catalog import ModelCatalog
 from services.gateway.core.predictor import Predictor, PredictorLimits
+from services.gateway.core.priority import Priority
 from services.gateway.core.routing import parse_routing
 from services.gateway.core.types import FeatureRow, PredictInput, Scalar
 from services.gateway.errors import DeadlineExceeded, NotFound, Unavailable
@@ -318,3 +319,40 @@ async def test_a_busy_lane_holds_arrivals_until_a_batch_returns_then_sends_them_
         await settle()
     assert unbounded == [["a"], ["b"], ["c"]]  # no bound: each left on its own timer
     await free.drain(1.0)
+
+
+class GatedBackgroundFeatures(FakeFeatures):
+    """Holds every call for entities named b* (the background work) until `background_gate` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.background_gate = asyncio.Event()
+
+    async def get(
+        self,
+        entity_type: str,
+        entities: Sequence[tuple[str, dict[str, Scalar]]],
+        features: Sequence[str],
+        timeout_s: float,
+        related: Sequence[Mapping[str, str]] | None = None,
+    ) -> list[FeatureRow]:
+        if any(entity_id.startswith("b") for entity_id, _ in entities):
+            await self.background_gate.wait()
+        return await super().get(entity_type, entities, features, timeout_s, related)
+
+
+async def test_a_real_time_request_does_not_wait_for_background_batches_of_its_model() -> None:
+    features = GatedBackgroundFeatures()
+    predictor, _, models, _ = make(features)
+    background = PredictInput(
+        request_id="b", model="fraud", version="", entity_id="b0", context={"amount": 1.0}, priority=Priority.BATCH
+    )
+    held = asyncio.create_task(predictor.predict(background, Deadline.after(30.0)))
+    await settle()
+    assert len(features.calls) == 0 and not held.done()  # the background batch is in flight, held
+    # Same model and version: with one lane it would wait for the held batch (a 60 s window).
+    out = await asyncio.wait_for(predictor.predict(item(1), Deadline.after(10.0)), timeout=5.0)
+    assert out.entity_id == "u1" and not out.degraded and not held.done()
+    features.background_gate.set()
+    assert (await held).entity_id == "b0"
+    assert sorted(models.infer_priorities) == [Priority.REALTIME, Priority.BATCH]

@@ -49,8 +49,9 @@ from services.gateway.core.fallback import FallbackChain
 from services.gateway.core.limits import PredictorLimits
 from services.gateway.core.outputs import NO_TRACE, LogEntry, PredictionLog, TraceIds, build_outputs
 from services.gateway.core.ports import FeatureSource, ModelRunner, PredictionSink
+from services.gateway.core.priority import Priority
 from services.gateway.core.routing import EMPTY, ModelRoute, RoutingTable
-from services.gateway.core.scoring import BatchScorer, ScoreJob
+from services.gateway.core.scoring import BatchScorer, LaneKey, ScoreJob
 from services.gateway.core.shadow import ShadowRunner
 from services.gateway.core.types import Arm, PredictInput, PredictOutput, Timings
 from services.gateway.core.validation import check_batch, check_input
@@ -83,7 +84,10 @@ class Predictor:
         deps = PathDeps(features, models, catalog, breakers, limits, metrics, prediction_log, clock)
         self._shadow = ShadowRunner(deps, shadow_rng)
         scorer = BatchScorer(deps, FallbackChain(deps), self._shadow)
-        self._batches: Coalescer[tuple[str, str], ScoreJob] = Coalescer(scorer.run, limits.primary_window)
+        # One lane per model + version + class (real-time or background): a real-time request never
+        # waits for a slot held by batch-job or async batches of the same model (the orchestrator's
+        # batcher then serves real-time rows first, see services/inference).
+        self._batches: Coalescer[LaneKey, ScoreJob] = Coalescer(scorer.run, limits.primary_window)
         self._limits = limits
         self._routing = routing
         self._clock = clock
@@ -262,7 +266,8 @@ class Predictor:
         future: asyncio.Future[list[PredictOutput]] = asyncio.get_running_loop().create_future()
         trace_ids = TraceIds.current() if traced else NO_TRACE
         job = ScoreJob(route, arm, items, ids, deadline, started, future, self._clock(), trace_ids, queued)
-        self._batches.submit((route.model, version), job)
+        background = min(item.priority or Priority.REALTIME for item in items) > Priority.REALTIME
+        self._batches.submit(LaneKey(route.model, version, background), job)
         # The request's own deadline ends its wait (the batch goes on for the others); a timer
         # on the future costs less per request than asyncio.wait_for's extra waiter.
         timer = future.get_loop().call_later(

@@ -22,7 +22,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from opentelemetry import context as otel_context
 
@@ -48,6 +48,15 @@ from services.gateway.errors import DeadlineExceeded, PredmeshError
 
 T = TypeVar("T")
 FEATURES = "features"
+
+
+class LaneKey(NamedTuple):
+    """The coalescing lane of a job: model, serving version, and whether it is background work
+    (async or batch priority), which never shares a lane (nor its in-flight slots) with real-time."""
+
+    model: str
+    version: str
+    background: bool = False
 
 
 @dataclass(eq=False, slots=True)
@@ -91,9 +100,9 @@ class BatchScorer:
         self._fallback = fallback
         self._shadow = shadow
 
-    async def run(self, key: tuple[str, str], jobs: list[ScoreJob]) -> None:
-        """Score `jobs` (all for model + version `key`) together and answer each one."""
-        model, version = key
+    async def run(self, key: LaneKey, jobs: list[ScoreJob]) -> None:
+        """Score `jobs` (all for model + version of `key`) together and answer each one."""
+        model, version = key.model, key.version
         jobs = [job for job in jobs if not job.future.done()]  # gone: deadline passed or cancelled
         if not jobs:
             return
