@@ -16,6 +16,7 @@ import subprocess as _subprocess
 import types
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -101,6 +102,22 @@ def tansu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TansuBroker]:
     broker = TansuBroker(workdir=Path(tmp_path_factory.mktemp("tansu")))
     with broker:  # start() now, stop() at the end of the session
         yield broker
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One embedded ClickHouse analytics store (chdb, the sink's schema created) per test module:
+    chdb allows one path per process at a time."""
+    from services.sink.backends.chdb_store import ChdbStore
+    from services.sink.core.schema import create_statements
+
+    s = ChdbStore(tmp_path_factory.mktemp("chdb"), "predmesh")
+    for statement in create_statements("predmesh"):
+        s.command(statement)
+    try:
+        yield s
+    finally:
+        s.close()
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,6 @@ import json
 import math
 import random
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -33,7 +32,6 @@ from services.sink.core.schema import (
     OUTCOME_COLUMNS,
     PREDICTION_COLUMNS,
     WEBHOOK_COLUMNS,
-    create_statements,
 )
 from services.sink.transport.servicer import AnalyticsServicer
 from tests.report.browser import Elements, dump_dom, png_pixels, screenshot
@@ -43,17 +41,6 @@ pytestmark = pytest.mark.integration  # drives a Chromium process (tests/report/
 
 MODEL = "rep"
 T0 = 1_790_000_000.0  # fixed timestamps: rates are exact
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChdbStore]:
-    s = ChdbStore(tmp_path_factory.mktemp("chdb"), "predmesh")
-    for statement in create_statements("predmesh"):
-        s.command(statement)
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 class Arm:

@@ -18,7 +18,6 @@ from services.sink.backends.chdb_store import ChdbStore
 from services.sink.backends.kube_configmap import ConfigMapRoutingStore, KubeApi
 from services.sink.core.controller import RolloutController
 from services.sink.core.decide import ArmEvidence, Evidence
-from services.sink.core.schema import create_statements
 from tests.sink.fake_kube_api import FakeKubeApi
 
 NS, NAME = "ml", "rel-predmesh-routing"
@@ -55,17 +54,6 @@ def kube(tmp_path: Path) -> Iterator[tuple[FakeKubeApi, list[str]]]:
         yield api, flags
     finally:
         api.close()
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChdbStore]:
-    s = ChdbStore(tmp_path_factory.mktemp("chdb"), "predmesh")
-    for statement in create_statements("predmesh"):
-        s.command(statement)
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def _doc(api: FakeKubeApi) -> dict[str, Any]:
