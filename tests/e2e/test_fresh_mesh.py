@@ -47,7 +47,14 @@ def _options(state: Path, **extra: Any) -> MeshOptions:
         with_ingest=True,
         with_cache=True,
         supervise=False,
-        extra_env={"PREDMESH_FEATURES_CACHE_TTL_MS": "0", "PREDMESH_GATEWAY_ROUTING_POLL_MS": "50"},
+        extra_env={
+            "PREDMESH_FEATURES_CACHE_TTL_MS": "0",
+            "PREDMESH_GATEWAY_ROUTING_POLL_MS": "50",
+            # No fallback chain here: on a loaded CI box a GetFeatures past the default budget
+            # would fail the call; these tests are about cache and ingest semantics, not latency.
+            "PREDMESH_GATEWAY_FEATURES_TIMEOUT_MS": "3000",
+            "PREDMESH_GATEWAY_INFERENCE_TIMEOUT_MS": "3000",
+        },
         **extra,
     )
 

@@ -269,7 +269,15 @@ async def test_subscription_node_and_a_master_killed(tmp_path: Path) -> None:
             assert 0 < len(on_victim) < len(USERS)
             victim.crash()
             b.cache.clear()
-            assert (await predict_all(b)) == {u: u not in on_victim for u in USERS}
+            got = await predict_all(b)
+            assert not any(got[u] for u in on_victim)  # the dead master's keys miss, never fail
+            # The other masters' keys still hit. A window that had to wait out the dead master's
+            # bounded fallback may miss as a whole on a loaded box: look again, briefly.
+            others = [u for u in USERS if u not in on_victim]
+            async with asyncio.timeout(5.0):
+                while not all(got[u] for u in others):
+                    b.cache.clear()
+                    got = await predict_all(b)
             assert "get" in errors  # counted, not raised
             victim_key = entry_key(next(iter(on_victim)))
             failover = asyncio.create_task(asyncio.to_thread(wait_for_failover, cluster, victim_key, victim))
