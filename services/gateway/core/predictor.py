@@ -49,7 +49,7 @@ from services.gateway.core.fallback import FallbackChain
 from services.gateway.core.limits import PredictorLimits
 from services.gateway.core.outputs import NO_TRACE, LogEntry, PredictionLog, TraceIds, build_outputs
 from services.gateway.core.ports import FeatureSource, ModelRunner, PredictionSink
-from services.gateway.core.priority import Priority
+from services.gateway.core.priority import Priority, most_urgent
 from services.gateway.core.routing import EMPTY, ModelRoute, RoutingTable
 from services.gateway.core.scoring import BatchScorer, LaneKey, ScoreJob
 from services.gateway.core.shadow import ShadowRunner
@@ -266,7 +266,7 @@ class Predictor:
         future: asyncio.Future[list[PredictOutput]] = asyncio.get_running_loop().create_future()
         trace_ids = TraceIds.current() if traced else NO_TRACE
         job = ScoreJob(route, arm, items, ids, deadline, started, future, self._clock(), trace_ids, queued)
-        background = min(item.priority or Priority.REALTIME for item in items) > Priority.REALTIME
+        background = most_urgent(item.priority for item in items) > Priority.REALTIME
         self._batches.submit(LaneKey(route.model, version, background), job)
         # The request's own deadline ends its wait (the batch goes on for the others); a timer
         # on the future costs less per request than asyncio.wait_for's extra waiter.

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from types import TracebackType
 
 from predmesh.common.errors import ErrorCode
@@ -47,6 +47,11 @@ class Priority(enum.IntEnum):
             return cls[name.strip().upper()]
         except KeyError:
             raise ValueError(f"unknown priority {name!r} (realtime, async, batch)") from None
+
+
+def most_urgent(priorities: Iterable[int]) -> Priority:
+    """The class a batch of items is served in: its most urgent member's (an unset 0 is real-time)."""
+    return Priority(min((p or Priority.REALTIME) for p in priorities))
 
 
 def resolve(requested: int, key_default: Priority, floor: Priority = Priority.REALTIME) -> Priority:

@@ -33,6 +33,7 @@ from services.gateway.core.degradation import with_features_verdicts
 from services.gateway.core.deps import PathDeps
 from services.gateway.core.fallback import Degrade, FallbackChain, Fallen, Rescued
 from services.gateway.core.outputs import NO_TRACE, LogEntry, TraceIds, build_outputs
+from services.gateway.core.priority import most_urgent
 from services.gateway.core.routing import ModelRoute
 from services.gateway.core.shadow import ShadowRunner
 from services.gateway.core.types import (
@@ -150,7 +151,7 @@ class BatchScorer:
         t0 = self._d.clock()
         try:
             # The batch's class: its most urgent request's (0 = unspecified counts as real-time).
-            priority = min((it.priority or 1) for part in ready for it in part.job.items)
+            priority = most_urgent(it.priority for part in ready for it in part.job.items)
             result = await self._infer(model, desc, infer_rows, ready[0].job.ids[0], deadline, priority)
         except Degrade as degrade:
             degrade.features_ms = features_ms
