@@ -56,6 +56,10 @@ def wait_until(
     raise TimeoutError(f"{what} not ready after {timeout:.1f}s")
 
 
+class PortTaken(RuntimeError):
+    """A process exited at start because its listening port was already bound."""
+
+
 class ManagedProcess:
     """One child process with a log file, a readiness probe and a clean stop."""
 
@@ -113,6 +117,23 @@ class ManagedProcess:
         return code
 
     def start(self) -> ManagedProcess:
+        """Start and wait until ready. A first start that lost its port to another process (a port
+        from `free_port` is only free "a moment ago") is retried on new ports when the process can
+        choose them (`repick_ports`); a restart keeps its ports, which clients already know."""
+        for attempt in range(3):
+            try:
+                return self._start_once()
+            except PortTaken:
+                if attempt == 2 or self.started_at or not self.repick_ports():
+                    raise
+                log.info("%s: port taken, starting again on new ports", self.name)
+        raise AssertionError("unreachable")
+
+    def repick_ports(self) -> bool:
+        """Choose new free ports before a first start is retried; False: this process cannot."""
+        return False
+
+    def _start_once(self) -> ManagedProcess:
         if self.running():
             return self
         log_file = open(self.log_path, "ab")
@@ -132,7 +153,8 @@ class ManagedProcess:
         except Exception as err:
             tail = self.log_tail()
             self.stop()
-            raise RuntimeError(f"{self.name} failed to start: {err}\n--- log tail ---\n{tail}") from err
+            kind = PortTaken if "Address already in use" in tail else RuntimeError
+            raise kind(f"{self.name} failed to start: {err}\n--- log tail ---\n{tail}") from err
         self.started_at = time.time()
         return self
 
@@ -220,12 +242,19 @@ class RedisServer(ManagedProcess):
         super().__init__(workdir)
         self.host = "127.0.0.1"
         self.port = port or free_port()
+        self._own_port = port is None  # a caller's port is kept (it may be a restart on a known port)
         self.persist = persist
         self.tls = tls
 
     @property
     def url(self) -> str:
         return f"{'rediss' if self.tls else 'redis'}://{self.host}:{self.port}/0"
+
+    def repick_ports(self) -> bool:
+        if not self._own_port:
+            return False
+        self.port = free_port()
+        return True
 
     def command(self) -> Sequence[str]:
         binary = find_binary("redis-server", [Path("/usr/bin"), Path("/usr/local/bin")])

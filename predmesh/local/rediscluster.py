@@ -48,6 +48,10 @@ class RedisClusterNode(RedisServer):
     def url(self) -> str:
         return f"{'rediss' if self.tls else 'redis'}://{self.host}:{self.port}"
 
+    def repick_ports(self) -> bool:
+        self.bus_port = free_port()
+        return super().repick_ports()
+
     def command(self) -> Sequence[str]:
         tls = ["--tls-cluster", "yes", "--tls-replication", "yes"] if self.tls is not None else []
         return [

@@ -12,6 +12,7 @@ import pytest
 
 from predmesh.cli import main
 from predmesh.local.mesh import LocalMesh
+from predmesh.local.procs import wait_until
 
 
 def via_edge(mesh: LocalMesh) -> list[str]:
@@ -44,7 +45,8 @@ def test_batch_submit_works_right_after_up(
     out = pq.read_table(mesh.batch_dir / "out.parquet")
     assert out.column("row").to_pylist() == list(range(rows))
     assert all(0.0 <= s <= 1.0 for s in out.column("score").to_pylist())
-    assert not (mesh.batch_dir / "out.parquet.parts").exists()
+    parts = mesh.batch_dir / "out.parquet.parts"
+    wait_until(lambda: not parts.exists(), 10.0, "parts removed after DONE")  # removed right after DONE is stored
     outside = ["batch", "submit", "/etc/hosts.parquet", "--model", "fraud", "--out", "x.parquet"]
     assert main([*outside, *via_edge(mesh)]) == 1
     assert "PERMISSION_DENIED" in capsys.readouterr().err

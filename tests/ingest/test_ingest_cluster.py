@@ -5,7 +5,9 @@
 - a slot moved to another master after the writer loaded the slot map: the per-master pipeline
   gets MOVED, the batch goes through the cluster client, and the newest value still wins;
 - a master killed while events stream in: batches fail and are retried uncommitted until its
-  replica is promoted, then every entity (on every master) holds its newest value: nothing lost.
+  replica is promoted, then every entity (on every master) holds its newest value: nothing lost;
+- the cluster client's default node killed: writes resume after the failover (the writer re-reads
+  the slot map itself).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from predmesh.local.rediscluster import RedisCluster, wait_for_failover
 from services.ingest.app import IngestApp
 from services.ingest.core.cluster_writer import ClusterRedisWriter
 from services.ingest.core.gates import Accepted
+from services.ingest.errors import WriteFailed
 from services.ingest.settings import IngestSettings
 from tests.ingest.support import registry
 from tests.ingest.test_ingest_app import Running
@@ -174,3 +177,43 @@ async def test_a_master_killed_while_ingesting_loses_nothing(tmp_path: Path, tan
             assert stored == dict.fromkeys(ids, str(float(waves)))
             # (`written` may fall short of every event: a batch retried after a partial write finds the
             # events already applied on the healthy masters and counts them `ignored_older`.)
+
+
+def test_writes_resume_after_the_default_node_dies_and_its_replica_takes_over(tmp_path: Path) -> None:
+    """redis-py's cluster pipeline asks its default node for EVAL's keys before anything else, and
+    an error there skips its own slot-map refresh: with that node dead, every batch failed for good,
+    even after the failover (CI saw ingest stuck). The writer re-reads the slot map after a failed
+    batch, so writes resume once the replica is promoted."""
+    with RedisCluster(tmp_path / "rc", node_timeout_ms=1000) as cluster:
+        client = _cluster_client(cluster)
+        writer = ClusterRedisWriter(client)
+        try:
+            ids = [f"dflt-{n}" for n in range(30)]
+            assert writer.write([_accepted(i, 1.0, 1000) for i in ids]) == [True] * len(ids)
+            default = client.get_default_node()
+            victim = next(n for n in cluster.nodes if (n.host, n.port) == (default.host, default.port))
+            victim_key = next(k for k in (entity_key("user", i) for i in ids) if cluster.master_of(k) is victim)
+            victim.crash()
+            with pytest.raises(WriteFailed):  # a key of the dead master is in the batch
+                writer.write([_accepted(i, 2.0, 2000) for i in ids])
+            wait_for_failover(cluster, victim_key, victim, 15.0)
+            deadline, attempt = time.monotonic() + 10.0, 2
+            while True:  # each attempt is newer: a failed one may have applied on the healthy masters
+                attempt += 1
+                try:
+                    written = writer.write([_accepted(i, float(attempt), 1000 * attempt) for i in ids])
+                    break
+                except WriteFailed:
+                    assert time.monotonic() < deadline, "writes never resumed after the failover"
+                    time.sleep(0.2)
+            assert written == [True] * len(ids)
+            assert writer.refreshes >= 1
+            live = next(n for n in cluster.nodes if n.running())  # the seed of `cluster.url` may be the dead one
+            fresh = redis.cluster.RedisCluster.from_url(live.url, decode_responses=True)
+            try:
+                assert {fresh.hget(entity_key("user", i), "spend") for i in ids} == {str(float(attempt))}
+            finally:
+                fresh.close()
+        finally:
+            writer.close()
+            client.close()

@@ -18,8 +18,12 @@ resharding or a failover, a dead master) sends the WHOLE batch again through the
 client's pipeline (`EVAL` per event), which follows redirects, refreshes the slot map and
 retries (`fallbacks` counts those). Re-sending is safe: each script call is idempotent
 (an event already applied is not newer than itself); only the generation counters may be
-incremented twice (a cache miss more). If the fallback fails too, `WriteFailed`: the
-consumer loop retries the batch later without committing.
+incremented twice (a cache miss more). If the fallback fails too, the writer re-reads the
+slot map itself, then raises `WriteFailed`: the consumer loop retries the batch later without
+committing. That re-read is needed: redis-py's cluster pipeline asks its default node for
+EVAL's keys (COMMAND GETKEYS) before anything else, and an error there skips its own refresh,
+so a master that died while it was the default node would fail every later batch, even long
+after its replica took over (seen: ingest stuck until restarted).
 
 Blocking (sync redis-py): used from the consumer thread only. The cluster client is owned by
 the caller; the writer owns its thread pool (`close()`).
@@ -27,6 +31,7 @@ the caller; the writer owns its thread pool (`close()`).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -42,6 +47,8 @@ from predmesh.common.predcache import INVALIDATE_CHANNEL, generation_key, invali
 from predmesh.featurestore.layout import WRITE_IF_NEWER_LUA, entity_key, write_args
 from services.ingest.core.gates import Accepted
 from services.ingest.errors import WriteFailed
+
+log = logging.getLogger(__name__)
 
 _ERRORS = (RedisError, RedisClusterException, OSError, TimeoutError)
 
@@ -64,6 +71,7 @@ class ClusterRedisWriter:
         self._pool = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="ingest-cluster")
         self._scripts: dict[str, Script] = {}
         self.fallbacks = 0
+        self.refreshes = 0
 
     def write(self, batch: Sequence[Accepted]) -> list[bool]:
         """Apply `batch`; per event, True when written, False when a newer one was stored.
@@ -78,7 +86,18 @@ class ClusterRedisWriter:
         try:
             return self._through_cluster_client(batch)
         except _ERRORS as err:
+            self._refresh_slot_map()
             raise WriteFailed(f"redis cluster write failed: {type(err).__name__}: {err}") from err
+
+    def _refresh_slot_map(self) -> None:
+        """Re-read slots, nodes and the default node from a live node (module docstring).
+
+        Before the failover this may still name the dead master; the next failed batch reads again."""
+        try:
+            self._cluster.nodes_manager.initialize()
+            self.refreshes += 1
+        except _ERRORS as err:  # no node answered: the next failed batch tries again
+            log.warning("redis cluster slot map not refreshed: %s: %s", type(err).__name__, err)
 
     def _fast(self, batch: Sequence[Accepted]) -> list[bool]:
         slots = self._cluster.nodes_manager

@@ -123,7 +123,9 @@ async def test_job_scores_every_row_as_predict_batch_does(stubs: tuple[Any, Any]
     assert submitted.chunks_total == 5
     done = await wait_state(jobs, submitted.job_id, DONE)
     assert (done.rows_done, done.rows_failed, done.chunks_done) == (ROWS, 0, 5)
-    assert not (root / "out.parquet.parts").exists()  # the parts are removed once the output is written
+    # the parts are removed right after the job is marked DONE (never before: a crash between the
+    # two would leave a DONE-less job whose final join has no parts to read)
+    await until(lambda: not (root / "out.parquet.parts").exists(), timeout_s=10)
     assert done.rows_per_s > 0 and done.eta_s == 0 and done.finished_ms >= done.created_ms
 
     out = pq.read_table(root / "out.parquet")
