@@ -6,8 +6,11 @@ n output rows. A collector task takes the first queued request, then keeps takin
 requests until the batch holds `max_batch_rows` rows or `max_wait_s` has passed since
 that first request (`time.monotonic()`), concatenates them and runs the batch as a
 separate task, so the next batch forms while this one executes (at most
-`max_inflight_batches` at once). A request larger than `max_batch_rows` runs alone; a
-request that would overflow the batch waits for the next one (order is kept).
+`max_inflight_batches` at once). When no batch is executing (an idle backend), the
+batch leaves at once with what is already queued: a lone request never waits for a
+window that nothing else would join (the gateway's coalescer follows the same rule). A
+request larger than `max_batch_rows` runs alone; a request that would overflow the batch
+waits for the next one (order is kept).
 
 Deadlines: a request whose deadline has passed when its batch is formed is not
 executed; its caller gets DeadlineExceeded. The batch call's own deadline is the
@@ -262,7 +265,8 @@ class MicroBatcher:
             assert isinstance(first, _Pending)
             batch = [first]
             n_rows = len(first.rows)
-            flush_at = time.monotonic() + cfg.max_wait_s
+            idle = not self._tasks  # nothing executing: no reason to wait for company
+            flush_at = time.monotonic() + (0.0 if idle else cfg.max_wait_s)
             while n_rows < cfg.max_batch_rows:
                 item = await self._take(0 if stopping else flush_at - time.monotonic())
                 if item is None:

@@ -231,3 +231,30 @@ async def test_realtime_requests_are_served_before_queued_batch_work() -> None:
     assert order[1] == [200.0, 201.0], order
     assert [b[0] for b in order[2:]] == [100.0, 104.0, 108.0]
     np.testing.assert_array_equal(realtime[0].result()[:, 0], [2000.0])
+
+
+async def test_an_idle_batcher_sends_a_lone_request_at_once_and_a_busy_one_waits_for_company() -> None:
+    run = Recorder()
+    batcher = MicroBatcher(run, BatcherConfig(max_batch_rows=8, max_wait_s=30.0, max_inflight_batches=2))
+    batcher.start()
+    try:
+        # Idle: the 30 s window is not waited for (a lone request has nobody to wait for).
+        out = await asyncio.wait_for(batcher.submit(rows(0, 1)), timeout=5)
+        assert out.tolist() == [[0.0]]
+        # Busy: one batch held in the backend; the next request waits in its window and the one
+        # after it joins (one batch of two), which leaves when the window's size limit is reached.
+        run.release.clear()
+        held = asyncio.ensure_future(batcher.submit(rows(1, 1)))
+        await asyncio.sleep(0.05)
+        assert len(run.batches) == 2  # the held request left at once too (nothing was executing)
+        joined = [asyncio.ensure_future(batcher.submit(rows(2 + i, 1))) for i in range(2)]
+        await asyncio.sleep(0.05)
+        assert len(run.batches) == 2, "a request sent while a batch executes must wait for its window"
+        more = [asyncio.ensure_future(batcher.submit(rows(4 + i, 3))) for i in range(2)]  # 2 + 6 = 8 rows: full
+        run.release.set()
+        outs = await asyncio.wait_for(asyncio.gather(held, *joined, *more), timeout=5)
+        assert [len(o) for o in outs] == [1, 1, 1, 3, 3]
+        assert [len(b) for b in run.batches] == [1, 1, 8]
+    finally:
+        run.release.set()
+        await batcher.stop()
