@@ -239,7 +239,12 @@ def render_compare(result: dict[str, Any]) -> str:
         f"latency from the intended send time; {result['client_procs']} client process(es); "
         f"{result.get('repeat', 1)} round(s) round robin, median run shown (range of max req/s in brackets). "
         "Ratios (x ref) are against the group's reference, marked **ref** "
-        "(x > 1 = more throughput / more latency).",
+        "(x > 1 = more throughput / more latency). "
+        + (
+            "While a row is measured, every other system's processes are paused (SIGSTOP, `bench/pause.py`)."
+            if result.get("others_paused")
+            else "Every system's processes stay running during every row (their idle CPU competes)."
+        ),
         "",
         "| group | system | max req/s | x ref | CPU us/req | open req/s | p50 ms | p99 ms | p99.9 ms | p50 x ref "
         "| p99 x ref | late sends | errors (closed / open) |",

@@ -31,6 +31,7 @@ from bench import loadgen, report
 from bench.cpu import CpuSampler, per_request_us
 from bench.loadgen import LoadSpec, TargetSpec
 from bench.mesh import BenchMesh
+from bench.pause import Pauser
 from bench.systems import SYSTEMS, Component, cpu_columns, missing, sessions_for, target_for
 
 log = logging.getLogger("bench")
@@ -106,20 +107,24 @@ def measure(system: System, spec: LoadSpec) -> dict[str, Any]:
 
 
 def _rounds(
-    systems: list[System], spec_for: Callable[[System], LoadSpec], repeat: int, by: str
+    systems: list[System], spec_for: Callable[[System], LoadSpec], repeat: int, by: str, pauser: Pauser
 ) -> list[dict[str, Any]]:
     """Measure every system `repeat` times, round robin (so drift in the machine's load hits
     all systems alike), and keep per system the run with the median `by`; every run stays in
-    the row's "runs", in round order (so ratios can be taken round by round)."""
+    the row's "runs", in round order (so ratios can be taken round by round). Each run has the
+    other systems' processes paused (`bench.pause`)."""
     runs: dict[str, list[dict[str, Any]]] = {s.key: [] for s in systems}
     for _ in range(repeat):
         for system in systems:
+            with pauser.only(sid for sids in system.sessions.values() for sid in sids) as paused:
+                result = measure(system, spec_for(system))
             runs[system.key].append(
                 {
                     "label": system.label,
                     "group": system.group,
                     "config": system.config,
-                    **measure(system, spec_for(system)),
+                    "paused_processes": len(paused),
+                    **result,
                 }
             )
 
@@ -393,7 +398,8 @@ def scenario_compare(args: argparse.Namespace) -> dict[str, Any]:
                 processes=args.client_procs,
             )
 
-        closed = _rounds(systems, lambda _s: closed_spec(args.concurrency), args.repeat, "throughput")
+        pauser = Pauser((sid for c in started.values() for sid in c.pids), enabled=not args.no_pause)
+        closed = _rounds(systems, lambda _s: closed_spec(args.concurrency), args.repeat, "throughput", pauser)
         rates = open_rates(systems, closed, args.rate)
         log.info("open-loop rates: %s", rates)
 
@@ -407,11 +413,11 @@ def scenario_compare(args: argparse.Namespace) -> dict[str, Any]:
                 processes=args.client_procs,
             )
 
-        opened = _rounds(systems, open_spec, args.repeat, "p99")
+        opened = _rounds(systems, open_spec, args.repeat, "p99", pauser)
         single: list[dict[str, Any]] = []
         if not args.no_single:
             e2e = [s for s in systems if s.group == "end-to-end"]
-            single = _rounds(e2e, lambda _s: closed_spec(1), args.repeat, "p50")
+            single = _rounds(e2e, lambda _s: closed_spec(1), args.repeat, "p50", pauser)
         return {
             "scenario": "compare",
             "model": f"{MODEL}:{VERSION}",
@@ -419,6 +425,7 @@ def scenario_compare(args: argparse.Namespace) -> dict[str, Any]:
             "concurrency": args.concurrency,
             "client_procs": args.client_procs,
             "repeat": args.repeat,
+            "others_paused": not args.no_pause,
             "open_rates": rates,
             "score_check": scores,
             "feast_setup": extra["feast_setup"],
@@ -532,6 +539,9 @@ def main(argv: list[str] | None = None) -> int:
     compare.add_argument("--no-envoy", action="store_true")
     compare.add_argument("--no-ray", action="store_true", help="skip the Ray Serve peer (slow to start)")
     compare.add_argument("--no-single", action="store_true", help="skip the 1-in-flight latency runs")
+    compare.add_argument(
+        "--no-pause", action="store_true", help="keep the other systems running during each measurement"
+    )
     scaling = sub.add_parser("scaling", help="throughput vs gateway/orchestrator processes (1, 2)")
     scaling.add_argument("--duration", type=float, default=8.0)
     scaling.add_argument("--concurrency", type=int, default=32)
