@@ -177,7 +177,10 @@ def target_for(spec: SystemSpec, started: Mapping[str, Component], model: str, v
     if spec.kind == "infer":
         return TargetSpec("bench.targets:make_infer", {"address": address, "model": model, "version": version})
     if spec.kind == "v2":
+        # The version is pinned: Triton serves every version of the repository, and an empty
+        # model_version means its newest (fraud:3 since stop 15, another input width).
         kwargs = {"address": address, "model_repository": repo, "model": model, "version": version}
+        kwargs["served_version"] = version
         return TargetSpec("bench.targets:make_v2_infer", kwargs)
     if spec.kind == "features":
         return TargetSpec("bench.targets:make_features", {"address": address})

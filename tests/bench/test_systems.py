@@ -39,6 +39,8 @@ def test_every_kind_builds_a_target(spec) -> None:  # type: ignore[no-untyped-de
     assert target.factory.startswith("bench.targets:make_")
     address = started[spec.target].address
     assert address in (target.kwargs.get("address"), target.kwargs.get("url"))
+    if spec.kind == "v2":  # Triton serves every version: an unpinned request goes to the newest
+        assert target.kwargs["served_version"] == "1"
 
 
 def test_sessions_per_column_and_whole_session_classifier() -> None:

@@ -21,6 +21,14 @@ import onnxruntime as ort
 import triton_python_backend_utils as pb_utils  # type: ignore[import-not-found]
 
 
+def _error(message: str) -> Any:
+    """INVALID_ARGUMENT for a malformed request, INTERNAL for a failed run (codes: python backend 23.04+)."""
+    code = (
+        pb_utils.TritonError.INTERNAL if message.startswith("onnxruntime failed") else pb_utils.TritonError.INVALID_ARG
+    )
+    return pb_utils.TritonError(message, code)
+
+
 class TritonPythonModel:
     def initialize(self, args: dict[str, Any]) -> None:
         config = json.loads(args["model_config"])
@@ -33,22 +41,43 @@ class TritonPythonModel:
         options.inter_op_num_threads = 1
         path = Path(args["model_repository"]) / args["model_version"] / "model.onnx"
         self.session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+        width = self.session.get_inputs()[0].shape[-1]
+        self.width = width if isinstance(width, int) else None  # None: the model takes any width
+
+    def _shape_error(self, array: Any) -> str | None:
+        """Checked per request before the batch is run: one client's malformed request fails alone
+        (ONNX Runtime would refuse the whole concatenated batch, failing every request in it)."""
+        if array.ndim != 2 or (self.width is not None and array.shape[1] != self.width):
+            return f"input must be [rows, {self.width or 'features'}], got {list(array.shape)}"
+        return None
 
     def execute(self, requests: list[Any]) -> list[Any]:
         arrays = [pb_utils.get_input_tensor_by_name(request, self.input_name).as_numpy() for request in requests]
-        sizes = [len(a) for a in arrays]
-        try:
-            batch = arrays[0] if len(arrays) == 1 else np.concatenate(arrays, axis=0)
-            output = self.session.run([self.output_name], {self.input_name: batch.astype(np.float32, copy=False)})[0]
-        except Exception as err:  # report to every request of the batch
-            error = pb_utils.TritonError(f"onnxruntime failed: {err}")
-            return [pb_utils.InferenceResponse(output_tensors=[], error=error) for _ in requests]
+        errors = [self._shape_error(a) for a in arrays]
+        good = [a for a, e in zip(arrays, errors, strict=True) if e is None]  # a bad request fails alone
+        parts: list[Any] = []
+        if good:
+            try:
+                batch = good[0] if len(good) == 1 else np.concatenate(good, axis=0)
+                output = self.session.run([self.output_name], {self.input_name: batch.astype(np.float32, copy=False)})[
+                    0
+                ]
+            except Exception as err:  # report to every request of the batch
+                failed = f"onnxruntime failed: {err}"
+                errors = [e or failed for e in errors]
+            else:
+                start = 0
+                for array in good:
+                    parts.append(np.ascontiguousarray(output[start : start + len(array)]))
+                    start += len(array)
         responses = []
-        start = 0
-        for size in sizes:
-            part = np.ascontiguousarray(output[start : start + size])
-            responses.append(pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(self.output_name, part)]))
-            start += size
+        results = iter(parts)
+        for error in errors:
+            if error is not None:
+                responses.append(pb_utils.InferenceResponse(output_tensors=[], error=_error(error)))
+            else:
+                tensor = pb_utils.Tensor(self.output_name, next(results))
+                responses.append(pb_utils.InferenceResponse(output_tensors=[tensor]))
         return responses
 
     def finalize(self) -> None:

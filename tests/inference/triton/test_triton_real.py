@@ -100,6 +100,41 @@ async def test_ensemble_members_on_triton_and_in_process(triton: TritonServer, d
         await app.stop()
 
 
+async def test_a_request_of_the_wrong_width_fails_alone_and_the_server_stays_up(triton: TritonServer) -> None:
+    """fraud:3 sent another version's width: INVALID_ARGUMENT for that request only, while a good
+    request batched with it is answered (before: ONNX Runtime refused the concatenated batch, so one
+    client's bad request failed every request of its dynamic batch, with INTERNAL)."""
+    import onnxruntime as ort
+
+    path = triton.model_repository / "fraud" / "3" / "model.onnx"
+    width = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_inputs()[0].shape[-1]
+    assert isinstance(width, int) and width > 2
+
+    def request(columns: int) -> pb.ModelInferRequest:
+        message = pb.ModelInferRequest(model_name="fraud", model_version="3")
+        tensor = message.inputs.add()
+        tensor.name, tensor.datatype = "input", "FP32"
+        tensor.shape.extend([1, columns])
+        message.outputs.add().name = "probabilities"
+        message.raw_input_contents.append(np.ones((1, columns), dtype=np.float32).tobytes())
+        return message
+
+    async with grpc.aio.insecure_channel(triton.grpc_address) as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        for _ in range(3):
+            bad, good = await asyncio.gather(
+                stub.ModelInfer(request(width - 2), timeout=10),
+                stub.ModelInfer(request(width), timeout=10),
+                return_exceptions=True,
+            )
+            assert isinstance(bad, grpc.aio.AioRpcError) and "input must be [rows, " in str(bad.details())
+            assert bad.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert isinstance(good, pb.ModelInferResponse)
+            probabilities = np.frombuffer(good.raw_output_contents[0], dtype=np.float32)
+            assert probabilities.shape == (2,) and abs(float(probabilities.sum()) - 1.0) < 1e-5
+    assert triton.running()
+
+
 async def test_killed_triton_is_unavailable_quickly(triton: TritonServer, demo_models: DemoModels) -> None:
     """Runs last in this module: kills the module's server (the fixture's stop() copes)."""
     app = await started_app(triton.model_repository, triton_target=triton.grpc_address, cpu_backend="triton")
