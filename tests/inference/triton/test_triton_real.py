@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import grpc
 import numpy as np
@@ -122,6 +123,8 @@ async def test_a_request_of_the_wrong_width_fails_alone_and_the_server_stays_up(
     async with grpc.aio.insecure_channel(triton.grpc_address) as channel:
         stub = pb_grpc.GRPCInferenceServiceStub(channel)
         for _ in range(3):
+            bad: Any
+            good: Any
             bad, good = await asyncio.gather(
                 stub.ModelInfer(request(width - 2), timeout=10),
                 stub.ModelInfer(request(width), timeout=10),
