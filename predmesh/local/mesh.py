@@ -456,14 +456,15 @@ class LocalMesh:
 
     def _start_async_queue(self) -> dict[str, str]:
         """Topics of the durable async path and the gateway env that turns it on ({} when off)."""
-        if not (self.options.with_async_queue and self.broker is not None and self.redis is not None):
+        store = self.redis or self.redis_cluster
+        if not (self.options.with_async_queue and self.broker is not None and store is not None):
             return {}
         from predmesh.local.kafka import DEV_CONSUMER_TIMEOUTS, create_topics
 
         create_topics(self.bootstrap_servers, list(ASYNC_TOPICS))
         return {
             "PREDMESH_GATEWAY_ASYNC_KAFKA_BOOTSTRAP": self.bootstrap_servers,
-            "PREDMESH_GATEWAY_ASYNC_REDIS_URL": self.redis.url,
+            "PREDMESH_GATEWAY_ASYNC_REDIS_URL": store.url,
             "PREDMESH_GATEWAY_ASYNC_KAFKA_EXTRA": json.dumps(DEV_CONSUMER_TIMEOUTS),
         }
 

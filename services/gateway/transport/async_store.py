@@ -1,13 +1,18 @@
-"""Redis implementation of the durable async ResultStore (shared by every gateway replica).
+"""Redis implementation of the durable async ResultStore (shared by every gateway replica): one Redis
+or a Redis Cluster.
 
-Keys (prefix `predmesh:async:`), each with the result TTL unless noted:
+Keys (prefix `predmesh:async:`; on a cluster `{predmesh:async}:`), each with the result TTL unless noted:
 - `r:{id}`   hash: state (pending/done/failed), owner (API key name), result (CallbackDelivery bytes);
 - `c:{id}`   the scorer's claim: SET NX PX <lease> (exactly one scorer per lease);
 - `cb:{id}`  hash: the pinned callback target, attempts, first attempt time (ms);
 - `due`      sorted set id -> next attempt time (ms), no TTL (entries end with their delivery);
 - `pending`  sorted set id -> acceptance time (ms), no TTL: accepted and not yet answered.
 A result and its callback schedule are written in one MULTI (never one without the other);
-`claim_due` is one Lua script (each due callback goes to one sender per lease).
+`claim_due` is one Lua script (each due callback goes to one sender per lease). Both span the
+request's keys and the shared sorted sets, so on a cluster (a `redis+cluster://` URL,
+predmesh.featurestore.redis_client) every key carries the hash tag `{predmesh:async}`: all of them
+live in one slot, on one master (and its replicas), where MULTI and the script stay atomic and
+failover is the cluster's. Async results then scale with that one master, not with the cluster.
 Redis errors become Unavailable (a failed TLS handshake too: a rediss:// URL verifies the server
 against the `tls` files, predmesh.common.redistls). Owns one redis.asyncio client (`close()` at stop).
 """
@@ -20,6 +25,7 @@ from typing import Any, TypeVar
 import redis.asyncio as aioredis
 
 from predmesh.common.redistls import RedisTls, ssl_options
+from predmesh.featurestore.redis_client import aclose, async_client, parse_target
 from services.gateway.core.async_ports import AsyncJob, AsyncResult, DueCallback, Lookup, State
 from services.gateway.transport.async_codec import decode_result, encode_result, target_from_text, target_to_text
 from services.gateway.transport.redis_call import redis_call
@@ -32,6 +38,7 @@ def _call(op: Callable[[], Awaitable[T]]) -> Awaitable[T]:
 
 
 PREFIX = "predmesh:async:"
+CLUSTER_PREFIX = "{predmesh:async}:"  # the hash tag puts every key in one slot (module docstring)
 _CLAIM_DUE = """
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
 for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], 'XX', ARGV[2], id) end
@@ -45,18 +52,24 @@ def _ms(seconds: float) -> int:
 
 class RedisResultStore:
     def __init__(self, url: str, timeout_s: float = 1.0, tls: RedisTls | None = None) -> None:
-        self._redis = aioredis.Redis.from_url(
-            url, **ssl_options(url, tls), socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+        target = parse_target(url)
+        self._redis: Any = (
+            async_client(target, timeout_s, max_connections=32, retries=1, tls=tls)
+            if target.cluster
+            else aioredis.Redis.from_url(
+                url, **ssl_options(url, tls), socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+            )
         )
+        self.prefix = CLUSTER_PREFIX if target.cluster else PREFIX
         self._claim_due = self._redis.register_script(_CLAIM_DUE)
-        self._due = PREFIX + "due"
-        self._pending = PREFIX + "pending"
+        self._due = self.prefix + "due"
+        self._pending = self.prefix + "pending"
 
     async def close(self) -> None:
-        await self._redis.aclose()
+        await aclose(self._redis)
 
     async def mark_pending(self, job: AsyncJob, ttl_s: float) -> None:
-        key = PREFIX + "r:" + job.item.request_id
+        key = self.prefix + "r:" + job.item.request_id
 
         async def op() -> Any:
             pipe = self._redis.pipeline(transaction=True)
@@ -70,27 +83,27 @@ class RedisResultStore:
         await _call(op)
 
     async def lookup(self, request_id: str) -> Lookup | None:
-        raw: dict[Any, Any] = await _call(lambda: self._redis.hgetall(PREFIX + "r:" + request_id))
+        raw: dict[Any, Any] = await _call(lambda: self._redis.hgetall(self.prefix + "r:" + request_id))
         if not raw or b"state" not in raw:
             return None
         result = decode_result(raw[b"result"]) if b"result" in raw else None
         return Lookup(state=State(raw[b"state"].decode()), owner=raw.get(b"owner", b"").decode(), result=result)
 
     async def claim(self, request_id: str, token: str, lease_s: float) -> bool:
-        key = PREFIX + "c:" + request_id
+        key = self.prefix + "c:" + request_id
         got = await _call(lambda: self._redis.set(key, token, nx=True, px=max(int(lease_s * 1000), 1)))
         return bool(got)
 
     async def store_result(self, job: AsyncJob, result: AsyncResult, ttl_s: float, first_due_ms: int) -> None:
         request_id = job.item.request_id
-        key = PREFIX + "r:" + request_id
+        key = self.prefix + "r:" + request_id
 
         async def op() -> Any:
             pipe = self._redis.pipeline(transaction=True)
             pipe.hset(key, mapping={"state": result.state.value, "owner": job.owner, "result": encode_result(result)})
             pipe.pexpire(key, _ms(ttl_s))
             if job.target is not None:
-                cb = PREFIX + "cb:" + request_id
+                cb = self.prefix + "cb:" + request_id
                 pipe.hset(cb, mapping={"target": target_to_text(job.target), "attempts": 0, "first_ms": first_due_ms})
                 pipe.pexpire(cb, _ms(ttl_s))
                 pipe.zadd(self._due, {request_id: first_due_ms}, nx=True)
@@ -111,8 +124,8 @@ class RedisResultStore:
         async def load() -> Any:
             pipe = self._redis.pipeline(transaction=False)
             for raw_id in ids:
-                pipe.hgetall(PREFIX + "cb:" + raw_id.decode())
-                pipe.hget(PREFIX + "r:" + raw_id.decode(), "result")
+                pipe.hgetall(self.prefix + "cb:" + raw_id.decode())
+                pipe.hget(self.prefix + "r:" + raw_id.decode(), "result")
             return await pipe.execute()
 
         loaded = await _call(load)
@@ -135,7 +148,7 @@ class RedisResultStore:
     async def reschedule(self, request_id: str, due_ms: int, attempts: int) -> None:
         async def op() -> Any:
             pipe = self._redis.pipeline(transaction=True)
-            pipe.hset(PREFIX + "cb:" + request_id, "attempts", attempts)
+            pipe.hset(self.prefix + "cb:" + request_id, "attempts", attempts)
             pipe.zadd(self._due, {request_id: due_ms}, xx=True)
             return await pipe.execute()
 
@@ -145,7 +158,7 @@ class RedisResultStore:
         async def op() -> Any:
             pipe = self._redis.pipeline(transaction=True)
             pipe.zrem(self._due, request_id)
-            pipe.delete(PREFIX + "cb:" + request_id)
+            pipe.delete(self.prefix + "cb:" + request_id)
             pipe.zrem(self._pending, request_id)
             return await pipe.execute()
 
