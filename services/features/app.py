@@ -18,6 +18,7 @@ from contextlib import AsyncExitStack
 from predmesh.common import telemetry
 from predmesh.common.app import ServiceApp, run_app
 from predmesh.common.grpcserver import GrpcServer
+from predmesh.common.metrics import expose_count
 from predmesh.common.redact import redact_url
 from predmesh.featurestore.registry import Registry, load_registry
 from services.features.core.assembler import FeatureAssembler, Limits
@@ -67,6 +68,14 @@ class FeaturesApp(ServiceApp[FeaturesSettings]):
             # Serve anyway: requests fail UNAVAILABLE until Redis is back, and the gateway degrades.
             log.warning("Redis not reachable at start (%s); serving anyway", err)
         server = GrpcServer(settings, registry=self.metrics.registry)  # sets up tracing when configured
+        if store.clustered:
+            expose_count(
+                self.metrics.registry,
+                "predmesh_features_redis_cluster_fallbacks",
+                "Reads the per-master fast path could not serve (MOVED/ASK, a dead master): "
+                "sent through the cluster client.",
+                lambda: store.cluster_fallbacks,
+            )
         reader: EntityReader = store
         if settings.redis_coalesce:
             coalescer = ReadCoalescer(

@@ -17,6 +17,7 @@ from predmesh.common.callback_policy import CallbackPolicy
 from predmesh.common.filewatch import FileWatcher
 from predmesh.common.grpcclient import RETRY_UNAVAILABLE_OPTIONS, channel, client_tls
 from predmesh.common.grpcserver import GrpcServer
+from predmesh.common.metrics import expose_count
 from predmesh.v1 import batchjobs_pb2_grpc, outcomes_pb2_grpc, prediction_pb2_grpc
 from services.gateway.core.async_jobs import AsyncDispatcher
 from services.gateway.core.auth import ApiKeyAuthorizer, KeyTable, load_key_file, merge_tables, parse_key_table
@@ -45,7 +46,7 @@ from services.gateway.transport.async_store import RedisResultStore
 from services.gateway.transport.batch_files import ArrowJobFiles
 from services.gateway.transport.batch_servicer import BatchJobServicer
 from services.gateway.transport.batch_store import RedisJobStore
-from services.gateway.transport.cache_store_cluster import open_shared_cache
+from services.gateway.transport.cache_store_cluster import ClusterSharedCache, open_shared_cache
 from services.gateway.transport.health import OrchestratorInventory
 from services.gateway.transport.logsink import LoggerSink
 from services.gateway.transport.outcomes_servicer import OutcomeServicer
@@ -253,6 +254,14 @@ class GatewayApp(ServiceApp[GatewaySettings]):
             tls=s.redis_tls,
         )
         stack.push_async_callback(shared.close)
+        if isinstance(shared, ClusterSharedCache):
+            expose_count(
+                self.metrics.registry,
+                "predmesh_gateway_cache_cluster_fallbacks",
+                "Cache lookups/stores the per-master fast path could not serve (MOVED/ASK, a dead master): "
+                "sent through the cluster client.",
+                lambda: shared.fallbacks,
+            )
         cache = PredictionCache(s.cache_max_entries, shared)
         subscribed = asyncio.Event()
         task = asyncio.create_task(shared.run_invalidations(cache.invalidate_entity, cache.clear, subscribed))

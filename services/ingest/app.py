@@ -25,6 +25,7 @@ from redis.retry import Retry
 from predmesh.common.app import ServiceApp, run_app
 from predmesh.common.grpcserver import GrpcServer
 from predmesh.common.kafka import consumer_config
+from predmesh.common.metrics import expose_count
 from predmesh.common.redact import redact_url
 from predmesh.common.redistls import ssl_options
 from predmesh.featurestore.redis_client import parse_target
@@ -132,6 +133,20 @@ class IngestApp(ServiceApp[IngestSettings]):
         stack.push_async_callback(asyncio.to_thread, cluster.close)
         writer = ClusterRedisWriter(cluster, settings.invalidate_cache)
         stack.push_async_callback(asyncio.to_thread, writer.close)
+        registry = self.metrics.registry
+        expose_count(
+            registry,
+            "predmesh_ingest_redis_cluster_fallbacks",
+            "Batches the per-master fast path could not write (MOVED/ASK, a dead master): "
+            "sent through the cluster client.",
+            lambda: writer.fallbacks,
+        )
+        expose_count(
+            registry,
+            "predmesh_ingest_redis_cluster_refreshes",
+            "Slot-map re-reads after a batch failed on both paths (a failover in progress).",
+            lambda: writer.refreshes,
+        )
         return writer
 
     @staticmethod

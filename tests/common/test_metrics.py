@@ -92,3 +92,21 @@ async def test_metrics_endpoint_off_by_default() -> None:
         assert srv.metrics_port == 0
     finally:
         await srv.stop()
+
+
+def test_a_count_read_at_scrape_time_is_a_counter_with_the_current_value() -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from predmesh.common.metrics import expose_count
+
+    class Writer:
+        fallbacks = 0
+
+    writer = Writer()
+    registry = CollectorRegistry()
+    expose_count(registry, "predmesh_test_fallbacks", "Batches sent the slow way.", lambda: writer.fallbacks)
+    assert registry.get_sample_value("predmesh_test_fallbacks_total") == 0.0
+    writer.fallbacks = 3
+    assert registry.get_sample_value("predmesh_test_fallbacks_total") == 3.0
+    text = generate_latest(registry).decode()
+    assert "# TYPE predmesh_test_fallbacks_total counter" in text and "predmesh_test_fallbacks_total 3.0" in text

@@ -86,6 +86,9 @@ async def test_resharded_slot_is_followed(cluster: RedisCluster, start_app: Star
         assert cluster.master_of(key) is target
         for _ in range(3):  # first: MOVED -> fallback; then the refreshed map serves the fast path
             assert await stub.GetFeatures(_request(IDS), timeout=5) == before
+    # at least the MOVED read (one more when the refreshed map came from a node not yet told of the move)
+    fallbacks = app.metrics.registry.get_sample_value("predmesh_features_redis_cluster_fallbacks_total")
+    assert fallbacks is not None and 1.0 <= fallbacks <= 3.0
 
 
 async def test_cluster_flag_with_a_plain_url(cluster: RedisCluster, start_app: StartApp) -> None:

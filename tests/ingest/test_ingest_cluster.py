@@ -169,6 +169,9 @@ async def test_a_master_killed_while_ingesting_loses_nothing(tmp_path: Path, tan
             await ingest.wait_processed(waves * len(ids), timeout_s=60)
             errors = ingest.app.metrics.registry.get_sample_value("predmesh_ingest_redis_errors_total")
             assert errors and errors > 0, "the kill must have failed some batch writes (else nothing was tested)"
+            registry = ingest.app.metrics.registry
+            assert (registry.get_sample_value("predmesh_ingest_redis_cluster_fallbacks_total") or 0) > 0
+            assert (registry.get_sample_value("predmesh_ingest_redis_cluster_refreshes_total") or 0) > 0
             client = _cluster_client(cluster)
             try:
                 stored = {i: client.hget(entity_key("user", i), "spend") for i in ids}

@@ -96,6 +96,15 @@ class RedisFeatureStore:
         self._client = client
         self._sharded = sharded  # cluster fast path: one plain pipeline per master
 
+    @property
+    def clustered(self) -> bool:
+        return isinstance(self._client, RedisCluster)
+
+    @property
+    def cluster_fallbacks(self) -> int:
+        """Reads the cluster fast path handed to the cluster client (0 without the fast path)."""
+        return self._sharded.fallbacks if self._sharded is not None else 0
+
     @classmethod
     def from_url(
         cls,

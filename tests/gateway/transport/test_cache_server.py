@@ -36,7 +36,7 @@ async def upstreams() -> AsyncIterator[Upstreams]:
 @asynccontextmanager
 async def serve(
     upstreams: Upstreams, cache_url: str, tmp_path: Path
-) -> AsyncIterator[prediction_pb2_grpc.PredictionServiceStub]:
+) -> AsyncIterator[tuple[prediction_pb2_grpc.PredictionServiceStub, GatewayApp]]:
     """The gateway app with its shared cache level on `cache_url` (one Redis or a Redis Cluster)."""
     routing = tmp_path / "routing.yaml"
     routing.write_text("models:\n  fraud:\n    cache: {ttl_s: 60}\n")
@@ -55,7 +55,7 @@ async def serve(
     await app.start()
     try:
         async with grpc.aio.insecure_channel(app.address) as channel:
-            yield prediction_pb2_grpc.PredictionServiceStub(channel)
+            yield prediction_pb2_grpc.PredictionServiceStub(channel), app
     finally:
         await app.stop()
 
@@ -70,7 +70,7 @@ def cache_url(request: pytest.FixtureRequest) -> str:
 async def stub(
     upstreams: Upstreams, cache_url: str, tmp_path: Path
 ) -> AsyncIterator[prediction_pb2_grpc.PredictionServiceStub]:
-    async with serve(upstreams, cache_url, tmp_path) as running:
+    async with serve(upstreams, cache_url, tmp_path) as (running, _):
         yield running
 
 
@@ -114,9 +114,11 @@ async def test_same_answers_on_a_single_redis_and_on_a_cluster(
     asks = [ask(f"u{i % 3}", 100.0 + i % 2) for i in range(12)]  # the last 6 repeat the first 6
     answers = {}
     for name, url in (("redis", redis_url), ("cluster", redis_cluster_url)):
-        async with serve(upstreams, url, tmp_path) as stub:
+        async with serve(upstreams, url, tmp_path) as (stub, app):
             firsts = await asyncio.gather(*(stub.Predict(a, metadata=AUTH) for a in asks[:6]))
             rest = [await stub.Predict(a, metadata=AUTH) for a in asks[6:]]
+            fallbacks = app.metrics.registry.get_sample_value("predmesh_gateway_cache_cluster_fallbacks_total")
+            assert fallbacks == (0.0 if name == "cluster" else None)  # exposed on a cluster only; none needed
         answers[name] = [(r.cached, r.model_version, r.prediction.score, r.prediction.label) for r in [*firsts, *rest]]
     assert answers["cluster"] == answers["redis"]
     assert [cached for cached, *_ in answers["redis"]] == [False] * 6 + [True] * 6
