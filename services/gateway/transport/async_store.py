@@ -22,9 +22,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-import redis.asyncio as aioredis
-
-from predmesh.common.redistls import RedisTls, ssl_options
+from predmesh.common.redistls import RedisTls
 from predmesh.featurestore.redis_client import aclose, async_client, parse_target
 from services.gateway.core.async_ports import AsyncJob, AsyncResult, DueCallback, Lookup, State
 from services.gateway.transport.async_codec import decode_result, encode_result, target_from_text, target_to_text
@@ -53,13 +51,7 @@ def _ms(seconds: float) -> int:
 class RedisResultStore:
     def __init__(self, url: str, timeout_s: float = 1.0, tls: RedisTls | None = None) -> None:
         target = parse_target(url)
-        self._redis: Any = (
-            async_client(target, timeout_s, max_connections=32, retries=1, tls=tls)
-            if target.cluster
-            else aioredis.Redis.from_url(
-                url, **ssl_options(url, tls), socket_timeout=timeout_s, socket_connect_timeout=timeout_s
-            )
-        )
+        self._redis: Any = async_client(target, timeout_s, max_connections=32, retries=1, tls=tls)
         self.prefix = CLUSTER_PREFIX if target.cluster else PREFIX
         self._claim_due = self._redis.register_script(_CLAIM_DUE)
         self._due = self.prefix + "due"

@@ -23,9 +23,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-import redis.asyncio as aioredis
-
-from predmesh.common.redistls import RedisTls, ssl_options
+from predmesh.common.redistls import RedisTls
 from predmesh.featurestore.redis_client import aclose, async_client, parse_target
 from services.gateway.core.batch_ports import JobSpec, JobState, JobStatus, Lease
 from services.gateway.errors import Unavailable
@@ -121,13 +119,7 @@ class RedisJobStore:
     ) -> None:
         self._job_ttl_s = job_ttl_s  # the checkpoint set's expiry, renewed with every new chunk
         target = parse_target(url)
-        self._redis: Any = (
-            async_client(target, timeout_s, max_connections=32, retries=1, tls=tls)
-            if target.cluster
-            else aioredis.Redis.from_url(
-                url, **ssl_options(url, tls), socket_timeout=timeout_s, socket_connect_timeout=timeout_s
-            )
-        )
+        self._redis: Any = async_client(target, timeout_s, max_connections=32, retries=1, tls=tls)
         self._create = self._redis.register_script(_CREATE)
         self._lease = self._redis.register_script(_LEASE)
         self._renew = self._redis.register_script(_RENEW)

@@ -6,7 +6,7 @@ hash tag, so its MULTI and Lua script stay atomic)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -27,15 +27,6 @@ from tests.gateway.asyncq.test_durable_async import poll, request
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
     with RedisCluster(Path(tmp_path_factory.mktemp("async-cluster")), masters=3, replicas=0) as running:
         yield running
-
-
-@pytest.fixture
-async def upstreams() -> AsyncIterator[HoldingUpstreams]:
-    fakes = HoldingUpstreams()
-    await fakes.start()
-    yield fakes
-    fakes.hold.set()
-    await fakes.stop()
 
 
 def _keys(cluster: RedisCluster) -> list[bytes]:

@@ -31,15 +31,6 @@ DONE = batchjobs_pb2.BATCH_JOB_STATE_DONE
 
 
 @pytest.fixture
-async def upstreams() -> AsyncIterator[HoldingUpstreams]:
-    fakes = HoldingUpstreams()
-    await fakes.start()
-    yield fakes
-    fakes.hold.set()
-    await fakes.stop()
-
-
-@pytest.fixture
 def root(tmp_path: Path) -> Path:
     path = tmp_path / "batch"
     path.mkdir()

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -34,15 +33,6 @@ from tests.gateway.asyncq.support import (
 )
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-
-
-@pytest.fixture
-async def upstreams() -> AsyncIterator[HoldingUpstreams]:
-    fakes = HoldingUpstreams()
-    await fakes.start()
-    yield fakes
-    fakes.hold.set()
-    await fakes.stop()
 
 
 @pytest.fixture

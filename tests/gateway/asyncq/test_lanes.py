@@ -20,15 +20,6 @@ KEYS = {"rt-key": {"models": ["fraud"]}, "bulk-key": {"models": ["fraud"], "prio
 
 
 @pytest.fixture
-async def upstreams() -> AsyncIterator[HoldingUpstreams]:
-    fakes = HoldingUpstreams()
-    await fakes.start()
-    yield fakes
-    fakes.hold.set()
-    await fakes.stop()
-
-
-@pytest.fixture
 async def stub(upstreams: HoldingUpstreams) -> AsyncIterator[prediction_pb2_grpc.PredictionServiceStub]:
     settings = GatewaySettings(
         port=0,
