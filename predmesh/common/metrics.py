@@ -24,7 +24,7 @@ from typing import Any
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from predmesh.common.handlers import Behaviour, HandlerCache, rewrap, split_method, status_of
@@ -34,20 +34,27 @@ log = logging.getLogger(__name__)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 
 
-class CountRead(Collector):
-    """A counter whose value is read when scraped: for counts kept as a plain int by a transport
-    object that knows nothing of metrics (e.g. the Redis Cluster fast paths' `fallbacks`)."""
+class ReadAtScrape(Collector):
+    """A counter or gauge whose value is read when scraped: for a count or size kept as a plain
+    number by a transport object that knows nothing of metrics (e.g. the Redis Cluster fast paths'
+    `fallbacks`, the monitor's webhook-record backlog)."""
 
-    def __init__(self, name: str, documentation: str, read: Callable[[], float]) -> None:
-        self._name, self._documentation, self._read = name, documentation, read
+    def __init__(self, name: str, documentation: str, read: Callable[[], float], counter: bool) -> None:
+        self._name, self._documentation, self._read, self._counter = name, documentation, read, counter
 
-    def collect(self) -> Iterator[CounterMetricFamily]:
-        yield CounterMetricFamily(self._name, self._documentation, value=float(self._read()))
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        family = CounterMetricFamily if self._counter else GaugeMetricFamily
+        yield family(self._name, self._documentation, value=float(self._read()))
 
 
 def expose_count(registry: CollectorRegistry, name: str, documentation: str, read: Callable[[], float]) -> None:
-    """Register `CountRead(name, ...)` on `registry` (`name` without `_total`; it is added)."""
-    registry.register(CountRead(name, documentation, read))
+    """A counter read at scrape time (`name` without `_total`; it is added)."""
+    registry.register(ReadAtScrape(name, documentation, read, counter=True))
+
+
+def expose_gauge(registry: CollectorRegistry, name: str, documentation: str, read: Callable[[], float]) -> None:
+    """A gauge read at scrape time."""
+    registry.register(ReadAtScrape(name, documentation, read, counter=False))
 
 
 class RpcMetrics:

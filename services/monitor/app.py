@@ -25,6 +25,7 @@ from predmesh.common.app import ServiceApp, run_app
 from predmesh.common.callback_policy import CallbackPolicy
 from predmesh.common.grpcserver import GrpcServer
 from predmesh.common.kafka import consumer_config, durable_producer_config
+from predmesh.common.metrics import expose_count, expose_gauge
 from services.monitor.core.reference import ReferenceStore
 from services.monitor.core.retrain import DriftTrigger
 from services.monitor.core.windows import DriftMonitor, Observation, WindowStats
@@ -83,6 +84,23 @@ class MonitorApp(ServiceApp[MonitorSettings]):
         await asyncio.to_thread(consumer.start)
         task = asyncio.create_task(self._evaluate_forever(), name="monitor-evaluate")
         stack.push_async_callback(_cancel, task)
+        if self.recorder is not None:
+            recorder = self.recorder
+            retries = asyncio.create_task(recorder.run_retries(), name="monitor-webhook-records")
+            stack.push_async_callback(_cancel, retries)
+            registry = self.metrics.registry
+            expose_gauge(
+                registry,
+                "predmesh_monitor_webhook_records_pending",
+                "Retraining-webhook call records not yet acknowledged by Kafka (sent again every 30 s).",
+                lambda: len(recorder.backlog),
+            )
+            expose_count(
+                registry,
+                "predmesh_monitor_webhook_records_dropped",
+                "Retraining-webhook call records dropped from a full backlog (never stored).",
+                lambda: recorder.dropped,
+            )
         stack.push_async_callback(self._cancel_deliveries)
         await self.serve(stack, GrpcServer(settings, registry=self.metrics.registry))
         log.info("monitor consuming %s from %s", settings.topic, settings.bootstrap_servers)
