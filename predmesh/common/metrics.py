@@ -47,14 +47,19 @@ class ReadAtScrape(Collector):
         yield family(self._name, self._documentation, value=float(self._read()))
 
 
-def expose_count(registry: CollectorRegistry, name: str, documentation: str, read: Callable[[], float]) -> None:
-    """A counter read at scrape time (`name` without `_total`; it is added)."""
-    registry.register(ReadAtScrape(name, documentation, read, counter=True))
+def expose_count(registry: CollectorRegistry, name: str, documentation: str, read: Callable[[], float]) -> ReadAtScrape:
+    """A counter read at scrape time (`name` without `_total`; it is added). The caller unregisters
+    it when what it reads goes away (`registry.unregister`), so a restarted app can expose it again."""
+    collector = ReadAtScrape(name, documentation, read, counter=True)
+    registry.register(collector)
+    return collector
 
 
-def expose_gauge(registry: CollectorRegistry, name: str, documentation: str, read: Callable[[], float]) -> None:
-    """A gauge read at scrape time."""
-    registry.register(ReadAtScrape(name, documentation, read, counter=False))
+def expose_gauge(registry: CollectorRegistry, name: str, documentation: str, read: Callable[[], float]) -> ReadAtScrape:
+    """A gauge read at scrape time (unregistered by the caller as `expose_count`)."""
+    collector = ReadAtScrape(name, documentation, read, counter=False)
+    registry.register(collector)
+    return collector
 
 
 class RpcMetrics:

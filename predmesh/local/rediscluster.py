@@ -115,6 +115,11 @@ class RedisCluster:
         first = self.nodes[0]
         return f"{'rediss' if first.tls else 'redis'}+cluster://{first.host}:{first.port}"
 
+    def live_url(self) -> str:
+        """A seed URL of a running node: after a kill, `url`'s first node may be the dead one."""
+        node = next(n for n in self.nodes if n.running())
+        return f"{'rediss' if node.tls else 'redis'}+cluster://{node.host}:{node.port}"
+
     def start(self, timeout_s: float = 30.0) -> RedisCluster:
         try:
             with ThreadPoolExecutor(max_workers=len(self.nodes)) as pool:

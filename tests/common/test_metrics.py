@@ -110,3 +110,23 @@ def test_a_count_read_at_scrape_time_is_a_counter_with_the_current_value() -> No
     assert registry.get_sample_value("predmesh_test_fallbacks_total") == 3.0
     text = generate_latest(registry).decode()
     assert "# TYPE predmesh_test_fallbacks_total counter" in text and "predmesh_test_fallbacks_total 3.0" in text
+
+
+def test_a_read_at_scrape_gauge_can_be_exposed_again_after_its_owner_unregistered_it() -> None:
+    """What an app's exit stack does at stop, so a restarted app exposes the same names again."""
+    import contextlib
+
+    from prometheus_client import CollectorRegistry
+
+    from predmesh.common.metrics import expose_gauge
+
+    registry = CollectorRegistry()
+    backlog: list[bytes] = [b"a", b"b"]
+    for _ in range(2):  # start, stop, start again
+        with contextlib.ExitStack() as stack:
+            stack.callback(
+                registry.unregister,
+                expose_gauge(registry, "predmesh_test_pending", "Records pending.", backlog.__len__),
+            )
+            assert registry.get_sample_value("predmesh_test_pending") == 2.0
+        assert registry.get_sample_value("predmesh_test_pending") is None

@@ -209,12 +209,6 @@ def _has_live_replica(master: RedisClusterNode) -> bool:
         client.close()
 
 
-def _live_url(cluster: RedisCluster) -> str:
-    """A seed URL of a running node (the first node, `cluster.url`, may be the one killed)."""
-    node = next(n for n in cluster.nodes if n.running())
-    return f"redis+cluster://{node.host}:{node.port}"
-
-
 @contextmanager
 def _own_cluster(path: Path) -> Iterator[RedisCluster]:
     with RedisCluster(path, node_timeout_ms=1000) as cluster:
@@ -239,7 +233,7 @@ async def test_subscription_node_and_a_master_killed(tmp_path: Path) -> None:
             await wait_until(lambda: len(a.cache) == 0, 10.0)
             await wait_until(lambda: sum(_subscribers(cluster).values()) == 1, 10.0)
             await predict_all(a)
-            await asyncio.to_thread(ingest_write, _live_url(cluster), "u1")
+            await asyncio.to_thread(ingest_write, cluster.live_url(), "u1")
             await wait_until(lambda: len(a.cache) == len(USERS) - 1, 10.0)
 
             # 2. A master (with a live replica) dies: its keys miss, never fail; the others still hit.

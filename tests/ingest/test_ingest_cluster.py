@@ -46,8 +46,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
 
 
 def _cluster_client(cluster: RedisCluster) -> redis.cluster.RedisCluster:
+    """Seeded from a running node: a test may have killed the first one (`cluster.url`)."""
     return redis.cluster.RedisCluster.from_url(
-        cluster.url.replace("redis+cluster://", "redis://"), decode_responses=True
+        cluster.live_url().replace("redis+cluster://", "redis://"), decode_responses=True
     )
 
 
@@ -211,8 +212,7 @@ def test_writes_resume_after_the_default_node_dies_and_its_replica_takes_over(tm
                     time.sleep(0.2)
             assert written == [True] * len(ids)
             assert writer.refreshes >= 1
-            live = next(n for n in cluster.nodes if n.running())  # the seed of `cluster.url` may be the dead one
-            fresh = redis.cluster.RedisCluster.from_url(live.url, decode_responses=True)
+            fresh = _cluster_client(cluster)
             try:
                 assert {fresh.hget(entity_key("user", i), "spend") for i in ids} == {str(float(attempt))}
             finally:
