@@ -7,12 +7,14 @@ Keys (prefix `predmesh:async:`; on a cluster `{predmesh:async}:`), each with the
 - `cb:{id}`  hash: the pinned callback target, attempts, first attempt time (ms);
 - `due`      sorted set id -> next attempt time (ms), no TTL (entries end with their delivery);
 - `pending`  sorted set id -> acceptance time (ms), no TTL: accepted and not yet answered.
-A result and its callback schedule are written in one MULTI (never one without the other);
-`claim_due` is one Lua script (each due callback goes to one sender per lease). Both span the
-request's keys and the shared sorted sets, so on a cluster (a `redis+cluster://` URL,
-predmesh.featurestore.redis_client) every key carries the hash tag `{predmesh:async}`: all of them
-live in one slot, on one master (and its replicas), where MULTI and the script stay atomic and
-failover is the cluster's. Async results then scale with that one master, not with the cluster.
+Every write that spans keys is one Lua script, atomic: a result and its callback schedule are
+written together (never one without the other), and `claim_due` gives each due callback to one
+sender per lease. The scripts span the request's keys and the shared sorted sets, so on a cluster
+(a `redis+cluster://` URL, predmesh.featurestore.redis_client) every key carries the hash tag
+`{predmesh:async}`: all of them live in one slot, on one master (and its replicas), where the
+scripts stay atomic and failover is the cluster's. Async results then scale with that one master,
+not with the cluster. (Scripts, not MULTI: redis-py 8.1's asyncio cluster runs a transaction
+pipeline's commands on a thread of their own and blocks the event loop on it; a CI run hung there.)
 Redis errors become Unavailable (a failed TLS handshake too: a rediss:// URL verifies the server
 against the `tls` files, predmesh.common.redistls). Owns one redis.asyncio client (`close()` at stop).
 """
@@ -37,6 +39,42 @@ def _call(op: Callable[[], Awaitable[T]]) -> Awaitable[T]:
 
 PREFIX = "predmesh:async:"
 CLUSTER_PREFIX = "{predmesh:async}:"  # the hash tag puts every key in one slot (module docstring)
+# KEYS: r:{id}, pending; ARGV: state, owner, ttl ms, request id, accepted ms. 1 when created.
+_MARK_PENDING = """
+local created = redis.call('HSETNX', KEYS[1], 'state', ARGV[1])
+redis.call('HSETNX', KEYS[1], 'owner', ARGV[2])
+if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+if created == 1 then redis.call('ZADD', KEYS[2], 'NX', ARGV[5], ARGV[4]) end
+return created
+"""
+# KEYS: r:{id}, cb:{id}, due, pending; ARGV: state, owner, result, ttl ms, request id, with callback (1/0),
+# target, first due ms, accepted ms
+_STORE_RESULT = """
+redis.call('HSET', KEYS[1], 'state', ARGV[1], 'owner', ARGV[2], 'result', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+if ARGV[6] == '1' then
+  redis.call('HSET', KEYS[2], 'target', ARGV[7], 'attempts', 0, 'first_ms', ARGV[8])
+  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+  redis.call('ZADD', KEYS[3], 'NX', ARGV[8], ARGV[5])
+  redis.call('ZADD', KEYS[4], 'NX', ARGV[9], ARGV[5])
+else
+  redis.call('ZREM', KEYS[4], ARGV[5])
+end
+return 1
+"""
+# KEYS: cb:{id}, due; ARGV: attempts, due ms, request id
+_RESCHEDULE = """
+redis.call('HSET', KEYS[1], 'attempts', ARGV[1])
+redis.call('ZADD', KEYS[2], 'XX', ARGV[2], ARGV[3])
+return 1
+"""
+# KEYS: due, cb:{id}, pending; ARGV: request id
+_FINISH_CALLBACK = """
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('DEL', KEYS[2])
+redis.call('ZREM', KEYS[3], ARGV[1])
+return 1
+"""
 _CLAIM_DUE = """
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
 for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], 'XX', ARGV[2], id) end
@@ -54,6 +92,10 @@ class RedisResultStore:
         self._redis: Any = async_client(target, timeout_s, max_connections=32, retries=1, tls=tls)
         self.prefix = CLUSTER_PREFIX if target.cluster else PREFIX
         self._claim_due = self._redis.register_script(_CLAIM_DUE)
+        self._mark_pending = self._redis.register_script(_MARK_PENDING)
+        self._store_result = self._redis.register_script(_STORE_RESULT)
+        self._reschedule = self._redis.register_script(_RESCHEDULE)
+        self._finish_callback = self._redis.register_script(_FINISH_CALLBACK)
         self._due = self.prefix + "due"
         self._pending = self.prefix + "pending"
 
@@ -61,18 +103,11 @@ class RedisResultStore:
         await aclose(self._redis)
 
     async def mark_pending(self, job: AsyncJob, ttl_s: float) -> None:
-        key = self.prefix + "r:" + job.item.request_id
-
-        async def op() -> Any:
-            pipe = self._redis.pipeline(transaction=True)
-            pipe.hsetnx(key, "state", State.PENDING.value)
-            pipe.hsetnx(key, "owner", job.owner)
-            pipe.pexpire(key, _ms(ttl_s), nx=True)
-            created = (await pipe.execute())[0]
-            if created:  # a known request (a duplicate, maybe answered already) is not pending again
-                await self._redis.zadd(self._pending, {job.item.request_id: job.accepted_ms}, nx=True)
-
-        await _call(op)
+        """Pending once: a known request (a duplicate, maybe answered already) is not pending again."""
+        request_id = job.item.request_id
+        keys = [self.prefix + "r:" + request_id, self._pending]
+        args: list[Any] = [State.PENDING.value, job.owner, _ms(ttl_s), request_id, job.accepted_ms]
+        await _call(lambda: self._mark_pending(keys=keys, args=args))
 
     async def lookup(self, request_id: str) -> Lookup | None:
         raw: dict[Any, Any] = await _call(lambda: self._redis.hgetall(self.prefix + "r:" + request_id))
@@ -88,23 +123,21 @@ class RedisResultStore:
 
     async def store_result(self, job: AsyncJob, result: AsyncResult, ttl_s: float, first_due_ms: int) -> None:
         request_id = job.item.request_id
-        key = self.prefix + "r:" + request_id
-
-        async def op() -> Any:
-            pipe = self._redis.pipeline(transaction=True)
-            pipe.hset(key, mapping={"state": result.state.value, "owner": job.owner, "result": encode_result(result)})
-            pipe.pexpire(key, _ms(ttl_s))
-            if job.target is not None:
-                cb = self.prefix + "cb:" + request_id
-                pipe.hset(cb, mapping={"target": target_to_text(job.target), "attempts": 0, "first_ms": first_due_ms})
-                pipe.pexpire(cb, _ms(ttl_s))
-                pipe.zadd(self._due, {request_id: first_due_ms}, nx=True)
-                pipe.zadd(self._pending, {request_id: job.accepted_ms or first_due_ms}, nx=True)
-            else:
-                pipe.zrem(self._pending, request_id)  # answered: it can be polled now
-            return await pipe.execute()
-
-        await _call(op)
+        p = self.prefix
+        keys = [p + "r:" + request_id, p + "cb:" + request_id, self._due, self._pending]
+        target = "" if job.target is None else target_to_text(job.target)
+        args: list[Any] = [
+            result.state.value,
+            job.owner,
+            encode_result(result),
+            _ms(ttl_s),
+            request_id,
+            "0" if job.target is None else "1",
+            target,
+            first_due_ms,
+            job.accepted_ms or first_due_ms,
+        ]
+        await _call(lambda: self._store_result(keys=keys, args=args))
 
     async def claim_due(self, now_ms: int, lease_ms: int, limit: int) -> list[DueCallback]:
         ids: list[bytes] = await _call(
@@ -138,23 +171,12 @@ class RedisResultStore:
         return out
 
     async def reschedule(self, request_id: str, due_ms: int, attempts: int) -> None:
-        async def op() -> Any:
-            pipe = self._redis.pipeline(transaction=True)
-            pipe.hset(self.prefix + "cb:" + request_id, "attempts", attempts)
-            pipe.zadd(self._due, {request_id: due_ms}, xx=True)
-            return await pipe.execute()
-
-        await _call(op)
+        keys = [self.prefix + "cb:" + request_id, self._due]
+        await _call(lambda: self._reschedule(keys=keys, args=[attempts, due_ms, request_id]))
 
     async def finish_callback(self, request_id: str) -> None:
-        async def op() -> Any:
-            pipe = self._redis.pipeline(transaction=True)
-            pipe.zrem(self._due, request_id)
-            pipe.delete(self.prefix + "cb:" + request_id)
-            pipe.zrem(self._pending, request_id)
-            return await pipe.execute()
-
-        await _call(op)
+        keys = [self._due, self.prefix + "cb:" + request_id, self._pending]
+        await _call(lambda: self._finish_callback(keys=keys, args=[request_id]))
 
     async def pending_stats(self) -> tuple[int, int | None]:
         async def op() -> Any:
