@@ -20,7 +20,7 @@ import bisect
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -46,10 +46,8 @@ def _cmdline(pid: str) -> str:
         return ""
 
 
-def snapshot(sessions: Mapping[str, Sequence[int]], classify: Classifier | None = None) -> dict[str, float]:
-    """CPU seconds so far of every part: the sum over live processes of its sessions."""
-    owner = {sid: name for name, sids in sessions.items() for sid in sids}
-    totals = dict.fromkeys(sessions, 0.0)
+def processes() -> Iterator[tuple[str, int, float]]:
+    """(pid, session id, CPU seconds so far) of every live process (one that exits meanwhile is skipped)."""
     for entry in os.scandir(PROC):
         if not entry.name.isdigit():
             continue
@@ -58,11 +56,19 @@ def snapshot(sessions: Mapping[str, Sequence[int]], classify: Classifier | None 
         except OSError:
             continue  # exited meanwhile
         _, session, cpu = parse_stat(text)
+        yield entry.name, session, cpu
+
+
+def snapshot(sessions: Mapping[str, Sequence[int]], classify: Classifier | None = None) -> dict[str, float]:
+    """CPU seconds so far of every part: the sum over live processes of its sessions."""
+    owner = {sid: name for name, sids in sessions.items() for sid in sids}
+    totals = dict.fromkeys(sessions, 0.0)
+    for pid, session, cpu in processes():
         name = owner.get(session)
         if name is None:
             continue
         if classify is not None:
-            name = classify(name, _cmdline(entry.name))
+            name = classify(name, _cmdline(pid))
         totals[name] = totals.get(name, 0.0) + cpu
     return totals
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,8 @@ from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from bench.cpu import PROC, parse_stat
 
 CONFIGS = ("bare", "bare+uvloop", "predmesh")
 
@@ -54,8 +55,7 @@ def _server_main(config: str, port_file: str) -> None:
 
 
 def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return parse_stat((PROC / str(pid) / "stat").read_text())[2]
 
 
 async def _load(port: int, pid: int, inflight: int, calls: int) -> tuple[float, float, float]:

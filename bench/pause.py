@@ -20,7 +20,7 @@ import os
 import signal
 from collections.abc import Iterable, Iterator
 
-from bench.cpu import PROC, parse_stat
+from bench.cpu import processes
 
 log = logging.getLogger(__name__)
 
@@ -28,17 +28,7 @@ log = logging.getLogger(__name__)
 def session_processes(sessions: Iterable[int]) -> list[int]:
     """Every live process whose session id is one of `sessions`."""
     wanted = set(sessions)
-    found = []
-    for entry in os.scandir(PROC):
-        if not entry.name.isdigit():
-            continue
-        try:
-            _, session, _ = parse_stat((PROC / entry.name / "stat").read_text())
-        except OSError:
-            continue  # exited meanwhile
-        if session in wanted:
-            found.append(int(entry.name))
-    return found
+    return [int(pid) for pid, session, _ in processes() if session in wanted]
 
 
 class Pauser:

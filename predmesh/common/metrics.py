@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -32,6 +32,12 @@ from predmesh.common.handlers import Behaviour, HandlerCache, rewrap, split_meth
 log = logging.getLogger(__name__)
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+
+
+class ExitCallbacks(Protocol):
+    """What `expose_*` need of an exit stack (contextlib.ExitStack or AsyncExitStack)."""
+
+    def callback(self, callback: Callable[..., Any], /, *args: Any, **kwds: Any) -> Any: ...
 
 
 class ReadAtScrape(Collector):
@@ -47,19 +53,23 @@ class ReadAtScrape(Collector):
         yield family(self._name, self._documentation, value=float(self._read()))
 
 
-def expose_count(registry: CollectorRegistry, name: str, documentation: str, read: Callable[[], float]) -> ReadAtScrape:
-    """A counter read at scrape time (`name` without `_total`; it is added). The caller unregisters
-    it when what it reads goes away (`registry.unregister`), so a restarted app can expose it again."""
+def expose_count(
+    stack: ExitCallbacks, registry: CollectorRegistry, name: str, documentation: str, read: Callable[[], float]
+) -> None:
+    """A counter read at scrape time (`name` without `_total`; it is added), unregistered when
+    `stack` closes (an app's exit stack: a restarted app exposes it again)."""
     collector = ReadAtScrape(name, documentation, read, counter=True)
     registry.register(collector)
-    return collector
+    stack.callback(registry.unregister, collector)
 
 
-def expose_gauge(registry: CollectorRegistry, name: str, documentation: str, read: Callable[[], float]) -> ReadAtScrape:
-    """A gauge read at scrape time (unregistered by the caller as `expose_count`)."""
+def expose_gauge(
+    stack: ExitCallbacks, registry: CollectorRegistry, name: str, documentation: str, read: Callable[[], float]
+) -> None:
+    """A gauge read at scrape time, unregistered when `stack` closes (as `expose_count`)."""
     collector = ReadAtScrape(name, documentation, read, counter=False)
     registry.register(collector)
-    return collector
+    stack.callback(registry.unregister, collector)
 
 
 class RpcMetrics:

@@ -88,6 +88,10 @@ class RedisClusterNode(RedisServer):
         return redis.Redis(host=self.host, port=self.port, socket_timeout=5, decode_responses=True, **tls)
 
 
+def _seed_url(node: RedisClusterNode) -> str:
+    return f"{'rediss' if node.tls else 'redis'}+cluster://{node.host}:{node.port}"
+
+
 class RedisCluster:
     """Masters + replicas of one Redis Cluster on loopback (see the module docstring)."""
 
@@ -112,13 +116,11 @@ class RedisCluster:
     @property
     def url(self) -> str:
         """Seed URL for clients (`redis+cluster://`, see predmesh.featurestore.redis_client)."""
-        first = self.nodes[0]
-        return f"{'rediss' if first.tls else 'redis'}+cluster://{first.host}:{first.port}"
+        return _seed_url(self.nodes[0])
 
     def live_url(self) -> str:
         """A seed URL of a running node: after a kill, `url`'s first node may be the dead one."""
-        node = next(n for n in self.nodes if n.running())
-        return f"{'rediss' if node.tls else 'redis'}+cluster://{node.host}:{node.port}"
+        return _seed_url(next(n for n in self.nodes if n.running()))
 
     def start(self, timeout_s: float = 30.0) -> RedisCluster:
         try:

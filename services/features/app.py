@@ -69,15 +69,13 @@ class FeaturesApp(ServiceApp[FeaturesSettings]):
             log.warning("Redis not reachable at start (%s); serving anyway", err)
         server = GrpcServer(settings, registry=self.metrics.registry)  # sets up tracing when configured
         if store.clustered:
-            stack.callback(
-                self.metrics.registry.unregister,
-                expose_count(
-                    self.metrics.registry,
-                    "predmesh_features_redis_cluster_fallbacks",
-                    "Reads the per-master fast path could not serve (MOVED/ASK, a dead master): "
-                    "sent through the cluster client.",
-                    lambda: store.cluster_fallbacks,
-                ),
+            expose_count(
+                stack,
+                self.metrics.registry,
+                "predmesh_features_redis_cluster_fallbacks",
+                "Reads the per-master fast path could not serve (MOVED/ASK, a dead master): "
+                "sent through the cluster client.",
+                lambda: store.cluster_fallbacks,
             )
         reader: EntityReader = store
         if settings.redis_coalesce:

@@ -255,15 +255,13 @@ class GatewayApp(ServiceApp[GatewaySettings]):
         )
         stack.push_async_callback(shared.close)
         if isinstance(shared, ClusterSharedCache):
-            stack.callback(
-                self.metrics.registry.unregister,
-                expose_count(
-                    self.metrics.registry,
-                    "predmesh_gateway_cache_cluster_fallbacks",
-                    "Cache lookups/stores the per-master fast path could not serve (MOVED/ASK, a dead master): "
-                    "sent through the cluster client.",
-                    lambda: shared.fallbacks,
-                ),
+            expose_count(
+                stack,
+                self.metrics.registry,
+                "predmesh_gateway_cache_cluster_fallbacks",
+                "Cache lookups/stores the per-master fast path could not serve (MOVED/ASK, a dead master): "
+                "sent through the cluster client.",
+                lambda: shared.fallbacks,
             )
         cache = PredictionCache(s.cache_max_entries, shared)
         subscribed = asyncio.Event()

@@ -134,24 +134,20 @@ class IngestApp(ServiceApp[IngestSettings]):
         writer = ClusterRedisWriter(cluster, settings.invalidate_cache)
         stack.push_async_callback(asyncio.to_thread, writer.close)
         registry = self.metrics.registry
-        stack.callback(
-            registry.unregister,
-            expose_count(
-                registry,
-                "predmesh_ingest_redis_cluster_fallbacks",
-                "Batches the per-master fast path could not write (MOVED/ASK, a dead master): "
-                "sent through the cluster client.",
-                lambda: writer.fallbacks,
-            ),
+        expose_count(
+            stack,
+            registry,
+            "predmesh_ingest_redis_cluster_fallbacks",
+            "Batches the per-master fast path could not write (MOVED/ASK, a dead master): "
+            "sent through the cluster client.",
+            lambda: writer.fallbacks,
         )
-        stack.callback(
-            registry.unregister,
-            expose_count(
-                registry,
-                "predmesh_ingest_redis_cluster_refreshes",
-                "Slot-map re-reads after a batch failed on both paths (a failover in progress).",
-                lambda: writer.refreshes,
-            ),
+        expose_count(
+            stack,
+            registry,
+            "predmesh_ingest_redis_cluster_refreshes",
+            "Slot-map re-reads after a batch failed on both paths (a failover in progress).",
+            lambda: writer.refreshes,
         )
         return writer
 

@@ -89,23 +89,19 @@ class MonitorApp(ServiceApp[MonitorSettings]):
             retries = asyncio.create_task(recorder.run_retries(), name="monitor-webhook-records")
             stack.push_async_callback(_cancel, retries)
             registry = self.metrics.registry
-            stack.callback(
-                registry.unregister,
-                expose_gauge(
-                    registry,
-                    "predmesh_monitor_webhook_records_pending",
-                    "Retraining-webhook call records not yet acknowledged by Kafka (sent again every 30 s).",
-                    lambda: len(recorder.backlog),
-                ),
+            expose_gauge(
+                stack,
+                registry,
+                "predmesh_monitor_webhook_records_pending",
+                "Retraining-webhook call records not yet acknowledged by Kafka (sent again every 30 s).",
+                lambda: len(recorder.backlog),
             )
-            stack.callback(
-                registry.unregister,
-                expose_count(
-                    registry,
-                    "predmesh_monitor_webhook_records_dropped",
-                    "Retraining-webhook call records dropped from a full backlog (never stored).",
-                    lambda: recorder.dropped,
-                ),
+            expose_count(
+                stack,
+                registry,
+                "predmesh_monitor_webhook_records_dropped",
+                "Retraining-webhook call records dropped from a full backlog (never stored).",
+                lambda: recorder.dropped,
             )
         stack.push_async_callback(self._cancel_deliveries)
         await self.serve(stack, GrpcServer(settings, registry=self.metrics.registry))

@@ -95,6 +95,8 @@ async def test_metrics_endpoint_off_by_default() -> None:
 
 
 def test_a_count_read_at_scrape_time_is_a_counter_with_the_current_value() -> None:
+    import contextlib
+
     from prometheus_client import CollectorRegistry, generate_latest
 
     from predmesh.common.metrics import expose_count
@@ -104,7 +106,8 @@ def test_a_count_read_at_scrape_time_is_a_counter_with_the_current_value() -> No
 
     writer = Writer()
     registry = CollectorRegistry()
-    expose_count(registry, "predmesh_test_fallbacks", "Batches sent the slow way.", lambda: writer.fallbacks)
+    stack = contextlib.ExitStack()
+    expose_count(stack, registry, "predmesh_test_fallbacks", "Batches sent the slow way.", lambda: writer.fallbacks)
     assert registry.get_sample_value("predmesh_test_fallbacks_total") == 0.0
     writer.fallbacks = 3
     assert registry.get_sample_value("predmesh_test_fallbacks_total") == 3.0
@@ -113,7 +116,7 @@ def test_a_count_read_at_scrape_time_is_a_counter_with_the_current_value() -> No
 
 
 def test_a_read_at_scrape_gauge_can_be_exposed_again_after_its_owner_unregistered_it() -> None:
-    """What an app's exit stack does at stop, so a restarted app exposes the same names again."""
+    """Unregistered when the app's exit stack closes at stop, so a restarted app exposes the same names again."""
     import contextlib
 
     from prometheus_client import CollectorRegistry
@@ -124,9 +127,6 @@ def test_a_read_at_scrape_gauge_can_be_exposed_again_after_its_owner_unregistere
     backlog: list[bytes] = [b"a", b"b"]
     for _ in range(2):  # start, stop, start again
         with contextlib.ExitStack() as stack:
-            stack.callback(
-                registry.unregister,
-                expose_gauge(registry, "predmesh_test_pending", "Records pending.", backlog.__len__),
-            )
+            expose_gauge(stack, registry, "predmesh_test_pending", "Records pending.", backlog.__len__)
             assert registry.get_sample_value("predmesh_test_pending") == 2.0
         assert registry.get_sample_value("predmesh_test_pending") is None

@@ -21,14 +21,6 @@ import onnxruntime as ort
 import triton_python_backend_utils as pb_utils  # type: ignore[import-not-found]
 
 
-def _error(message: str) -> Any:
-    """INVALID_ARGUMENT for a malformed request, INTERNAL for a failed run (codes: python backend 23.04+)."""
-    code = (
-        pb_utils.TritonError.INTERNAL if message.startswith("onnxruntime failed") else pb_utils.TritonError.INVALID_ARG
-    )
-    return pb_utils.TritonError(message, code)
-
-
 class TritonPythonModel:
     def initialize(self, args: dict[str, Any]) -> None:
         config = json.loads(args["model_config"])
@@ -44,11 +36,13 @@ class TritonPythonModel:
         width = self.session.get_inputs()[0].shape[-1]
         self.width = width if isinstance(width, int) else None  # None: the model takes any width
 
-    def _shape_error(self, array: Any) -> str | None:
+    def _shape_error(self, array: Any) -> Any:
         """Checked per request before the batch is run: one client's malformed request fails alone
-        (ONNX Runtime would refuse the whole concatenated batch, failing every request in it)."""
+        with INVALID_ARGUMENT (ONNX Runtime would refuse the whole concatenated batch, failing every
+        request in it). None when the shape is right. (Error codes: python backend 23.04+.)"""
         if array.ndim != 2 or (self.width is not None and array.shape[1] != self.width):
-            return f"input must be [rows, {self.width or 'features'}], got {list(array.shape)}"
+            message = f"input must be [rows, {self.width or 'features'}], got {list(array.shape)}"
+            return pb_utils.TritonError(message, pb_utils.TritonError.INVALID_ARG)
         return None
 
     def execute(self, requests: list[Any]) -> list[Any]:
@@ -58,13 +52,11 @@ class TritonPythonModel:
         parts: list[Any] = []
         if good:
             try:
-                batch = good[0] if len(good) == 1 else np.concatenate(good, axis=0)
-                output = self.session.run([self.output_name], {self.input_name: batch.astype(np.float32, copy=False)})[
-                    0
-                ]
+                batch = (good[0] if len(good) == 1 else np.concatenate(good, axis=0)).astype(np.float32, copy=False)
+                output = self.session.run([self.output_name], {self.input_name: batch})[0]
             except Exception as err:  # report to every request of the batch
-                failed = f"onnxruntime failed: {err}"
-                errors = [e or failed for e in errors]
+                failed = pb_utils.TritonError(f"onnxruntime failed: {err}", pb_utils.TritonError.INTERNAL)
+                errors = [failed if e is None else e for e in errors]
             else:
                 start = 0
                 for array in good:
@@ -74,7 +66,7 @@ class TritonPythonModel:
         results = iter(parts)
         for error in errors:
             if error is not None:
-                responses.append(pb_utils.InferenceResponse(output_tensors=[], error=_error(error)))
+                responses.append(pb_utils.InferenceResponse(output_tensors=[], error=error))
             else:
                 tensor = pb_utils.Tensor(self.output_name, next(results))
                 responses.append(pb_utils.InferenceResponse(output_tensors=[tensor]))
