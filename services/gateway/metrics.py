@@ -88,7 +88,8 @@ class GatewayMetrics:
         )
         self.cache_lookups = Counter(
             "predmesh_gateway_cache_lookups",
-            "Prediction cache lookups of models with a cache policy, by level that answered (local, shared) or miss.",
+            "Prediction cache lookups of models with a cache policy, by level that answered (local, shared), "
+            "miss, or late (the shared level did not answer within its share of the request's deadline).",
             ["model", "result"],
             registry=r,
         )

@@ -13,6 +13,7 @@ from predmesh.common.deadline import Deadline
 from services.gateway.core.cache import (
     CachedAnswer,
     CacheKey,
+    Lookup,
     PredictionCache,
     SharedEntry,
     SharedHit,
@@ -131,9 +132,9 @@ class SpyCache(PredictionCache):
         super().__init__(10)
         self.lookups = 0
 
-    async def lookup(self, keys):  # type: ignore[no-untyped-def]
+    async def lookup(self, keys: Sequence[CacheKey], budget_s: float | None = None) -> Lookup:
         self.lookups += 1
-        return await super().lookup(keys)
+        return await super().lookup(keys, budget_s)
 
 
 async def test_without_a_policy_the_cache_is_never_touched() -> None:
@@ -232,3 +233,29 @@ async def test_a_failing_batched_lookup_is_a_miss_not_an_error() -> None:
     outs = await asyncio.gather(*(predictor.predict(item(f"e{i}"), Deadline.after(1.0)) for i in range(3)))
     assert [o.cached for o in outs] == [False] * 3 and len(models.infer_calls) == 1
     assert (await predictor.predict(item("e0"), Deadline.after(1.0))).cached  # the in-process level kept them
+
+
+class StalledShared(CountingShared):
+    """A shared level whose lookups never answer (a stalled Redis, its timeout longer than the deadline)."""
+
+    async def get_many(self, keys: Sequence[CacheKey]) -> list[SharedHit]:
+        self.gets.append(len(keys))
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+async def test_a_stalled_shared_level_costs_the_cache_not_the_answer() -> None:
+    models, shared = FakeModels(), StalledShared()
+    predictor = Predictor(
+        FakeFeatures(), models, ModelCatalog(models, 60.0), ListSink(), LIMITS, cache=PredictionCache(100, shared)
+    )
+    predictor.set_routing(parse_routing({"models": {"fraud": {"cache": {"ttl_s": 60}}}}, "r"))
+    deadline = Deadline.after(0.4)
+    outs = await asyncio.gather(*(predictor.predict(item(f"e{i}"), deadline) for i in range(3)))
+    # Scored within the deadline after the lookup's share of it (0.2 s) ran out: not degraded, not cached.
+    assert [(o.cached, o.degraded) for o in outs] == [(False, False)] * 3 and deadline.remaining() > 0
+    assert shared.gets == [3] and len(models.infer_calls) == 1
+    assert shared.puts == []  # no generations were read: nothing the shared level could ever serve is stored
+    assert predictor.metrics.cache_lookups.labels("fraud", "late")._value.get() == 3
+    assert (await predictor.predict(item("e0"), Deadline.after(0.4))).cached  # the in-process level kept it
+    await predictor.drain(0.1)

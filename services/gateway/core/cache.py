@@ -183,6 +183,15 @@ class _Job(Generic[T, R]):
             self.future.set_exception(err)
 
 
+class _Late(Exception):
+    """A lookup's budget ran out before its batch answered."""
+
+
+def _late(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_exception(_Late())
+
+
 _GetJob = _Job[CacheKey, list[SharedHit]]
 _PutJob = _Job[SharedEntry, None]
 
@@ -200,14 +209,27 @@ class CoalescedShared:
         self._puts: Coalescer[str, _PutJob] = Coalescer(self._put_batch, window)
 
     async def get_many(self, keys: Sequence[CacheKey]) -> list[SharedHit]:
+        return await self.get_within(keys, None) or [SharedHit(None, ()) for _ in keys]
+
+    async def get_within(self, keys: Sequence[CacheKey], budget_s: float | None) -> list[SharedHit] | None:
+        """The shared answers for `keys`, or None when their batch has not answered within
+        `budget_s` (None: no bound but the store's own timeout); the batch goes on for others."""
         if not keys:
             return []
-        future: asyncio.Future[list[SharedHit]] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[SharedHit]] = loop.create_future()
         self._gets.submit("get", _Job(keys, future))
+        # A timer on the future costs less per request than asyncio.wait_for's extra task.
+        timer = None if budget_s is None else loop.call_later(max(0.0, budget_s), _late, future)
         try:
             return await future
+        except _Late:
+            return None
         except Exception:  # the batch failed (a bug, shutdown): misses
             return [SharedHit(None, ()) for _ in keys]
+        finally:
+            if timer is not None:
+                timer.cancel()
 
     async def put_many(self, entries: Sequence[SharedEntry]) -> None:
         if not entries:
@@ -246,7 +268,7 @@ class Lookup:
     """One lookup's answers (None = miss) and what `store` needs to keep the result valid."""
 
     answers: list[CachedAnswer | None]
-    levels: list[str]  # "local", "shared" or "miss"
+    levels: list[str]  # "local", "shared", "miss" or "late" (the shared level did not answer in time)
     generations: list[tuple[int, ...]] = field(default_factory=list)
     ttl_left_s: list[float] = field(default_factory=list)
     epoch: int = 0
@@ -262,7 +284,6 @@ class PredictionCache:
     ) -> None:
         self._max = max(1, max_entries)
         self._batched = CoalescedShared(shared, window) if shared is not None else None
-        self._shared: SharedCache | None = self._batched
         self._clock = clock
         self._local: OrderedDict[str, tuple[float, CachedAnswer, tuple[tuple[str, str], ...]]] = OrderedDict()
         self._by_entity: dict[tuple[str, str], set[str]] = {}
@@ -271,7 +292,10 @@ class PredictionCache:
     def __len__(self) -> int:
         return len(self._local)
 
-    async def lookup(self, keys: Sequence[CacheKey]) -> Lookup:
+    async def lookup(self, keys: Sequence[CacheKey], budget_s: float | None = None) -> Lookup:
+        """The answers this replica or the shared level have for `keys`. The shared level gets
+        `budget_s` at most (None: its own timeout): what it has not answered by then is a miss
+        ("late"), so a slow store costs a request its cache, never its answer."""
         now = self._clock()
         answers: list[CachedAnswer | None] = []
         levels: list[str] = []
@@ -285,10 +309,14 @@ class PredictionCache:
                 answers.append(None)
                 levels.append("miss")
         result = Lookup(answers, levels, [()] * len(keys), [0.0] * len(keys), self._epoch)
-        if self._shared is None or all(a is not None for a in answers):
+        if self._batched is None or all(a is not None for a in answers):
             return result
         todo = [i for i, a in enumerate(answers) if a is None]
-        shared = await self._shared.get_many([keys[i] for i in todo])
+        shared = await self._batched.get_within([keys[i] for i in todo], budget_s)
+        if shared is None:
+            for i in todo:
+                levels[i] = "late"
+            return result  # no generations read: what is scored now is not stored in the shared level
         for i, got in zip(todo, shared, strict=True):
             result.generations[i] = got.generations
             if got.answer is not None:
@@ -308,8 +336,11 @@ class PredictionCache:
         now = self._clock()
         for _, key, answer, ttl_s in entries:
             self._put_local(key, answer, now + ttl_s)
-        if self._shared is not None and entries:
-            await self._shared.put_many([(key, ans, lookup.generations[i], ttl) for i, key, ans, ttl in entries])
+        # Only entries whose generations were read go to the shared level: one stored without
+        # them could never hit (a lookup that failed or came late read none).
+        shared = [(key, ans, lookup.generations[i], ttl) for i, key, ans, ttl in entries if lookup.generations[i]]
+        if self._batched is not None and shared:
+            await self._batched.put_many(shared)
 
     async def drain(self, timeout_s: float) -> None:
         """Wait (up to `timeout_s` per lane) for the shared level's batched calls in flight."""

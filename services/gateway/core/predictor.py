@@ -19,7 +19,9 @@ never blocks. A request is read top to bottom in `_score`:
    answered with `cached=True` (built by `build_outputs` like fresh answers), logged and
    counted per arm here; only the misses are scored, and their non-degraded answers are stored.
    The shared level's lookups and stores of concurrent requests are batched per window by the
-   cache itself (one Redis round trip each). Without a policy nothing of this runs;
+   cache itself (one Redis round trip each). A lookup gets at most `CACHE_SHARE` of what is
+   left of the request's deadline: a shared level slower than that is a miss ("late"), and the
+   rest of the budget still scores the request. Without a policy nothing of this runs;
 4. the batch's answers are logged to a non-blocking sink in one call (`core/outputs.py`) and
    a sample of them is handed to the shadow runner (`core/shadow.py`), which scores it
    later, in background.
@@ -57,6 +59,8 @@ from services.gateway.core.types import Arm, PredictInput, PredictOutput, Timing
 from services.gateway.core.validation import check_batch, check_input
 from services.gateway.errors import DeadlineExceeded, PredmeshError
 from services.gateway.metrics import GatewayMetrics
+
+CACHE_SHARE = 0.5  # of the request's remaining deadline, the most its shared-cache lookup may take
 
 __all__ = ["Predictor", "PredictorLimits", "in_request_order"]
 
@@ -209,7 +213,7 @@ class Predictor:
         except PredmeshError:  # the scoring path answers this failure as it always does
             return await self._score(route, version, arm, items, ids, deadline, started)
         keys = [cache_key(route.model, desc.version, revision, desc.entity_type, it) for it in items]
-        found = await cache.lookup(keys)
+        found = await cache.lookup(keys, deadline.remaining() * CACHE_SHARE)
         results: list[PredictOutput | None] = [None] * len(items)
         for level in found.levels:
             self._counter(self.metrics.cache_lookups, route.model, level).inc()

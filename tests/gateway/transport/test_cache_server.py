@@ -50,6 +50,7 @@ async def serve(
         routing_path=str(routing),
         cache_redis_url=cache_url,
         cache_timeout_ms=1000,
+        default_deadline_ms=10_000,  # these tests are about answers, not deadlines: room for a loaded box
     )
     app = GatewayApp(settings)
     await app.start()
