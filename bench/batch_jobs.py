@@ -3,11 +3,13 @@
     python -m bench.batch_jobs [--rate 100] [--duration 10] [--rounds 2] [--configs 1024:1:0,1024:1:50:pace]
                                [--job-rows 20000] [--background-rows 400000]
 
-For each `--configs` entry ITEMS:DUTY:YIELD_MS[:pace] (the gateway's BATCH_ITEMS_PER_CALL, BATCH_DUTY_CYCLE
-and BATCH_YIELD_MAX_MS: rows per PredictBatch-path call of the job, share of time in calls, longest wait
-for a gap in real-time traffic before a call; `pace` = BATCH_PACE on, the adaptive pace choosing the rows
-per call up to ITEMS and a pause, else fixed) a local mesh (`bench.mesh.bench_options`: plaintext
-Envoy edge, ORT in the orchestrator, no logger, no mTLS, no API key) with server-side batch jobs on:
+For each `--configs` entry ITEMS:DUTY:YIELD_MS[:pace][:tier] (the gateway's BATCH_ITEMS_PER_CALL,
+BATCH_DUTY_CYCLE and BATCH_YIELD_MAX_MS: rows per PredictBatch-path call of the job, share of time in calls,
+longest wait for a gap in real-time traffic before a call; `pace` = BATCH_PACE on, the adaptive pace choosing
+the rows per call up to ITEMS and a pause, else fixed; `tier` = the job scored by the background tier,
+`MeshOptions.background_tier`: a gateway, features and orchestrator of its own at nice 19) a local mesh
+(`bench.mesh.bench_options`: plaintext Envoy edge, ORT in the orchestrator, no logger, no mTLS, no API key)
+with server-side batch jobs on:
 1. `--rounds` times, alternately: open-loop Predict through Envoy at `--rate` for `--duration`
    seconds **alone**, then the same load **while a batch job runs** (a `--background-rows` input,
    submitted before the load and cancelled after it; the job runs as fast as the gateway lets it).
@@ -78,13 +80,16 @@ def wait_state(jobs: Any, job_id: str, states: tuple[int, ...], timeout_s: float
 
 def sessions(mesh: LocalMesh) -> dict[str, list[int]]:
     assert mesh.envoy is not None and mesh.redis is not None
-    return {
+    parts = {
         "edge": [mesh.envoy.pid or 0],
         "gateway": [g.pid or 0 for g in mesh.gateways],
         "features": [f.pid or 0 for f in mesh.features_replicas],
         "orchestrator": [i.pid or 0 for i in mesh.inference_replicas],
         "redis": [mesh.redis.pid or 0],
     }
+    if mesh.background:  # the background tier's gateway, features and orchestrator, together
+        parts["background"] = [p.pid or 0 for p in mesh.background]
+    return parts
 
 
 def realtime(mesh: LocalMesh, args: argparse.Namespace, seed: int) -> tuple[Any, dict[str, float], float]:
@@ -200,11 +205,12 @@ class PaceSampler:
 def measure(config: str, args: argparse.Namespace, state: Path) -> None:
     items_text, duty, yield_ms, *flags = config.split(":")
     items = int(items_text)
-    paced = "pace" in flags
+    paced, tier = "pace" in flags, "tier" in flags
     metrics_port = free_port()
     options = dataclasses.replace(
         bench_options(state, logging_on=False, edge=True),
         with_batch_jobs=True,
+        background_tier=tier,
         supervise=False,
         extra_env={
             "PREDMESH_GATEWAY_BATCH_ITEMS_PER_CALL": str(items),
@@ -218,12 +224,14 @@ def measure(config: str, args: argparse.Namespace, state: Path) -> None:
         },
     )
     with LocalMesh(options) as mesh:
+        if tier:  # the pace that matters is the background gateway's (its own /metrics port)
+            metrics_port = int(mesh.background[-1].environment()["PREDMESH_GATEWAY_METRICS_PORT"])
         background, small = mesh.batch_dir / "background.parquet", mesh.batch_dir / "job.parquet"
         write_input(background, args.background_rows)
         write_input(small, args.job_rows)
         print(
             f"## items per call {items}{' (most; adaptive pace)' if paced else ''}, duty cycle {duty}, "
-            f"yield {yield_ms} ms (workers {args.workers})",
+            f"yield {yield_ms} ms (workers {args.workers}){'; background tier (nice 19)' if tier else ''}",
             flush=True,
         )
         with mesh.edge_channel() as channel:

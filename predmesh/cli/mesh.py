@@ -35,6 +35,7 @@ def up_options(args: argparse.Namespace) -> Any:
         with_async_queue=True,
         with_cache=True,
         with_batch_jobs=True,
+        background_tier=args.background_tier,
     )
 
 
@@ -138,6 +139,12 @@ def add_parser(sub: Any) -> None:
     up.add_argument("--anonymous", action="store_true", help="no API key needed (development only)")
     up.add_argument(
         "--redis-cluster", action="store_true", help="features on a local Redis Cluster (3 masters + 3 replicas)"
+    )
+    up.add_argument(
+        "--background-tier",
+        action="store_true",
+        help="batch jobs and async requests scored by a gateway, features and orchestrator of their own at nice 19"
+        " (the real-time path's processes get the CPU first)",
     )
     up.add_argument(
         "--replicas",

@@ -5,7 +5,9 @@ Redis (demo features loaded) and the Kafka-protocol broker (tansu) first, then t
 features service, tritonserver and ONNX Runtime workers, then the inference orchestrator
 (dispatching GPU-placed models to Triton and CPU models to the workers), then the gateway
 (watching a routing file; `gateway_replicas` of them), then the xDS control plane and Envoy
-in front of the gateway replicas. Once everything is up, a `Supervisor` restarts any process
+in front of the gateway replicas. With `background_tier`, batch-job chunks and async requests
+are scored by a gateway, features and orchestrator of their own at nice 19, not behind Envoy.
+Once everything is up, a `Supervisor` restarts any process
 that dies (same ports, back-off, logged with its exit status) and keeps `status.json` in the
 state dir current (`predmesh status`). Redis keeps an append-only file in `<state>/redis`,
 so a restarted Redis keeps its features; a restarted broker (memory storage) gets its
@@ -35,6 +37,7 @@ from predmesh.local.supervisor import STATUS_FILE, Supervisor
 
 log = logging.getLogger(__name__)
 
+BACKGROUND_NICENESS = 19  # the background tier's processes (MeshOptions.background_tier): lowest CPU priority
 TOPICS = ("predictions", "shadow-predictions", "outcomes", "retrain-webhooks")
 ASYNC_TOPICS = ("async-requests", "async-results", "async-dead-letters")  # with_async_queue
 # Certificates of the local mesh (pki/<identity>.crt): each service's identity, plus "operator"
@@ -90,6 +93,11 @@ class MeshOptions:
     # by models whose routing has a `cache` policy (without it: the in-process level alone)
     with_cache: bool = False
     with_batch_jobs: bool = False  # server-side batch jobs (BatchJobService): Redis state, files under <state>/batch
+    # Background work (batch-job chunks; async requests with the async queue) on processes of its own:
+    # a gateway that takes no edge traffic, with its own features and inference processes, all at
+    # nice BACKGROUND_NICENESS; the edge's gateways run no background worker. The kernel then gives
+    # the real-time path's processes the CPU first, even on a box with fewer cores than processes.
+    background_tier: bool = False
 
 
 class LocalMesh:
@@ -114,6 +122,7 @@ class LocalMesh:
         self.inference_replicas: list[PythonService] = []
         self.gateway: PythonService | None = None
         self.gateways: list[PythonService] = []
+        self.background: list[PythonService] = []  # background_tier: features, inference, gateway
         self.controlplane: PythonService | None = None
         self.triton: ManagedProcess | None = None
         self.ort_workers: list[PythonService] = []
@@ -330,14 +339,11 @@ class LocalMesh:
                 worker.probe_tls = self.identity_files("operator")
             services += self.ort_workers
             backends["PREDMESH_INFERENCE_ORT_WORKERS"] = ",".join(w.address for w in self.ort_workers)
-        self.features_replicas = self._replicas(
-            "features",
-            {
-                "PREDMESH_FEATURES_REDIS_URL": self.redis_url,
-                "PREDMESH_FEATURES_REGISTRY_PATH": str(opts.registry_path),
-            },
-            opts.features_replicas,
-        )
+        features_env = {
+            "PREDMESH_FEATURES_REDIS_URL": self.redis_url,
+            "PREDMESH_FEATURES_REGISTRY_PATH": str(opts.registry_path),
+        }
+        self.features_replicas = self._replicas("features", features_env, opts.features_replicas)
         self.features = self.features_replicas[0]
         services += self.features_replicas
         services += self._start_ingest() if opts.with_ingest and opts.with_logger else []
@@ -345,16 +351,13 @@ class LocalMesh:
         # The orchestrator loads its models on its backends at start, so they come first.
         if opts.pool_max_models:
             backends["PREDMESH_INFERENCE_POOL_MAX_MODELS"] = str(opts.pool_max_models)
-        self.inference_replicas = self._replicas(
-            "inference",
-            {
-                "PREDMESH_INFERENCE_MODEL_REPOSITORY": str(self.model_repository),
-                # The routing table's arms are the model pools' eager versions (when pools are on).
-                "PREDMESH_INFERENCE_ROUTING_PATH": str(self.routing_path),
-                **backends,
-            },
-            opts.inference_replicas,
-        )
+        inference_env = {
+            "PREDMESH_INFERENCE_MODEL_REPOSITORY": str(self.model_repository),
+            # The routing table's arms are the model pools' eager versions (when pools are on).
+            "PREDMESH_INFERENCE_ROUTING_PATH": str(self.routing_path),
+            **backends,
+        }
+        self.inference_replicas = self._replicas("inference", inference_env, opts.inference_replicas)
         self.inference = self.inference_replicas[0]
         self._launch(*self.inference_replicas)
 
@@ -368,6 +371,9 @@ class LocalMesh:
             **self._start_cache(),
             **self._start_batch_jobs(),
         }
+        if opts.background_tier:
+            self._start_background_tier(gateway_env, features_env, inference_env)
+            gateway_env |= {"PREDMESH_GATEWAY_BATCH_WORKER": "false", "PREDMESH_GATEWAY_ASYNC_WORKER": "false"}
         if opts.gateway_replicas > 1 and "PREDMESH_GATEWAY_DRAIN_DELAY_S" not in opts.extra_env:
             # Behind Envoy: on SIGTERM keep serving until its health checks (1 s x 2) took the replica out.
             gateway_env["PREDMESH_GATEWAY_DRAIN_DELAY_S"] = "3"
@@ -390,6 +396,33 @@ class LocalMesh:
             self._start_edge()
         if opts.supervise:
             self._supervise()
+
+    def _start_background_tier(
+        self, gateway_env: dict[str, str], features_env: dict[str, str], inference_env: dict[str, str]
+    ) -> None:
+        """The background tier (MeshOptions.background_tier): features and inference processes of its
+        own and a gateway, not behind the edge, that runs the batch-job and async workers against them;
+        every one at BACKGROUND_NICENESS (also after a restart). Triton and ORT workers are shared."""
+        features = self._service("features", features_env, instance="features-background")
+        inference = self._service("inference", inference_env, instance="inference-background")
+        metrics = "PREDMESH_GATEWAY_METRICS_PORT"
+        gateway = self._service(
+            "gateway",
+            {
+                **gateway_env,
+                "PREDMESH_GATEWAY_FEATURES_TARGET": features.address,
+                "PREDMESH_GATEWAY_INFERENCE_TARGET": inference.address,
+                "PREDMESH_GATEWAY_BATCH_WORKER": "true",
+                "PREDMESH_GATEWAY_ASYNC_WORKER": "true",
+                **({metrics: str(free_port())} if metrics in self.options.extra_env else {}),
+            },
+            instance="gateway-background",
+        )
+        self.background = [features, inference, gateway]
+        for proc in self.background:
+            proc.niceness = BACKGROUND_NICENESS
+        self._launch(features, inference)
+        self._launch(gateway)
 
     def _start_ingest(self) -> list[ManagedProcess]:
         """The ingestion service on `feature-events` (its topics created here), writing the mesh's Redis."""
@@ -706,6 +739,8 @@ class LocalMesh:
             out[f"{proc.name} (gRPC FeatureService)"] = proc.address
         for proc in self.inference_replicas:
             out[f"{proc.name} (gRPC InferenceService)"] = proc.address
+        for proc in self.background:
+            out[f"{proc.name} (background tier, nice {proc.niceness})"] = proc.address
         if self.triton:
             out["triton (KServe v2 gRPC; GPU pool)"] = self.triton.grpc_address  # type: ignore[attr-defined]
         for worker in self.ort_workers:

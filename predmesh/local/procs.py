@@ -56,6 +56,17 @@ def wait_until(
     raise TimeoutError(f"{what} not ready after {timeout:.1f}s")
 
 
+def lower_priority(pid: int, niceness: int) -> None:
+    """Run `pid` at `niceness`, right after its exec (before the interpreter starts a thread: threads
+    inherit it). With the kernel's autogroup on (sched_autogroup_enabled), CPU is shared between
+    sessions first and a task's nice counts only inside its own session; a process started with
+    `start_new_session` is a session of its own, so its session's nice (/proc/<pid>/autogroup) is
+    set too, or it would compete with every other session as an equal."""
+    os.setpriority(os.PRIO_PROCESS, pid, niceness)
+    with contextlib.suppress(OSError):  # no autogroup: the task's nice above is what counts
+        Path(f"/proc/{pid}/autogroup").write_text(f"{niceness}\n")
+
+
 class PortTaken(RuntimeError):
     """A process exited at start because its listening port was already bound."""
 
@@ -73,6 +84,7 @@ class ManagedProcess:
         self._extra_env = dict(env or {})
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_file: object | None = None
+        self.niceness = 0  # > 0: started at that lower CPU priority (nice), its threads with it
         self.started_at = 0.0  # wall-clock time of the last successful start
         self.last_exit: int | None = None  # exit status of the previous run (negative: killed by signal)
 
@@ -148,6 +160,8 @@ class ManagedProcess:
             cwd=self.workdir,
             start_new_session=True,
         )
+        if self.niceness:
+            lower_priority(self._proc.pid, self.niceness)
         try:
             wait_until(self.ready, self.ready_timeout_s, self.name, self._proc)
         except Exception as err:

@@ -73,7 +73,9 @@ class Replica:
         await asyncio.wait_for(ready.wait(), 5.0)
 
     async def predict(self, it: PredictInput) -> Any:
-        return await self.predictor.predict(it, Deadline.after(2.0))
+        # A lookup may take half of what is left (then it is a late miss): 2 s here, room for a
+        # cluster window that waits out a dead master's bounded fallback (the 1 s timeout above).
+        return await self.predictor.predict(it, Deadline.after(4.0))
 
     async def close(self) -> None:
         if self.task is not None:
