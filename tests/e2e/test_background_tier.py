@@ -15,12 +15,12 @@ import grpc
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import redis
 
 from predmesh.common.values import scalar_to_value
 from predmesh.local.mesh import BACKGROUND_NICENESS, LocalMesh, MeshOptions
 from predmesh.local.procs import free_port
 from predmesh.v1 import batchjobs_pb2, batchjobs_pb2_grpc, jobs_pb2, prediction_pb2, prediction_pb2_grpc
+from tests.e2e.test_batch_jobs import lease_holders
 
 ROWS = 3000
 pytestmark = pytest.mark.e2e
@@ -43,12 +43,6 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMesh]:
     )
     with LocalMesh(options) as running:
         yield running
-
-
-def niceness(pid: int | None) -> int:
-    assert pid is not None
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[16])  # field 19 of proc(5), counted after "pid (comm)"
 
 
 def thread_niceness(pid: int | None) -> set[int]:
@@ -78,15 +72,6 @@ def serving(proc: Any) -> bool:
         return False
 
 
-def lease_holders(mesh: LocalMesh, job_id: str) -> set[int]:
-    client = redis.Redis.from_url(mesh.redis_url)
-    try:
-        values = [client.get(k) for k in client.scan_iter(f"predmesh:batch:{{{job_id}}}:l:*")]
-    finally:
-        client.close()
-    return {int((v.decode() if isinstance(v, bytes) else str(v)).split(":")[1]) for v in values if v}
-
-
 def test_background_processes_run_at_the_lowest_priority_and_the_real_time_path_does_not(mesh: LocalMesh) -> None:
     assert [p.name for p in mesh.background] == ["features-background", "inference-background", "gateway-background"]
     for proc in mesh.background:
@@ -95,7 +80,7 @@ def test_background_processes_run_at_the_lowest_priority_and_the_real_time_path_
         if group.exists():
             assert group.read_text().split()[-1] == str(BACKGROUND_NICENESS), proc.name
     for proc in (*mesh.gateways, *mesh.features_replicas, *mesh.inference_replicas):
-        assert niceness(proc.pid) == 0, proc.name
+        assert thread_niceness(proc.pid) == {0}, proc.name
     assert mesh.describe()["gateway-background (background tier, nice 19)"] == mesh.background[2].address
 
 
