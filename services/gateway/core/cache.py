@@ -197,8 +197,9 @@ _PutJob = _Job[SharedEntry, None]
 
 
 class CoalescedShared:
-    """A `SharedCache` whose calls from concurrent requests leave together: one `get_many` per
-    window for every request's lookups, one `put_many` for their stores (see the module docstring).
+    """A `SharedCache`'s calls from concurrent requests, sent together: one `get_many` per window
+    for every request's lookups (`get_within`), one `put_many` for their stores (see the module
+    docstring).
 
     Never raises: a failed or cancelled batched call answers misses / stores nothing.
     """
@@ -207,9 +208,6 @@ class CoalescedShared:
         self._shared = shared
         self._gets: Coalescer[str, _GetJob] = Coalescer(self._get_batch, window)
         self._puts: Coalescer[str, _PutJob] = Coalescer(self._put_batch, window)
-
-    async def get_many(self, keys: Sequence[CacheKey]) -> list[SharedHit]:
-        return await self.get_within(keys, None) or [SharedHit(None, ()) for _ in keys]
 
     async def get_within(self, keys: Sequence[CacheKey], budget_s: float | None) -> list[SharedHit] | None:
         """The shared answers for `keys`, or None when their batch has not answered within
@@ -295,7 +293,7 @@ class PredictionCache:
     async def lookup(self, keys: Sequence[CacheKey], budget_s: float | None = None) -> Lookup:
         """The answers this replica or the shared level have for `keys`. The shared level gets
         `budget_s` at most (None: its own timeout): what it has not answered by then is a miss
-        ("late"), so a slow store costs a request its cache, never its answer."""
+        ("late"), so a slow shared level costs a request its cache, never its answer."""
         now = self._clock()
         answers: list[CachedAnswer | None] = []
         levels: list[str] = []
