@@ -58,16 +58,17 @@ def expose_count(
 ) -> None:
     """A counter read at scrape time (`name` without `_total`; it is added), unregistered when
     `stack` closes (an app's exit stack: a restarted app exposes it again)."""
-    collector = ReadAtScrape(name, documentation, read, counter=True)
-    registry.register(collector)
-    stack.callback(registry.unregister, collector)
+    _expose(stack, registry, ReadAtScrape(name, documentation, read, counter=True))
 
 
 def expose_gauge(
     stack: ExitCallbacks, registry: CollectorRegistry, name: str, documentation: str, read: Callable[[], float]
 ) -> None:
     """A gauge read at scrape time, unregistered when `stack` closes (as `expose_count`)."""
-    collector = ReadAtScrape(name, documentation, read, counter=False)
+    _expose(stack, registry, ReadAtScrape(name, documentation, read, counter=False))
+
+
+def _expose(stack: ExitCallbacks, registry: CollectorRegistry, collector: ReadAtScrape) -> None:
     registry.register(collector)
     stack.callback(registry.unregister, collector)
 

@@ -187,11 +187,6 @@ class _Late(Exception):
     """A lookup's budget ran out before its batch answered."""
 
 
-def _late(future: asyncio.Future[Any]) -> None:
-    if not future.done():
-        future.set_exception(_Late())
-
-
 _GetJob = _Job[CacheKey, list[SharedHit]]
 _PutJob = _Job[SharedEntry, None]
 
@@ -216,9 +211,10 @@ class CoalescedShared:
             return []
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[SharedHit]] = loop.create_future()
-        self._gets.submit("get", _Job(keys, future))
-        # A timer on the future costs less per request than asyncio.wait_for's extra task.
-        timer = None if budget_s is None else loop.call_later(max(0.0, budget_s), _late, future)
+        job = _Job(keys, future)
+        self._gets.submit("get", job)
+        # A timer on the job costs less per request than asyncio.wait_for's extra task.
+        timer = None if budget_s is None else loop.call_later(max(0.0, budget_s), job.fail, _Late())
         try:
             return await future
         except _Late:
