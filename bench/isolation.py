@@ -1,0 +1,197 @@
+"""How much a low-priority background workload costs real-time latency, by kind of workload and by
+scheduling mechanism (not a test; issue #18).
+
+    python -m bench.isolation [--modes job,burners,job:batch,job:idle] [--rounds 3] [--duration 12]
+                              [--rate 100] [--burners 2]
+
+One local mesh with the background tier (`MeshOptions.background_tier`: a gateway, features and
+orchestrator of its own at `BACKGROUND_NICENESS`, task and autogroup; `bench.mesh.bench_options`
+otherwise: plaintext Envoy edge, ORT in the orchestrator, no logger). For each mode, `--rounds` times:
+open-loop Predict through Envoy at `--rate` for `--duration` seconds **alone**, then **with** the
+mode's background work:
+
+- `job`: a server-side batch job scored by the tier at full speed (1,024 rows per call, no pace);
+- `burners`: `--burners` CPU-bound processes (`while True: pass`), no job, at the same priority as
+  the tier (`predmesh.local.procs.lower_priority`): pure CPU demand, no I/O, no wake-ups;
+- `job:batch`: the job, with every thread of the tier also under SCHED_BATCH (its wake-ups never
+  preempt a running task);
+- `job:idle`: the job, with the tier's threads moved into a cgroup-v1 `cpu` group with
+  `cpu.idle = 1` (SCHED_IDLE for the group: any other task preempts it at once). Needs root and a
+  writable /sys/fs/cgroup/cpu; skipped with a message otherwise.
+
+Per phase: p50/p99 (from the intended send time), the p99 ratio with/alone, the job's rows/s, and per
+real-time part the CPU time and the run-queue wait (`/proc/<pid>/task/*/schedstat`: time runnable but
+not running) per request: what the background work makes the real-time path wait for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from bench import batch_jobs
+from bench.mesh import bench_options
+from predmesh.local.mesh import BACKGROUND_NICENESS, LocalMesh
+from predmesh.local.procs import lower_priority
+from predmesh.v1 import batchjobs_pb2, batchjobs_pb2_grpc
+
+CGROUP = Path("/sys/fs/cgroup/cpu")
+
+
+def threads(pid: int) -> list[int]:
+    try:
+        return [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        return []
+
+
+def schedstat(pids: Sequence[int]) -> tuple[int, int]:
+    """(ns on a CPU, ns runnable but waiting) summed over every thread of `pids`."""
+    run = wait = 0
+    for pid in pids:
+        for tid in threads(pid):
+            with contextlib.suppress(OSError, ValueError):
+                on_cpu, waiting, _ = Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()
+                run, wait = run + int(on_cpu), wait + int(waiting)
+    return run, wait
+
+
+def apply_policy(policy: str, pids: Sequence[int]) -> str:
+    """Put every thread of `pids` under `policy` ('' = leave the tier's nice as it is); a reason if not."""
+    if policy == "batch":
+        for pid in pids:
+            for tid in threads(pid):
+                os.sched_setscheduler(tid, os.SCHED_BATCH, os.sched_param(0))
+        return ""
+    if policy == "idle":
+        group = CGROUP / f"predmesh-bench-idle-{os.getpid()}"
+        try:
+            group.mkdir(exist_ok=True)
+            (group / "cpu.idle").write_text("1\n")
+            for pid in pids:
+                for tid in threads(pid):
+                    (group / "tasks").write_text(f"{tid}\n")
+        except OSError as err:
+            return f"no cgroup-v1 cpu.idle here ({err})"
+        return ""
+    return ""
+
+
+@contextlib.contextmanager
+def burners(count: int) -> Iterator[list[int]]:
+    """`count` CPU-bound processes at the tier's priority during the block (their pids); killed after."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True) for _ in range(count)]
+    try:
+        for proc in procs:
+            lower_priority(proc.pid, BACKGROUND_NICENESS)
+        yield [proc.pid for proc in procs]
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
+@contextlib.contextmanager
+def job(mesh: LocalMesh, source: Path, round_: int, result: dict[str, float]) -> Iterator[list[int]]:
+    """A batch job running during the block (submitted before, cancelled after); its rows/s in result."""
+    with mesh.edge_channel() as channel:
+        jobs = batchjobs_pb2_grpc.BatchJobServiceStub(channel)
+        submitted = batch_jobs.submit(jobs, source, mesh.batch_dir / f"out-{round_}-{time.time_ns()}.parquet", 4096)
+        batch_jobs.wait_state(jobs, submitted.job_id, (batchjobs_pb2.BATCH_JOB_STATE_RUNNING,))
+        before, started = batch_jobs.status(jobs, submitted.job_id).rows_done, time.monotonic()
+        try:
+            yield [p.pid or 0 for p in mesh.background]
+        finally:
+            done = batch_jobs.status(jobs, submitted.job_id).rows_done
+            result["rows_per_s"] = (done - before) / (time.monotonic() - started)
+            jobs.CancelBatchJob(batchjobs_pb2.CancelBatchJobRequest(job_id=submitted.job_id), timeout=10)
+            time.sleep(2.0)  # the call in flight ends (the tier is quiet within ~0.5 s of the cancel)
+
+
+def phase(mesh: LocalMesh, args: argparse.Namespace, seed: int) -> tuple[Any, dict[str, tuple[float, float]]]:
+    """The load result and, per real-time part, (CPU us, run-queue wait us) per request."""
+    parts = batch_jobs.sessions(mesh)
+    parts.pop("background", None)
+    before = {name: schedstat(pids) for name, pids in parts.items()}
+    result, _, _ = batch_jobs.realtime(mesh, args, seed)
+    after = {name: schedstat(pids) for name, pids in parts.items()}
+    n = max(1, result.ok)
+    return result, {
+        name: ((after[name][0] - before[name][0]) / n / 1e3, (after[name][1] - before[name][1]) / n / 1e3)
+        for name in parts
+    }
+
+
+def line(mode: str, round_: int, label: str, result: Any, waits: dict[str, tuple[float, float]], extra: str) -> str:
+    lat = result.latency_ms
+    errors = sum(result.errors.values()) if result.errors else 0
+    parts = ", ".join(f"{k} {run:.0f}/{wait:.0f}" for k, (run, wait) in waits.items())
+    return (
+        f"{mode:10s} round {round_} {label:5s} ok {result.ok:5d} err {errors:3d}  p50 {lat['p50']:6.2f} ms  "
+        f"p99 {lat['p99']:7.2f} ms{extra}  us/req CPU/run-queue wait: {parts}  load {os.getloadavg()[0]:.1f}"
+    )
+
+
+def run_mode(mesh: LocalMesh, mode: str, args: argparse.Namespace, source: Path) -> None:
+    kind, _, policy = mode.partition(":")
+    reason = apply_policy(policy, [p.pid or 0 for p in mesh.background])
+    if reason:
+        print(f"{mode}: skipped, {reason}", flush=True)
+        return
+    for round_ in range(args.rounds):
+        alone, waits = phase(mesh, args, seed=round_ * 2 + 1)
+        print(line(mode, round_, "alone", alone, waits, ""), flush=True)
+        measured: dict[str, float] = {}
+        background = burners(args.burners) if kind == "burners" else job(mesh, source, round_, measured)
+        with background:
+            loaded, waits = phase(mesh, args, seed=round_ * 2 + 2)
+        ratio = loaded.latency_ms["p99"] / alone.latency_ms["p99"] if alone.latency_ms["p99"] > 0 else 0.0
+        rows = f"  job {measured['rows_per_s']:,.0f} rows/s" if measured else ""
+        print(line(mode, round_, "with", loaded, waits, f"  ratio {ratio:.2f}x{rows}"), flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.isolation")
+    parser.add_argument("--modes", default="job,burners", help="job, burners, job:batch, job:idle (one mesh each)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=12.0)
+    parser.add_argument("--rate", type=float, default=100.0, help="real-time Predict requests/s (open loop)")
+    parser.add_argument("--burners", type=int, default=2, help="CPU-bound processes in the burners mode")
+    parser.add_argument("--background-rows", type=int, default=400_000)
+    args = parser.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="isolation-bench-"))
+    print(f"cores {os.cpu_count()}, load average {os.getloadavg()}", flush=True)
+    for index, mode in enumerate(args.modes.split(",")):
+        options = dataclasses.replace(
+            bench_options(work / f"mode-{index}", logging_on=False, edge=True),
+            with_batch_jobs=True,
+            background_tier=True,
+            supervise=False,
+            extra_env={
+                "PREDMESH_GATEWAY_BATCH_ITEMS_PER_CALL": "1024",
+                "PREDMESH_GATEWAY_BATCH_POLL_MS": "100",
+                "PREDMESH_GATEWAY_BATCH_PACE": "false",
+                "PREDMESH_GATEWAY_BATCH_DUTY_CYCLE": "1",
+                "PREDMESH_GATEWAY_BATCH_YIELD_MAX_MS": "0",
+            },
+        )
+        with LocalMesh(options) as mesh:
+            source = mesh.batch_dir / "background.parquet"
+            batch_jobs.write_input(source, args.background_rows)
+            run_mode(mesh, mode, args, source)
+        with contextlib.suppress(OSError):  # empty once the mesh's processes are gone
+            (CGROUP / f"predmesh-bench-idle-{os.getpid()}").rmdir()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
