@@ -6,9 +6,10 @@ scheduling mechanism (not a test; issue #18).
 
 One local mesh with the background tier (`MeshOptions.background_tier`: a gateway, features and
 orchestrator of its own at `BACKGROUND_NICENESS`, task and autogroup; `bench.mesh.bench_options`
-otherwise: plaintext Envoy edge, ORT in the orchestrator, no logger). For each mode, `--rounds` times:
-open-loop Predict through Envoy at `--rate` for `--duration` seconds **alone**, then **with** the
-mode's background work:
+otherwise: plaintext Envoy edge, ORT in the orchestrator, no logger). `--rounds` times, each mode in
+turn (interleaved, so that a slow drift of the box hits every mode alike): open-loop Predict through
+Envoy at `--rate` for `--duration` seconds **alone**, then **with** the mode's background work (a
+policy applies only during that phase and is undone after it):
 
 - `job`: a server-side batch job scored by the tier at full speed (1,024 rows per call, no pace);
 - `burners`: `--burners` CPU-bound processes (`while True: pass`), no job, at the same priority as
@@ -45,6 +46,7 @@ from predmesh.local.procs import lower_priority
 from predmesh.v1 import batchjobs_pb2, batchjobs_pb2_grpc
 
 CGROUP = Path("/sys/fs/cgroup/cpu")
+IDLE_GROUP = CGROUP / f"predmesh-bench-idle-{os.getpid()}"
 
 
 def threads(pid: int) -> list[int]:
@@ -66,24 +68,34 @@ def schedstat(pids: Sequence[int]) -> tuple[int, int]:
 
 
 def apply_policy(policy: str, pids: Sequence[int]) -> str:
-    """Put every thread of `pids` under `policy` ('' = leave the tier's nice as it is); a reason if not."""
+    """Put every thread of `pids` under `policy` ('' = the tier's nice only); a reason if it cannot."""
     if policy == "batch":
         for pid in pids:
             for tid in threads(pid):
                 os.sched_setscheduler(tid, os.SCHED_BATCH, os.sched_param(0))
         return ""
     if policy == "idle":
-        group = CGROUP / f"predmesh-bench-idle-{os.getpid()}"
         try:
-            group.mkdir(exist_ok=True)
-            (group / "cpu.idle").write_text("1\n")
+            IDLE_GROUP.mkdir(exist_ok=True)
+            (IDLE_GROUP / "cpu.idle").write_text("1\n")
             for pid in pids:
                 for tid in threads(pid):
-                    (group / "tasks").write_text(f"{tid}\n")
+                    (IDLE_GROUP / "tasks").write_text(f"{tid}\n")
         except OSError as err:
             return f"no cgroup-v1 cpu.idle here ({err})"
         return ""
     return ""
+
+
+def undo_policy(policy: str, pids: Sequence[int]) -> None:
+    """Back to SCHED_OTHER in the root cpu cgroup (the tier's nice is untouched by either policy)."""
+    for pid in pids:
+        for tid in threads(pid):
+            with contextlib.suppress(OSError):
+                if policy == "batch":
+                    os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
+                elif policy == "idle":
+                    (CGROUP / "tasks").write_text(f"{tid}\n")
 
 
 @contextlib.contextmanager
@@ -141,27 +153,33 @@ def line(mode: str, round_: int, label: str, result: Any, waits: dict[str, tuple
     )
 
 
-def run_mode(mesh: LocalMesh, mode: str, args: argparse.Namespace, source: Path) -> None:
+def run_round(mesh: LocalMesh, mode: str, round_: int, args: argparse.Namespace, source: Path) -> None:
+    """One pair of phases, alone then with the mode's background work (its policy only meanwhile)."""
     kind, _, policy = mode.partition(":")
-    reason = apply_policy(policy, [p.pid or 0 for p in mesh.background])
+    tier = [p.pid or 0 for p in mesh.background]
+    alone, waits = phase(mesh, args, seed=round_ * 2 + 1)
+    print(line(mode, round_, "alone", alone, waits, ""), flush=True)
+    reason = apply_policy(policy, tier)
     if reason:
         print(f"{mode}: skipped, {reason}", flush=True)
         return
-    for round_ in range(args.rounds):
-        alone, waits = phase(mesh, args, seed=round_ * 2 + 1)
-        print(line(mode, round_, "alone", alone, waits, ""), flush=True)
-        measured: dict[str, float] = {}
+    measured: dict[str, float] = {}
+    try:
         background = burners(args.burners) if kind == "burners" else job(mesh, source, round_, measured)
         with background:
             loaded, waits = phase(mesh, args, seed=round_ * 2 + 2)
-        ratio = loaded.latency_ms["p99"] / alone.latency_ms["p99"] if alone.latency_ms["p99"] > 0 else 0.0
-        rows = f"  job {measured['rows_per_s']:,.0f} rows/s" if measured else ""
-        print(line(mode, round_, "with", loaded, waits, f"  ratio {ratio:.2f}x{rows}"), flush=True)
+    finally:
+        undo_policy(policy, tier)
+    ratio = loaded.latency_ms["p99"] / alone.latency_ms["p99"] if alone.latency_ms["p99"] > 0 else 0.0
+    rows = f"  job {measured['rows_per_s']:,.0f} rows/s" if measured else ""
+    print(line(mode, round_, "with", loaded, waits, f"  ratio {ratio:.2f}x{rows}"), flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.isolation")
-    parser.add_argument("--modes", default="job,burners", help="job, burners, job:batch, job:idle (one mesh each)")
+    parser.add_argument(
+        "--modes", default="job,burners", help="job, burners, job:batch, job:idle (interleaved per round)"
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=12.0)
     parser.add_argument("--rate", type=float, default=100.0, help="real-time Predict requests/s (open loop)")
@@ -170,26 +188,27 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="isolation-bench-"))
     print(f"cores {os.cpu_count()}, load average {os.getloadavg()}", flush=True)
-    for index, mode in enumerate(args.modes.split(",")):
-        options = dataclasses.replace(
-            bench_options(work / f"mode-{index}", logging_on=False, edge=True),
-            with_batch_jobs=True,
-            background_tier=True,
-            supervise=False,
-            extra_env={
-                "PREDMESH_GATEWAY_BATCH_ITEMS_PER_CALL": "1024",
-                "PREDMESH_GATEWAY_BATCH_POLL_MS": "100",
-                "PREDMESH_GATEWAY_BATCH_PACE": "false",
-                "PREDMESH_GATEWAY_BATCH_DUTY_CYCLE": "1",
-                "PREDMESH_GATEWAY_BATCH_YIELD_MAX_MS": "0",
-            },
-        )
-        with LocalMesh(options) as mesh:
-            source = mesh.batch_dir / "background.parquet"
-            batch_jobs.write_input(source, args.background_rows)
-            run_mode(mesh, mode, args, source)
-        with contextlib.suppress(OSError):  # empty once the mesh's processes are gone
-            (CGROUP / f"predmesh-bench-idle-{os.getpid()}").rmdir()
+    options = dataclasses.replace(
+        bench_options(work, logging_on=False, edge=True),
+        with_batch_jobs=True,
+        background_tier=True,
+        supervise=False,
+        extra_env={
+            "PREDMESH_GATEWAY_BATCH_ITEMS_PER_CALL": "1024",
+            "PREDMESH_GATEWAY_BATCH_POLL_MS": "100",
+            "PREDMESH_GATEWAY_BATCH_PACE": "false",
+            "PREDMESH_GATEWAY_BATCH_DUTY_CYCLE": "1",
+            "PREDMESH_GATEWAY_BATCH_YIELD_MAX_MS": "0",
+        },
+    )
+    with LocalMesh(options) as mesh:
+        source = mesh.batch_dir / "background.parquet"
+        batch_jobs.write_input(source, args.background_rows)
+        for round_ in range(args.rounds):  # the modes interleaved: a slow drift of the box hits them alike
+            for mode in args.modes.split(","):
+                run_round(mesh, mode, round_, args, source)
+    with contextlib.suppress(OSError):  # empty once every thread left it
+        IDLE_GROUP.rmdir()
     return 0
 
 

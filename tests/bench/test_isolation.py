@@ -41,17 +41,18 @@ def test_schedstat_counts_every_thread_time_on_a_cpu(spinner: subprocess.Popen[b
     assert isolation.schedstat([]) == (0, 0)
 
 
-def test_batch_policy_reaches_every_thread(spinner: subprocess.Popen[bytes]) -> None:
+def test_batch_policy_reaches_every_thread_and_is_undone(spinner: subprocess.Popen[bytes]) -> None:
     tids = isolation.threads(spinner.pid)
     assert len(tids) >= 2
     assert {os.sched_getscheduler(t) for t in tids} == {os.SCHED_OTHER}
     assert isolation.apply_policy("batch", [spinner.pid]) == ""
     assert {os.sched_getscheduler(t) for t in isolation.threads(spinner.pid)} == {os.SCHED_BATCH}
+    isolation.undo_policy("batch", [spinner.pid])
+    assert {os.sched_getscheduler(t) for t in isolation.threads(spinner.pid)} == {os.SCHED_OTHER}
 
 
 def test_burners_run_at_the_background_priority_and_are_gone_after() -> None:
     with isolation.burners(2) as pids:
         assert len(pids) == 2
         assert [os.getpriority(os.PRIO_PROCESS, pid) for pid in pids] == [BACKGROUND_NICENESS] * 2
-        assert all(Path(f"/proc/{pid}/cmdline").read_bytes().endswith(b"while True: pass\0") for pid in pids)
     assert not any(Path(f"/proc/{pid}").exists() for pid in pids)
