@@ -31,6 +31,7 @@ VALUE_SETS: dict[str, tuple[str, ...]] = {
     "ingest": (BASE, "ingest.yaml"),
     "cache": (BASE, "cache.yaml"),
     "rollout": (BASE, "rollout.yaml"),
+    "background": (BASE, "background.yaml"),
 }
 
 Manifest = dict[str, Any]

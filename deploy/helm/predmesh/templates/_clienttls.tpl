@@ -9,7 +9,8 @@ TLS of the Python services as clients of external systems, from Secrets (docs/SE
   sasl.password...) -> <PREFIX>KAFKA_EXTRA (ingest: also PRODUCER_EXTRA of its dead-letter
   producer, monitor: of its webhook-record producer; gateway: ASYNC_KAFKA_EXTRA), and the brokers' CA (kafka.caSecret) mounted at
   /etc/predmesh/kafka-tls/ca.crt (set "ssl.ca.location" to it).
-Each define takes the pod spec's dict (root, component, prefix).
+Each define takes the pod spec's dict (root, component, prefix; `module` when set names the service:
+the background tier's "gateway-bg" is a gateway).
 */}}
 {{- define "predmesh.clientTlsEnv" -}}
 {{- $v := .root.Values }}
@@ -28,12 +29,13 @@ Each define takes the pod spec's dict (root, component, prefix).
 {{- end }}
 {{- end }}
 {{- if $v.kafka.clientConfigSecret.name }}
+{{- $service := .module | default .component }}
 {{- $names := list }}
-{{- if has .component (list "logger" "sink") }}
+{{- if has $service (list "logger" "sink") }}
 {{- $names = list "KAFKA_EXTRA" }}
-{{- else if has .component (list "ingest" "monitor") }}
+{{- else if has $service (list "ingest" "monitor") }}
 {{- $names = list "KAFKA_EXTRA" "PRODUCER_EXTRA" }}
-{{- else if and (eq .component "gateway") $v.asyncQueue.enabled }}
+{{- else if and (eq $service "gateway") $v.asyncQueue.enabled }}
 {{- $names = list "ASYNC_KAFKA_EXTRA" }}
 {{- end }}
 {{- range $names }}
@@ -90,14 +92,15 @@ Each define takes the pod spec's dict (root, component, prefix).
 {{/* "true" when the component talks to Redis (the gateway sets `redisClient` in its pod dict when it
 renders a Redis URL), else "". */}}
 {{- define "predmesh.redisClient" -}}
-{{- if or (has .component (list "features" "ingest")) .redisClient -}}
+{{- if or (has (.module | default .component) (list "features" "ingest")) .redisClient -}}
 true
 {{- end -}}
 {{- end -}}
 
 {{/* "true" when the component talks to Kafka (the gateway only with asyncQueue), else "". */}}
 {{- define "predmesh.kafkaClient" -}}
-{{- if or (has .component (list "logger" "monitor" "sink" "ingest")) (and (eq .component "gateway") .root.Values.asyncQueue.enabled) -}}
+{{- $service := .module | default .component -}}
+{{- if or (has $service (list "logger" "monitor" "sink" "ingest")) (and (eq $service "gateway") .root.Values.asyncQueue.enabled) -}}
 true
 {{- end -}}
 {{- end -}}

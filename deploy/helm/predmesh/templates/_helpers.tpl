@@ -3,7 +3,8 @@ Names, labels and image references (the pieces every template uses). Helpers tha
 context expect a dict with at least `root` (the top-level context) and `component` (e.g. "gateway").
 The other pieces live by concern: _pod.tpl (Python service pods), _models.tpl (model repository),
 _scaling.tpl (HPA, PDB), _services.tpl (Services, dns targets), _networkpolicy.tpl, _envoy.tpl,
-_validate.tpl.
+_validate.tpl; _gateway.tpl, _features.tpl, _inference.tpl (the request path's Deployments, rendered
+once per tier) and _background.tpl (the tiers: the real-time one and the optional background tier).
 */}}
 
 {{- define "predmesh.name" -}}

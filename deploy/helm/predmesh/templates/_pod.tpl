@@ -92,7 +92,12 @@ livenessProbe:
 {{- if and .Values.mtls.enabled (eq .Values.mtls.mode "certificates") }}true{{ end -}}
 {{- end -}}
 
+{{/* Placement of a pod: priorityClassName (the background tier's components), nodeSelector,
+tolerations, affinity, topologySpreadConstraints. */}}
 {{- define "predmesh.scheduling" -}}
+{{- with .values.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
 {{- with .values.nodeSelector }}
 nodeSelector:
   {{- toYaml . | nindent 2 }}

@@ -43,6 +43,14 @@ names the offending value so `helm install/upgrade/template` stops with a clear 
 {{- end }}
 {{- end }}
 {{- end }}
+{{- if .Values.backgroundTier.enabled }}
+{{- if not (or .Values.batchJobs.enabled .Values.asyncQueue.enabled) }}
+{{- fail "backgroundTier.enabled needs batchJobs.enabled or asyncQueue.enabled: the tier runs only their workers (batch-job chunks, durable async requests) and would have nothing to do" }}
+{{- end }}
+{{- if not (and .Values.gateway.enabled .Values.features.enabled .Values.inference.enabled) }}
+{{- fail "backgroundTier.enabled needs gateway, features and inference enabled: the tier runs copies of them" }}
+{{- end }}
+{{- end }}
 {{- $mr := .Values.modelRepository }}
 {{- if and (eq $mr.type "pvc") (not $mr.pvc.claimName) }}
 {{- fail "modelRepository.pvc.claimName is required when modelRepository.type=pvc" }}
