@@ -1,24 +1,24 @@
 """How much a low-priority background workload costs real-time latency, by kind of workload and by
 scheduling mechanism (not a test; issue #18).
 
-    python -m bench.isolation [--modes job,burners,job:batch,job:idle] [--rounds 3] [--duration 12]
+    python -m bench.isolation [--modes job,job:nice,burners,job:batch] [--rounds 3] [--duration 12]
                               [--rate 100] [--burners 2]
 
 One local mesh with the background tier (`MeshOptions.background_tier`: a gateway, features and
-orchestrator of its own at `BACKGROUND_NICENESS`, task and autogroup; `bench.mesh.bench_options`
+orchestrator of its own at `BACKGROUND_NICENESS`, task and autogroup, and in an idle cpu cgroup where
+the host allows one, predmesh/local/cpugroup.py; `bench.mesh.bench_options`
 otherwise: plaintext Envoy edge, ORT in the orchestrator, no logger). `--rounds` times, each mode in
 turn (interleaved, so that a slow drift of the box hits every mode alike): open-loop Predict through
 Envoy at `--rate` for `--duration` seconds **alone**, then **with** the mode's background work (a
 policy applies only during that phase and is undone after it):
 
-- `job`: a server-side batch job scored by the tier at full speed (1,024 rows per call, no pace);
-- `burners`: `--burners` CPU-bound processes (`while True: pass`), no job, at the same priority as
-  the tier (`predmesh.local.procs.lower_priority`): pure CPU demand, no I/O, no wake-ups;
-- `job:batch`: the job, with every thread of the tier also under SCHED_BATCH (its wake-ups never
-  preempt a running task);
-- `job:idle`: the job, with the tier's threads moved into a cgroup-v1 `cpu` group with
-  `cpu.idle = 1` (SCHED_IDLE for the group: any other task preempts it at once). Needs root and a
-  writable /sys/fs/cgroup/cpu; skipped with a message otherwise.
+- `job`: a server-side batch job scored by the tier at full speed (1,024 rows per call, no pace), the
+  tier as the mesh runs it;
+- `job:nice`: the same, with the tier moved out of its idle cpu cgroup (nice and autogroup nice alone,
+  how the mesh ran it before the group);
+- `job:batch`: the job, every thread of the tier also under SCHED_BATCH (its wake-ups never preempt);
+- `burners`: `--burners` CPU-bound processes (`while True: pass`), no job, at the tier's nice
+  (`predmesh.local.procs.lower_priority`, no cgroup): pure CPU demand, no I/O, no wake-ups.
 
 Per phase: p50/p99 (from the intended send time), the p99 ratio with/alone, the job's rows/s, and per
 real-time part the CPU time and the run-queue wait (`/proc/<pid>/task/*/schedstat`: time runnable but
@@ -45,9 +45,6 @@ from predmesh.local.mesh import BACKGROUND_NICENESS, LocalMesh
 from predmesh.local.procs import lower_priority
 from predmesh.v1 import batchjobs_pb2, batchjobs_pb2_grpc
 
-CGROUP = Path("/sys/fs/cgroup/cpu")
-IDLE_GROUP = CGROUP / f"predmesh-bench-idle-{os.getpid()}"
-
 
 def threads(pid: int) -> list[int]:
     try:
@@ -67,35 +64,31 @@ def schedstat(pids: Sequence[int]) -> tuple[int, int]:
     return run, wait
 
 
-def apply_policy(policy: str, pids: Sequence[int]) -> str:
-    """Put every thread of `pids` under `policy` ('' = the tier's nice only); a reason if it cannot."""
+def apply_policy(policy: str, mesh: LocalMesh) -> str:
+    """Put every thread of the tier under `policy` ('' = as the mesh runs it); a reason if it cannot."""
+    tier = [p.pid or 0 for p in mesh.background]
     if policy == "batch":
-        for pid in pids:
+        for pid in tier:
             for tid in threads(pid):
                 os.sched_setscheduler(tid, os.SCHED_BATCH, os.sched_param(0))
-        return ""
-    if policy == "idle":
-        try:
-            IDLE_GROUP.mkdir(exist_ok=True)
-            (IDLE_GROUP / "cpu.idle").write_text("1\n")
-            for pid in pids:
-                for tid in threads(pid):
-                    (IDLE_GROUP / "tasks").write_text(f"{tid}\n")
-        except OSError as err:
-            return f"no cgroup-v1 cpu.idle here ({err})"
-        return ""
+    elif policy == "nice":
+        group = mesh.background_group
+        if group is None:
+            return "the mesh runs the tier on nice alone already (no idle cpu cgroup on this host)"
+        for pid in tier:
+            (group.path.parent / "cgroup.procs").write_text(f"{pid}\n")
     return ""
 
 
-def undo_policy(policy: str, pids: Sequence[int]) -> None:
-    """Back to SCHED_OTHER in the root cpu cgroup (the tier's nice is untouched by either policy)."""
-    for pid in pids:
-        for tid in threads(pid):
-            with contextlib.suppress(OSError):
-                if policy == "batch":
+def undo_policy(policy: str, mesh: LocalMesh) -> None:
+    """Back to how the mesh runs the tier."""
+    for proc in mesh.background:
+        with contextlib.suppress(OSError):
+            if policy == "batch":
+                for tid in threads(proc.pid or 0):
                     os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
-                elif policy == "idle":
-                    (CGROUP / "tasks").write_text(f"{tid}\n")
+            elif policy == "nice" and mesh.background_group is not None:
+                mesh.background_group.add(proc.pid or 0)
 
 
 @contextlib.contextmanager
@@ -156,10 +149,9 @@ def line(mode: str, round_: int, label: str, result: Any, waits: dict[str, tuple
 def run_round(mesh: LocalMesh, mode: str, round_: int, args: argparse.Namespace, source: Path) -> None:
     """One pair of phases, alone then with the mode's background work (its policy only meanwhile)."""
     kind, _, policy = mode.partition(":")
-    tier = [p.pid or 0 for p in mesh.background]
     alone, waits = phase(mesh, args, seed=round_ * 2 + 1)
     print(line(mode, round_, "alone", alone, waits, ""), flush=True)
-    reason = apply_policy(policy, tier)
+    reason = apply_policy(policy, mesh)
     if reason:
         print(f"{mode}: skipped, {reason}", flush=True)
         return
@@ -169,7 +161,7 @@ def run_round(mesh: LocalMesh, mode: str, round_: int, args: argparse.Namespace,
         with background:
             loaded, waits = phase(mesh, args, seed=round_ * 2 + 2)
     finally:
-        undo_policy(policy, tier)
+        undo_policy(policy, mesh)
     ratio = loaded.latency_ms["p99"] / alone.latency_ms["p99"] if alone.latency_ms["p99"] > 0 else 0.0
     rows = f"  job {measured['rows_per_s']:,.0f} rows/s" if measured else ""
     print(line(mode, round_, "with", loaded, waits, f"  ratio {ratio:.2f}x{rows}"), flush=True)
@@ -178,7 +170,7 @@ def run_round(mesh: LocalMesh, mode: str, round_: int, args: argparse.Namespace,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.isolation")
     parser.add_argument(
-        "--modes", default="job,burners", help="job, burners, job:batch, job:idle (interleaved per round)"
+        "--modes", default="job,burners", help="job, burners, job:nice, job:batch (interleaved per round)"
     )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=12.0)
@@ -207,8 +199,6 @@ def main(argv: list[str] | None = None) -> int:
         for round_ in range(args.rounds):  # the modes interleaved: a slow drift of the box hits them alike
             for mode in args.modes.split(","):
                 run_round(mesh, mode, round_, args, source)
-    with contextlib.suppress(OSError):  # empty once every thread left it
-        IDLE_GROUP.rmdir()
     return 0
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from predmesh.demo import DEMO_ROUTING, FEATURE_REGISTRY
+from predmesh.local.cpugroup import IdleCpuGroup
 from predmesh.local.kafka import DEV_CONSUMER_TIMEOUTS
 from predmesh.local.procs import ManagedProcess, PythonService, RedisServer, free_port, port_open, wait_until
 from predmesh.local.rediscluster import RedisCluster
@@ -123,6 +124,7 @@ class LocalMesh:
         self.gateway: PythonService | None = None
         self.gateways: list[PythonService] = []
         self.background: list[PythonService] = []  # background_tier: features, inference, gateway
+        self.background_group: IdleCpuGroup | None = None  # their idle cpu cgroup, where the host allows one
         self.controlplane: PythonService | None = None
         self.triton: ManagedProcess | None = None
         self.ort_workers: list[PythonService] = []
@@ -402,7 +404,8 @@ class LocalMesh:
     ) -> None:
         """The background tier (MeshOptions.background_tier): features and inference processes of its
         own and a gateway, not behind the edge, that runs the batch-job and async workers against them;
-        every one at BACKGROUND_NICENESS (also after a restart). Triton and ORT workers are shared."""
+        every one at BACKGROUND_NICENESS and, where the host allows it, in an idle cpu cgroup of the mesh
+        (predmesh/local/cpugroup.py), also after a restart. Triton and ORT workers are shared."""
         features = self._service("features", features_env, instance="features-background")
         inference = self._service("inference", inference_env, instance="inference-background")
         metrics = "PREDMESH_GATEWAY_METRICS_PORT"
@@ -419,8 +422,10 @@ class LocalMesh:
             instance="gateway-background",
         )
         self.background = [features, inference, gateway]
+        self.background_group = IdleCpuGroup.create(f"predmesh-background-{os.getpid()}-{id(self):x}")
         for proc in self.background:
             proc.niceness = BACKGROUND_NICENESS
+            proc.cpu_group = self.background_group
         self._launch(features, inference)
         self._launch(gateway)
 
@@ -724,6 +729,9 @@ class LocalMesh:
                 proc.stop()
             except Exception:  # keep stopping the rest
                 log.exception("stopping %s failed", proc.name)
+        if self.background_group is not None:  # empty now: its processes are stopped
+            self.background_group.remove()
+            self.background_group = None
 
     def describe(self) -> dict[str, str]:
         """Addresses of everything that runs, for printing."""
@@ -740,7 +748,8 @@ class LocalMesh:
         for proc in self.inference_replicas:
             out[f"{proc.name} (gRPC InferenceService)"] = proc.address
         for proc in self.background:
-            out[f"{proc.name} (background tier, nice {proc.niceness})"] = proc.address
+            idle = ", idle cpu cgroup" if proc.cpu_group is not None else ""
+            out[f"{proc.name} (background tier, nice {proc.niceness}{idle})"] = proc.address
         if self.triton:
             out["triton (KServe v2 gRPC; GPU pool)"] = self.triton.grpc_address  # type: ignore[attr-defined]
         for worker in self.ort_workers:

@@ -23,6 +23,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from predmesh.local.cpugroup import IdleCpuGroup
+
 log = logging.getLogger(__name__)
 
 
@@ -85,6 +87,7 @@ class ManagedProcess:
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_file: object | None = None
         self.niceness = 0  # > 0: started at that lower CPU priority (nice), its threads with it
+        self.cpu_group: IdleCpuGroup | None = None  # set: moved into that idle cpu cgroup at every start
         self.started_at = 0.0  # wall-clock time of the last successful start
         self.last_exit: int | None = None  # exit status of the previous run (negative: killed by signal)
 
@@ -162,6 +165,11 @@ class ManagedProcess:
         )
         if self.niceness:
             lower_priority(self._proc.pid, self.niceness)
+        if self.cpu_group is not None:
+            try:
+                self.cpu_group.add(self._proc.pid)
+            except OSError as err:  # then nice alone: slower to yield, not wrong
+                log.warning("%s: not moved into %s (%s)", self.name, self.cpu_group.path, err)
         try:
             wait_until(self.ready, self.ready_timeout_s, self.name, self._proc)
         except Exception as err:

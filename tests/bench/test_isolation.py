@@ -8,12 +8,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 
 from bench import isolation
-from predmesh.local.mesh import BACKGROUND_NICENESS
+from predmesh.local.cpugroup import IdleCpuGroup
+from predmesh.local.mesh import BACKGROUND_NICENESS, LocalMesh
 
 # Burns CPU on two threads (the main one and a second), forever.
 THREADED = (
@@ -41,14 +45,28 @@ def test_schedstat_counts_every_thread_time_on_a_cpu(spinner: subprocess.Popen[b
     assert isolation.schedstat([]) == (0, 0)
 
 
+@dataclass
+class _Tier:
+    """What apply_policy reads of a mesh: its background processes and their idle cpu cgroup."""
+
+    background: list[Any]
+    background_group: IdleCpuGroup | None = None
+
+
 def test_batch_policy_reaches_every_thread_and_is_undone(spinner: subprocess.Popen[bytes]) -> None:
+    tier = cast(LocalMesh, _Tier([SimpleNamespace(pid=spinner.pid)]))
     tids = isolation.threads(spinner.pid)
     assert len(tids) >= 2
     assert {os.sched_getscheduler(t) for t in tids} == {os.SCHED_OTHER}
-    assert isolation.apply_policy("batch", [spinner.pid]) == ""
+    assert isolation.apply_policy("batch", tier) == ""
     assert {os.sched_getscheduler(t) for t in isolation.threads(spinner.pid)} == {os.SCHED_BATCH}
-    isolation.undo_policy("batch", [spinner.pid])
+    isolation.undo_policy("batch", tier)
     assert {os.sched_getscheduler(t) for t in isolation.threads(spinner.pid)} == {os.SCHED_OTHER}
+
+
+def test_nice_policy_needs_the_mesh_idle_group(spinner: subprocess.Popen[bytes]) -> None:
+    tier = cast(LocalMesh, _Tier([SimpleNamespace(pid=spinner.pid)]))
+    assert "nice alone already" in isolation.apply_policy("nice", tier)
 
 
 def test_burners_run_at_the_background_priority_and_are_gone_after() -> None:

@@ -5,6 +5,7 @@ background worker. Real Redis, broker, Envoy and ONNX Runtime worker."""
 
 from __future__ import annotations
 
+import os
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from predmesh.common.values import scalar_to_value
+from predmesh.local.cpugroup import IdleCpuGroup, cpu_mount, own_cpu_path
 from predmesh.local.mesh import BACKGROUND_NICENESS, LocalMesh, MeshOptions
 from predmesh.local.procs import free_port
 from predmesh.v1 import batchjobs_pb2, batchjobs_pb2_grpc, jobs_pb2, prediction_pb2, prediction_pb2_grpc
@@ -42,7 +44,9 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMesh]:
         },
     )
     with LocalMesh(options) as running:
+        group = running.background_group
         yield running
+    assert group is None or not group.path.exists()  # the mesh removed its idle cpu cgroup
 
 
 def thread_niceness(pid: int | None) -> set[int]:
@@ -52,6 +56,22 @@ def thread_niceness(pid: int | None) -> set[int]:
     for task in Path(f"/proc/{pid}/task").iterdir():
         out.add(int((task / "stat").read_text().rsplit(")", 1)[1].split()[16]))
     return out
+
+
+def cpu_cgroup(pid: int | None) -> Path:
+    """The directory of the cpu cgroup process `pid` is in."""
+    found = cpu_mount(Path("/proc/self/mountinfo").read_text())
+    assert found is not None and pid is not None
+    mount, version = found
+    return mount / own_cpu_path(Path(f"/proc/{pid}/cgroup").read_text(), version).lstrip("/")
+
+
+def host_allows_an_idle_group() -> bool:
+    probe = IdleCpuGroup.create(f"predmesh-test-probe-{os.getpid()}")
+    if probe is None:
+        return False
+    probe.remove()
+    return True
 
 
 def rows_scored(gateway: Any) -> float:
@@ -81,7 +101,22 @@ def test_background_processes_run_at_the_lowest_priority_and_the_real_time_path_
             assert group.read_text().split()[-1] == str(BACKGROUND_NICENESS), proc.name
     for proc in (*mesh.gateways, *mesh.features_replicas, *mesh.inference_replicas):
         assert thread_niceness(proc.pid) == {0}, proc.name
-    assert mesh.describe()["gateway-background (background tier, nice 19)"] == mesh.background[2].address
+    described = {k: v for k, v in mesh.describe().items() if k.startswith("gateway-background (background tier")}
+    assert list(described.values()) == [mesh.background[2].address]
+
+
+def test_background_processes_are_in_an_idle_cpu_cgroup_where_the_host_allows_one(mesh: LocalMesh) -> None:
+    group = mesh.background_group
+    if group is None:  # nice alone: only where this host cannot make such a group at all
+        assert not host_allows_an_idle_group()
+        return
+    assert (group.path / "cpu.idle").read_text().strip() == "1"
+    assert sorted(group.pids()) == sorted(p.pid or 0 for p in mesh.background)
+    for proc in mesh.background:
+        assert cpu_cgroup(proc.pid) == group.path, proc.name
+    for proc in (*mesh.gateways, *mesh.features_replicas, *mesh.inference_replicas):
+        assert cpu_cgroup(proc.pid) != group.path, proc.name
+    assert "idle cpu cgroup" in next(k for k in mesh.describe() if k.startswith("gateway-background"))
 
 
 def test_a_batch_job_is_scored_by_the_background_tier_only(mesh: LocalMesh) -> None:
@@ -142,3 +177,5 @@ def test_a_restarted_background_process_keeps_the_lowest_priority(mesh: LocalMes
         assert time.monotonic() < deadline, "the supervisor did not restart features-background"
         time.sleep(0.1)
     assert thread_niceness(features.pid) == {BACKGROUND_NICENESS}
+    if mesh.background_group is not None:
+        assert cpu_cgroup(features.pid) == mesh.background_group.path
