@@ -7,7 +7,8 @@ For each `--configs` entry ITEMS:DUTY:YIELD_MS[:pace][:tier] (the gateway's BATC
 BATCH_DUTY_CYCLE and BATCH_YIELD_MAX_MS: rows per PredictBatch-path call of the job, share of time in calls,
 longest wait for a gap in real-time traffic before a call; `pace` = BATCH_PACE on, the adaptive pace choosing
 the rows per call up to ITEMS and a pause, else fixed; `tier` = the job scored by the background tier,
-`MeshOptions.background_tier`: a gateway, features and orchestrator of its own at nice 19) a local mesh
+`MeshOptions.background_tier`: a gateway, features and orchestrator of its own at nice 19, in an idle cpu
+cgroup where the host allows one) a local mesh
 (`bench.mesh.bench_options`: plaintext Envoy edge, ORT in the orchestrator, no logger, no mTLS, no API key)
 with server-side batch jobs on:
 1. `--rounds` times, alternately: open-loop Predict through Envoy at `--rate` for `--duration`
@@ -90,6 +91,11 @@ def sessions(mesh: LocalMesh) -> dict[str, list[int]]:
     if mesh.background:  # the background tier's gateway, features and orchestrator, together
         parts["background"] = [p.pid or 0 for p in mesh.background]
     return parts
+
+
+def tier_note(mesh: LocalMesh) -> str:
+    idle = ", idle cpu cgroup" if mesh.background_group is not None else ", no idle cpu cgroup here"
+    return f"; background tier (nice 19{idle})"
 
 
 def realtime(mesh: LocalMesh, args: argparse.Namespace, seed: int) -> tuple[Any, dict[str, float], float]:
@@ -231,7 +237,7 @@ def measure(config: str, args: argparse.Namespace, state: Path) -> None:
         write_input(small, args.job_rows)
         print(
             f"## items per call {items}{' (most; adaptive pace)' if paced else ''}, duty cycle {duty}, "
-            f"yield {yield_ms} ms (workers {args.workers}){'; background tier (nice 19)' if tier else ''}",
+            f"yield {yield_ms} ms (workers {args.workers}){tier_note(mesh) if tier else ''}",
             flush=True,
         )
         with mesh.edge_channel() as channel:
