@@ -44,7 +44,7 @@ from bench.cpu import CpuSampler, per_request_us
 from bench.loadgen import LoadSpec, TargetSpec
 from bench.mesh import bench_options
 from predmesh.common.values import scalar_to_value
-from predmesh.local.mesh import LocalMesh
+from predmesh.local.mesh import LocalMesh, MeshOptions
 from predmesh.local.procs import free_port
 from predmesh.v1 import batchjobs_pb2, batchjobs_pb2_grpc, jobs_pb2, prediction_pb2, prediction_pb2_grpc
 
@@ -208,20 +208,29 @@ class PaceSampler:
         )
 
 
+def job_mesh_options(state: Path, tier: bool, gateway_env: dict[str, str]) -> MeshOptions:
+    """The measured mesh (bench_options, Envoy edge, no logger) with server-side batch jobs on, polled
+    every 100 ms, scored in the path or (`tier`) by the background tier; `gateway_env` on top."""
+    return dataclasses.replace(
+        bench_options(state, logging_on=False, edge=True),
+        with_batch_jobs=True,
+        background_tier=tier,
+        supervise=False,
+        extra_env={"PREDMESH_GATEWAY_BATCH_POLL_MS": "100", **gateway_env},
+    )
+
+
 def measure(config: str, args: argparse.Namespace, state: Path) -> None:
     items_text, duty, yield_ms, *flags = config.split(":")
     items = int(items_text)
     paced, tier = "pace" in flags, "tier" in flags
     metrics_port = free_port()
-    options = dataclasses.replace(
-        bench_options(state, logging_on=False, edge=True),
-        with_batch_jobs=True,
-        background_tier=tier,
-        supervise=False,
-        extra_env={
+    options = job_mesh_options(
+        state,
+        tier,
+        {
             "PREDMESH_GATEWAY_BATCH_ITEMS_PER_CALL": str(items),
             "PREDMESH_GATEWAY_MAX_BATCH_ITEMS": str(max(1024, items)),
-            "PREDMESH_GATEWAY_BATCH_POLL_MS": "100",
             "PREDMESH_GATEWAY_BATCH_WORKERS": str(args.workers),
             "PREDMESH_GATEWAY_BATCH_DUTY_CYCLE": duty,
             "PREDMESH_GATEWAY_BATCH_YIELD_MAX_MS": yield_ms,

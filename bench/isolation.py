@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import os
 import subprocess
 import sys
@@ -40,7 +39,6 @@ from pathlib import Path
 from typing import Any
 
 from bench import batch_jobs
-from bench.mesh import bench_options
 from predmesh.local.mesh import BACKGROUND_NICENESS, LocalMesh
 from predmesh.local.procs import lower_priority
 from predmesh.v1 import batchjobs_pb2, batchjobs_pb2_grpc
@@ -180,14 +178,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="isolation-bench-"))
     print(f"cores {os.cpu_count()}, load average {os.getloadavg()}", flush=True)
-    options = dataclasses.replace(
-        bench_options(work, logging_on=False, edge=True),
-        with_batch_jobs=True,
-        background_tier=True,
-        supervise=False,
-        extra_env={
+    options = batch_jobs.job_mesh_options(
+        work,
+        True,
+        {
             "PREDMESH_GATEWAY_BATCH_ITEMS_PER_CALL": "1024",
-            "PREDMESH_GATEWAY_BATCH_POLL_MS": "100",
             "PREDMESH_GATEWAY_BATCH_PACE": "false",
             "PREDMESH_GATEWAY_BATCH_DUTY_CYCLE": "1",
             "PREDMESH_GATEWAY_BATCH_YIELD_MAX_MS": "0",
