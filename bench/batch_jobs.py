@@ -26,12 +26,14 @@ Prints one line per measurement plus the 1-minute load average (other work on th
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +68,24 @@ def submit(jobs: Any, source: Path, target: Path, chunk_rows: int) -> Any:
 
 def status(jobs: Any, job_id: str) -> Any:
     return jobs.GetBatchJob(batchjobs_pb2.GetBatchJobRequest(job_id=job_id), timeout=10)
+
+
+@contextlib.contextmanager
+def running_job(jobs: Any, source: Path, target: Path, chunk_rows: int, progress: dict[str, float]) -> Iterator[None]:
+    """A batch job running during the block: submitted and RUNNING before, cancelled after (then 2 s for
+    the call in flight to end; the tier is quiet within ~0.5 s of a cancel). `progress` gets its rows/s
+    over the block and `finished` (1.0 when it ended DONE during the block: the input was too small)."""
+    job = submit(jobs, source, target, chunk_rows)
+    wait_state(jobs, job.job_id, (batchjobs_pb2.BATCH_JOB_STATE_RUNNING,))
+    before, started = status(jobs, job.job_id).rows_done, time.monotonic()
+    try:
+        yield
+    finally:
+        after = status(jobs, job.job_id)
+        progress["rows_per_s"] = (after.rows_done - before) / (time.monotonic() - started)
+        progress["finished"] = float(after.state == batchjobs_pb2.BATCH_JOB_STATE_DONE)
+        jobs.CancelBatchJob(batchjobs_pb2.CancelBatchJobRequest(job_id=job.job_id), timeout=10)
+        time.sleep(2.0)
 
 
 def wait_state(jobs: Any, job_id: str, states: tuple[int, ...], timeout_s: float = 600.0) -> Any:
@@ -255,19 +275,18 @@ def measure(config: str, args: argparse.Namespace, state: Path) -> None:
                 result, cpu, _ = realtime(mesh, args, seed=round_ * 2 + 1)
                 alone_p99 = result.latency_ms["p99"]
                 print(line(f"round {round_} alone", result, cpu), flush=True)
-                job = submit(jobs, background, mesh.batch_dir / f"bg-{round_}.parquet", args.chunk_rows)
-                wait_state(jobs, job.job_id, (batchjobs_pb2.BATCH_JOB_STATE_RUNNING,))
-                before = status(jobs, job.job_id).rows_done
-                with PaceSampler(metrics_port) as paced_by:
-                    result, cpu, wall = realtime(mesh, args, seed=round_ * 2 + 2)
-                after = status(jobs, job.job_id)
-                jobs.CancelBatchJob(batchjobs_pb2.CancelBatchJobRequest(job_id=job.job_id), timeout=10)
-                rate = (after.rows_done - before) / wall
-                finished = " (job FINISHED during the load: raise --background-rows)" if after.state == 3 else ""
+                target = mesh.batch_dir / f"bg-{round_}.parquet"
+                progress: dict[str, float] = {}
+                with (
+                    running_job(jobs, background, target, args.chunk_rows, progress),
+                    PaceSampler(metrics_port) as paced_by,
+                ):
+                    result, cpu, _ = realtime(mesh, args, seed=round_ * 2 + 2)
+                finished = " (job FINISHED during the load: raise --background-rows)" if progress["finished"] else ""
                 ratio = result.latency_ms["p99"] / alone_p99 if alone_p99 > 0 else 0.0
+                rate = progress["rows_per_s"]
                 extra = f"  job {rate:,.0f} rows/s{finished}  p99 ratio {ratio:.2f}x  {paced_by.summary()}"
                 print(line(f"round {round_} with batch job", result, cpu, extra), flush=True)
-                time.sleep(2.0)  # the cancelled job's chunk in flight ends
             with CpuSampler(sessions(mesh)) as sampler:
                 t0 = time.time()
                 job = submit(jobs, small, mesh.batch_dir / "alone.parquet", args.chunk_rows)

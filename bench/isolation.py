@@ -41,7 +41,7 @@ from typing import Any
 from bench import batch_jobs
 from predmesh.local.mesh import BACKGROUND_NICENESS, LocalMesh
 from predmesh.local.procs import lower_priority
-from predmesh.v1 import batchjobs_pb2, batchjobs_pb2_grpc
+from predmesh.v1 import batchjobs_pb2_grpc
 
 
 def threads(pid: int) -> list[int]:
@@ -104,20 +104,13 @@ def burners(count: int) -> Iterator[list[int]]:
 
 
 @contextlib.contextmanager
-def job(mesh: LocalMesh, source: Path, round_: int, result: dict[str, float]) -> Iterator[list[int]]:
-    """A batch job running during the block (submitted before, cancelled after); its rows/s in result."""
+def job(mesh: LocalMesh, source: Path, round_: int, progress: dict[str, float]) -> Iterator[None]:
+    """The tier's batch job running during the block (bench.batch_jobs.running_job); its rows/s in progress."""
     with mesh.edge_channel() as channel:
         jobs = batchjobs_pb2_grpc.BatchJobServiceStub(channel)
-        submitted = batch_jobs.submit(jobs, source, mesh.batch_dir / f"out-{round_}-{time.time_ns()}.parquet", 4096)
-        batch_jobs.wait_state(jobs, submitted.job_id, (batchjobs_pb2.BATCH_JOB_STATE_RUNNING,))
-        before, started = batch_jobs.status(jobs, submitted.job_id).rows_done, time.monotonic()
-        try:
-            yield [p.pid or 0 for p in mesh.background]
-        finally:
-            done = batch_jobs.status(jobs, submitted.job_id).rows_done
-            result["rows_per_s"] = (done - before) / (time.monotonic() - started)
-            jobs.CancelBatchJob(batchjobs_pb2.CancelBatchJobRequest(job_id=submitted.job_id), timeout=10)
-            time.sleep(2.0)  # the call in flight ends (the tier is quiet within ~0.5 s of the cancel)
+        target = mesh.batch_dir / f"out-{round_}-{time.time_ns()}.parquet"
+        with batch_jobs.running_job(jobs, source, target, 4096, progress):
+            yield
 
 
 def phase(mesh: LocalMesh, args: argparse.Namespace, seed: int) -> tuple[Any, dict[str, tuple[float, float]]]:

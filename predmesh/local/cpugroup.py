@@ -54,6 +54,16 @@ def own_cpu_path(cgroup: str, version: int) -> str:
     return "/"
 
 
+def cpu_cgroup_dir(proc: Path) -> tuple[Path, int, Path] | None:
+    """(mount point, cgroup version, cgroup directory) of the cpu cgroup of the process whose /proc
+    entry is `proc` (/proc/self, /proc/<pid>); None without a cpu cgroup hierarchy."""
+    found = cpu_mount((proc / "mountinfo").read_text())
+    if found is None:
+        return None
+    mount, version = found
+    return mount, version, mount / own_cpu_path((proc / "cgroup").read_text(), version).lstrip("/")
+
+
 @dataclass(frozen=True)
 class IdleCpuGroup:
     path: Path
@@ -62,12 +72,11 @@ class IdleCpuGroup:
     def create(cls, name: str, proc_self: Path = PROC_SELF) -> IdleCpuGroup | None:
         """A new idle group `name` beside this process's cpu cgroup, or None (the reason is logged)."""
         try:
-            found = cpu_mount((proc_self / "mountinfo").read_text())
+            found = cpu_cgroup_dir(proc_self)
             if found is None:
                 log.info("no cpu cgroup hierarchy: background processes rely on nice alone")
                 return None
-            mount, version = found
-            parent = mount / own_cpu_path((proc_self / "cgroup").read_text(), version).lstrip("/")
+            mount, version, parent = found
             delegated = version == 1 or (
                 parent == mount and "cpu" in (mount / "cgroup.subtree_control").read_text().split()
             )

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from predmesh.common.values import scalar_to_value
-from predmesh.local.cpugroup import IdleCpuGroup, cpu_mount, own_cpu_path
+from predmesh.local.cpugroup import IdleCpuGroup, cpu_cgroup_dir
 from predmesh.local.mesh import BACKGROUND_NICENESS, LocalMesh, MeshOptions
 from predmesh.local.procs import free_port
 from predmesh.v1 import batchjobs_pb2, batchjobs_pb2_grpc, jobs_pb2, prediction_pb2, prediction_pb2_grpc
@@ -60,10 +60,10 @@ def thread_niceness(pid: int | None) -> set[int]:
 
 def cpu_cgroup(pid: int | None) -> Path:
     """The directory of the cpu cgroup process `pid` is in."""
-    found = cpu_mount(Path("/proc/self/mountinfo").read_text())
-    assert found is not None and pid is not None
-    mount, version = found
-    return mount / own_cpu_path(Path(f"/proc/{pid}/cgroup").read_text(), version).lstrip("/")
+    assert pid is not None
+    found = cpu_cgroup_dir(Path(f"/proc/{pid}"))
+    assert found is not None
+    return found[2]
 
 
 def host_allows_an_idle_group() -> bool:
